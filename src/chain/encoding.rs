@@ -1,0 +1,174 @@
+//! The canonical encoding: serde + postcard, decoded strictly.
+//!
+//! A decode succeeds only when (1) the input is within its size limit,
+//! checked before anything is decoded, (2) postcard consumes every byte, and
+//! (3) the decoded value re-encodes to exactly the input. Rule (3) rejects
+//! every non-canonical form postcard would otherwise accept, such as
+//! over-long varints. After decoding, each vector length is checked against
+//! its bound; postcard never pre-allocates more than the input could fill,
+//! so memory stays bounded by the input size.
+
+use super::{Block, Body, Header};
+use serde::{de::DeserializeOwned, Serialize};
+use thiserror::Error;
+
+/// Size bounds applied to untrusted bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted header encoding.
+    pub max_header_bytes: usize,
+    /// Largest accepted body encoding.
+    pub max_body_bytes: usize,
+    /// Largest parameter vector (features + bias).
+    pub max_params: usize,
+    /// Most checkpoint openings in one body.
+    pub max_openings: usize,
+    /// Longest Merkle proof (a tree of at most 2^64 leaves).
+    pub max_proof_len: usize,
+}
+
+impl Limits {
+    /// Largest accepted block encoding: header plus body.
+    pub fn max_block_bytes(&self) -> usize {
+        self.max_header_bytes + self.max_body_bytes
+    }
+}
+
+/// Limits any node applies before it knows which chain a block is for.
+pub const MAX_HEADER_BYTES: usize = 512;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_body_bytes: 1 << 20,
+            max_params: 4096,
+            max_openings: 257,
+            max_proof_len: 64,
+        }
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("{what} is {found} bytes, over the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        found: usize,
+        limit: usize,
+    },
+    #[error("{what} does not decode: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("{what} has {count} trailing bytes")]
+    TrailingBytes { what: &'static str, count: usize },
+    #[error("{what} is not in canonical form (it re-encodes differently)")]
+    NonCanonical { what: &'static str },
+    #[error("{what} has {found} {item}, over the limit of {limit}")]
+    TooMany {
+        what: &'static str,
+        item: &'static str,
+        found: usize,
+        limit: usize,
+    },
+}
+
+/// Canonical bytes of any consensus value.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain structs of integers, arrays, floats and vectors
+    // into a Vec cannot fail.
+    postcard::to_stdvec(value).expect("postcard encoding of a consensus value")
+}
+
+/// Strict decode of one value of type `T`.
+pub fn decode_strict<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+    what: &'static str,
+) -> Result<T, DecodeError> {
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge {
+            what,
+            found: bytes.len(),
+            limit,
+        });
+    }
+    let (value, rest): (T, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed {
+            what,
+            reason: e.to_string(),
+        })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes {
+            what,
+            count: rest.len(),
+        });
+    }
+    if encode(&value) != bytes {
+        return Err(DecodeError::NonCanonical { what });
+    }
+    Ok(value)
+}
+
+/// Strictly decode a header.
+pub fn decode_header(bytes: &[u8], limits: &Limits) -> Result<Header, DecodeError> {
+    decode_strict(bytes, limits.max_header_bytes, "header")
+}
+
+/// Strictly decode a block and check every vector length in it.
+pub fn decode_block(bytes: &[u8], limits: &Limits) -> Result<Block, DecodeError> {
+    let block: Block = decode_strict(bytes, limits.max_block_bytes(), "block")?;
+    let header_len = encode(&block.header).len();
+    if header_len > limits.max_header_bytes {
+        return Err(DecodeError::TooLarge {
+            what: "header",
+            found: header_len,
+            limit: limits.max_header_bytes,
+        });
+    }
+    let body_len = bytes.len() - header_len;
+    if body_len > limits.max_body_bytes {
+        return Err(DecodeError::TooLarge {
+            what: "body",
+            found: body_len,
+            limit: limits.max_body_bytes,
+        });
+    }
+    check_body_lengths(&block.body, limits)?;
+    Ok(block)
+}
+
+fn check_body_lengths(body: &Body, limits: &Limits) -> Result<(), DecodeError> {
+    let too_many = |item, found, limit| DecodeError::TooMany {
+        what: "body",
+        item,
+        found,
+        limit,
+    };
+    if body.params.len() > limits.max_params {
+        return Err(too_many("parameters", body.params.len(), limits.max_params));
+    }
+    if body.openings.len() > limits.max_openings {
+        return Err(too_many(
+            "openings",
+            body.openings.len(),
+            limits.max_openings,
+        ));
+    }
+    for opening in &body.openings {
+        if opening.params.len() > limits.max_params {
+            return Err(too_many(
+                "opening parameters",
+                opening.params.len(),
+                limits.max_params,
+            ));
+        }
+        if opening.proof.len() > limits.max_proof_len {
+            return Err(too_many(
+                "proof hashes",
+                opening.proof.len(),
+                limits.max_proof_len,
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Chain parameters: everything genesis pins (PROTOCOL §2).
+//!
+//! A chain is described by a JSON file (config/devnet.json is one). The
+//! genesis hash is `SHA-256("pouw/genesis" ‖ postcard(ChainParams))`, so it
+//! commits to every value here, the dataset's BLAKE3 hash included.
+
+use crate::chain::{encoding, tagged_sha256, Hash32, Limits};
+use primitive_types::U256;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainParams {
+    pub network: String,
+    pub genesis_time_ms: u64,
+    pub genesis_message: String,
+    /// Big-endian 256-bit target of the first blocks, as 64 hex digits.
+    #[serde(with = "hex_hash")]
+    pub initial_target: Hash32,
+    pub target_block_ms: u64,
+    /// Blocks per retarget period; 0 keeps the target fixed.
+    pub retarget_window: u64,
+    /// How far ahead of local time a block's timestamp may be.
+    pub max_future_drift_ms: u64,
+    pub reward_amount: u64,
+    /// Quality gate factor in parts per million (900000 = 0.9).
+    pub validation_threshold_ppm: u32,
+    pub validation_window: u32,
+    pub task: TaskParams,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskParams {
+    pub dataset: DatasetParams,
+    pub model: ModelKind,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub checkpoint_interval: u64,
+    pub spot_checks: u32,
+    pub holdout_every: u32,
+    pub validation_rows: u32,
+    pub max_steps_per_block: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetParams {
+    /// File name of the CSV, resolved next to the chain file.
+    pub file: String,
+    #[serde(with = "hex_hash")]
+    pub blake3: Hash32,
+    pub target: String,
+    /// Feature columns; absent means every column but the target.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Native linear regression on the standardised features.
+    Linear,
+}
+
+#[derive(Debug, Error, PartialEq)]
+#[error("chain parameter {name} is invalid: {reason}")]
+pub struct ParamsError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ParamsError {
+    ParamsError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl ChainParams {
+    /// Parse and check a chain description.
+    pub fn from_json(text: &str) -> Result<ChainParams, ParamsError> {
+        let params: ChainParams =
+            serde_json::from_str(text).map_err(|e| invalid("(file)", e.to_string()))?;
+        params.check()?;
+        Ok(params)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("chain parameters serialise to JSON")
+    }
+
+    /// The genesis hash: the id of block 0 and of the network.
+    pub fn genesis_hash(&self) -> Hash32 {
+        tagged_sha256(b"pouw/genesis", &[&encoding::encode(self)])
+    }
+
+    pub fn initial_target_u256(&self) -> U256 {
+        U256::from_big_endian(&self.initial_target.0)
+    }
+
+    /// Bounds for decoding blocks of this chain, with `features` inputs.
+    pub fn limits(&self, features: usize) -> Limits {
+        let spot = self.task.spot_checks as usize;
+        Limits {
+            max_params: features + 1,
+            max_openings: 2 * spot + 1,
+            ..Limits::default()
+        }
+    }
+
+    /// Reject parameter sets no chain can run on.
+    pub fn check(&self) -> Result<(), ParamsError> {
+        let task = &self.task;
+        if self.network.is_empty() || self.network.len() > 64 {
+            return Err(invalid("network", "must be 1 to 64 characters"));
+        }
+        if self.initial_target == Hash32::ZERO {
+            return Err(invalid("initial_target", "must not be zero"));
+        }
+        if self.target_block_ms == 0 {
+            return Err(invalid("target_block_ms", "must be at least 1"));
+        }
+        if self.retarget_window == 1 {
+            return Err(invalid("retarget_window", "must be 0 (off) or at least 2"));
+        }
+        if self.validation_threshold_ppm > 1_000_000 {
+            return Err(invalid(
+                "validation_threshold_ppm",
+                "must be at most 1000000",
+            ));
+        }
+        if self.validation_window == 0 || self.validation_window > 10_000 {
+            return Err(invalid("validation_window", "must be 1 to 10000"));
+        }
+        if task.batch_size == 0 || task.batch_size > 4096 {
+            return Err(invalid("task.batch_size", "must be 1 to 4096"));
+        }
+        if !(task.learning_rate.is_finite() && task.learning_rate > 0.0) {
+            return Err(invalid(
+                "task.learning_rate",
+                "must be a positive finite number",
+            ));
+        }
+        if task.checkpoint_interval == 0 {
+            return Err(invalid("task.checkpoint_interval", "must be at least 1"));
+        }
+        if task.spot_checks == 0 || task.spot_checks > 64 {
+            return Err(invalid("task.spot_checks", "must be 1 to 64"));
+        }
+        if task.holdout_every < 2 {
+            return Err(invalid("task.holdout_every", "must be at least 2"));
+        }
+        if task.validation_rows == 0 || task.validation_rows > 100_000 {
+            return Err(invalid("task.validation_rows", "must be 1 to 100000"));
+        }
+        if task.max_steps_per_block == 0 {
+            return Err(invalid("task.max_steps_per_block", "must be at least 1"));
+        }
+        if task.dataset.file.is_empty()
+            || task.dataset.file.contains('/')
+            || task.dataset.file.contains('\\')
+            || task.dataset.file.starts_with('.')
+        {
+            return Err(invalid(
+                "task.dataset.file",
+                "must be a plain file name next to the chain file",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Serialise a [`Hash32`] as 64 lowercase hex digits.
+mod hex_hash {
+    use crate::chain::Hash32;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hash: &Hash32, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hash.to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Hash32, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Hash32::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,319 @@
+//! Block validity (PROTOCOL §7), cheapest checks first.
+//!
+//! [`check_header`] needs only the header and the parent's context: it is
+//! what a node runs before fetching or storing a body. [`check_body`] does
+//! the expensive part: Merkle proofs, re-executing the challenged segments
+//! and the tail, and the score. Only [`validate_block`] yields a
+//! [`CheckedBlock`], and the store accepts nothing else.
+
+use super::params::ChainParams;
+use super::{passes_gate, ParentContext};
+use crate::chain::{Block, DecodeError, Hash32, Header, HEADER_VERSION};
+use crate::model::{first_non_finite, model_hash};
+use crate::work::{self, merkle, Run, Task, Trainer};
+use ed25519_dalek::{Signature, VerifyingKey};
+use primitive_types::U256;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BlockError {
+    #[error("malformed: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("unknown header version {found} (this node knows {known})")]
+    UnknownVersion { found: u16, known: u16 },
+    #[error("unknown parent {parent}")]
+    UnknownParent { parent: Hash32 },
+    #[error("parent is {expected}, but the header names {found}")]
+    WrongParent { expected: Hash32, found: Hash32 },
+    #[error("height is {found}, expected {expected}")]
+    WrongHeight { expected: u64, found: u64 },
+    #[error(
+        "timestamp {found_ms} ms is not above the median of the last 11 blocks, {median_ms} ms"
+    )]
+    TimestampTooOld { median_ms: u64, found_ms: u64 },
+    #[error("timestamp {found_ms} ms is more than the allowed drift ahead of local time (limit {limit_ms} ms)")]
+    TimestampTooFarAhead { limit_ms: u64, found_ms: u64 },
+    #[error("target is {found}, the retarget rule requires {expected}")]
+    WrongTarget { expected: Hash32, found: Hash32 },
+    #[error("steps {found} outside 1..={limit}")]
+    WrongStepCount { limit: u64, found: u64 },
+    #[error("miner key {key} is not a valid ed25519 key or has small order")]
+    BadMinerKey { key: Hash32 },
+    #[error("signature does not verify under the miner key")]
+    BadSignature,
+    #[error("work hash {work_hash} is above the target {target}")]
+    WorkAboveTarget { work_hash: Hash32, target: Hash32 },
+    #[error("duplicate work hash {work_hash}: already carried by block {existing}")]
+    DuplicateWork { work_hash: Hash32, existing: Hash32 },
+    #[error("body hash is {found}, the header commits to {expected}")]
+    BodyHashMismatch { expected: Hash32, found: Hash32 },
+    #[error("{what} has {found} parameters, the task has {expected}")]
+    WrongParamCount {
+        what: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error("{what} has a NaN or infinite parameter at index {index}")]
+    NonFiniteParams { what: String, index: usize },
+    #[error("model hash of the final parameters is {found}, the header commits to {expected}")]
+    ModelHashMismatch { expected: Hash32, found: Hash32 },
+    #[error("body opens checkpoints {found:?}, the challenges require exactly {expected:?}")]
+    WrongOpenings { expected: Vec<u64>, found: Vec<u64> },
+    #[error("Merkle proof of checkpoint {index} does not match the checkpoint root")]
+    BadMerkleProof { index: u64 },
+    #[error("segment {segment} does not re-execute: steps {first}..={last} from checkpoint {from} do not give checkpoint {segment}")]
+    SegmentMismatch {
+        segment: u64,
+        from: u64,
+        first: u64,
+        last: u64,
+    },
+    #[error("tail does not re-execute: steps {first}..={last} from checkpoint {from} do not give the final parameters")]
+    TailMismatch { from: u64, first: u64, last: u64 },
+    #[error("score is {found} ppm, but the model scores {expected} ppm on the validation set")]
+    ScoreMismatch { expected: u32, found: u32 },
+    #[error("score {score} ppm is under the quality gate: {threshold_ppm} ppm of the window's best {window_max} ppm")]
+    ScoreBelowGate {
+        score: u32,
+        threshold_ppm: u32,
+        window_max: u32,
+    },
+}
+
+/// A block that passed every rule, with the values validation derived.
+#[derive(Clone, Debug)]
+pub struct CheckedBlock {
+    block: Block,
+    id: Hash32,
+    work_hash: Hash32,
+}
+
+impl CheckedBlock {
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+    pub fn id(&self) -> Hash32 {
+        self.id
+    }
+    pub fn work_hash(&self) -> Hash32 {
+        self.work_hash
+    }
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+}
+
+/// Header checks (§7 steps 1–4). `work_owner` finds the block that already
+/// carries a work hash, if any. Returns the block's work hash.
+pub fn check_header(
+    params: &ChainParams,
+    ctx: &ParentContext,
+    header: &Header,
+    now_ms: u64,
+    work_owner: &dyn Fn(&Hash32) -> Option<Hash32>,
+) -> Result<Hash32, BlockError> {
+    let f = &header.fields;
+    if f.version != HEADER_VERSION {
+        return Err(BlockError::UnknownVersion {
+            found: f.version,
+            known: HEADER_VERSION,
+        });
+    }
+    if f.parent != ctx.parent.hash {
+        return Err(BlockError::WrongParent {
+            expected: ctx.parent.hash,
+            found: f.parent,
+        });
+    }
+    if f.height != ctx.child_height() {
+        return Err(BlockError::WrongHeight {
+            expected: ctx.child_height(),
+            found: f.height,
+        });
+    }
+    if f.timestamp_ms <= ctx.median_time_past_ms {
+        return Err(BlockError::TimestampTooOld {
+            median_ms: ctx.median_time_past_ms,
+            found_ms: f.timestamp_ms,
+        });
+    }
+    let limit_ms = now_ms.saturating_add(params.max_future_drift_ms);
+    if f.timestamp_ms > limit_ms {
+        return Err(BlockError::TimestampTooFarAhead {
+            limit_ms,
+            found_ms: f.timestamp_ms,
+        });
+    }
+    if f.target != ctx.required_target {
+        return Err(BlockError::WrongTarget {
+            expected: ctx.required_target,
+            found: f.target,
+        });
+    }
+    let max_steps = params.task.max_steps_per_block;
+    if f.steps == 0 || f.steps > max_steps {
+        return Err(BlockError::WrongStepCount {
+            limit: max_steps,
+            found: f.steps,
+        });
+    }
+    let key = VerifyingKey::from_bytes(&f.miner.0)
+        .ok()
+        .filter(|k| !k.is_weak())
+        .ok_or(BlockError::BadMinerKey { key: f.miner })?;
+    let signature = Signature::from_bytes(&header.signature);
+    key.verify_strict(&f.signing_hash().0, &signature)
+        .map_err(|_| BlockError::BadSignature)?;
+    let run = Run::new(&f.parent, &f.miner, f.lane);
+    let work_hash = run.work_hash(f.steps, &f.model_hash, &f.ckpt_root);
+    if U256::from_big_endian(&work_hash.0) > U256::from_big_endian(&f.target.0) {
+        return Err(BlockError::WorkAboveTarget {
+            work_hash,
+            target: f.target,
+        });
+    }
+    if let Some(existing) = work_owner(&work_hash) {
+        return Err(BlockError::DuplicateWork {
+            work_hash,
+            existing,
+        });
+    }
+    Ok(work_hash)
+}
+
+fn check_params(task: &Task, what: impl Fn() -> String, params: &[f64]) -> Result<(), BlockError> {
+    if params.len() != task.dim() {
+        return Err(BlockError::WrongParamCount {
+            what: what(),
+            expected: task.dim(),
+            found: params.len(),
+        });
+    }
+    if let Some(index) = first_non_finite(params) {
+        return Err(BlockError::NonFiniteParams {
+            what: what(),
+            index,
+        });
+    }
+    Ok(())
+}
+
+/// Body checks (§7 steps 5–7) for a block whose header passed
+/// [`check_header`] with `work_hash`. `parent_model` is the parent's `W`.
+pub fn check_body(
+    params: &ChainParams,
+    task: &Task,
+    ctx: &ParentContext,
+    parent_model: &[f64],
+    block: &Block,
+    work_hash: &Hash32,
+) -> Result<(), BlockError> {
+    let f = &block.header.fields;
+    let body = &block.body;
+    let body_hash = body.hash();
+    if body_hash != f.body_hash {
+        return Err(BlockError::BodyHashMismatch {
+            expected: f.body_hash,
+            found: body_hash,
+        });
+    }
+    check_params(task, || "final parameters".into(), &body.params)?;
+    let final_hash = model_hash(&body.params);
+    if final_hash != f.model_hash {
+        return Err(BlockError::ModelHashMismatch {
+            expected: f.model_hash,
+            found: final_hash,
+        });
+    }
+    let c = task.checkpoint_interval;
+    let m = f.steps / c;
+    let expected = work::required_openings(f.steps, c, task.spot_checks, work_hash);
+    let found: Vec<u64> = body.openings.iter().map(|o| o.index).collect();
+    if expected != found {
+        return Err(BlockError::WrongOpenings { expected, found });
+    }
+    for opening in &body.openings {
+        let index = opening.index;
+        check_params(task, || format!("checkpoint {index}"), &opening.params)?;
+        let leaf = merkle::leaf_hash(&model_hash(&opening.params));
+        if !merkle::verify(&leaf, index - 1, m, &opening.proof, &f.ckpt_root) {
+            return Err(BlockError::BadMerkleProof { index });
+        }
+    }
+    let checkpoint = |j: u64| -> &[f64] {
+        if j == 0 {
+            parent_model
+        } else {
+            // Present: the openings equal the required set, checked above.
+            let at = body
+                .openings
+                .binary_search_by_key(&j, |o| o.index)
+                .expect("required opening present");
+            &body.openings[at].params
+        }
+    };
+    let mut trainer = Trainer::new(task, Run::new(&f.parent, &f.miner, f.lane));
+    let mut scratch = vec![0.0; task.dim()];
+    for segment in work::challenged_segments(work_hash, m, task.spot_checks) {
+        let (first, last) = ((segment - 1) * c + 1, segment * c);
+        scratch.copy_from_slice(checkpoint(segment - 1));
+        trainer.steps(&mut scratch, first, last);
+        if !same_bits(&scratch, checkpoint(segment)) {
+            return Err(BlockError::SegmentMismatch {
+                segment,
+                from: segment - 1,
+                first,
+                last,
+            });
+        }
+    }
+    scratch.copy_from_slice(checkpoint(m));
+    let first = m * c + 1;
+    trainer.steps(&mut scratch, first, f.steps);
+    if !same_bits(&scratch, &body.params) {
+        return Err(BlockError::TailMismatch {
+            from: m,
+            first,
+            last: f.steps,
+        });
+    }
+    let rows = work::validation_set(task, &ctx.window_hashes);
+    let score = work::score_ppm(task, &body.params, &rows);
+    if score != f.score_ppm {
+        return Err(BlockError::ScoreMismatch {
+            expected: score,
+            found: f.score_ppm,
+        });
+    }
+    if !passes_gate(params, score, ctx.window_max_score) {
+        return Err(BlockError::ScoreBelowGate {
+            score,
+            threshold_ppm: params.validation_threshold_ppm,
+            window_max: ctx.window_max_score,
+        });
+    }
+    Ok(())
+}
+
+fn same_bits(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Every rule of §7: the header checks, then the body checks.
+pub fn validate_block(
+    params: &ChainParams,
+    task: &Task,
+    ctx: &ParentContext,
+    parent_model: &[f64],
+    block: Block,
+    now_ms: u64,
+    work_owner: &dyn Fn(&Hash32) -> Option<Hash32>,
+) -> Result<CheckedBlock, BlockError> {
+    let work_hash = check_header(params, ctx, &block.header, now_ms, work_owner)?;
+    check_body(params, task, ctx, parent_model, &block, &work_hash)?;
+    Ok(CheckedBlock {
+        id: block.id(),
+        block,
+        work_hash,
+    })
+}

@@ -1,0 +1,24 @@
+//! # pouwd — a proof-of-useful-work blockchain full node
+//!
+//! Miners train a machine-learning model instead of burning hashes. Every
+//! block carries the model as it stands after its miner's training, and
+//! every node checks that training by re-running a few randomly chosen
+//! segments of it. The design is in PROTOCOL.md; the byte-exact formats and
+//! rules are in `schema/`.
+//!
+//! ## Map of the modules
+//!
+//! The consensus core is pure (no I/O, no clock): [`chain`] (blocks,
+//! headers, canonical encoding), [`consensus`] (parameters and rules),
+//! [`work`] (training steps, lottery, checkpoints), [`model`] and
+//! [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
+//! import and export) and [`cli`] (the `pouwd` commands).
+
+pub mod chain;
+pub mod cli;
+pub mod consensus;
+pub mod dataset;
+pub mod model;
+pub mod node;
+pub mod store;
+pub mod work;

@@ -1,0 +1,131 @@
+//! Mining: train step after step until a ticket wins and the model passes
+//! the quality gate, then assemble the body with its openings.
+//!
+//! Pure: the caller decides when to stop through `keep_going`, which is
+//! asked every [`POLL_STEPS`] steps.
+
+use super::{merkle, Run, Task, Trainer};
+use crate::chain::{Body, CheckpointOpening, Hash32};
+use crate::model::model_hash;
+use primitive_types::U256;
+
+/// How often the miner asks whether it should keep going.
+pub const POLL_STEPS: u64 = 4096;
+
+/// What a miner needs to know about the block it builds on.
+pub struct Job<'a> {
+    pub task: &'a Task,
+    pub parent: Hash32,
+    pub parent_model: &'a [f64],
+    pub miner: Hash32,
+    pub lane: u32,
+    pub target: U256,
+    /// The validation rows of the next block.
+    pub validation_rows: &'a [u32],
+    /// The quality gate: whether a score is high enough for this parent.
+    pub accept_score: &'a dyn Fn(u32) -> bool,
+}
+
+/// A winning run.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    pub lane: u32,
+    pub steps: u64,
+    pub params: Vec<f64>,
+    pub model_hash: Hash32,
+    pub ckpt_root: Hash32,
+    pub work_hash: Hash32,
+    pub score_ppm: u32,
+    /// `C_1 … C_m`.
+    pub checkpoints: Vec<Vec<f64>>,
+    /// Leaf hashes of `C_1 … C_m`.
+    pub leaves: Vec<Hash32>,
+}
+
+/// Outcome of [`mine`].
+#[derive(Debug)]
+pub enum Mined {
+    Found(Box<Solution>),
+    /// `keep_going` said stop; the number of steps done.
+    Stopped(u64),
+    /// The run reached `max_steps_per_block` without a block.
+    Exhausted,
+}
+
+/// Mine one run. `keep_going(steps_done)` is polled every [`POLL_STEPS`].
+pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
+    let task = job.task;
+    let c = task.checkpoint_interval;
+    let mut trainer = Trainer::new(task, Run::new(&job.parent, &job.miner, job.lane));
+    let mut params = job.parent_model.to_vec();
+    let mut frontier = merkle::Frontier::default();
+    let mut ckpt_root = frontier.root();
+    let mut checkpoints = Vec::new();
+    let mut leaves = Vec::new();
+    for i in 1..=task.max_steps_per_block {
+        if i % POLL_STEPS == 0 && !keep_going(i) {
+            return Mined::Stopped(i - 1);
+        }
+        trainer.step(&mut params, i);
+        let hash = model_hash(&params);
+        if i % c == 0 {
+            if params.iter().any(|p| !p.is_finite()) {
+                // Diverged: no later step can give a valid block.
+                return Mined::Exhausted;
+            }
+            let leaf = merkle::leaf_hash(&hash);
+            frontier.push(leaf);
+            leaves.push(leaf);
+            checkpoints.push(params.clone());
+            ckpt_root = frontier.root();
+        }
+        let work_hash = trainer.run().work_hash(i, &hash, &ckpt_root);
+        if U256::from_big_endian(&work_hash.0) > job.target {
+            continue;
+        }
+        if params.iter().any(|p| !p.is_finite()) {
+            return Mined::Exhausted;
+        }
+        let score_ppm = super::score_ppm(task, &params, job.validation_rows);
+        if !(job.accept_score)(score_ppm) {
+            continue;
+        }
+        return Mined::Found(Box::new(Solution {
+            lane: job.lane,
+            steps: i,
+            params,
+            model_hash: hash,
+            ckpt_root,
+            work_hash,
+            score_ppm,
+            checkpoints,
+            leaves,
+        }));
+    }
+    Mined::Exhausted
+}
+
+/// The body of a solution: `W_k` and every opening the challenges need.
+pub fn build_body(task: &Task, solution: &Solution) -> Body {
+    let indices = super::required_openings(
+        solution.steps,
+        task.checkpoint_interval,
+        task.spot_checks,
+        &solution.work_hash,
+    );
+    let openings = indices
+        .into_iter()
+        .map(|j| {
+            let at = (j - 1) as usize;
+            CheckpointOpening {
+                index: j,
+                params: solution.checkpoints[at].clone(),
+                proof: merkle::proof(&solution.leaves, at),
+            }
+        })
+        .collect();
+    Body {
+        params: solution.params.clone(),
+        openings,
+    }
+}

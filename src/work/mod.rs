@@ -1,0 +1,226 @@
+//! The useful work: deterministic training steps, the lottery ticket bound
+//! to each step, checkpoints and the spot-check challenges (PROTOCOL §4–§6).
+//!
+//! Everything here is pure and deterministic. A run is identified by the
+//! parent block, the miner key and a lane; step `i` draws its batch from
+//! `BLAKE3("pouw/batch" ‖ parent ‖ miner ‖ lane ‖ i)`, trains, and yields
+//! the ticket `SHA-256("pouw/work" ‖ parent ‖ miner ‖ lane ‖ i ‖
+//! model_hash(W_i) ‖ ckpt_root_i)`. The derivations are in schema/hashes.md.
+
+pub mod merkle;
+pub mod miner;
+
+use crate::chain::{tagged_sha256, Hash32};
+use crate::consensus::params::TaskParams;
+use crate::dataset::Prepared;
+use crate::model::{linear, model_hash};
+use sha2::{Digest, Sha256};
+
+/// A task ready to train: the prepared data and the task's constants.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub data: Prepared,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub checkpoint_interval: u64,
+    pub spot_checks: u32,
+    pub validation_rows: u32,
+    pub max_steps_per_block: u64,
+    /// `learning_rate · 2 / batch_size`, the factor of every step.
+    step_scale: f64,
+}
+
+impl Task {
+    pub fn new(params: &TaskParams, data: Prepared) -> Task {
+        let batch_size = params.batch_size as usize;
+        Task {
+            data,
+            batch_size,
+            learning_rate: params.learning_rate,
+            checkpoint_interval: params.checkpoint_interval,
+            spot_checks: params.spot_checks,
+            validation_rows: params.validation_rows,
+            max_steps_per_block: params.max_steps_per_block,
+            step_scale: params.learning_rate * 2.0 / batch_size as f64,
+        }
+    }
+
+    /// Number of model parameters (features + bias).
+    pub fn dim(&self) -> usize {
+        self.data.features() + 1
+    }
+}
+
+/// Length of the fixed run prefix `parent ‖ miner ‖ lane`.
+const RUN_ID_LEN: usize = 32 + 32 + 4;
+const BATCH_TAG: &[u8] = b"pouw/batch";
+
+/// The identity of one training run and the hashers derived from it.
+#[derive(Clone)]
+pub struct Run {
+    /// `"pouw/batch" ‖ parent ‖ miner ‖ lane ‖ i` with `i` filled per step.
+    batch_input: [u8; BATCH_TAG.len() + RUN_ID_LEN + 8],
+    /// SHA-256 state after `"pouw/work" ‖ parent ‖ miner ‖ lane`.
+    work_prefix: Sha256,
+}
+
+impl Run {
+    pub fn new(parent: &Hash32, miner: &Hash32, lane: u32) -> Run {
+        let mut batch_input = [0u8; BATCH_TAG.len() + RUN_ID_LEN + 8];
+        let mut at = 0;
+        for part in [BATCH_TAG, &parent.0, &miner.0, &lane.to_le_bytes()] {
+            batch_input[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        let mut work_prefix = Sha256::new();
+        work_prefix.update(b"pouw/work");
+        work_prefix.update(parent.0);
+        work_prefix.update(miner.0);
+        work_prefix.update(lane.to_le_bytes());
+        Run {
+            batch_input,
+            work_prefix,
+        }
+    }
+
+    /// Fill `out` with the training-row indices of step `i`: consecutive
+    /// little-endian u32 words of the BLAKE3 XOF, each modulo `rows`.
+    pub fn batch_indices(&mut self, i: u64, rows: u32, out: &mut [u32], bytes: &mut [u8]) {
+        let n = self.batch_input.len();
+        self.batch_input[n - 8..].copy_from_slice(&i.to_le_bytes());
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.batch_input);
+        let bytes = &mut bytes[..out.len() * 4];
+        hasher.finalize_xof().fill(bytes);
+        for (slot, word) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            *slot = value % rows;
+        }
+    }
+
+    /// The ticket of step `i`.
+    pub fn work_hash(&self, i: u64, model_hash: &Hash32, ckpt_root: &Hash32) -> Hash32 {
+        let mut h = self.work_prefix.clone();
+        h.update(i.to_le_bytes());
+        h.update(model_hash.0);
+        h.update(ckpt_root.0);
+        Hash32(h.finalize().into())
+    }
+}
+
+/// Runs training steps of one run without allocating.
+pub struct Trainer<'a> {
+    task: &'a Task,
+    run: Run,
+    indices: Vec<u32>,
+    bytes: Vec<u8>,
+    scratch: linear::StepScratch,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(task: &'a Task, run: Run) -> Trainer<'a> {
+        Trainer {
+            task,
+            run,
+            indices: vec![0; task.batch_size],
+            bytes: vec![0; task.batch_size * 4],
+            scratch: linear::StepScratch::new(task.batch_size, task.data.features()),
+        }
+    }
+
+    pub fn run(&self) -> &Run {
+        &self.run
+    }
+
+    /// Step `i`: `W_{i-1}` in `params` becomes `W_i`.
+    #[inline]
+    pub fn step(&mut self, params: &mut [f64], i: u64) {
+        let rows = self.task.data.train_rows() as u32;
+        self.run
+            .batch_indices(i, rows, &mut self.indices, &mut self.bytes);
+        linear::sgd_step(
+            params,
+            &self.task.data,
+            &self.indices,
+            self.task.step_scale,
+            &mut self.scratch,
+        );
+    }
+
+    /// Steps `first ..= last`.
+    pub fn steps(&mut self, params: &mut [f64], first: u64, last: u64) {
+        for i in first..=last {
+            self.step(params, i);
+        }
+    }
+}
+
+/// Segment `s` covers steps `(s-1)·c + 1 ..= s·c`; challenge `t` picks
+/// `s_t = 1 + (u64_le(SHA-256("pouw/challenge" ‖ work_hash ‖ u32_le t)[0..8]) mod m)`.
+/// Returns the distinct challenged segments, ascending; none when `m = 0`.
+pub fn challenged_segments(work_hash: &Hash32, segments: u64, spot_checks: u32) -> Vec<u64> {
+    if segments == 0 {
+        return Vec::new();
+    }
+    let mut chosen: Vec<u64> = (0..spot_checks)
+        .map(|t| {
+            let h = tagged_sha256(b"pouw/challenge", &[&work_hash.0, &t.to_le_bytes()]);
+            1 + h.low_u64() % segments
+        })
+        .collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    chosen
+}
+
+/// The checkpoint indices a body must open, ascending and distinct:
+/// `s-1` and `s` for each challenged `s`, and `m` for the tail; never 0.
+pub fn required_openings(
+    steps: u64,
+    checkpoint_interval: u64,
+    spot_checks: u32,
+    work_hash: &Hash32,
+) -> Vec<u64> {
+    let m = steps / checkpoint_interval;
+    let mut indices: Vec<u64> = challenged_segments(work_hash, m, spot_checks)
+        .into_iter()
+        .flat_map(|s| [s - 1, s])
+        .chain(std::iter::once(m))
+        .filter(|&j| j > 0)
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    indices
+}
+
+/// The validation rows of a block: for each block hash of its validation
+/// window (parent first), `validation_rows` holdout indices from the
+/// BLAKE3 XOF of `"pouw/holdout" ‖ hash`, as u32 words modulo the holdout size.
+pub fn validation_set(task: &Task, window_hashes: &[Hash32]) -> Vec<u32> {
+    let per_block = task.validation_rows as usize;
+    let holdout = task.data.holdout_rows() as u32;
+    let mut rows = Vec::with_capacity(per_block * window_hashes.len());
+    let mut bytes = vec![0u8; per_block * 4];
+    for hash in window_hashes {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"pouw/holdout");
+        hasher.update(&hash.0);
+        hasher.finalize_xof().fill(&mut bytes);
+        rows.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) % holdout),
+        );
+    }
+    rows
+}
+
+/// Score of `params` on the validation rows, in ppm.
+pub fn score_ppm(task: &Task, params: &[f64], rows: &[u32]) -> u32 {
+    linear::score_ppm(params, &task.data, rows)
+}
+
+/// Re-export for callers that hash checkpoints.
+pub fn checkpoint_hash(params: &[f64]) -> Hash32 {
+    model_hash(params)
+}
