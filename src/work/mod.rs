@@ -224,3 +224,158 @@ pub fn score_ppm(task: &Task, params: &[f64], rows: &[u32]) -> u32 {
 pub fn checkpoint_hash(params: &[f64]) -> Hash32 {
     model_hash(params)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::params::ChainParams;
+    use crate::dataset::CsvDataset;
+    use crate::model::initial_params;
+
+    /// The devnet task, built from the files the repository ships.
+    fn devnet_task() -> Task {
+        let params = ChainParams::from_json(include_str!("../../config/devnet.json"))
+            .expect("devnet chain file parses");
+        let csv = CsvDataset::from_bytes("diabetes.csv", include_bytes!("../../data/diabetes.csv"))
+            .expect("dataset parses");
+        let task = &params.task;
+        let data = Prepared::new(
+            &csv,
+            &task.dataset.target,
+            task.dataset.features.as_deref(),
+            task.holdout_every,
+        )
+        .expect("dataset prepares");
+        Task::new(task, data)
+    }
+
+    fn fixed_run() -> Run {
+        let parent = tagged_sha256(b"test/parent", &[]);
+        let miner = tagged_sha256(b"test/miner", &[]);
+        Run::new(&parent, &miner, 7)
+    }
+
+    /// The miner's per-step work (train, hash, checkpoint, ticket) for
+    /// `steps` steps from zero parameters, with every ticket folded into
+    /// one digest.
+    fn replay(task: &Task, steps: u64) -> (Vec<f64>, Hash32, Hash32) {
+        let mut trainer = Trainer::new(task, fixed_run());
+        let mut params = initial_params(task.data.features());
+        let mut frontier = merkle::Frontier::default();
+        let mut ckpt_root = frontier.root();
+        let mut tickets = Sha256::new();
+        for i in 1..=steps {
+            trainer.step(&mut params, i);
+            let hash = model_hash(&params);
+            if i % task.checkpoint_interval == 0 {
+                frontier.push(merkle::leaf_hash(&hash));
+                ckpt_root = frontier.root();
+            }
+            tickets.update(trainer.run().work_hash(i, &hash, &ckpt_root).0);
+        }
+        (params, ckpt_root, Hash32(tickets.finalize().into()))
+    }
+
+    /// Known answers computed by the first implementation of the training
+    /// step and the hashes: any change to the arithmetic's evaluation
+    /// order, the batch draw or a hash input changes them, and is a
+    /// consensus change.
+    #[test]
+    fn devnet_run_matches_known_answer() {
+        let task = devnet_task();
+        assert_eq!(task.data.train_rows(), 354);
+        assert_eq!(task.dim(), 11);
+        let (params, ckpt_root, tickets) = replay(&task, 2500);
+        let bits: Vec<String> = params
+            .iter()
+            .map(|p| format!("{:016x}", p.to_bits()))
+            .collect();
+        assert_eq!(
+            bits,
+            [
+                "bf8981b02474bfe2",
+                "bfc592aabde56eb8",
+                "3fd4aa1c13d883af",
+                "3fcc8667a45b36e5",
+                "bfc3cf0ba2a4744c",
+                "bf63002b0bed257a",
+                "bfbd5f7fcea0df11",
+                "3fb4a76b5c977596",
+                "3fd469f76489384a",
+                "bf9621fb5a1cf9b0",
+                "3f8a507babf64d72",
+            ],
+            "parameter bits"
+        );
+        assert_eq!(
+            model_hash(&params).to_hex(),
+            "e2ff191a72746345e7a8490418eda7a0d5ad550943c6c9e3ed47e7656919c168",
+            "model hash"
+        );
+        assert_eq!(
+            ckpt_root.to_hex(),
+            "15414ceda9d3760ccf37d393381a39fefd6b32d95906397a594b81550f635fe2",
+            "checkpoint root"
+        );
+        assert_eq!(
+            tickets.to_hex(),
+            "2fb136743941ad66a6afa18e5ae2a520bb04acbe148dd70a96c3d13e03efa80c",
+            "tickets"
+        );
+    }
+
+    #[test]
+    fn batch_draw_matches_known_answer() {
+        let mut run = fixed_run();
+        let mut indices = [0u32; 8];
+        let mut bytes = [0u8; 32];
+        run.batch_indices(1, 354, &mut indices, &mut bytes);
+        assert_eq!(indices, [82, 154, 68, 104, 21, 59, 60, 261]);
+    }
+
+    /// The whole mining loop, stopped at its first winning ticket.
+    #[test]
+    fn mining_an_easy_target_matches_known_answer() {
+        let task = devnet_task();
+        let parent = tagged_sha256(b"test/parent", &[]);
+        let rows = validation_set(&task, &[parent]);
+        let zero = initial_params(task.data.features());
+        let job = miner::Job {
+            task: &task,
+            parent,
+            parent_model: &zero,
+            miner: tagged_sha256(b"test/miner", &[]),
+            lane: 7,
+            // One ticket in about 3000 wins.
+            target: primitive_types::U256::MAX / 3000,
+            validation_rows: &rows,
+            accept_score: &|_| true,
+        };
+        let miner::Mined::Found(solution) = miner::mine(&job, |_| true) else {
+            panic!("an easy target is found");
+        };
+        assert_eq!(solution.steps, 2983);
+        assert_eq!(
+            solution.work_hash.to_hex(),
+            "001513c800bac20e8f31aa21ad5931ade817e0424c4bdcfb10646fe3b9fe2d59"
+        );
+        assert_eq!(
+            solution.ckpt_root.to_hex(),
+            "15414ceda9d3760ccf37d393381a39fefd6b32d95906397a594b81550f635fe2"
+        );
+        assert_eq!(solution.score_ppm, 305_879);
+        assert_eq!(solution.checkpoints.len() as u64, solution.steps / 1000);
+    }
+
+    /// `model_hash` is SHA-256 of the tag and the postcard encoding, for
+    /// lengths whose varint prefix takes one, two and three bytes.
+    #[test]
+    fn model_hash_is_tagged_postcard() {
+        for len in [0usize, 1, 11, 127, 128, 300, 16_383, 16_384] {
+            let params: Vec<f64> = (0..len).map(|i| i as f64 * -0.37 + 1e-300).collect();
+            let expected =
+                tagged_sha256(b"pouw/model", &[&crate::chain::encoding::encode(&params)]);
+            assert_eq!(model_hash(&params), expected, "length {len}");
+        }
+    }
+}
