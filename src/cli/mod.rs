@@ -1,1 +1,73 @@
-//! Command line.
+//! The `pouwd` command line: clap parses, each command lives in its own
+//! file, and arguments become a validated configuration before any work
+//! starts.
+
+mod export;
+mod inspect;
+mod masternode;
+mod model;
+mod start;
+mod status;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub use masternode::MasternodeConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pouwd",
+    version,
+    about = "Proof-of-useful-work blockchain full node"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node on a data dir (created on first start), optionally mining.
+    Start(start::StartArgs),
+    /// Print the node's chain tip, work and balance.
+    Status(status::StatusArgs),
+    /// Write the best chain to a file (or `-` for stdout).
+    ExportChain(export::ExportArgs),
+    /// Check and store every block of an exported chain (or `-` for stdin).
+    ImportChain(export::ImportArgs),
+    /// Show one block by height or hash.
+    Inspect(inspect::InspectArgs),
+    /// Write the chain's model as JSON.
+    ExportModel(model::ExportModelArgs),
+}
+
+/// Options every command that reads a data dir takes.
+#[derive(Debug, clap::Args)]
+pub struct DataDirArg {
+    /// The node's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Start(args) => start::run(args),
+        Command::Status(args) => status::run(args),
+        Command::ExportChain(args) => export::run_export(args),
+        Command::ImportChain(args) => export::run_import(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::ExportModel(args) => model::run(args),
+    }
+}
+
+/// Open `path` for writing, or stdout for `-`.
+fn output(path: &std::path::Path) -> Result<Box<dyn std::io::Write>> {
+    use anyhow::Context;
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Box::new(std::io::BufWriter::new(file)))
+}

@@ -15,7 +15,9 @@ use crate::chain::Hash32;
 use params::ChainParams;
 use primitive_types::U256;
 
-pub use validate::{check_body, check_header, validate_block, BlockError, CheckedBlock};
+pub use validate::{
+    check_body, check_header, validate_block, BlockError, CheckedBlock, CheckedHeader,
+};
 
 /// What consensus needs to know about one block of the chain (genesis included).
 #[derive(Clone, Debug, PartialEq, Eq)]

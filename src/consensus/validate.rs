@@ -103,15 +103,27 @@ impl CheckedBlock {
     }
 }
 
+/// Proof that a header passed [`check_header`]; [`check_body`] needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedHeader {
+    work_hash: Hash32,
+}
+
+impl CheckedHeader {
+    pub fn work_hash(&self) -> Hash32 {
+        self.work_hash
+    }
+}
+
 /// Header checks (§7 steps 1–4). `work_owner` finds the block that already
-/// carries a work hash, if any. Returns the block's work hash.
+/// carries a work hash, if any.
 pub fn check_header(
     params: &ChainParams,
     ctx: &ParentContext,
     header: &Header,
     now_ms: u64,
     work_owner: &dyn Fn(&Hash32) -> Option<Hash32>,
-) -> Result<Hash32, BlockError> {
+) -> Result<CheckedHeader, BlockError> {
     let f = &header.fields;
     if f.version != HEADER_VERSION {
         return Err(BlockError::UnknownVersion {
@@ -178,7 +190,7 @@ pub fn check_header(
             existing,
         });
     }
-    Ok(work_hash)
+    Ok(CheckedHeader { work_hash })
 }
 
 fn check_params(task: &Task, what: impl Fn() -> String, params: &[f64]) -> Result<(), BlockError> {
@@ -199,8 +211,24 @@ fn check_params(task: &Task, what: impl Fn() -> String, params: &[f64]) -> Resul
 }
 
 /// Body checks (§7 steps 5–7) for a block whose header passed
-/// [`check_header`] with `work_hash`. `parent_model` is the parent's `W`.
+/// [`check_header`]. `parent_model` is the parent's `W`.
 pub fn check_body(
+    params: &ChainParams,
+    task: &Task,
+    ctx: &ParentContext,
+    parent_model: &[f64],
+    block: Block,
+    header: CheckedHeader,
+) -> Result<CheckedBlock, BlockError> {
+    check_body_rules(params, task, ctx, parent_model, &block, &header.work_hash)?;
+    Ok(CheckedBlock {
+        id: block.id(),
+        block,
+        work_hash: header.work_hash,
+    })
+}
+
+fn check_body_rules(
     params: &ChainParams,
     task: &Task,
     ctx: &ParentContext,
@@ -309,11 +337,6 @@ pub fn validate_block(
     now_ms: u64,
     work_owner: &dyn Fn(&Hash32) -> Option<Hash32>,
 ) -> Result<CheckedBlock, BlockError> {
-    let work_hash = check_header(params, ctx, &block.header, now_ms, work_owner)?;
-    check_body(params, task, ctx, parent_model, &block, &work_hash)?;
-    Ok(CheckedBlock {
-        id: block.id(),
-        block,
-        work_hash,
-    })
+    let header = check_header(params, ctx, &block.header, now_ms, work_owner)?;
+    check_body(params, task, ctx, parent_model, block, header)
 }

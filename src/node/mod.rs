@@ -1,1 +1,15 @@
-//! Node.
+//! The running node: its data dir, its chain, the miner threads, and
+//! import and export of chains.
+//!
+//! This is where time, files and threads live; every rule it applies comes
+//! from `consensus`, every byte it stores goes through `store`.
+
+pub mod chain;
+pub mod datadir;
+pub mod export;
+pub mod import;
+pub mod miner;
+pub mod status;
+
+pub use chain::{now_ms, Chain, SubmitError};
+pub use datadir::{ChainSource, DataDir};

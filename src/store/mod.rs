@@ -1,1 +1,518 @@
-//! Store.
+//! Persistent chain storage in sled.
+//!
+//! One sled tree holds everything, under key prefixes (schema/storage.md):
+//! blocks, per-block metadata, the best-chain height index, the work-hash
+//! index, balances and a few meta keys (format version, chain parameters,
+//! tip). Every change — new blocks, the tip move, a reorg's rollback and
+//! replay, balance updates — is one atomic sled batch, flushed before the
+//! call returns, so a crash leaves either all of it or none.
+//!
+//! The store accepts only [`CheckedBlock`]s; it never validates anything
+//! itself and never decides fork choice beyond calling `consensus::is_better`.
+
+use crate::chain::{encoding, Block, Hash32, Limits};
+use crate::consensus::params::ChainParams;
+use crate::consensus::{self, AncestorInfo, Ancestry, CheckedBlock};
+use primitive_types::U256;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use thiserror::Error;
+
+/// Version of the layout below; a store with a higher one is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+const KEY_FORMAT: &[u8] = b"meta/format";
+const KEY_PARAMS: &[u8] = b"meta/params";
+const KEY_TIP: &[u8] = b"meta/tip";
+
+fn key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
+    [prefix, id].concat()
+}
+fn block_key(hash: &Hash32) -> Vec<u8> {
+    key(b"b/", &hash.0)
+}
+fn meta_key(hash: &Hash32) -> Vec<u8> {
+    key(b"m/", &hash.0)
+}
+fn height_key(height: u64) -> Vec<u8> {
+    key(b"h/", &height.to_be_bytes())
+}
+fn work_key(work_hash: &Hash32) -> Vec<u8> {
+    key(b"w/", &work_hash.0)
+}
+fn balance_key(miner: &Hash32) -> Vec<u8> {
+    key(b"a/", &miner.0)
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {path} is in use by another process (is a node running on this data dir?)"
+    )]
+    Locked { path: String },
+    #[error("the store at {path} has format version {found}, newer than this pouwd supports ({supported}); upgrade pouwd")]
+    NewerFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("the store at {path} is not a pouwd store: {reason}")]
+    NotAStore { path: String, reason: String },
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+/// What the store keeps about each block besides its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    pub parent: Hash32,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub target: Hash32,
+    pub score_ppm: u32,
+    pub miner: Hash32,
+    /// Big-endian cumulative work up to and including this block.
+    pub cumulative_work: Hash32,
+}
+
+impl BlockMeta {
+    pub fn work(&self) -> U256 {
+        U256::from_big_endian(&self.cumulative_work.0)
+    }
+}
+
+/// The head of the best chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tip {
+    pub hash: Hash32,
+    pub height: u64,
+    pub cumulative_work: U256,
+}
+
+/// What storing one block did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The block extends the best chain.
+    Extended,
+    /// The block made another branch the best: `disconnected` blocks of the
+    /// old branch were rolled back above `fork_height`.
+    Reorg { fork_height: u64, disconnected: u64 },
+    /// Stored on a side branch with no more work than the best chain.
+    SideChain,
+    /// Already stored; nothing changed.
+    AlreadyKnown,
+}
+
+/// Balance of one key on the best chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Balance {
+    pub total: u64,
+    /// Rewards at least `validation_window` blocks deep.
+    pub spendable: u64,
+}
+
+pub struct Store {
+    db: sled::Db,
+    params: ChainParams,
+    genesis: Hash32,
+}
+
+/// Pending writes over the tree: reads see them, and they become one batch.
+struct Overlay<'a> {
+    tree: &'a sled::Db,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        }
+    }
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+    fn remove(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+    fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch
+    }
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<BlockMeta, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("block metadata: {e}")))
+}
+
+fn decode_hash(bytes: &[u8], what: &str) -> Result<Hash32, StoreError> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))?;
+    Ok(Hash32(array))
+}
+
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new().path(path).open().map_err(|e| {
+        let text = e.to_string();
+        if text.contains("could not acquire lock") || text.contains("WouldBlock") {
+            StoreError::Locked {
+                path: path.display().to_string(),
+            }
+        } else {
+            StoreError::Sled(e)
+        }
+    })
+}
+
+impl Store {
+    /// Create a new store for `params` at `path` (which must not hold one).
+    pub fn create(path: &Path, params: &ChainParams) -> Result<Store, StoreError> {
+        let db = open_db(path)?;
+        if db.get(KEY_FORMAT)?.is_some() {
+            return Err(StoreError::NotAStore {
+                path: path.display().to_string(),
+                reason: "a store already exists here".into(),
+            });
+        }
+        let genesis = params.genesis_hash();
+        let genesis_meta = BlockMeta {
+            parent: Hash32::ZERO,
+            height: 0,
+            timestamp_ms: params.genesis_time_ms,
+            target: params.initial_target,
+            score_ppm: 0,
+            miner: Hash32::ZERO,
+            cumulative_work: Hash32::ZERO,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(KEY_PARAMS, params.to_json().as_bytes());
+        batch.insert(meta_key(&genesis), encoding::encode(&genesis_meta));
+        batch.insert(height_key(0), &genesis.0);
+        batch.insert(KEY_TIP, &genesis.0);
+        // The format key goes last in the same atomic batch: its presence
+        // marks a complete store.
+        batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
+        db.apply_batch(batch)?;
+        db.flush()?;
+        Ok(Store {
+            db,
+            params: params.clone(),
+            genesis,
+        })
+    }
+
+    /// Open an existing store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = open_db(path)?;
+        let not_a_store = |reason: &str| StoreError::NotAStore {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let format = db
+            .get(KEY_FORMAT)?
+            .ok_or_else(|| not_a_store("it has no format version"))?;
+        let format = u32::from_le_bytes(
+            format
+                .as_ref()
+                .try_into()
+                .map_err(|_| not_a_store("its format version is not 4 bytes"))?,
+        );
+        if format > FORMAT_VERSION {
+            return Err(StoreError::NewerFormat {
+                path: path.display().to_string(),
+                found: format,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let params_json = db
+            .get(KEY_PARAMS)?
+            .ok_or_else(|| not_a_store("it has no chain parameters"))?;
+        let params = ChainParams::from_json(&String::from_utf8_lossy(&params_json))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let genesis = params.genesis_hash();
+        Ok(Store {
+            db,
+            params,
+            genesis,
+        })
+    }
+
+    /// Write a different format version (for tests of the version check).
+    pub fn set_format_version(&self, version: u32) -> Result<(), StoreError> {
+        self.db.insert(KEY_FORMAT, &version.to_le_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn params(&self) -> &ChainParams {
+        &self.params
+    }
+
+    pub fn genesis_hash(&self) -> Hash32 {
+        self.genesis
+    }
+
+    pub fn tip(&self) -> Result<Tip, StoreError> {
+        let hash = decode_hash(
+            &self
+                .db
+                .get(KEY_TIP)?
+                .ok_or_else(|| StoreError::Corrupt("no tip".into()))?,
+            "tip",
+        )?;
+        let meta = self
+            .meta(&hash)?
+            .ok_or_else(|| StoreError::Corrupt(format!("tip {hash} has no metadata")))?;
+        Ok(Tip {
+            hash,
+            height: meta.height,
+            cumulative_work: meta.work(),
+        })
+    }
+
+    pub fn meta(&self, hash: &Hash32) -> Result<Option<BlockMeta>, StoreError> {
+        self.db
+            .get(meta_key(hash))?
+            .map(|b| decode_meta(&b))
+            .transpose()
+    }
+
+    pub fn contains(&self, hash: &Hash32) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key(meta_key(hash))?)
+    }
+
+    /// The block's bytes as stored (canonical). `None` for genesis and unknown blocks.
+    pub fn block_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(block_key(hash))?.map(|v| v.to_vec()))
+    }
+
+    pub fn block(&self, hash: &Hash32) -> Result<Option<Block>, StoreError> {
+        match self.block_bytes(hash)? {
+            None => Ok(None),
+            Some(bytes) => Block::from_bytes(&bytes, &Limits::default())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("block {hash}: {e}"))),
+        }
+    }
+
+    /// The best chain's block at `height`.
+    pub fn hash_at(&self, height: u64) -> Result<Option<Hash32>, StoreError> {
+        self.db
+            .get(height_key(height))?
+            .map(|b| decode_hash(&b, "height index entry"))
+            .transpose()
+    }
+
+    /// The block that carries `work_hash`, if any.
+    pub fn work_owner(&self, work_hash: &Hash32) -> Result<Option<Hash32>, StoreError> {
+        self.db
+            .get(work_key(work_hash))?
+            .map(|b| decode_hash(&b, "work index entry"))
+            .transpose()
+    }
+
+    /// Final model of a block: its body's parameters, or zeros for genesis.
+    pub fn model(&self, hash: &Hash32, dim: usize) -> Result<Option<Vec<f64>>, StoreError> {
+        if *hash == self.genesis {
+            return Ok(Some(crate::model::initial_params(dim - 1)));
+        }
+        Ok(self.block(hash)?.map(|b| b.body.params))
+    }
+
+    pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
+        let total = self
+            .db
+            .get(balance_key(miner))?
+            .map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        let tip = self.tip()?;
+        let window = u64::from(self.params.validation_window);
+        let mut immature = 0u64;
+        let first = tip.height.saturating_sub(window) + 1;
+        for height in first..=tip.height {
+            if let Some(hash) = self.hash_at(height)? {
+                if self.meta(&hash)?.is_some_and(|m| m.miner == *miner) {
+                    immature += self.params.reward_amount;
+                }
+            }
+        }
+        Ok(Balance {
+            total,
+            spendable: total.saturating_sub(immature),
+        })
+    }
+
+    /// Every (miner, balance) pair on the best chain, for tests and audits.
+    pub fn balances(&self) -> Result<BTreeMap<Hash32, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for item in self.db.scan_prefix(b"a/") {
+            let (k, v) = item?;
+            let miner = decode_hash(&k[2..], "balance key")?;
+            let amount = u64::from_le_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("balance is not 8 bytes".into()))?,
+            );
+            out.insert(miner, amount);
+        }
+        Ok(out)
+    }
+
+    /// Store checked blocks, in order, as one atomic batch, then flush.
+    /// Each block's parent must be stored already or come earlier in `blocks`.
+    pub fn insert(&self, blocks: &[CheckedBlock]) -> Result<Vec<Stored>, StoreError> {
+        let mut overlay = Overlay {
+            tree: &self.db,
+            writes: BTreeMap::new(),
+        };
+        let mut outcomes = Vec::with_capacity(blocks.len());
+        for checked in blocks {
+            outcomes.push(self.stage(&mut overlay, checked)?);
+        }
+        if overlay.writes.is_empty() {
+            return Ok(outcomes);
+        }
+        self.db.apply_batch(overlay.into_batch())?;
+        self.db.flush()?;
+        Ok(outcomes)
+    }
+
+    fn stage(&self, overlay: &mut Overlay, checked: &CheckedBlock) -> Result<Stored, StoreError> {
+        let id = checked.id();
+        if overlay.get(&meta_key(&id))?.is_some() {
+            return Ok(Stored::AlreadyKnown);
+        }
+        let fields = &checked.block().header.fields;
+        let parent_meta = overlay
+            .get(&meta_key(&fields.parent))?
+            .map(|b| decode_meta(&b))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt(format!("parent {} not stored", fields.parent)))?;
+        let work = consensus::cumulative_work(parent_meta.work(), &fields.target);
+        let meta = BlockMeta {
+            parent: fields.parent,
+            height: fields.height,
+            timestamp_ms: fields.timestamp_ms,
+            target: fields.target,
+            score_ppm: fields.score_ppm,
+            miner: fields.miner,
+            cumulative_work: Hash32(work.to_big_endian()),
+        };
+        overlay.put(block_key(&id), checked.block().to_bytes());
+        overlay.put(meta_key(&id), encoding::encode(&meta));
+        overlay.put(work_key(&checked.work_hash()), id.0.to_vec());
+
+        let tip_hash = decode_hash(
+            &overlay
+                .get(KEY_TIP)?
+                .ok_or_else(|| StoreError::Corrupt("no tip".into()))?,
+            "tip",
+        )?;
+        let tip_meta = overlay
+            .get(&meta_key(&tip_hash))?
+            .map(|b| decode_meta(&b))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt("tip has no metadata".into()))?;
+        if !consensus::is_better(work, tip_meta.work()) {
+            return Ok(Stored::SideChain);
+        }
+        // Walk the new branch back to the best chain.
+        let mut branch = vec![(id, meta.clone())];
+        loop {
+            let (hash, m) = branch.last().expect("branch starts non-empty");
+            if m.height == 0 {
+                break;
+            }
+            let on_best = overlay.get(&height_key(m.height))?.as_deref() == Some(&hash.0[..]);
+            if on_best && *hash != id {
+                break;
+            }
+            let parent = m.parent;
+            let parent_meta = overlay
+                .get(&meta_key(&parent))?
+                .map(|b| decode_meta(&b))
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt(format!("ancestor {parent} not stored")))?;
+            branch.push((parent, parent_meta));
+        }
+        let fork = branch.pop().expect("branch ends at the fork point");
+        let fork_height = fork.1.height;
+        let reward = self.params.reward_amount;
+        let mut deltas: HashMap<Hash32, i128> = HashMap::new();
+        // Roll back the old branch above the fork.
+        for height in (fork_height + 1..=tip_meta.height).rev() {
+            let old = overlay
+                .get(&height_key(height))?
+                .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
+            let old_meta = overlay
+                .get(&meta_key(&decode_hash(&old, "height index")?))?
+                .map(|b| decode_meta(&b))
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt("best block has no metadata".into()))?;
+            *deltas.entry(old_meta.miner).or_default() -= i128::from(reward);
+            overlay.remove(height_key(height));
+        }
+        // Connect the new branch.
+        for (hash, m) in branch.iter().rev() {
+            *deltas.entry(m.miner).or_default() += i128::from(reward);
+            overlay.put(height_key(m.height), hash.0.to_vec());
+        }
+        for (miner, delta) in deltas {
+            let current = overlay
+                .get(&balance_key(&miner))?
+                .map(|v| u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])))
+                .unwrap_or(0);
+            let next = i128::from(current) + delta;
+            let next = u64::try_from(next)
+                .map_err(|_| StoreError::Corrupt(format!("balance of {miner} would be {next}")))?;
+            if next == 0 {
+                overlay.remove(balance_key(&miner));
+            } else {
+                overlay.put(balance_key(&miner), next.to_le_bytes().to_vec());
+            }
+        }
+        overlay.put(KEY_TIP.to_vec(), id.0.to_vec());
+        let disconnected = tip_meta.height - fork_height;
+        Ok(if disconnected == 0 && branch.len() == 1 {
+            Stored::Extended
+        } else {
+            Stored::Reorg {
+                fork_height,
+                disconnected,
+            }
+        })
+    }
+}
+
+impl Ancestry for Store {
+    fn walk_back(&self, hash: &Hash32, count: usize) -> Option<Vec<AncestorInfo>> {
+        let mut out = Vec::with_capacity(count);
+        let mut next = *hash;
+        while out.len() < count {
+            let meta = self.meta(&next).ok()??;
+            out.push(AncestorInfo {
+                hash: next,
+                height: meta.height,
+                timestamp_ms: meta.timestamp_ms,
+                target: meta.target,
+                score_ppm: meta.score_ppm,
+            });
+            if meta.height == 0 {
+                break;
+            }
+            next = meta.parent;
+        }
+        Some(out)
+    }
+}

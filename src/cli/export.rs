@@ -1,0 +1,126 @@
+//! `pouwd export-chain` and `pouwd import-chain`.
+
+use super::{output, DataDirArg};
+use crate::node::export::StreamWriter;
+use crate::node::import::import_chain;
+use crate::node::{now_ms, Chain, ChainSource, DataDir};
+use anyhow::{bail, Context, Result};
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Output file, or `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Input file, or `-` for stdin.
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Chain of a new data dir: `devnet` (default), `regtest` or a chain JSON file.
+    #[arg(long, value_name = "CHAIN")]
+    pub chain: Option<String>,
+    /// Threads verifying blocks in parallel (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+pub fn run_export(args: ExportArgs) -> Result<()> {
+    let dir = DataDir::new(&args.dir.data_dir);
+    let store = dir.open_store()?;
+    let tip = store.tip()?;
+    let json = store.params().to_json();
+    let mut writer = StreamWriter::new(output(&args.out)?, &json, &store.genesis_hash())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    for height in 1..=tip.height {
+        let hash = store
+            .hash_at(height)?
+            .with_context(|| format!("the store has no best block at height {height}"))?;
+        let bytes = store
+            .block_bytes(&hash)?
+            .with_context(|| format!("the store has no bytes for block {hash}"))?;
+        writer
+            .write_block(&bytes)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+    }
+    writer
+        .finish()
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "exported {} blocks of chain {:?} (tip {}) to {}",
+        tip.height,
+        store.params().network,
+        tip.hash,
+        args.out.display()
+    );
+    Ok(())
+}
+
+pub fn run_import(args: ImportArgs) -> Result<()> {
+    let dir = DataDir::new(&args.dir.data_dir);
+    let chain = if dir.exists() {
+        Chain::open(&dir)?
+    } else {
+        let source = ChainSource::from_arg(args.chain.as_deref().unwrap_or("devnet"));
+        let store = dir.create(&source)?;
+        let dataset = dir.load_dataset(store.params())?;
+        Chain::new(store, &dataset)?
+    };
+    if let Some(name) = &args.chain {
+        let named = ChainSource::from_arg(name).params()?;
+        if named.genesis_hash() != chain.store.genesis_hash() {
+            bail!(
+                "data dir {} holds chain {:?}, but --chain names {:?}",
+                dir.root.display(),
+                chain.params().network,
+                named.network
+            );
+        }
+    }
+    let input: Box<dyn Read> = if args.input.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(&args.input)
+                .with_context(|| format!("cannot open {}", args.input.display()))?,
+        )
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let started = std::time::Instant::now();
+    let (report, error) = import_chain(
+        &chain,
+        BufReader::with_capacity(1 << 20, input),
+        threads,
+        now_ms(),
+        |report, read| {
+            eprintln!(
+                "import: {read} blocks read, {} stored, {} already known",
+                report.stored, report.already_known
+            )
+        },
+    );
+    let tip = chain.store.tip()?;
+    match error {
+        None => {
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "imported {} blocks ({} already known) in {seconds:.2}s; tip height={} hash={}",
+                report.stored, report.already_known, tip.height, tip.hash
+            );
+            Ok(())
+        }
+        Some(error) => Err(anyhow::Error::new(error).context(format!(
+            "import refused; the {} valid blocks before the problem are stored (tip height={} hash={})",
+            report.stored, tip.height, tip.hash
+        ))),
+    }
+}

@@ -1,0 +1,175 @@
+//! `pouwd start`: create or open a data dir and run the node.
+
+use super::{DataDirArg, MasternodeConfig};
+use crate::node::miner::{run_miners, MinerOptions, Shared};
+use crate::node::{Chain, ChainSource, DataDir};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// `devnet` (default for a new data dir), `regtest`, or a chain JSON file.
+    /// An existing data dir keeps its chain; naming another one is an error.
+    #[arg(long, value_name = "CHAIN")]
+    pub chain: Option<String>,
+    /// Mine blocks.
+    #[arg(long)]
+    pub mine: bool,
+    /// Cores to mine with.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub mine_threads: u16,
+    /// Stop once the tip reaches this height.
+    #[arg(long, value_name = "H")]
+    pub stop_at_height: Option<u64>,
+    /// Run as a masternode; needs --masternode-config.
+    #[arg(long, requires = "masternode_config")]
+    pub masternode: bool,
+    /// The masternode.json whose values must match the chain's.
+    #[arg(long, value_name = "FILE", requires = "masternode")]
+    pub masternode_config: Option<PathBuf>,
+}
+
+/// Everything `start` needs, checked before the node does anything.
+struct StartConfig {
+    dir: DataDir,
+    source: Option<ChainSource>,
+    mine: bool,
+    options: MinerOptions,
+}
+
+fn configure(args: StartArgs) -> Result<StartConfig> {
+    let dir = DataDir::new(&args.dir.data_dir);
+    dir.check_usable()?;
+    let source = args.chain.as_deref().map(ChainSource::from_arg);
+    let named = source.as_ref().map(|s| s.params()).transpose()?;
+    let params = if dir.exists() {
+        let store = dir.open_store()?;
+        let ours = store.params().clone();
+        if let Some(named) = &named {
+            if named.genesis_hash() != ours.genesis_hash() {
+                bail!(
+                    "data dir {} holds chain {:?} (genesis {}), but --chain names chain {:?} (genesis {})",
+                    dir.root.display(),
+                    ours.network,
+                    ours.genesis_hash(),
+                    named.network,
+                    named.genesis_hash()
+                );
+            }
+        }
+        ours
+    } else {
+        match named {
+            Some(p) => p,
+            None => ChainSource::from_arg("devnet").params()?,
+        }
+    };
+    if args.masternode {
+        let path = args
+            .masternode_config
+            .context("--masternode needs --masternode-config FILE")?;
+        MasternodeConfig::load(&path)?.check(&path, &params)?;
+    }
+    Ok(StartConfig {
+        dir,
+        source,
+        mine: args.mine,
+        options: MinerOptions {
+            threads: usize::from(args.mine_threads),
+            stop_at_height: args.stop_at_height,
+        },
+    })
+}
+
+pub fn run(args: StartArgs) -> Result<()> {
+    let config = configure(args)?;
+    let dir = config.dir;
+    let store = if dir.exists() {
+        dir.open_store()?
+    } else {
+        let source = config
+            .source
+            .unwrap_or_else(|| ChainSource::from_arg("devnet"));
+        let store = dir.create(&source)?;
+        println!(
+            "created data dir {} for chain {:?} (genesis {})",
+            dir.root.display(),
+            store.params().network,
+            store.genesis_hash()
+        );
+        store
+    };
+    let dataset = dir.load_dataset(store.params())?;
+    let chain = Chain::new(store, &dataset)?;
+    let key = dir.load_key()?;
+    let shared = Arc::new(Shared {
+        chain,
+        dir,
+        key,
+        stop: AtomicBool::new(false),
+        tip_version: AtomicU64::new(0),
+        submit: Mutex::new(()),
+    });
+    let tip = shared.chain.store.tip()?;
+    println!(
+        "node started: network={} height={} tip={} miner={} mining={}",
+        shared.chain.params().network,
+        tip.height,
+        tip.hash,
+        shared.miner_id(),
+        if config.mine {
+            format!("{} thread(s)", config.options.threads)
+        } else {
+            "off".into()
+        }
+    );
+    shared.write_status()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(supervise(Arc::clone(&shared), config.mine, config.options));
+    let tip = shared.chain.store.tip()?;
+    shared.write_status()?;
+    println!("node stopped: height={} tip={}", tip.height, tip.hash);
+    result
+}
+
+/// Run the miners until they finish or a signal asks the node to stop.
+async fn supervise(shared: Arc<Shared>, mine: bool, options: MinerOptions) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let reached = options
+        .stop_at_height
+        .is_some_and(|h| shared.chain.store.tip().is_ok_and(|t| t.height >= h));
+    if reached {
+        return Ok(());
+    }
+    let worker = {
+        let shared = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || {
+            if mine {
+                run_miners(shared, &options)
+            } else {
+                while !shared.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Ok(())
+            }
+        })
+    };
+    tokio::pin!(worker);
+    tokio::select! {
+        result = &mut worker => return result.context("the miner task failed")?,
+        _ = terminate.recv() => println!("SIGTERM received, stopping"),
+        _ = interrupt.recv() => println!("SIGINT received, stopping"),
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    worker.await.context("the miner task failed")?
+}

@@ -1,0 +1,250 @@
+//! The data directory: layout, creation, the node key and the dataset copy.
+//!
+//! ```text
+//! DIR/node.key          ed25519 secret key, hex, mode 0600
+//! DIR/chain.json        the chain parameters (a copy, for people to read)
+//! DIR/dataset/FILE      the task's dataset, checked against its BLAKE3 hash
+//! DIR/store/            the sled store (schema/storage.md)
+//! DIR/status.json       written by a running node after every block
+//! ```
+
+use crate::chain::Hash32;
+use crate::consensus::params::ChainParams;
+use crate::store::{Store, StoreError};
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the task's files come from when a data dir is created.
+pub enum ChainSource {
+    /// A chain shipped inside the binary: its JSON and its dataset bytes.
+    Builtin {
+        json: &'static str,
+        dataset: &'static [u8],
+    },
+    /// A chain file; its dataset is looked up next to it, then in `../data/`.
+    File(PathBuf),
+}
+
+pub const DEVNET_JSON: &str = include_str!("../../config/devnet.json");
+pub const REGTEST_JSON: &str = include_str!("../../config/regtest.json");
+pub const DIABETES_CSV: &[u8] = include_bytes!("../../data/diabetes.csv");
+
+impl ChainSource {
+    /// `devnet`, `regtest` or a path to a chain JSON file.
+    pub fn from_arg(arg: &str) -> ChainSource {
+        match arg {
+            "devnet" => ChainSource::Builtin {
+                json: DEVNET_JSON,
+                dataset: DIABETES_CSV,
+            },
+            "regtest" => ChainSource::Builtin {
+                json: REGTEST_JSON,
+                dataset: DIABETES_CSV,
+            },
+            path => ChainSource::File(PathBuf::from(path)),
+        }
+    }
+
+    pub fn params(&self) -> Result<ChainParams> {
+        match self {
+            ChainSource::Builtin { json, .. } => {
+                ChainParams::from_json(json).context("built-in chain parameters")
+            }
+            ChainSource::File(path) => {
+                let text = fs::read_to_string(path)
+                    .with_context(|| format!("cannot read chain file {}", path.display()))?;
+                ChainParams::from_json(&text)
+                    .with_context(|| format!("chain file {}", path.display()))
+            }
+        }
+    }
+
+    /// The dataset bytes for `params`, checked against the pinned hash.
+    pub fn dataset(&self, params: &ChainParams) -> Result<Vec<u8>> {
+        let name = &params.task.dataset.file;
+        let (bytes, origin) = match self {
+            ChainSource::Builtin { dataset, .. } => (dataset.to_vec(), "built in".to_string()),
+            ChainSource::File(path) => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let candidates = [dir.join(name), dir.join("..").join("data").join(name)];
+                let found = candidates.iter().find(|p| p.is_file()).with_context(|| {
+                    format!(
+                        "dataset {name} of chain file {} not found; looked at {} and {}",
+                        path.display(),
+                        candidates[0].display(),
+                        candidates[1].display()
+                    )
+                })?;
+                let bytes = fs::read(found)
+                    .with_context(|| format!("cannot read dataset {}", found.display()))?;
+                (bytes, found.display().to_string())
+            }
+        };
+        check_dataset_hash(params, &bytes, &origin)?;
+        Ok(bytes)
+    }
+}
+
+/// Refuse a dataset whose BLAKE3 hash differs from the chain's.
+pub fn check_dataset_hash(params: &ChainParams, bytes: &[u8], origin: &str) -> Result<()> {
+    let found = Hash32(*blake3::hash(bytes).as_bytes());
+    let expected = params.task.dataset.blake3;
+    if found != expected {
+        bail!(
+            "dataset {origin} has BLAKE3 hash {found}, but chain {:?} pins {expected}; \
+             the file was changed or is not this chain's dataset",
+            params.network
+        );
+    }
+    Ok(())
+}
+
+/// An opened data directory.
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: &Path) -> DataDir {
+        DataDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+    pub fn chain_path(&self) -> PathBuf {
+        self.root.join("chain.json")
+    }
+    pub fn status_path(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+    pub fn dataset_path(&self, params: &ChainParams) -> PathBuf {
+        self.root.join("dataset").join(&params.task.dataset.file)
+    }
+
+    /// Whether this directory already holds a pouwd data dir.
+    pub fn exists(&self) -> bool {
+        self.store_path().is_dir()
+    }
+
+    /// Refuse paths that are not, and cannot become, a data dir.
+    pub fn check_usable(&self) -> Result<()> {
+        let root = &self.root;
+        if root.exists() && !root.is_dir() {
+            bail!("{} is not a directory", root.display());
+        }
+        if root.is_dir() && !self.exists() {
+            let mut entries =
+                fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not a pouwd data dir (it has no store/) and is not empty; \
+                     choose an empty or new directory",
+                    root.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Open the store of an existing data dir.
+    pub fn open_store(&self) -> Result<Store> {
+        if !self.exists() {
+            bail!(
+                "{} is not a pouwd data dir (no store/ inside); create one with `pouwd start --data-dir {}`",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        Store::open(&self.store_path()).map_err(|e| match e {
+            StoreError::Locked { .. } => anyhow::anyhow!(
+                "a node is running on {} (its store is locked); stop it first, or use `pouwd status`",
+                self.root.display()
+            ),
+            other => anyhow::Error::new(other),
+        })
+    }
+
+    /// Create a fresh data dir for a chain: key, dataset copy, store.
+    pub fn create(&self, source: &ChainSource) -> Result<Store> {
+        self.check_usable()?;
+        let params = source.params()?;
+        let dataset = source.dataset(&params)?;
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        if !self.key_path().exists() {
+            create_key(&self.key_path())?;
+        }
+        let dataset_path = self.dataset_path(&params);
+        fs::create_dir_all(dataset_path.parent().unwrap_or(&self.root))?;
+        write_atomic(&dataset_path, &dataset)?;
+        write_atomic(&self.chain_path(), params.to_json().as_bytes())?;
+        // The store comes last: its presence marks a complete data dir.
+        Store::create(&self.store_path(), &params)
+            .with_context(|| format!("cannot create the store in {}", self.root.display()))
+    }
+
+    /// The node key; refused when other users can read it.
+    pub fn load_key(&self) -> Result<SigningKey> {
+        let path = self.key_path();
+        let meta =
+            fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {})",
+                path.display(),
+                path.display()
+            );
+        }
+        let text = fs::read_to_string(&path)?;
+        let seed = Hash32::from_hex(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a node key: {e}", path.display()))?;
+        Ok(SigningKey::from_bytes(&seed.0))
+    }
+
+    /// The dataset copy, checked against the chain's hash.
+    pub fn load_dataset(&self, params: &ChainParams) -> Result<Vec<u8>> {
+        let path = self.dataset_path(params);
+        let bytes =
+            fs::read(&path).with_context(|| format!("cannot read dataset {}", path.display()))?;
+        check_dataset_hash(params, &bytes, &path.display().to_string())?;
+        Ok(bytes)
+    }
+}
+
+fn create_key(path: &Path) -> Result<()> {
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{}", hex::encode(key.to_bytes()))?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Write a file by writing a temporary sibling and renaming it over.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file =
+            fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Miner threads: each mines its own lanes on the current tip, restarts when
+//! the tip moves, and submits what it finds through the same validation
+//! path as any other block.
+
+use super::chain::{now_ms, Chain};
+use super::datadir::{write_atomic, DataDir};
+use super::status::status_json;
+use crate::chain::{Block, Hash32, Header, HeaderFields, HEADER_VERSION};
+use crate::consensus::{passes_gate, target};
+use crate::store::Stored;
+use crate::work::{self, miner};
+use anyhow::Result;
+use ed25519_dalek::{Signer, SigningKey};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub struct MinerOptions {
+    pub threads: usize,
+    pub stop_at_height: Option<u64>,
+}
+
+/// State the miner threads share.
+pub struct Shared {
+    pub chain: Chain,
+    pub dir: DataDir,
+    pub key: SigningKey,
+    pub stop: AtomicBool,
+    /// Bumped whenever the tip changes, so runs on an old tip stop.
+    pub tip_version: AtomicU64,
+    /// Serialises submissions so log lines follow the store's order.
+    pub submit: Mutex<()>,
+}
+
+impl Shared {
+    pub fn miner_id(&self) -> Hash32 {
+        Hash32(self.key.verifying_key().to_bytes())
+    }
+
+    /// Write DIR/status.json for `pouwd status` to read while the store is locked.
+    pub fn write_status(&self) -> Result<()> {
+        let mut status = status_json(&self.chain.store, &self.miner_id())?;
+        status["pid"] = std::process::id().into();
+        write_atomic(
+            &self.dir.status_path(),
+            serde_json::to_string_pretty(&status)?.as_bytes(),
+        )
+    }
+
+    fn tip_reached(&self, stop_at: Option<u64>) -> Result<bool> {
+        Ok(stop_at.is_some_and(|h| self.chain.store.tip().is_ok_and(|t| t.height >= h)))
+    }
+}
+
+/// Mine until `shared.stop` is set or the tip reaches `stop_at_height`.
+pub fn run_miners(shared: Arc<Shared>, options: &MinerOptions) -> Result<()> {
+    let threads = options.threads.max(1);
+    let handles: Vec<_> = (0..threads)
+        .map(|index| {
+            let shared = Arc::clone(&shared);
+            let stop_at = options.stop_at_height;
+            std::thread::Builder::new()
+                .name(format!("miner-{index}"))
+                .spawn(move || {
+                    let result = mine_loop(&shared, index as u32, threads as u32, stop_at);
+                    if result.is_err() {
+                        shared.stop.store(true, Ordering::SeqCst);
+                    }
+                    result
+                })
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut first_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(anyhow::anyhow!("a miner thread panicked"));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) -> Result<()> {
+    let chain = &shared.chain;
+    let params = chain.params();
+    let miner_id = shared.miner_id();
+    let mut round: u32 = 0;
+    let mut last_parent = Hash32::ZERO;
+    while !shared.stop.load(Ordering::SeqCst) {
+        if shared.tip_reached(stop_at)? {
+            shared.stop.store(true, Ordering::SeqCst);
+            break;
+        }
+        let version = shared.tip_version.load(Ordering::SeqCst);
+        let tip = chain.store.tip()?;
+        if tip.hash != last_parent {
+            last_parent = tip.hash;
+            round = 0;
+        }
+        let ctx = chain.context(&tip.hash)?;
+        let parent_model = chain.model(&tip.hash)?;
+        let rows = work::validation_set(&chain.task, &ctx.window_hashes);
+        let accept = |score: u32| passes_gate(params, score, ctx.window_max_score);
+        let lane = index.wrapping_add(threads.wrapping_mul(round));
+        let job = miner::Job {
+            task: &chain.task,
+            parent: tip.hash,
+            parent_model: &parent_model,
+            miner: miner_id,
+            lane,
+            target: target::to_u256(&ctx.required_target),
+            validation_rows: &rows,
+            accept_score: &accept,
+        };
+        let started = Instant::now();
+        let outcome = miner::mine(&job, |_| {
+            !shared.stop.load(Ordering::Relaxed)
+                && shared.tip_version.load(Ordering::Relaxed) == version
+        });
+        let solution = match outcome {
+            miner::Mined::Found(solution) => solution,
+            miner::Mined::Stopped(_) => continue,
+            miner::Mined::Exhausted => {
+                round = round.wrapping_add(1);
+                continue;
+            }
+        };
+        let body = miner::build_body(&chain.task, &solution);
+        let fields = HeaderFields {
+            version: HEADER_VERSION,
+            height: ctx.child_height(),
+            parent: tip.hash,
+            timestamp_ms: now_ms().max(ctx.median_time_past_ms + 1),
+            target: ctx.required_target,
+            miner: miner_id,
+            lane: solution.lane,
+            steps: solution.steps,
+            model_hash: solution.model_hash,
+            ckpt_root: solution.ckpt_root,
+            score_ppm: solution.score_ppm,
+            body_hash: body.hash(),
+        };
+        let signature = shared.key.sign(&fields.signing_hash().0).to_bytes();
+        let block = Block {
+            header: Header { fields, signature },
+            body,
+        };
+        let id = block.id();
+        let _guard = shared.submit.lock().unwrap_or_else(|e| e.into_inner());
+        match chain.submit(block, now_ms()) {
+            Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
+                shared.tip_version.fetch_add(1, Ordering::SeqCst);
+                println!(
+                    "mined height={} hash={} steps={} score={:.6} reward={} time={:.3}s stored",
+                    ctx.child_height(),
+                    id,
+                    solution.steps,
+                    f64::from(solution.score_ppm) / 1e6,
+                    params.reward_amount,
+                    started.elapsed().as_secs_f64()
+                );
+                if let Err(e) = shared.write_status() {
+                    eprintln!("warning: cannot write the status file: {e:#}");
+                }
+            }
+            Ok(Stored::SideChain) | Ok(Stored::AlreadyKnown) => {}
+            Err(super::SubmitError::Invalid(e)) => {
+                // A block this node mined failed its own validation: a bug,
+                // never something to store. Log it and move to another lane.
+                eprintln!("error: mined block {id} is invalid: {e}");
+                round = round.wrapping_add(1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
