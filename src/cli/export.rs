@@ -1,7 +1,7 @@
 //! `pouwd export-chain` and `pouwd import-chain`.
 
 use super::{output, DataDirArg};
-use crate::node::export::StreamWriter;
+use crate::node::export::export_chain;
 use crate::node::import::import_chain;
 use crate::node::{now_ms, Chain, ChainSource, DataDir};
 use anyhow::{bail, Context, Result};
@@ -35,29 +35,12 @@ pub struct ImportArgs {
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
     let store = dir.open_store()?;
-    let tip = store.tip()?;
-    let json = store.params().to_json();
-    let mut writer = StreamWriter::new(output(&args.out)?, &json, &store.genesis_hash())
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    for height in 1..=tip.height {
-        let hash = store
-            .hash_at(height)?
-            .with_context(|| format!("the store has no best block at height {height}"))?;
-        let bytes = store
-            .block_bytes(&hash)?
-            .with_context(|| format!("the store has no bytes for block {hash}"))?;
-        writer
-            .write_block(&bytes)
-            .with_context(|| format!("cannot write {}", args.out.display()))?;
-    }
-    writer
-        .finish()
+    let (blocks, _) = export_chain(&store, output(&args.out)?)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
-        "exported {} blocks of chain {:?} (tip {}) to {}",
-        tip.height,
+        "exported {blocks} blocks of chain {:?} (tip {}) to {}",
         store.params().network,
-        tip.hash,
+        store.tip()?.hash,
         args.out.display()
     );
     Ok(())

@@ -12,6 +12,7 @@
 
 use crate::chain::{Hash32, Limits};
 use crate::consensus::params::ChainParams;
+use crate::store::Store;
 use std::io::{self, Read, Write};
 use thiserror::Error;
 
@@ -218,6 +219,23 @@ impl<W: Write> StreamWriter<W> {
         self.inner.flush()?;
         Ok(self.inner)
     }
+}
+
+/// Write the best chain of `store` as a stream; returns the block count.
+pub fn export_chain<W: Write>(store: &Store, out: W) -> anyhow::Result<(u64, W)> {
+    use anyhow::Context;
+    let tip = store.tip()?;
+    let mut writer = StreamWriter::new(out, &store.params().to_json(), &store.genesis_hash())?;
+    for height in 1..=tip.height {
+        let hash = store
+            .hash_at(height)?
+            .with_context(|| format!("the store has no best block at height {height}"))?;
+        let bytes = store
+            .block_bytes(&hash)?
+            .with_context(|| format!("the store has no bytes for block {hash}"))?;
+        writer.write_block(&bytes)?;
+    }
+    Ok((tip.height, writer.finish()?))
 }
 
 /// Parse a whole stream held in memory and re-encode it; the fuzz targets
