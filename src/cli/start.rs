@@ -134,8 +134,10 @@ pub fn run(args: StartArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(supervise(Arc::clone(&shared), config.mine, config.options));
+    if let Err(e) = shared.write_status() {
+        eprintln!("warning: cannot write the status file: {e:#}");
+    }
     let tip = shared.chain.store.tip()?;
-    shared.write_status()?;
     println!("node stopped: height={} tip={}", tip.height, tip.hash);
     result
 }

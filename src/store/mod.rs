@@ -61,8 +61,26 @@ pub enum StoreError {
     NotAStore { path: String, reason: String },
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    #[error("the disk holding the store is full ({detail}); nothing stored was lost: free some space and start again")]
+    DiskFull { detail: String },
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> StoreError {
+        match &error {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::StorageFull
+                    || io.to_string().contains("No space left on device") =>
+            {
+                StoreError::DiskFull {
+                    detail: "No space left on device".into(),
+                }
+            }
+            _ => StoreError::Sled(error.to_string()),
+        }
+    }
 }
 
 /// What the store keeps about each block besides its bytes.
@@ -170,7 +188,7 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
                 path: path.display().to_string(),
             }
         } else {
-            StoreError::Sled(e)
+            StoreError::from(e)
         }
     })
 }
