@@ -18,6 +18,7 @@ pub mod chain;
 pub mod cli;
 pub mod consensus;
 pub mod dataset;
+pub mod fuzzing;
 pub mod model;
 pub mod node;
 pub mod store;

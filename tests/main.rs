@@ -1,0 +1,1 @@
+mod fuzz_corpus;
