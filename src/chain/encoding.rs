@@ -5,8 +5,9 @@
 //! (3) the decoded value re-encodes to exactly the input. Rule (3) rejects
 //! every non-canonical form postcard would otherwise accept, such as
 //! over-long varints. After decoding, each vector length is checked against
-//! its bound; postcard never pre-allocates more than the input could fill,
-//! so memory stays bounded by the input size.
+//! its bound. serde pre-allocates at most 1 MiB per vector whatever length
+//! the input claims, and the input itself is bounded first, so memory
+//! stays bounded by a small multiple of the size limit.
 
 use super::{Block, Body, Header};
 use serde::{de::DeserializeOwned, Serialize};

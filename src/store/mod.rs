@@ -246,6 +246,9 @@ impl Store {
                 .try_into()
                 .map_err(|_| not_a_store("its format version is not 4 bytes"))?,
         );
+        if format == 0 {
+            return Err(not_a_store("its format version is 0"));
+        }
         if format > FORMAT_VERSION {
             return Err(StoreError::NewerFormat {
                 path: path.display().to_string(),
@@ -395,14 +398,19 @@ impl Store {
             writes: BTreeMap::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
+        let t0 = std::time::Instant::now();
         for checked in blocks {
             outcomes.push(self.stage(&mut overlay, checked)?);
         }
         if overlay.writes.is_empty() {
             return Ok(outcomes);
         }
+        let t1 = std::time::Instant::now();
         self.db.apply_batch(overlay.into_batch())?;
+        let t2 = std::time::Instant::now();
         self.db.flush()?;
+        let t3 = std::time::Instant::now();
+        if blocks.len() > 10 { eprintln!("STORE stage {:?} apply {:?} flush {:?}", t1-t0, t2-t1, t3-t2); }
         Ok(outcomes)
     }
 
