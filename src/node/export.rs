@@ -177,13 +177,18 @@ impl<R: Read> StreamReader<R> {
                 limit: self.limit,
             });
         }
-        let mut bytes = vec![0u8; length as usize];
-        read_exact_or_truncated(
-            &mut self.inner,
-            &mut bytes,
-            self.blocks,
-            "the next block is cut short",
-        )?;
+        // Grow with the bytes actually read, so a short input never causes
+        // an allocation of the length it merely claims.
+        let mut bytes = Vec::new();
+        (&mut self.inner)
+            .take(u64::from(length))
+            .read_to_end(&mut bytes)?;
+        if bytes.len() != length as usize {
+            return Err(StreamError::Truncated {
+                blocks: self.blocks,
+                what: "the next block is cut short",
+            });
+        }
         self.blocks += 1;
         Ok(Some(bytes))
     }
