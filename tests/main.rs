@@ -1,1 +1,3 @@
+mod consensus;
 mod fuzz_corpus;
+mod support;
