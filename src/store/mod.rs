@@ -398,19 +398,14 @@ impl Store {
             writes: BTreeMap::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
-        let t0 = std::time::Instant::now();
         for checked in blocks {
             outcomes.push(self.stage(&mut overlay, checked)?);
         }
         if overlay.writes.is_empty() {
             return Ok(outcomes);
         }
-        let t1 = std::time::Instant::now();
         self.db.apply_batch(overlay.into_batch())?;
-        let t2 = std::time::Instant::now();
         self.db.flush()?;
-        let t3 = std::time::Instant::now();
-        if blocks.len() > 10 { eprintln!("STORE stage {:?} apply {:?} flush {:?}", t1-t0, t2-t1, t3-t2); }
         Ok(outcomes)
     }
 
