@@ -1,3 +1,8 @@
+//! The integration tests: one binary, one module per area, helpers in support/.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
 mod consensus;
+mod crash;
 mod fuzz_corpus;
 mod support;
