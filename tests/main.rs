@@ -5,4 +5,5 @@ mod cli;
 mod consensus;
 mod crash;
 mod fuzz_corpus;
+mod reorg;
 mod support;

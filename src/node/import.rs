@@ -178,7 +178,10 @@ fn import_batch(
             }
         };
         let id = block.id();
-        if chain.store.contains(&id)? {
+        // Known from the store or from earlier in this batch: a repeated
+        // block is already known wherever the batches are cut, never a
+        // duplicate of its own work.
+        if chain.store.contains(&id)? || pending.infos.contains_key(&id) {
             report.already_known += 1;
             continue;
         }

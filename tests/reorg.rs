@@ -1,0 +1,748 @@
+//! Fork choice, rewards and storage (PROTOCOL §8–§9), on a real sled store.
+//!
+//! Branches are mined in memory with the support chain builder and fed to
+//! a node through `Chain::submit`, as a peer would send them. After every
+//! step the node's state — tip, best-chain index, block metadata (score
+//! history and cumulative work), models, balances, and the context its
+//! next block would be checked against — must equal the state of a fresh
+//! store that replays only the winning branch from genesis. Balances are
+//! also checked against a model computed from the winning branch alone:
+//! a reorg must lose nothing and count nothing twice.
+
+use crate::support::chain::{key, miner_id, regtest_params, resign, TestChain, DIABETES_CSV};
+use ed25519_dalek::SigningKey;
+use pouwd::chain::{Block, Hash32};
+use pouwd::consensus::params::ChainParams;
+use pouwd::consensus::{BlockError, ParentContext};
+use pouwd::node::export::StreamWriter;
+use pouwd::node::import::{import_chain, ImportError, ImportReport, BATCH_BLOCKS};
+use pouwd::node::{Chain, ChainSource, DataDir};
+use pouwd::store::{Balance, BlockMeta, Store, StoreError, Stored, Tip, FORMAT_VERSION};
+use std::collections::BTreeMap;
+use tempfile::TempDir;
+
+// ------------------------------------------------------------------ helpers
+
+/// A node: a chain over a sled store in a temporary data dir.
+struct Node {
+    chain: Chain,
+    // Dropped after the chain, so the store closes before its files go.
+    _dir: TempDir,
+}
+
+/// A fresh regtest data dir, created the way `pouwd start` creates one.
+fn node() -> Node {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = DataDir::new(&dir.path().join("node"));
+    let store = data_dir
+        .create(&ChainSource::from_arg("regtest"))
+        .expect("create a regtest data dir");
+    let dataset = data_dir
+        .load_dataset(store.params())
+        .expect("the data dir holds the dataset");
+    let chain = Chain::new(store, &dataset).expect("open the chain");
+    Node { chain, _dir: dir }
+}
+
+/// A bare store for `params`, without a data dir around it.
+fn bare_node(params: &ChainParams) -> Node {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::create(&dir.path().join("store"), params).expect("create store");
+    let chain = Chain::new(store, DIABETES_CSV).expect("open the chain");
+    Node { chain, _dir: dir }
+}
+
+/// Local time for every submission: late enough for every timestamp the
+/// builder gives (genesis time plus one second per height).
+fn submit_time(chain: &TestChain) -> u64 {
+    chain.params.genesis_time_ms + 1_000_000
+}
+
+/// Mine `count` blocks by `miner` on top of `parent`, each one target
+/// block time after genesis per height, and make them known to the builder.
+fn mine_branch(
+    chain: &mut TestChain,
+    parent: Hash32,
+    miner: &SigningKey,
+    count: usize,
+) -> Vec<Block> {
+    let spacing_ms = chain.params.target_block_ms;
+    mine_branch_spaced(chain, parent, miner, count, spacing_ms)
+}
+
+/// [`mine_branch`] with blocks `spacing_ms` apart (genesis time plus
+/// `height × spacing_ms`, or just above the median time past).
+fn mine_branch_spaced(
+    chain: &mut TestChain,
+    parent: Hash32,
+    miner: &SigningKey,
+    count: usize,
+    spacing_ms: u64,
+) -> Vec<Block> {
+    let mut blocks = Vec::with_capacity(count);
+    let mut parent = parent;
+    for _ in 0..count {
+        let height = chain.context(&parent).child_height();
+        let now = chain.params.genesis_time_ms + height * spacing_ms;
+        let mined = chain.mine_child(&parent, miner, now);
+        let checked = chain
+            .validate(mined.block, now)
+            .expect("an honestly mined block is valid");
+        chain.accept(&checked);
+        parent = checked.id();
+        blocks.push(checked.into_block());
+    }
+    blocks
+}
+
+fn submit(node: &Node, block: &Block, now_ms: u64) -> Stored {
+    node.chain
+        .submit(block.clone(), now_ms)
+        .unwrap_or_else(|e| panic!("block {} at height {}: {e}", block.id(), block.height()))
+}
+
+/// Submit blocks and check that each is stored with `expected`.
+fn submit_all(node: &Node, blocks: &[Block], now_ms: u64, expected: &Stored) {
+    for block in blocks {
+        assert_eq!(
+            &submit(node, block, now_ms),
+            expected,
+            "storing block at height {}",
+            block.height()
+        );
+    }
+}
+
+/// Everything a node's state is made of, as seen through the store.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    tip: Tip,
+    /// `hash_at(h)` for every height up to the highest block ever seen, so
+    /// that stale index entries above the tip show up.
+    best: Vec<Option<Hash32>>,
+    /// Metadata of each best block: score history, timestamps, work.
+    metas: Vec<BlockMeta>,
+    /// Each best block's final model, as bit patterns.
+    models: Vec<Vec<u64>>,
+    balances: BTreeMap<Hash32, u64>,
+    /// `balance()` of every key of the test.
+    balance_of: BTreeMap<Hash32, Balance>,
+    /// What the next block on the tip is checked against.
+    next: ParentContext,
+}
+
+fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snapshot {
+    let store = &node.chain.store;
+    let tip = store.tip().expect("tip");
+    let best: Vec<Option<Hash32>> = (0..=probe_height.max(tip.height))
+        .map(|h| store.hash_at(h).expect("height index"))
+        .collect();
+    let on_best: Vec<Hash32> = best[..=tip.height as usize]
+        .iter()
+        .map(|h| h.expect("every height up to the tip has a best block"))
+        .collect();
+    let metas = on_best
+        .iter()
+        .map(|h| {
+            store
+                .meta(h)
+                .expect("meta")
+                .expect("best block has metadata")
+        })
+        .collect();
+    let models = on_best
+        .iter()
+        .map(|h| {
+            node.chain
+                .model(h)
+                .expect("best block has a model")
+                .iter()
+                .map(|p| p.to_bits())
+                .collect()
+        })
+        .collect();
+    let balance_of = keys
+        .iter()
+        .map(|k| (*k, store.balance(k).expect("balance")))
+        .collect();
+    Snapshot {
+        next: node.chain.context(&tip.hash).expect("context of the tip"),
+        tip,
+        best,
+        metas,
+        models,
+        balances: store.balances().expect("balances"),
+        balance_of,
+    }
+}
+
+/// The state of a fresh store that stored only `path` (heights 1.., in order).
+fn replay(
+    params: &ChainParams,
+    path: &[&Block],
+    keys: &[Hash32],
+    probe_height: u64,
+    now_ms: u64,
+) -> Snapshot {
+    let fresh = bare_node(params);
+    for block in path {
+        assert_eq!(
+            submit(&fresh, block, now_ms),
+            Stored::Extended,
+            "a replay from genesis only extends"
+        );
+    }
+    snapshot(&fresh, keys, probe_height)
+}
+
+/// Balances computed from the best chain's miners alone: every block
+/// credits `reward_amount`; the last `validation_window` are not spendable.
+fn reward_model(
+    params: &ChainParams,
+    path: &[&Block],
+    keys: &[Hash32],
+) -> BTreeMap<Hash32, Balance> {
+    let tip_height = path.len() as u64;
+    let window = u64::from(params.validation_window);
+    keys.iter()
+        .map(|k| {
+            let mined: Vec<u64> = path
+                .iter()
+                .filter(|b| b.header.fields.miner == *k)
+                .map(|b| b.height())
+                .collect();
+            let mature = mined.iter().filter(|h| **h + window <= tip_height).count() as u64;
+            let balance = Balance {
+                total: mined.len() as u64 * params.reward_amount,
+                spendable: mature * params.reward_amount,
+            };
+            (*k, balance)
+        })
+        .collect()
+}
+
+/// The node's state equals a replay of `path` from genesis, and its
+/// balances equal the reward model of `path`.
+fn assert_state_is_replay_of(node: &Node, path: &[&Block], keys: &[Hash32], probe: u64, now: u64) {
+    let params = node.chain.params();
+    let state = snapshot(node, keys, probe);
+    let expected = replay(params, path, keys, probe, now);
+    assert_eq!(state, expected, "state after storing differs from a replay");
+    let tip = path.last().expect("a non-empty path");
+    assert_eq!(state.tip.hash, tip.id());
+    assert_eq!(state.balance_of, reward_model(params, path, keys));
+    let nonzero: BTreeMap<Hash32, u64> = reward_model(params, path, keys)
+        .into_iter()
+        .filter(|(_, b)| b.total > 0)
+        .map(|(k, b)| (k, b.total))
+        .collect();
+    assert_eq!(state.balances, nonzero, "no balance lost or counted twice");
+}
+
+fn chain_of<'a>(parts: &[&'a [Block]]) -> Vec<&'a Block> {
+    parts.iter().flat_map(|p| p.iter()).collect()
+}
+
+fn stream(params: &ChainParams, blocks: &[Block]) -> Vec<u8> {
+    let mut writer = StreamWriter::new(Vec::new(), &params.to_json(), &params.genesis_hash())
+        .expect("writing to memory");
+    for block in blocks {
+        writer
+            .write_block(&block.to_bytes())
+            .expect("writing to memory");
+    }
+    writer.finish().expect("writing to memory")
+}
+
+fn import(node: &Node, bytes: &[u8], now_ms: u64) -> (ImportReport, Option<ImportError>) {
+    import_chain(&node.chain, bytes, 2, now_ms, |_, _| {})
+}
+
+// ------------------------------------------------------------------ fork choice
+
+#[test]
+fn a_reorg_deeper_than_the_validation_window_and_back_matches_a_replay() {
+    let mut builder = TestChain::regtest();
+    let (common, alice, bob) = (key(3), key(1), key(2));
+    let keys = [miner_id(&common), miner_id(&alice), miner_id(&bob)];
+    let now = submit_time(&builder);
+    let window = u64::from(builder.params.validation_window);
+    let genesis = builder.genesis;
+
+    let prefix = mine_branch(&mut builder, genesis, &common, 3);
+    let fork = prefix.last().expect("3 blocks").id();
+    let fork_height = 3;
+    // A: 15 blocks, of which the first 12 are seen first; B: 14 blocks.
+    let branch_a = mine_branch(&mut builder, fork, &alice, 15);
+    let branch_b = mine_branch(&mut builder, fork, &bob, 14);
+    let probe = fork_height + 15;
+    assert!(12 > window + 1, "the first reorg is deeper than the window");
+
+    let node = node();
+    submit_all(&node, &prefix, now, &Stored::Extended);
+    submit_all(&node, &branch_a[..12], now, &Stored::Extended);
+    let on_a = chain_of(&[&prefix, &branch_a[..12]]);
+    assert_state_is_replay_of(&node, &on_a, &keys, probe, now);
+
+    // B up to equal work stays a side chain: the first seen wins ties.
+    submit_all(&node, &branch_b[..12], now, &Stored::SideChain);
+    assert_state_is_replay_of(&node, &on_a, &keys, probe, now);
+
+    // One block more and B is the best chain, 12 blocks deep.
+    assert_eq!(
+        submit(&node, &branch_b[12], now),
+        Stored::Reorg {
+            fork_height,
+            disconnected: 12
+        }
+    );
+    let on_b = chain_of(&[&prefix, &branch_b[..13]]);
+    assert_state_is_replay_of(&node, &on_b, &keys, probe, now);
+    assert_eq!(
+        node.chain.store.balance(&keys[1]).expect("balance").total,
+        0
+    );
+
+    assert_eq!(submit(&node, &branch_b[13], now), Stored::Extended);
+    let on_b = chain_of(&[&prefix, &branch_b]);
+    assert_state_is_replay_of(&node, &on_b, &keys, probe, now);
+
+    // A catches up (a tie again changes nothing), then overtakes B.
+    submit_all(&node, &branch_a[12..14], now, &Stored::SideChain);
+    assert_state_is_replay_of(&node, &on_b, &keys, probe, now);
+    assert_eq!(
+        submit(&node, &branch_a[14], now),
+        Stored::Reorg {
+            fork_height,
+            disconnected: 14
+        }
+    );
+    let on_a = chain_of(&[&prefix, &branch_a]);
+    assert_state_is_replay_of(&node, &on_a, &keys, probe, now);
+    assert_eq!(
+        node.chain.store.balance(&keys[2]).expect("balance").total,
+        0
+    );
+
+    // Every block stays stored, and a block seen again changes nothing.
+    for block in prefix.iter().chain(&branch_a).chain(&branch_b) {
+        assert!(node.chain.store.contains(&block.id()).expect("contains"));
+        assert_eq!(submit(&node, block, now), Stored::AlreadyKnown);
+    }
+    assert_state_is_replay_of(&node, &on_a, &keys, probe, now);
+
+    // The node goes on from the new tip like any other.
+    let next = mine_branch(&mut builder, branch_a[14].id(), &common, 1);
+    assert_eq!(submit(&node, &next[0], now), Stored::Extended);
+    let on_a = chain_of(&[&prefix, &branch_a, &next]);
+    assert_state_is_replay_of(&node, &on_a, &keys, probe + 1, now);
+}
+
+#[test]
+fn equal_work_keeps_whichever_branch_was_seen_first() {
+    let mut builder = TestChain::regtest();
+    let (alice, bob) = (key(1), key(2));
+    let keys = [miner_id(&alice), miner_id(&bob)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let branch_a = mine_branch(&mut builder, genesis, &alice, 2);
+    let branch_b = mine_branch(&mut builder, genesis, &bob, 3);
+
+    let a_first = node();
+    submit_all(&a_first, &branch_a, now, &Stored::Extended);
+    submit_all(&a_first, &branch_b[..2], now, &Stored::SideChain);
+    assert_state_is_replay_of(&a_first, &chain_of(&[&branch_a]), &keys, 3, now);
+
+    let b_first = node();
+    submit_all(&b_first, &branch_b[..2], now, &Stored::Extended);
+    submit_all(&b_first, &branch_a, now, &Stored::SideChain);
+    assert_state_is_replay_of(&b_first, &chain_of(&[&branch_b[..2]]), &keys, 3, now);
+
+    // More work wins, from genesis up.
+    assert_eq!(
+        submit(&a_first, &branch_b[2], now),
+        Stored::Reorg {
+            fork_height: 0,
+            disconnected: 2
+        }
+    );
+    assert_state_is_replay_of(&a_first, &chain_of(&[&branch_b]), &keys, 3, now);
+}
+
+#[test]
+fn a_heavier_but_shorter_branch_wins_and_the_index_above_its_tip_is_cleared() {
+    // Retargeting every 4 blocks lets a branch with fewer, harder blocks
+    // carry more work than a longer, easier one.
+    let mut params = regtest_params();
+    params.network = "regtest-retarget".into();
+    params.retarget_window = 4;
+    let mut builder = TestChain::new(params.clone());
+    let (alice, bob) = (key(1), key(2));
+    let keys = [miner_id(&alice), miner_id(&bob)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    // A is slow (4× the target time, so its target grows 4× at height 4
+    // and again at 8); B is fast (its target shrinks 4× at height 4).
+    let slow = mine_branch_spaced(&mut builder, genesis, &alice, 8, 4 * params.target_block_ms);
+    let fast = mine_branch_spaced(&mut builder, genesis, &bob, 4, params.target_block_ms / 4);
+    assert!(slow[4].header.fields.target > slow[0].header.fields.target);
+    assert!(fast[3].header.fields.target < fast[0].header.fields.target);
+
+    let node = bare_node(&params);
+    submit_all(&node, &slow, now, &Stored::Extended);
+    submit_all(&node, &fast[..3], now, &Stored::SideChain);
+    assert_eq!(
+        submit(&node, &fast[3], now),
+        Stored::Reorg {
+            fork_height: 0,
+            disconnected: 8
+        }
+    );
+    let state = snapshot(&node, &keys, 8);
+    assert_eq!(state.tip.height, 4);
+    assert_eq!(state.best[5..], [None, None, None, None]);
+    assert_state_is_replay_of(&node, &chain_of(&[&fast]), &keys, 8, now);
+}
+
+// ------------------------------------------------------------------ rewards
+
+#[test]
+fn every_best_block_credits_its_miner_and_matures_after_the_window() {
+    let mut builder = TestChain::regtest();
+    let (alice, bob, carol) = (key(1), key(2), key(3));
+    let keys = [miner_id(&alice), miner_id(&bob), miner_id(&carol)];
+    let now = submit_time(&builder);
+    let params = builder.params.clone();
+    let window = u64::from(params.validation_window);
+
+    // 24 blocks: Alice mines two of every three, Bob the third.
+    let mut blocks = Vec::new();
+    let mut parent = builder.genesis;
+    for height in 1..=24u64 {
+        let miner = if height % 3 == 0 { &bob } else { &alice };
+        let block = mine_branch(&mut builder, parent, miner, 1).remove(0);
+        parent = block.id();
+        blocks.push(block);
+    }
+    let node = node();
+    for (at, block) in blocks.iter().enumerate() {
+        assert_eq!(submit(&node, block, now), Stored::Extended);
+        let best = chain_of(&[&blocks[..=at]]);
+        let model = reward_model(&params, &best, &keys);
+        for k in &keys {
+            assert_eq!(
+                node.chain.store.balance(k).expect("balance"),
+                model[k],
+                "balance of {k} at height {}",
+                at + 1
+            );
+        }
+    }
+    let height = blocks.len() as u64;
+    let alice_blocks = 16u64;
+    assert_eq!(
+        node.chain.store.balance(&keys[0]).expect("balance"),
+        Balance {
+            total: alice_blocks * params.reward_amount,
+            // Heights 1..=14 are mature at tip 24; Alice mined 10 of them.
+            spendable: 10 * params.reward_amount,
+        }
+    );
+    assert_eq!(height - window, 14);
+
+    // Carol forks off at height 20 and overtakes: Alice's and Bob's blocks
+    // 21..=24 stop counting, Carol's count, and maturity follows her tip.
+    let fork = blocks[19].id();
+    let carol_branch = mine_branch(&mut builder, fork, &carol, 5);
+    submit_all(&node, &carol_branch[..4], now, &Stored::SideChain);
+    assert_eq!(
+        submit(&node, &carol_branch[4], now),
+        Stored::Reorg {
+            fork_height: 20,
+            disconnected: 4
+        }
+    );
+    let best = chain_of(&[&blocks[..20], &carol_branch]);
+    assert_state_is_replay_of(&node, &best, &keys, 25, now);
+    assert_eq!(
+        node.chain.store.balance(&keys[2]).expect("balance"),
+        Balance {
+            total: 5 * params.reward_amount,
+            spendable: 0,
+        }
+    );
+}
+
+// ------------------------------------------------------------------ the store
+
+#[test]
+fn a_store_with_a_newer_format_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let store = Store::create(&path, &regtest_params()).expect("create store");
+    store
+        .set_format_version(FORMAT_VERSION + 1)
+        .expect("write the format version");
+    drop(store);
+    let error = match Store::open(&path) {
+        Ok(_) => panic!("a store of a newer format must not open"),
+        Err(e) => e,
+    };
+    match &error {
+        StoreError::NewerFormat {
+            found, supported, ..
+        } => {
+            assert_eq!(*found, FORMAT_VERSION + 1);
+            assert_eq!(*supported, FORMAT_VERSION);
+        }
+        other => panic!("expected NewerFormat, got {other:?}"),
+    }
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("format version {}", FORMAT_VERSION + 1)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("supports ({FORMAT_VERSION})")),
+        "{text}"
+    );
+    // The refusal changes nothing: the store is refused again, also
+    // through its data dir.
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::NewerFormat { .. })
+    ));
+}
+
+#[test]
+fn a_store_of_the_current_format_opens_again_with_its_chain() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    {
+        let store = Store::create(&path, &regtest_params()).expect("create store");
+        let chain = Chain::new(store, DIABETES_CSV).expect("open the chain");
+        for block in &blocks {
+            assert_eq!(
+                chain.submit(block.clone(), now).expect("submit"),
+                Stored::Extended
+            );
+        }
+    }
+    let store = Store::open(&path).expect("a store of the current format opens");
+    let reopened = Node {
+        chain: Chain::new(store, DIABETES_CSV).expect("open the chain"),
+        _dir: dir,
+    };
+    let keys = [miner_id(&alice)];
+    assert_state_is_replay_of(&reopened, &chain_of(&[&blocks]), &keys, 5, now);
+}
+
+#[test]
+fn a_live_store_cannot_be_opened_a_second_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = DataDir::new(&dir.path().join("node"));
+    let store = data_dir
+        .create(&ChainSource::from_arg("regtest"))
+        .expect("create a data dir");
+    match Store::open(&data_dir.store_path()) {
+        Err(StoreError::Locked { path }) => {
+            assert_eq!(path, data_dir.store_path().display().to_string());
+        }
+        Err(other) => panic!("expected Locked, got {other:?}"),
+        Ok(_) => panic!("a store in use must not open a second time"),
+    }
+    let error = match data_dir.open_store() {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a store in use must not open through its data dir"),
+    };
+    assert!(error.contains("is running"), "{error}");
+
+    // A second process is refused too, with the same advice.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pouwd"))
+        .args(["inspect", "--data-dir"])
+        .arg(&data_dir.root)
+        .arg("0")
+        .output()
+        .expect("run pouwd inspect");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "inspect opened a live store");
+    assert!(stderr.contains("is running"), "{stderr}");
+
+    drop(store);
+    data_dir
+        .open_store()
+        .expect("the store opens once the first holder closed it");
+}
+
+#[test]
+fn an_import_stops_at_a_bad_block_and_keeps_exactly_the_valid_prefix() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let keys = [miner_id(&alice)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let long = BATCH_BLOCKS + 44;
+    let blocks = mine_branch(&mut builder, genesis, &alice, long);
+
+    // One fault caught by the header checks, one only by re-executing the
+    // body; each in the first batch, and in a later one after a full batch.
+    type Fault = fn(&mut Block);
+    let faults: [(&str, Fault); 2] = [
+        ("timestamp", |b| b.header.fields.timestamp_ms = 0),
+        ("score", |b| b.header.fields.score_ppm ^= 1),
+    ];
+    // (blocks in the stream, 1-based index of the bad one, which is its height)
+    let cases = [(40usize, 25usize), (long, BATCH_BLOCKS + 14)];
+    for (length, bad_at) in cases {
+        for (name, fault) in faults {
+            let mut tampered = blocks[..length].to_vec();
+            fault(&mut tampered[bad_at - 1]);
+            resign(&mut tampered[bad_at - 1], &alice);
+
+            let node = node();
+            let (report, error) = import(&node, &stream(&builder.params, &tampered), now);
+            let reason = match error {
+                Some(ImportError::BadBlock { index, reason, .. }) => {
+                    assert_eq!(index, bad_at as u64, "{name}: the bad block is named");
+                    reason
+                }
+                other => panic!("{name} at {bad_at}: expected BadBlock, got {other:?}"),
+            };
+            match (name, &reason) {
+                ("timestamp", BlockError::TimestampTooOld { .. })
+                | ("score", BlockError::ScoreMismatch { .. }) => {}
+                _ => panic!("{name} at {bad_at}: unexpected reason {reason}"),
+            }
+            assert_eq!(
+                report,
+                ImportReport {
+                    stored: bad_at as u64 - 1,
+                    already_known: 0,
+                    reorgs: 0,
+                },
+                "{name} at {bad_at}"
+            );
+            let prefix = chain_of(&[&blocks[..bad_at - 1]]);
+            assert_state_is_replay_of(&node, &prefix, &keys, length as u64, now);
+            for block in &tampered[bad_at - 1..] {
+                assert!(
+                    !node.chain.store.contains(&block.id()).expect("contains"),
+                    "{name} at {bad_at}: nothing at or after the bad block is stored"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn importing_the_same_stream_twice_reports_every_block_already_known() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let keys = [miner_id(&alice)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, 30);
+    let bytes = stream(&builder.params, &blocks);
+
+    let node = node();
+    let (first, error) = import(&node, &bytes, now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        first,
+        ImportReport {
+            stored: 30,
+            already_known: 0,
+            reorgs: 0
+        }
+    );
+    let all = chain_of(&[&blocks]);
+    assert_state_is_replay_of(&node, &all, &keys, 30, now);
+
+    let (second, error) = import(&node, &bytes, now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        second,
+        ImportReport {
+            stored: 0,
+            already_known: 30,
+            reorgs: 0
+        }
+    );
+    assert_state_is_replay_of(&node, &all, &keys, 30, now);
+}
+
+#[test]
+fn an_import_that_reorgs_inside_one_batch_matches_a_replay() {
+    let mut builder = TestChain::regtest();
+    let (common, alice, bob) = (key(3), key(1), key(2));
+    let keys = [miner_id(&common), miner_id(&alice), miner_id(&bob)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let prefix = mine_branch(&mut builder, genesis, &common, 3);
+    let fork = prefix.last().expect("3 blocks").id();
+    let branch_a = mine_branch(&mut builder, fork, &alice, 15);
+    let branch_b = mine_branch(&mut builder, fork, &bob, 14);
+
+    // Prefix, 12 blocks of A, then all of B: one batch, one reorg.
+    let first: Vec<Block> = chain_of(&[&prefix, &branch_a[..12], &branch_b])
+        .into_iter()
+        .cloned()
+        .collect();
+    let node = node();
+    let (report, error) = import(&node, &stream(&builder.params, &first), now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        report,
+        ImportReport {
+            stored: 29,
+            already_known: 0,
+            reorgs: 1
+        }
+    );
+    assert_state_is_replay_of(&node, &chain_of(&[&prefix, &branch_b]), &keys, 18, now);
+
+    // The rest of A, on a parent that is stored but not on the best chain.
+    let (report, error) = import(&node, &stream(&builder.params, &branch_a[12..]), now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        report,
+        ImportReport {
+            stored: 3,
+            already_known: 0,
+            reorgs: 1
+        }
+    );
+    assert_state_is_replay_of(&node, &chain_of(&[&prefix, &branch_a]), &keys, 18, now);
+}
+
+#[test]
+fn a_block_repeated_in_a_stream_is_already_known_not_a_duplicate() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let keys = [miner_id(&alice)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, 10);
+    // Block 5 again after block 10, in the same batch as its first copy:
+    // the outcome must not depend on where the batches are cut.
+    let mut repeated = blocks.clone();
+    repeated.push(blocks[4].clone());
+
+    let node = node();
+    let (report, error) = import(&node, &stream(&builder.params, &repeated), now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        report,
+        ImportReport {
+            stored: 10,
+            already_known: 1,
+            reorgs: 0
+        }
+    );
+    assert_state_is_replay_of(&node, &chain_of(&[&blocks]), &keys, 10, now);
+}
