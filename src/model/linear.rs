@@ -7,7 +7,13 @@ use crate::dataset::Prepared;
 #[inline]
 pub fn predict(params: &[f64], row: &[f64]) -> f64 {
     let (weights, bias) = params.split_at(row.len());
-    let mut acc = bias[0];
+    predict_with_bias(weights, bias[0], row)
+}
+
+/// [`predict`] with the bias passed apart from the weights.
+#[inline]
+fn predict_with_bias(weights: &[f64], bias: f64, row: &[f64]) -> f64 {
+    let mut acc = bias;
     for (w, x) in weights.iter().zip(row) {
         acc += w * x;
     }
@@ -17,25 +23,41 @@ pub fn predict(params: &[f64], row: &[f64]) -> f64 {
 /// Scratch space for [`sgd_step`], so the hot loop never allocates.
 #[derive(Clone, Debug)]
 pub struct StepScratch {
-    rows: Vec<f64>,
     errors: Vec<f64>,
-    grad: Vec<f64>,
 }
 
 impl StepScratch {
-    pub fn new(batch_size: usize, features: usize) -> StepScratch {
+    pub fn new(batch_size: usize) -> StepScratch {
         StepScratch {
-            rows: vec![0.0; batch_size * features],
             errors: vec![0.0; batch_size],
-            grad: vec![0.0; features + 1],
         }
     }
 }
 
+/// Batch rows whose predictions are computed together: independent
+/// dependency chains that the CPU overlaps.
+const ROW_LANES: usize = 4;
+
+/// Parameters whose gradient sums are accumulated together, in registers.
+const GRAD_LANES: usize = 4;
+
 /// One mini-batch gradient-descent step on MSE over the training rows
 /// `indices`: `W ← W − scale · Σ_b e_b x_b`, with `e_b = pred_b − y_b` and
-/// `scale = learning_rate · 2 / batch_size`. Sums run in ascending batch
-/// position; the bias is the last parameter.
+/// `scale = learning_rate · 2 / batch_size`. The bias is the last parameter.
+///
+/// The evaluation order is consensus (schema/consensus.md):
+/// - `pred_b` starts at the bias and adds `w_j · x_bj` in ascending `j`
+///   (as [`predict`]); `e_b = pred_b − y_b`;
+/// - the gradient `g_j` starts at `0.0` and adds `e_b · x_bj` in ascending
+///   batch position `b`; the bias gradient adds `e_b` the same way;
+/// - `w_j ← w_j − scale · g_j`.
+///
+/// Each of those is a separate product and sum, never fused. Rows are read
+/// in place from the training data. The loops are blocked only across
+/// independent sums (rows in the forward pass, parameters in the
+/// gradient), which leaves every sum's own order as written above. Models
+/// of up to 16 features run a kernel compiled for their width, which keeps
+/// every gradient sum in a register.
 #[inline]
 pub fn sgd_step(
     params: &mut [f64],
@@ -45,39 +67,137 @@ pub fn sgd_step(
     scratch: &mut StepScratch,
 ) {
     let d = data.features();
-    let batch = indices.len();
-    let rows = &mut scratch.rows[..batch * d];
-    for (b, &r) in indices.iter().enumerate() {
-        let start = r as usize * d;
-        rows[b * d..(b + 1) * d].copy_from_slice(&data.train_x[start..start + d]);
-    }
     let (weights, bias) = params.split_at_mut(d);
-    // Forward pass: each prediction starts at the bias and adds w_j x_j in
-    // ascending j; the batch rows are independent chains.
-    let errors = &mut scratch.errors[..batch];
-    errors.fill(bias[0]);
-    for (j, w) in weights.iter().enumerate() {
-        for (b, e) in errors.iter_mut().enumerate() {
-            *e += w * rows[b * d + j];
+    let bias = &mut bias[0];
+    let errors = &mut scratch.errors[..indices.len()];
+    let (x, y) = (&data.train_x[..], &data.train_y[..]);
+    macro_rules! fixed_width {
+        ($($width:literal)*) => {
+            match d {
+                $($width => {
+                    let weights: &mut [f64; $width] =
+                        weights.try_into().expect("split at the width");
+                    sgd_step_fixed(weights, bias, x, y, indices, scale, errors)
+                })*
+                _ => sgd_step_any(weights, bias, x, y, indices, scale, errors),
+            }
+        };
+    }
+    fixed_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+}
+
+/// [`sgd_step`] for `D` features.
+#[inline]
+fn sgd_step_fixed<const D: usize>(
+    weights: &mut [f64; D],
+    bias: &mut f64,
+    x: &[f64],
+    y: &[f64],
+    indices: &[u32],
+    scale: f64,
+    errors: &mut [f64],
+) {
+    let row = |r: u32| -> &[f64; D] {
+        x[r as usize * D..][..D]
+            .try_into()
+            .expect("a row is D values")
+    };
+    let mut index_blocks = indices.chunks_exact(ROW_LANES);
+    let mut error_blocks = errors.chunks_exact_mut(ROW_LANES);
+    for (block, out) in (&mut index_blocks).zip(&mut error_blocks) {
+        let rows: [&[f64; D]; ROW_LANES] = std::array::from_fn(|l| row(block[l]));
+        let mut acc = [*bias; ROW_LANES];
+        for j in 0..D {
+            for l in 0..ROW_LANES {
+                acc[l] += weights[j] * rows[l][j];
+            }
+        }
+        for l in 0..ROW_LANES {
+            out[l] = acc[l] - y[block[l] as usize];
         }
     }
-    for (e, &r) in errors.iter_mut().zip(indices) {
-        *e -= data.train_y[r as usize];
+    for (&r, e) in index_blocks
+        .remainder()
+        .iter()
+        .zip(error_blocks.into_remainder())
+    {
+        *e = predict_with_bias(weights, *bias, row(r)) - y[r as usize];
     }
-    // Gradient: for each parameter, the sum over the batch in ascending b.
-    let grad = &mut scratch.grad;
-    grad.fill(0.0);
-    for (b, &e) in errors.iter().enumerate() {
-        let row = &rows[b * d..(b + 1) * d];
-        for (g, x) in grad[..d].iter_mut().zip(row) {
-            *g += e * x;
+    let mut grad = [0.0; D];
+    let mut grad_bias = 0.0;
+    for (&r, &e) in indices.iter().zip(&*errors) {
+        let xs = row(r);
+        for j in 0..D {
+            grad[j] += e * xs[j];
         }
-        grad[d] += e;
+        grad_bias += e;
     }
-    for (w, g) in weights.iter_mut().zip(&grad[..d]) {
-        *w -= scale * g;
+    for j in 0..D {
+        weights[j] -= scale * grad[j];
     }
-    bias[0] -= scale * grad[d];
+    *bias -= scale * grad_bias;
+}
+
+/// [`sgd_step`] for any number of features.
+fn sgd_step_any(
+    weights: &mut [f64],
+    bias: &mut f64,
+    x: &[f64],
+    y: &[f64],
+    indices: &[u32],
+    scale: f64,
+    errors: &mut [f64],
+) {
+    let d = weights.len();
+    let row = |r: u32| -> &[f64] { &x[r as usize * d..][..d] };
+    let mut index_blocks = indices.chunks_exact(ROW_LANES);
+    let mut error_blocks = errors.chunks_exact_mut(ROW_LANES);
+    for (block, out) in (&mut index_blocks).zip(&mut error_blocks) {
+        let rows: [&[f64]; ROW_LANES] = std::array::from_fn(|l| row(block[l]));
+        let mut acc = [*bias; ROW_LANES];
+        for (j, w) in weights.iter().enumerate() {
+            for l in 0..ROW_LANES {
+                acc[l] += w * rows[l][j];
+            }
+        }
+        for l in 0..ROW_LANES {
+            out[l] = acc[l] - y[block[l] as usize];
+        }
+    }
+    for (&r, e) in index_blocks
+        .remainder()
+        .iter()
+        .zip(error_blocks.into_remainder())
+    {
+        *e = predict_with_bias(weights, *bias, row(r)) - y[r as usize];
+    }
+    let errors = &*errors;
+    let mut j = 0;
+    while j + GRAD_LANES <= d {
+        let mut grad = [0.0; GRAD_LANES];
+        for (&r, e) in indices.iter().zip(errors) {
+            let xs = &row(r)[j..j + GRAD_LANES];
+            for l in 0..GRAD_LANES {
+                grad[l] += e * xs[l];
+            }
+        }
+        for l in 0..GRAD_LANES {
+            weights[j + l] -= scale * grad[l];
+        }
+        j += GRAD_LANES;
+    }
+    for (j, w) in weights.iter_mut().enumerate().skip(j) {
+        let mut grad = 0.0;
+        for (&r, e) in indices.iter().zip(errors) {
+            grad += e * row(r)[j];
+        }
+        *w -= scale * grad;
+    }
+    let mut grad_bias = 0.0;
+    for e in errors {
+        grad_bias += e;
+    }
+    *bias -= scale * grad_bias;
 }
 
 /// `max(0, R²)` in parts per million of `params` on the holdout rows
@@ -109,5 +229,106 @@ pub fn score_ppm(params: &[f64], data: &Prepared, rows: &[u32]) -> u32 {
         0
     } else {
         (r2 * 1_000_000.0).floor().min(1_000_000.0) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The step as first written: rows copied out, one sum at a time, no
+    /// blocking. The fast kernels must match it bit for bit.
+    fn reference_step(params: &mut [f64], data: &Prepared, indices: &[u32], scale: f64) {
+        let d = data.features();
+        let rows: Vec<&[f64]> = indices
+            .iter()
+            .map(|&r| &data.train_x[r as usize * d..(r as usize + 1) * d])
+            .collect();
+        let errors: Vec<f64> = rows
+            .iter()
+            .zip(indices)
+            .map(|(row, &r)| predict(params, row) - data.train_y[r as usize])
+            .collect();
+        let mut grad = vec![0.0; d + 1];
+        for (row, e) in rows.iter().zip(&errors) {
+            for j in 0..d {
+                grad[j] += e * row[j];
+            }
+            grad[d] += e;
+        }
+        for (p, g) in params.iter_mut().zip(&grad) {
+            *p -= scale * g;
+        }
+    }
+
+    /// Training data of `rows × features` values with wide exponents, so
+    /// that any change of rounding order shows in the bits.
+    fn synthetic(rows: usize, features: usize, seed: u64) -> Prepared {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let scale = [1e-3, 1.0, 37.0, 1e4][(state & 3) as usize];
+            (unit - 0.5) * scale
+        };
+        Prepared {
+            feature_names: (0..features).map(|j| format!("x{j}")).collect(),
+            target_name: "y".into(),
+            feature_scaling: Vec::new(),
+            target_scaling: crate::dataset::Scaling {
+                mean: 0.0,
+                std: 1.0,
+            },
+            train_x: (0..rows * features).map(|_| next()).collect(),
+            train_y: (0..rows).map(|_| next()).collect(),
+            holdout_x: Vec::new(),
+            holdout_y: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kernels_match_the_reference_bit_for_bit() {
+        let rows = 50;
+        // 1..=16 take the fixed-width kernels, the rest the general one.
+        for features in 1..=20 {
+            let data = synthetic(rows, features, features as u64);
+            for batch in [1usize, 3, 4, 5, 8, 31, 32, 33] {
+                let indices: Vec<u32> = (0..batch)
+                    .map(|b| ((b * 7 + features) % rows) as u32)
+                    .collect();
+                let mut fast = vec![0.0; features + 1];
+                let mut slow = fast.clone();
+                let mut scratch = StepScratch::new(batch);
+                for step in 0..20 {
+                    let scale = 1e-3 * (step + 1) as f64;
+                    sgd_step(&mut fast, &data, &indices, scale, &mut scratch);
+                    reference_step(&mut slow, &data, &indices, scale);
+                    let fast_bits: Vec<u64> = fast.iter().map(|p| p.to_bits()).collect();
+                    let slow_bits: Vec<u64> = slow.iter().map(|p| p.to_bits()).collect();
+                    assert_eq!(fast_bits, slow_bits, "{features} features, batch {batch}");
+                }
+                let mut general = slow.clone();
+                let mut fixed = slow.clone();
+                let (weights, bias) = general.split_at_mut(features);
+                sgd_step_any(
+                    weights,
+                    &mut bias[0],
+                    &data.train_x,
+                    &data.train_y,
+                    &indices,
+                    0.01,
+                    &mut scratch.errors[..batch],
+                );
+                sgd_step(&mut fixed, &data, &indices, 0.01, &mut scratch);
+                let general_bits: Vec<u64> = general.iter().map(|p| p.to_bits()).collect();
+                let fixed_bits: Vec<u64> = fixed.iter().map(|p| p.to_bits()).collect();
+                assert_eq!(
+                    general_bits, fixed_bits,
+                    "{features} features, batch {batch}"
+                );
+            }
+        }
     }
 }

@@ -8,11 +8,46 @@
 
 pub mod linear;
 
-use crate::chain::{encoding, tagged_sha256, Hash32};
+use crate::chain::Hash32;
+use sha2::{Digest, Sha256};
 
 /// `model_hash(W) = SHA-256("pouw/model" ‖ postcard(W))`.
+///
+/// The postcard encoding of a `&[f64]` is the length as an unsigned LEB128
+/// varint followed by each value's 8 little-endian bytes; this writes those
+/// bytes straight into the hasher through a stack buffer instead of
+/// encoding into a `Vec`, because the miner hashes the model after every
+/// step and must not allocate there. A test checks it against
+/// `encoding::encode`.
 pub fn model_hash(params: &[f64]) -> Hash32 {
-    tagged_sha256(b"pouw/model", &[&encoding::encode(&params)])
+    const TAG: &[u8] = b"pouw/model";
+    // Tag, a varint of at most 10 bytes, then whole f64s.
+    let mut buf = [0u8; 256];
+    buf[..TAG.len()].copy_from_slice(TAG);
+    let mut at = TAG.len();
+    let mut len = params.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            buf[at] = byte;
+            at += 1;
+            break;
+        }
+        buf[at] = byte | 0x80;
+        at += 1;
+    }
+    let mut hasher = Sha256::new();
+    for value in params {
+        if at + 8 > buf.len() {
+            hasher.update(&buf[..at]);
+            at = 0;
+        }
+        buf[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        at += 8;
+    }
+    hasher.update(&buf[..at]);
+    Hash32(hasher.finalize().into())
 }
 
 /// Index of the first NaN or infinity, if any.

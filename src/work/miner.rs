@@ -62,6 +62,8 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
     let mut ckpt_root = frontier.root();
     let mut checkpoints = Vec::new();
     let mut leaves = Vec::new();
+    // Big-endian bytes compare in the order of the numbers they encode.
+    let target = job.target.to_big_endian();
     for i in 1..=task.max_steps_per_block {
         if i % POLL_STEPS == 0 && !keep_going(i) {
             return Mined::Stopped(i - 1);
@@ -80,7 +82,7 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
             ckpt_root = frontier.root();
         }
         let work_hash = trainer.run().work_hash(i, &hash, &ckpt_root);
-        if U256::from_big_endian(&work_hash.0) > job.target {
+        if work_hash.0 > target {
             continue;
         }
         if params.iter().any(|p| !p.is_finite()) {
