@@ -21,5 +21,6 @@ pub mod dataset;
 pub mod fuzzing;
 pub mod model;
 pub mod node;
+pub mod p2p;
 pub mod store;
 pub mod work;

@@ -3,6 +3,7 @@
 //! starts.
 
 mod export;
+mod id;
 mod inspect;
 mod masternode;
 mod model;
@@ -40,6 +41,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write the chain's model as JSON.
     ExportModel(model::ExportModelArgs),
+    /// Print the node's id (its public key), as peers pin it in `ID@host:port`.
+    Id(DataDirArg),
 }
 
 /// Options every command that reads a data dir takes.
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ImportChain(args) => export::run_import(args),
         Command::Inspect(args) => inspect::run(args),
         Command::ExportModel(args) => model::run(args),
+        Command::Id(args) => id::run(args),
     }
 }
 

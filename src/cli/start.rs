@@ -1,12 +1,16 @@
 //! `pouwd start`: create or open a data dir and run the node.
 
 use super::{DataDirArg, MasternodeConfig};
-use crate::node::miner::{run_miners, MinerOptions, Shared};
+use crate::node::miner::{run_miners, MinerOptions};
+use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
+use crate::p2p::{NetConfig, NetLimits, Network, PeerAddr, PeersFile};
 use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
@@ -32,6 +36,21 @@ pub struct StartArgs {
     /// The masternode.json whose values must match the chain's.
     #[arg(long, value_name = "FILE", requires = "masternode")]
     pub masternode_config: Option<PathBuf>,
+    /// Accept peer connections on this UDP address (QUIC), e.g. 127.0.0.1:5001.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// A p2p_network.json: {"peers": ["host:port", "ID@host:port", …], "port": N}.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+    /// A peer to connect to, `host:port` or `ID@host:port`; may be repeated.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peer: Vec<String>,
+    /// Seconds a misbehaving peer stays banned.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub ban_secs: u64,
+    /// Most inbound connections from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_inbound_per_ip: usize,
 }
 
 /// Everything `start` needs, checked before the node does anything.
@@ -40,6 +59,36 @@ struct StartConfig {
     source: Option<ChainSource>,
     mine: bool,
     options: MinerOptions,
+    /// `None` when the node runs without a network.
+    network: Option<NetConfig>,
+}
+
+/// Merge `--listen`, `--peers` and `--peer` into one network configuration.
+fn network_config(args: &StartArgs) -> Result<Option<NetConfig>> {
+    let mut peers = Vec::new();
+    let mut listen = args.listen;
+    if let Some(path) = &args.peers {
+        let file = PeersFile::load(path)?;
+        peers.extend(file.addrs(path)?);
+        if listen.is_none() {
+            listen = file.port.map(|port| SocketAddr::from(([0, 0, 0, 0], port)));
+        }
+    }
+    for text in &args.peer {
+        peers.push(PeerAddr::parse(text)?);
+    }
+    if listen.is_none() && peers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(NetConfig {
+        listen,
+        peers,
+        limits: NetLimits {
+            ban: Duration::from_secs(args.ban_secs),
+            max_inbound_per_ip: args.max_inbound_per_ip,
+            ..NetLimits::default()
+        },
+    }))
 }
 
 fn configure(args: StartArgs) -> Result<StartConfig> {
@@ -72,10 +121,13 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
     if args.masternode {
         let path = args
             .masternode_config
+            .clone()
             .context("--masternode needs --masternode-config FILE")?;
         MasternodeConfig::load(&path)?.check(&path, &params)?;
     }
+    let network = network_config(&args)?;
     Ok(StartConfig {
+        network,
         dir,
         source,
         mine: args.mine,
@@ -107,14 +159,7 @@ pub fn run(args: StartArgs) -> Result<()> {
     let dataset = dir.load_dataset(store.params())?;
     let chain = Chain::new(store, &dataset)?;
     let key = dir.load_key()?;
-    let shared = Arc::new(Shared {
-        chain,
-        dir,
-        key,
-        stop: AtomicBool::new(false),
-        tip_version: AtomicU64::new(0),
-        submit: Mutex::new(()),
-    });
+    let shared = Arc::new(Shared::new(chain, dir, key)?);
     let tip = shared.chain.store.tip()?;
     println!(
         "node started: network={} height={} tip={} miner={} mining={}",
@@ -129,11 +174,17 @@ pub fn run(args: StartArgs) -> Result<()> {
         }
     );
     shared.write_status()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(supervise(Arc::clone(&shared), config.mine, config.options));
+    let result = runtime.block_on(supervise(
+        Arc::clone(&shared),
+        config.mine,
+        config.options,
+        config.network,
+    ));
     if let Err(e) = shared.write_status() {
         eprintln!("warning: cannot write the status file: {e:#}");
     }
@@ -143,35 +194,48 @@ pub fn run(args: StartArgs) -> Result<()> {
 }
 
 /// Run the miners until they finish or a signal asks the node to stop.
-async fn supervise(shared: Arc<Shared>, mine: bool, options: MinerOptions) -> Result<()> {
+async fn supervise(
+    shared: Arc<Shared>,
+    mine: bool,
+    options: MinerOptions,
+    network: Option<NetConfig>,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let reached = options
-        .stop_at_height
-        .is_some_and(|h| shared.chain.store.tip().is_ok_and(|t| t.height >= h));
-    if reached {
+    if shared.tip_reached(options.stop_at_height) {
         return Ok(());
     }
+    let network = network
+        .map(|config| Network::start(Arc::clone(&shared), config))
+        .transpose()?;
+    let stop_at = options.stop_at_height;
     let worker = {
         let shared = Arc::clone(&shared);
         tokio::task::spawn_blocking(move || {
             if mine {
                 run_miners(shared, &options)
             } else {
-                while !shared.stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
+                while !shared.stop.load(Ordering::SeqCst) && !shared.tip_reached(stop_at) {
+                    std::thread::sleep(Duration::from_millis(50));
                 }
                 Ok(())
             }
         })
     };
     tokio::pin!(worker);
-    tokio::select! {
-        result = &mut worker => return result.context("the miner task failed")?,
-        _ = terminate.recv() => println!("SIGTERM received, stopping"),
-        _ = interrupt.recv() => println!("SIGINT received, stopping"),
-    }
+    let result = tokio::select! {
+        result = &mut worker => Some(result.context("the miner task failed").and_then(|r| r)),
+        _ = terminate.recv() => { println!("SIGTERM received, stopping"); None }
+        _ = interrupt.recv() => { println!("SIGINT received, stopping"); None }
+    };
     shared.stop.store(true, Ordering::SeqCst);
-    worker.await.context("the miner task failed")?
+    let result = match result {
+        Some(result) => result,
+        None => worker.await.context("the miner task failed")?,
+    };
+    if let Some(network) = network {
+        network.shutdown().await;
+    }
+    result
 }

@@ -135,7 +135,7 @@ pub fn import_chain(
             }
         }
         let finished = records.len() < BATCH_BLOCKS || stream_error.is_some();
-        if let Err(e) = import_batch(chain, records, threads, now_ms, &mut report) {
+        if let Err(e) = store_blocks(chain, records, threads, now_ms, &mut report) {
             return (report, Some(e));
         }
         progress(&report, reader.blocks_read());
@@ -148,7 +148,9 @@ pub fn import_chain(
     }
 }
 
-fn import_batch(
+/// Verify `records` (position, block bytes) in parallel and store the valid
+/// prefix atomically; the error names the first bad block.
+pub fn store_blocks(
     chain: &Chain,
     records: Vec<(u64, Vec<u8>)>,
     threads: usize,

@@ -2,54 +2,21 @@
 //! the tip moves, and submits what it finds through the same validation
 //! path as any other block.
 
-use super::chain::{now_ms, Chain};
-use super::datadir::{write_atomic, DataDir};
-use super::status::status_json;
+use super::chain::now_ms;
+use super::state::Shared;
 use crate::chain::{Block, Hash32, Header, HeaderFields, HEADER_VERSION};
 use crate::consensus::{passes_gate, target};
 use crate::store::Stored;
 use crate::work::{self, miner};
 use anyhow::Result;
-use ed25519_dalek::{Signer, SigningKey};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use ed25519_dalek::Signer;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct MinerOptions {
     pub threads: usize,
     pub stop_at_height: Option<u64>,
-}
-
-/// State the miner threads share.
-pub struct Shared {
-    pub chain: Chain,
-    pub dir: DataDir,
-    pub key: SigningKey,
-    pub stop: AtomicBool,
-    /// Bumped whenever the tip changes, so runs on an old tip stop.
-    pub tip_version: AtomicU64,
-    /// Serialises submissions so log lines follow the store's order.
-    pub submit: Mutex<()>,
-}
-
-impl Shared {
-    pub fn miner_id(&self) -> Hash32 {
-        Hash32(self.key.verifying_key().to_bytes())
-    }
-
-    /// Write DIR/status.json for `pouwd status` to read while the store is locked.
-    pub fn write_status(&self) -> Result<()> {
-        let mut status = status_json(&self.chain.store, &self.miner_id())?;
-        status["pid"] = std::process::id().into();
-        write_atomic(
-            &self.dir.status_path(),
-            serde_json::to_string_pretty(&status)?.as_bytes(),
-        )
-    }
-
-    fn tip_reached(&self, stop_at: Option<u64>) -> Result<bool> {
-        Ok(stop_at.is_some_and(|h| self.chain.store.tip().is_ok_and(|t| t.height >= h)))
-    }
 }
 
 /// Mine until `shared.stop` is set or the tip reaches `stop_at_height`.
@@ -92,7 +59,7 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
     let mut round: u32 = 0;
     let mut last_parent = Hash32::ZERO;
     while !shared.stop.load(Ordering::SeqCst) {
-        if shared.tip_reached(stop_at)? {
+        if shared.tip_reached(stop_at) {
             shared.stop.store(true, Ordering::SeqCst);
             break;
         }
@@ -151,10 +118,8 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             body,
         };
         let id = block.id();
-        let _guard = shared.submit.lock().unwrap_or_else(|e| e.into_inner());
-        match chain.submit(block, now_ms()) {
+        match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
-                shared.tip_version.fetch_add(1, Ordering::SeqCst);
                 println!(
                     "mined height={} hash={} steps={} score={:.6} reward={} time={:.3}s stored",
                     ctx.child_height(),
@@ -164,9 +129,6 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
                     params.reward_amount,
                     started.elapsed().as_secs_f64()
                 );
-                if let Err(e) = shared.write_status() {
-                    eprintln!("warning: cannot write the status file: {e:#}");
-                }
             }
             Ok(Stored::SideChain) | Ok(Stored::AlreadyKnown) => {}
             Err(super::SubmitError::Invalid(e)) => {

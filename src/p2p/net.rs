@@ -1,0 +1,1141 @@
+//! The QUIC peer network: connections, the handshake, serving requests,
+//! gossip of new tips, and sync from several peers at once.
+//!
+//! Async code here only moves bytes and bookkeeping; everything that
+//! touches consensus or sled runs on the blocking pool, so a slow block
+//! verification never stalls QUIC's timers.
+
+use super::peers::PeerAddr;
+use super::tls::{self, Identity};
+use super::wire::{self, Hello, Request, Response};
+use crate::chain::Hash32;
+use crate::node::chain::now_ms;
+use crate::node::import::{store_blocks, ImportError, ImportReport};
+use crate::node::state::Shared;
+use anyhow::{Context, Result};
+use primitive_types::U256;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Connection close codes.
+const CLOSE_REFUSED: u32 = 1;
+const CLOSE_BANNED: u32 = 2;
+const CLOSE_DUPLICATE: u32 = 3;
+const CLOSE_SHUTDOWN: u32 = 4;
+
+/// Shortest gap between two rounds of tip announcements.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
+/// Pause between sync rounds that fetched less than a full batch, so a
+/// node chasing a fast chain stays well inside its peers' rate limits.
+const SYNC_PAUSE: Duration = Duration::from_millis(20);
+
+/// Bounds on what peers may cost this node.
+#[derive(Clone, Debug)]
+pub struct NetLimits {
+    pub max_inbound: usize,
+    pub max_inbound_per_ip: usize,
+    pub max_outbound: usize,
+    /// Concurrent bidirectional streams a peer may open.
+    pub max_streams: u32,
+    /// Requests a peer may make per second before it is refused, and at
+    /// twice that, banned.
+    pub requests_per_second: u32,
+    /// Bytes a peer may have in flight towards this node.
+    pub receive_window: u32,
+    /// Every read of a message.
+    pub request_timeout: Duration,
+    /// Timeouts within a minute that count as misbehaviour.
+    pub max_timeouts: usize,
+    pub ban: Duration,
+    pub max_known_addrs: usize,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        NetLimits {
+            max_inbound: 64,
+            max_inbound_per_ip: 16,
+            max_outbound: 8,
+            max_streams: 32,
+            requests_per_second: 200,
+            receive_window: 8 << 20,
+            request_timeout: Duration::from_secs(10),
+            max_timeouts: 5,
+            ban: Duration::from_secs(600),
+            max_known_addrs: 1000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Where to accept connections; `None` dials out only.
+    pub listen: Option<SocketAddr>,
+    pub peers: Vec<PeerAddr>,
+    pub limits: NetLimits,
+}
+
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("timed out")]
+    Timeout,
+    #[error("message of {found} bytes, over the limit of {limit}")]
+    Oversized { found: usize, limit: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("connection: {0}")]
+    Connection(String),
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+}
+
+impl NetError {
+    /// Whether the peer broke the protocol (as opposed to a network failure).
+    fn is_misbehaviour(&self) -> bool {
+        matches!(
+            self,
+            NetError::Oversized { .. } | NetError::Malformed(_) | NetError::Unexpected(_)
+        )
+    }
+}
+
+/// What the node knows of one connected peer.
+#[derive(Clone)]
+pub struct Peer {
+    pub id: Hash32,
+    pub conn: quinn::Connection,
+    pub addr: SocketAddr,
+    pub inbound: bool,
+    /// Where the peer accepts connections, when it does.
+    pub listen: Option<SocketAddr>,
+    pub best_height: u64,
+    pub best_work: U256,
+    initiator: Hash32,
+    requests: (Instant, u32),
+    timeouts: VecDeque<Instant>,
+}
+
+/// A peer as the API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerInfo {
+    pub id: String,
+    pub address: String,
+    pub direction: &'static str,
+    pub best_height: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// A ban as the API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BanInfo {
+    pub id: String,
+    pub seconds_left: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncState {
+    pub syncing: bool,
+    pub target_height: u64,
+    pub peers: usize,
+}
+
+pub struct Network {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    identity: Identity,
+    config: NetConfig,
+    listen_port: Option<u16>,
+    peers: Mutex<HashMap<Hash32, Peer>>,
+    bans: Mutex<HashMap<Hash32, (Instant, String)>>,
+    known_addrs: Mutex<BTreeSet<SocketAddr>>,
+    self_addrs: Mutex<BTreeSet<SocketAddr>>,
+    sync_lock: tokio::sync::Mutex<()>,
+    sync_state: Mutex<SyncState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn log(message: std::fmt::Arguments) {
+    println!("p2p: {message}");
+}
+
+fn short(id: &Hash32) -> String {
+    id.to_hex()[..12].to_string()
+}
+
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, NetError> {
+    let read = async {
+        let mut len = [0u8; 4];
+        recv.read_exact(&mut len)
+            .await
+            .map_err(|e| NetError::Connection(e.to_string()))?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > limit {
+            return Err(NetError::Oversized { found: len, limit });
+        }
+        let mut bytes = vec![0u8; len];
+        recv.read_exact(&mut bytes)
+            .await
+            .map_err(|e| NetError::Connection(e.to_string()))?;
+        Ok(bytes)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| NetError::Timeout)?
+}
+
+impl Network {
+    /// Bind the endpoint and start accepting, dialing and gossiping.
+    pub fn start(shared: Arc<Shared>, config: NetConfig) -> Result<Arc<Network>> {
+        let identity = Identity::new(&shared.key)?;
+        let limits = &config.limits;
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(limits.max_streams.into())
+            .max_concurrent_uni_streams(0u32.into())
+            .receive_window(limits.receive_window.into())
+            .stream_receive_window((wire::MAX_MESSAGE_BYTES as u32 + 1024).into())
+            .keep_alive_interval(Some(Duration::from_secs(5)))
+            .max_idle_timeout(Some(
+                Duration::from_secs(30).try_into().context("idle timeout")?,
+            ));
+        let transport = Arc::new(transport);
+        let server_crypto =
+            quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(Arc::clone(&transport));
+        let bind = config
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let endpoint = if config.listen.is_some() {
+            quinn::Endpoint::server(server, bind)
+        } else {
+            quinn::Endpoint::client(bind)
+        }
+        .with_context(|| format!("cannot bind UDP {bind}"))?;
+        let listen_port = config
+            .listen
+            .map(|_| endpoint.local_addr().map(|a| a.port()))
+            .transpose()?;
+        let network = Arc::new(Network {
+            shared,
+            endpoint,
+            identity,
+            listen_port,
+            peers: Mutex::new(HashMap::new()),
+            bans: Mutex::new(HashMap::new()),
+            known_addrs: Mutex::new(config.peers.iter().map(|p| p.addr).collect()),
+            self_addrs: Mutex::new(BTreeSet::new()),
+            sync_lock: tokio::sync::Mutex::new(()),
+            sync_state: Mutex::new(SyncState::default()),
+            config,
+        });
+        if network.config.listen.is_some() {
+            log(format_args!(
+                "listening on {} as {}",
+                network.endpoint.local_addr()?,
+                network.shared.miner_id()
+            ));
+            tokio::spawn(Arc::clone(&network).accept_loop());
+        }
+        tokio::spawn(Arc::clone(&network).dial_loop(transport));
+        tokio::spawn(Arc::clone(&network).announce_loop());
+        Ok(network)
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Close every connection and the endpoint.
+    pub async fn shutdown(&self) {
+        self.endpoint.close(CLOSE_SHUTDOWN.into(), b"node stopping");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = lock(&self.peers)
+            .values()
+            .map(|p| {
+                let stats = p.conn.stats();
+                PeerInfo {
+                    id: p.id.to_hex(),
+                    address: p.addr.to_string(),
+                    direction: if p.inbound { "inbound" } else { "outbound" },
+                    best_height: p.best_height,
+                    bytes_in: stats.udp_rx.bytes,
+                    bytes_out: stats.udp_tx.bytes,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn ban_infos(&self) -> Vec<BanInfo> {
+        let now = Instant::now();
+        lock(&self.bans)
+            .iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(id, (until, reason))| BanInfo {
+                id: id.to_hex(),
+                seconds_left: (*until - now).as_secs(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    pub fn sync_state(&self) -> SyncState {
+        lock(&self.sync_state).clone()
+    }
+
+    fn is_banned(&self, id: &Hash32) -> bool {
+        let mut bans = lock(&self.bans);
+        match bans.get(id) {
+            Some((until, _)) if *until > Instant::now() => true,
+            Some(_) => {
+                bans.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Disconnect a peer at once and refuse it for the ban period.
+    fn punish(&self, id: &Hash32, reason: &str) {
+        let until = Instant::now() + self.config.limits.ban;
+        lock(&self.bans).insert(*id, (until, reason.to_string()));
+        let peer = lock(&self.peers).remove(id);
+        let addr = peer
+            .as_ref()
+            .map_or("?".to_string(), |p| p.addr.to_string());
+        log(format_args!(
+            "banning peer {} ({addr}) for {}s: {reason}",
+            short(id),
+            self.config.limits.ban.as_secs()
+        ));
+        if let Some(peer) = peer {
+            peer.conn.close(CLOSE_BANNED.into(), reason.as_bytes());
+        }
+    }
+
+    fn note_timeout(&self, id: &Hash32) {
+        let storm = {
+            let mut peers = lock(&self.peers);
+            let Some(peer) = peers.get_mut(id) else {
+                return;
+            };
+            let now = Instant::now();
+            peer.timeouts.push_back(now);
+            while peer
+                .timeouts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+            {
+                peer.timeouts.pop_front();
+            }
+            peer.timeouts.len() >= self.config.limits.max_timeouts
+        };
+        if storm {
+            self.punish(id, "too many timeouts");
+        }
+    }
+
+    fn our_hello(&self) -> Result<Hello> {
+        let store = &self.shared.chain.store;
+        let tip = store.tip()?;
+        Ok(Hello {
+            version: wire::PROTOCOL_VERSION,
+            genesis: store.genesis_hash(),
+            best_height: tip.height,
+            best_hash: tip.hash,
+            best_work: Hash32(tip.cumulative_work.to_big_endian()),
+            listen_port: self.listen_port,
+        })
+    }
+
+    fn check_hello(&self, hello: &Hello) -> Result<(), String> {
+        if hello.version != wire::PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version {} is not ours ({})",
+                hello.version,
+                wire::PROTOCOL_VERSION
+            ));
+        }
+        let ours = self.shared.chain.store.genesis_hash();
+        if hello.genesis != ours {
+            return Err(format!(
+                "genesis {} is not ours ({ours}): another network",
+                hello.genesis
+            ));
+        }
+        Ok(())
+    }
+
+    fn our_work(&self) -> U256 {
+        self.shared
+            .chain
+            .store
+            .tip()
+            .map_or(U256::zero(), |t| t.cumulative_work)
+    }
+
+    /// Send one request on its own stream and read the answer.
+    pub async fn request(
+        &self,
+        conn: &quinn::Connection,
+        request: &Request,
+    ) -> Result<Response, NetError> {
+        let timeout = self.config.limits.request_timeout;
+        let (mut send, mut recv) = tokio::time::timeout(timeout, conn.open_bi())
+            .await
+            .map_err(|_| NetError::Timeout)?
+            .map_err(|e| NetError::Connection(e.to_string()))?;
+        send.write_all(&wire::frame(request))
+            .await
+            .map_err(|e| NetError::Connection(e.to_string()))?;
+        let _ = send.finish();
+        let bytes = read_frame(&mut recv, request.response_limit(), timeout).await?;
+        wire::decode_response(&bytes, request.response_limit())
+            .map_err(|e| NetError::Malformed(e.to_string()))
+    }
+
+    /// Keep the peer table consistent when two nodes dial each other at
+    /// once: both keep the connection the smaller id initiated.
+    fn register(&self, peer: Peer) -> bool {
+        let mut peers = lock(&self.peers);
+        if let Some(existing) = peers.get(&peer.id) {
+            let keep_new = peer.initiator < existing.initiator;
+            if !keep_new || existing.conn.stable_id() == peer.conn.stable_id() {
+                peer.conn
+                    .close(CLOSE_DUPLICATE.into(), b"already connected");
+                return false;
+            }
+            existing
+                .conn
+                .close(CLOSE_DUPLICATE.into(), b"already connected");
+        }
+        if let Some(listen) = peer.listen {
+            let mut known = lock(&self.known_addrs);
+            if known.len() < self.config.limits.max_known_addrs {
+                known.insert(listen);
+            }
+        }
+        peers.insert(peer.id, peer);
+        true
+    }
+
+    fn new_peer(
+        &self,
+        id: Hash32,
+        conn: quinn::Connection,
+        inbound: bool,
+        listen: Option<SocketAddr>,
+        hello: &Hello,
+    ) -> Peer {
+        Peer {
+            id,
+            addr: conn.remote_address(),
+            inbound,
+            listen,
+            best_height: hello.best_height,
+            best_work: U256::from_big_endian(&hello.best_work.0),
+            initiator: if inbound { id } else { self.shared.miner_id() },
+            requests: (Instant::now(), 0),
+            timeouts: VecDeque::new(),
+            conn,
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let ip = incoming.remote_address().ip();
+            let (total, from_ip) = {
+                let peers = lock(&self.peers);
+                let inbound = peers.values().filter(|p| p.inbound);
+                let total = inbound.clone().count();
+                (total, inbound.filter(|p| p.addr.ip() == ip).count())
+            };
+            let limits = &self.config.limits;
+            if total >= limits.max_inbound || from_ip >= limits.max_inbound_per_ip {
+                log(format_args!(
+                    "refusing a connection from {}: {total} inbound, {from_ip} from that address",
+                    incoming.remote_address()
+                ));
+                incoming.refuse();
+                continue;
+            }
+            let network = Arc::clone(&self);
+            tokio::spawn(async move {
+                if let Err(e) = network.accept_one(incoming).await {
+                    log(format_args!("inbound connection failed: {e:#}"));
+                }
+            });
+        }
+    }
+
+    async fn accept_one(self: Arc<Self>, incoming: quinn::Incoming) -> Result<()> {
+        let remote = incoming.remote_address();
+        let conn = incoming
+            .await
+            .with_context(|| format!("handshake with {remote}"))?;
+        let id = tls::peer_id(&conn).context("the peer presented no ed25519 certificate")?;
+        if id == self.shared.miner_id() {
+            conn.close(CLOSE_REFUSED.into(), b"connected to self");
+            return Ok(());
+        }
+        if self.is_banned(&id) {
+            conn.close(CLOSE_BANNED.into(), b"banned");
+            anyhow::bail!("refused banned peer {} ({remote})", short(&id));
+        }
+        let timeout = self.config.limits.request_timeout;
+        let (mut send, mut recv) = tokio::time::timeout(timeout, conn.accept_bi())
+            .await
+            .context("no hello in time")??;
+        let bytes = match read_frame(&mut recv, wire::MAX_REQUEST_BYTES, timeout).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if e.is_misbehaviour() {
+                    self.punish(&id, &format!("bad hello: {e}"));
+                }
+                conn.close(CLOSE_REFUSED.into(), e.to_string().as_bytes());
+                anyhow::bail!("hello from {}: {e}", short(&id));
+            }
+        };
+        let hello = match wire::decode_request(&bytes) {
+            Ok(Request::Hello(hello)) => hello,
+            Ok(_) => {
+                self.punish(&id, "first request was not a hello");
+                conn.close(CLOSE_REFUSED.into(), b"expected hello");
+                anyhow::bail!("peer {} skipped the hello", short(&id));
+            }
+            Err(e) => {
+                self.punish(&id, &format!("malformed hello: {e}"));
+                conn.close(CLOSE_BANNED.into(), b"malformed hello");
+                anyhow::bail!("malformed hello from {}: {e}", short(&id));
+            }
+        };
+        if let Err(reason) = self.check_hello(&hello) {
+            log(format_args!(
+                "refusing peer {} ({remote}): {reason}",
+                short(&id)
+            ));
+            let _ = send
+                .write_all(&wire::frame(&Response::Refused(reason.clone())))
+                .await;
+            let _ = send.finish();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+            return Ok(());
+        }
+        send.write_all(&wire::frame(&Response::Hello(self.our_hello()?)))
+            .await?;
+        let _ = send.finish();
+        let listen = hello
+            .listen_port
+            .map(|port| SocketAddr::new(remote.ip(), port));
+        let peer = self.new_peer(id, conn.clone(), true, listen, &hello);
+        if self.register(peer) {
+            log(format_args!(
+                "peer {} connected from {remote} (height {})",
+                short(&id),
+                hello.best_height
+            ));
+            self.after_hello(&hello);
+            tokio::spawn(Arc::clone(&self).serve(conn, id));
+        }
+        Ok(())
+    }
+
+    /// Dial one address; `Ok(false)` when the peer refused us.
+    async fn dial(
+        self: &Arc<Self>,
+        target: &PeerAddr,
+        transport: &Arc<quinn::TransportConfig>,
+    ) -> Result<bool> {
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(
+            self.identity.client_config(target.id)?,
+        )?;
+        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(Arc::clone(transport));
+        let conn = self
+            .endpoint
+            .connect_with(client, target.addr, tls::SERVER_NAME)?
+            .await
+            .with_context(|| format!("connecting to {}", target.addr))?;
+        let id = tls::peer_id(&conn).context("the peer presented no ed25519 certificate")?;
+        if id == self.shared.miner_id() {
+            lock(&self.self_addrs).insert(target.addr);
+            conn.close(CLOSE_REFUSED.into(), b"connected to self");
+            return Ok(false);
+        }
+        if self.is_banned(&id) {
+            conn.close(CLOSE_BANNED.into(), b"banned");
+            return Ok(false);
+        }
+        match self
+            .request(&conn, &Request::Hello(self.our_hello()?))
+            .await
+        {
+            Ok(Response::Hello(hello)) => {
+                if let Err(reason) = self.check_hello(&hello) {
+                    log(format_args!(
+                        "refusing peer {} ({}): {reason}",
+                        short(&id),
+                        target.addr
+                    ));
+                    conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+                    return Ok(false);
+                }
+                let peer = self.new_peer(id, conn.clone(), false, Some(target.addr), &hello);
+                if self.register(peer) {
+                    log(format_args!(
+                        "peer {} connected at {} (height {})",
+                        short(&id),
+                        target.addr,
+                        hello.best_height
+                    ));
+                    self.after_hello(&hello);
+                    tokio::spawn(Arc::clone(self).serve(conn, id));
+                }
+                Ok(true)
+            }
+            Ok(Response::Refused(reason)) => {
+                log(format_args!(
+                    "peer {} ({}) refused us: {reason}",
+                    short(&id),
+                    target.addr
+                ));
+                Ok(false)
+            }
+            Ok(other) => {
+                self.punish(&id, "answered hello with something else");
+                anyhow::bail!("unexpected answer to hello: {other:?}")
+            }
+            Err(e) => {
+                if e.is_misbehaviour() {
+                    self.punish(&id, &format!("bad hello answer: {e}"));
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn connected_to(&self, addr: &SocketAddr) -> bool {
+        lock(&self.peers)
+            .values()
+            .any(|p| p.listen.as_ref() == Some(addr) || p.addr == *addr)
+    }
+
+    /// Keep configured peers connected (with backoff) and fill outbound
+    /// slots from the addresses peers gossip.
+    async fn dial_loop(self: Arc<Self>, transport: Arc<quinn::TransportConfig>) {
+        let mut backoff: HashMap<SocketAddr, (Instant, Duration)> = HashMap::new();
+        let mut last_addr_query = Instant::now() - Duration::from_secs(60);
+        loop {
+            let mut targets: Vec<PeerAddr> = self.config.peers.clone();
+            let outbound = lock(&self.peers).values().filter(|p| !p.inbound).count();
+            if outbound < self.config.limits.max_outbound {
+                for addr in lock(&self.known_addrs).iter() {
+                    if !targets.iter().any(|t| t.addr == *addr) {
+                        targets.push(PeerAddr {
+                            id: None,
+                            addr: *addr,
+                        });
+                    }
+                }
+            }
+            for target in targets {
+                if self.connected_to(&target.addr) || lock(&self.self_addrs).contains(&target.addr)
+                {
+                    continue;
+                }
+                if let Some(id) = target.id {
+                    if lock(&self.peers).contains_key(&id) {
+                        continue;
+                    }
+                }
+                let now = Instant::now();
+                if backoff.get(&target.addr).is_some_and(|(at, _)| *at > now) {
+                    continue;
+                }
+                match self.dial(&target, &transport).await {
+                    Ok(true) => {
+                        backoff.remove(&target.addr);
+                    }
+                    Ok(false) | Err(_) => {
+                        let delay = backoff
+                            .get(&target.addr)
+                            .map_or(Duration::from_millis(500), |(_, d)| {
+                                (*d * 2).min(Duration::from_secs(30))
+                            });
+                        backoff.insert(target.addr, (now + delay, delay));
+                    }
+                }
+            }
+            if last_addr_query.elapsed() > Duration::from_secs(10) {
+                last_addr_query = Instant::now();
+                self.ask_addrs().await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn ask_addrs(self: &Arc<Self>) {
+        let peers: Vec<Peer> = lock(&self.peers).values().cloned().collect();
+        for peer in peers {
+            if let Ok(Response::Addrs(addrs)) = self.request(&peer.conn, &Request::GetAddrs).await {
+                let mut known = lock(&self.known_addrs);
+                for addr in addrs.iter().take(wire::MAX_ADDRS) {
+                    if let Ok(addr) = addr.parse::<SocketAddr>() {
+                        if known.len() < self.config.limits.max_known_addrs {
+                            known.insert(addr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn after_hello(self: &Arc<Self>, hello: &Hello) {
+        if U256::from_big_endian(&hello.best_work.0) > self.our_work() {
+            self.trigger_sync();
+        }
+    }
+
+    /// Serve the requests a peer opens streams for, until it disconnects.
+    async fn serve(self: Arc<Self>, conn: quinn::Connection, id: Hash32) {
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let network = Arc::clone(&self);
+                    tokio::spawn(async move { network.handle_stream(id, send, recv).await });
+                }
+                Err(e) => {
+                    let mut peers = lock(&self.peers);
+                    if peers
+                        .get(&id)
+                        .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
+                    {
+                        peers.remove(&id);
+                        drop(peers);
+                        log(format_args!("peer {} disconnected: {e}", short(&id)));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Count a request against the peer's rate; `Err` when over it.
+    fn charge(&self, id: &Hash32) -> Result<(), bool> {
+        let limit = self.config.limits.requests_per_second;
+        let mut peers = lock(&self.peers);
+        let Some(peer) = peers.get_mut(id) else {
+            return Err(false);
+        };
+        let (start, count) = &mut peer.requests;
+        if start.elapsed() >= Duration::from_secs(1) {
+            *start = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        if *count > 2 * limit {
+            Err(true)
+        } else if *count > limit {
+            Err(false)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn handle_stream(
+        self: Arc<Self>,
+        id: Hash32,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        match self.charge(&id) {
+            Ok(()) => {}
+            Err(true) => {
+                self.punish(&id, "request flood");
+                return;
+            }
+            Err(false) => {
+                let _ = send
+                    .write_all(&wire::frame(&Response::Refused("rate limited".into())))
+                    .await;
+                let _ = send.finish();
+                return;
+            }
+        }
+        let timeout = self.config.limits.request_timeout;
+        let bytes = match read_frame(&mut recv, wire::MAX_REQUEST_BYTES, timeout).await {
+            Ok(bytes) => bytes,
+            Err(NetError::Timeout) => {
+                self.note_timeout(&id);
+                return;
+            }
+            Err(e) if e.is_misbehaviour() => {
+                self.punish(&id, &e.to_string());
+                return;
+            }
+            Err(_) => return,
+        };
+        let request = match wire::decode_request(&bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                self.punish(&id, &format!("malformed request: {e}"));
+                return;
+            }
+        };
+        if let Err(reason) = request.check() {
+            self.punish(&id, &format!("request out of bounds: {reason}"));
+            return;
+        }
+        let response = match self.answer(id, request).await {
+            Ok(response) => response,
+            Err(e) => Response::Refused(format!("{e:#}")),
+        };
+        let _ = send.write_all(&wire::frame(&response)).await;
+        let _ = send.finish();
+    }
+
+    async fn answer(self: &Arc<Self>, id: Hash32, request: Request) -> Result<Response> {
+        let shared = Arc::clone(&self.shared);
+        Ok(match request {
+            Request::Hello(_) => Response::Refused("hello was already exchanged".into()),
+            Request::Announce { hash, height, work } => {
+                let work = U256::from_big_endian(&work.0);
+                if let Some(peer) = lock(&self.peers).get_mut(&id) {
+                    peer.best_height = peer.best_height.max(height);
+                    peer.best_work = peer.best_work.max(work);
+                }
+                let known = shared.chain.store.contains(&hash).unwrap_or(false);
+                if !known && work > self.our_work() {
+                    self.trigger_sync();
+                }
+                Response::Ok
+            }
+            Request::GetHashes { locator, max } => {
+                let max = (max as usize).min(wire::MAX_HASHES);
+                tokio::task::spawn_blocking(move || hashes_after(&shared, &locator, max)).await??
+            }
+            Request::GetBlocks(hashes) => {
+                tokio::task::spawn_blocking(move || -> Result<Response> {
+                    let mut blocks = Vec::new();
+                    let mut total = 16;
+                    for hash in hashes {
+                        if let Some(bytes) = shared.chain.store.block_bytes(&hash)? {
+                            total += bytes.len() + 4;
+                            if total > wire::MAX_MESSAGE_BYTES {
+                                break;
+                            }
+                            blocks.push(bytes);
+                        }
+                    }
+                    Ok(Response::Blocks(blocks))
+                })
+                .await??
+            }
+            Request::GetAddrs => {
+                let addrs = lock(&self.peers)
+                    .values()
+                    .filter(|p| p.id != id)
+                    .filter_map(|p| p.listen)
+                    .take(wire::MAX_ADDRS)
+                    .map(|a| a.to_string())
+                    .collect();
+                Response::Addrs(addrs)
+            }
+            Request::GetFile { .. } | Request::GetChunk { .. } => Response::NotFound,
+        })
+    }
+
+    /// Announce new tips to every peer that does not have them. At most
+    /// one round per [`ANNOUNCE_INTERVAL`]: tips found meanwhile coalesce
+    /// into the latest, so a fast chain never floods peers.
+    async fn announce_loop(self: Arc<Self>) {
+        let mut tips = self.shared.tip_watch.subscribe();
+        while tips.changed().await.is_ok() {
+            let hash = *tips.borrow_and_update();
+            let Ok(Some(meta)) = self.shared.chain.store.meta(&hash) else {
+                continue;
+            };
+            let request = Request::Announce {
+                hash,
+                height: meta.height,
+                work: meta.cumulative_work,
+            };
+            let peers: Vec<Peer> = lock(&self.peers).values().cloned().collect();
+            let sends: Vec<_> = peers
+                .into_iter()
+                .filter(|peer| peer.best_work < meta.work())
+                .map(|peer| {
+                    let network = Arc::clone(&self);
+                    let request = request.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = network.request(&peer.conn, &request).await {
+                            network.request_failed(&peer.id, &e);
+                        }
+                    })
+                })
+                .collect();
+            for send in sends {
+                let _ = send.await;
+            }
+            tokio::time::sleep(ANNOUNCE_INTERVAL).await;
+        }
+    }
+
+    /// Start a sync unless one is running (a running one re-checks peers).
+    pub fn trigger_sync(self: &Arc<Self>) {
+        let network = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(_guard) = network.sync_lock.try_lock() else {
+                return;
+            };
+            if let Err(e) = network.sync().await {
+                log(format_args!("sync stopped: {e:#}"));
+            }
+            lock(&network.sync_state).syncing = false;
+        });
+    }
+
+    /// Catch up with the peers that have more work: locator, then batches
+    /// of blocks fetched from every such peer in parallel, verified and
+    /// stored in chain order.
+    async fn sync(self: &Arc<Self>) -> Result<()> {
+        const BATCH: usize = 32;
+        loop {
+            let ours = self.our_work();
+            let mut ahead: Vec<Peer> = lock(&self.peers)
+                .values()
+                .filter(|p| p.best_work > ours)
+                .cloned()
+                .collect();
+            if ahead.is_empty() {
+                return Ok(());
+            }
+            ahead.sort_by_key(|p| std::cmp::Reverse(p.best_work));
+            let leader = ahead[0].clone();
+            {
+                let mut state = lock(&self.sync_state);
+                state.syncing = true;
+                state.target_height = leader.best_height;
+                state.peers = ahead.len();
+            }
+            let shared = Arc::clone(&self.shared);
+            let locator = tokio::task::spawn_blocking(move || locator(&shared)).await??;
+            let hashes = match self
+                .request(
+                    &leader.conn,
+                    &Request::GetHashes {
+                        locator,
+                        max: wire::MAX_HASHES as u32,
+                    },
+                )
+                .await
+            {
+                Ok(Response::Hashes(hashes)) => hashes,
+                Ok(Response::Refused(reason)) => {
+                    log(format_args!(
+                        "peer {} refused GetHashes: {reason}",
+                        short(&leader.id)
+                    ));
+                    self.forget_claim(&leader.id, ours);
+                    tokio::time::sleep(SYNC_PAUSE).await;
+                    continue;
+                }
+                Ok(other) => {
+                    self.punish(&leader.id, &format!("answered GetHashes with {other:?}"));
+                    continue;
+                }
+                Err(e) => {
+                    self.request_failed(&leader.id, &e);
+                    self.forget_claim(&leader.id, ours);
+                    continue;
+                }
+            };
+            let store = &self.shared.chain.store;
+            let mut wanted = Vec::with_capacity(hashes.len());
+            for hash in hashes {
+                if !store.contains(&hash)? {
+                    wanted.push(hash);
+                }
+            }
+            if wanted.is_empty() {
+                // The peer claimed more work than it can show us.
+                self.forget_claim(&leader.id, ours);
+                continue;
+            }
+            // Fetch every batch at once, spread over the peers ahead of us,
+            // and store them in order as they arrive.
+            let fetches: Vec<_> = wanted
+                .chunks(BATCH)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let peer = ahead[i % ahead.len()].clone();
+                    let network = Arc::clone(self);
+                    let request = Request::GetBlocks(chunk.to_vec());
+                    tokio::spawn(async move {
+                        let result = network.request(&peer.conn, &request).await;
+                        (peer, result)
+                    })
+                })
+                .collect();
+            let total = wanted.len();
+            if total < BATCH {
+                tokio::time::sleep(SYNC_PAUSE).await;
+            }
+            let mut done = 0usize;
+            for fetch in fetches {
+                let (peer, result) = fetch.await?;
+                let blocks = match result {
+                    Ok(Response::Blocks(blocks)) if !blocks.is_empty() => blocks,
+                    Ok(Response::Blocks(_)) => {
+                        self.forget_claim(&peer.id, ours);
+                        break;
+                    }
+                    Ok(Response::Refused(reason)) => {
+                        log(format_args!(
+                            "peer {} refused GetBlocks: {reason}",
+                            short(&peer.id)
+                        ));
+                        break;
+                    }
+                    Ok(other) => {
+                        self.punish(&peer.id, &format!("answered GetBlocks with {other:?}"));
+                        break;
+                    }
+                    Err(e) => {
+                        self.request_failed(&peer.id, &e);
+                        break;
+                    }
+                };
+                let count = blocks.len();
+                let (report, error) = self.store_from(blocks).await?;
+                if let Some(error) = error {
+                    match &error {
+                        ImportError::BadBlock { reason, .. }
+                            if !matches!(
+                                reason,
+                                crate::consensus::BlockError::UnknownParent { .. }
+                            ) =>
+                        {
+                            self.punish(&peer.id, &format!("sent an invalid block: {error}"));
+                        }
+                        _ => log(format_args!("sync from {}: {error}", short(&peer.id))),
+                    }
+                    break;
+                }
+                done += count;
+                let tip = self.shared.chain.store.tip()?;
+                log(format_args!(
+                    "sync: {done}/{total} blocks fetched, {} stored, tip height {} (target {}, {} peers)",
+                    report.stored,
+                    tip.height,
+                    leader.best_height,
+                    ahead.len()
+                ));
+            }
+        }
+    }
+
+    fn request_failed(&self, id: &Hash32, error: &NetError) {
+        match error {
+            NetError::Timeout => self.note_timeout(id),
+            e if e.is_misbehaviour() => self.punish(id, &e.to_string()),
+            _ => {}
+        }
+    }
+
+    /// Stop believing a peer has more work than `ours` until it announces again.
+    fn forget_claim(&self, id: &Hash32, ours: U256) {
+        if let Some(peer) = lock(&self.peers).get_mut(id) {
+            peer.best_work = peer.best_work.min(ours);
+        }
+    }
+
+    /// Verify and store blocks off the async threads.
+    async fn store_from(
+        &self,
+        blocks: Vec<Vec<u8>>,
+    ) -> Result<(ImportReport, Option<ImportError>)> {
+        let shared = Arc::clone(&self.shared);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(tokio::task::spawn_blocking(move || {
+            shared.write(|chain| {
+                let records = blocks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, b)| (i as u64 + 1, b))
+                    .collect();
+                let mut report = ImportReport::default();
+                let error = store_blocks(chain, records, threads, now_ms(), &mut report).err();
+                (report, error)
+            })
+        })
+        .await?)
+    }
+}
+
+/// Best-chain hashes going back from the tip: the 10 latest, then doubling
+/// steps, and genesis last.
+fn locator(shared: &Shared) -> Result<Vec<Hash32>> {
+    let store = &shared.chain.store;
+    let tip = store.tip()?;
+    let mut out = Vec::new();
+    let mut height = tip.height;
+    let mut step = 1u64;
+    loop {
+        if let Some(hash) = store.hash_at(height)? {
+            out.push(hash);
+        }
+        if height == 0 || out.len() >= wire::MAX_LOCATOR - 1 {
+            break;
+        }
+        if out.len() >= 10 {
+            step *= 2;
+        }
+        height = height.saturating_sub(step);
+    }
+    if height != 0 {
+        out.push(store.genesis_hash());
+    }
+    Ok(out)
+}
+
+/// Answer a locator: best-chain hashes after the first entry on our best chain.
+fn hashes_after(shared: &Shared, locator: &[Hash32], max: usize) -> Result<Response> {
+    let store = &shared.chain.store;
+    let mut start = 0;
+    for hash in locator {
+        if let Some(meta) = store.meta(hash)? {
+            if store.hash_at(meta.height)? == Some(*hash) {
+                start = meta.height;
+                break;
+            }
+        }
+    }
+    let tip = store.tip()?.height;
+    let mut hashes = Vec::new();
+    for height in start + 1..=tip.min(start + max as u64) {
+        match store.hash_at(height)? {
+            Some(hash) => hashes.push(hash),
+            None => break,
+        }
+    }
+    Ok(Response::Hashes(hashes))
+}

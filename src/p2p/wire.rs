@@ -1,0 +1,131 @@
+//! Wire messages and their bounds (schema/p2p.md).
+//!
+//! Every exchange is one request and one response on its own QUIC
+//! bidirectional stream. A message is a little-endian u32 length and that
+//! many bytes of canonical postcard; the length is checked against the
+//! bound of the message type before anything is read or decoded, and the
+//! decode is strict (nothing trailing, canonical form).
+
+use crate::chain::encoding::{decode_strict, encode, DecodeError};
+use crate::chain::Hash32;
+use serde::{Deserialize, Serialize};
+
+/// Version exchanged in [`Hello`]; ALPN carries it too.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// No message is ever longer.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Longest request.
+pub const MAX_REQUEST_BYTES: usize = 8 << 10;
+/// Most hashes in a locator.
+pub const MAX_LOCATOR: usize = 64;
+/// Most hashes one `GetHashes` returns.
+pub const MAX_HASHES: usize = 2000;
+/// Most blocks one `GetBlocks` asks for.
+pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
+/// Most addresses one `Addrs` carries.
+pub const MAX_ADDRS: usize = 32;
+/// Size of a training-data chunk.
+pub const CHUNK_BYTES: u32 = 64 << 10;
+
+/// The first request on a connection, and its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub genesis: Hash32,
+    pub best_height: u64,
+    pub best_hash: Hash32,
+    /// Big-endian cumulative work of the best chain.
+    pub best_work: Hash32,
+    /// The port this node accepts connections on, if any.
+    pub listen_port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Hello(Hello),
+    /// A new best block.
+    Announce {
+        hash: Hash32,
+        height: u64,
+        work: Hash32,
+    },
+    /// Best-chain hashes after the first locator entry the peer knows.
+    GetHashes {
+        locator: Vec<Hash32>,
+        max: u32,
+    },
+    GetBlocks(Vec<Hash32>),
+    GetAddrs,
+    /// The chunk hashes of a file known by its BLAKE3 hash.
+    GetFile {
+        blake3: Hash32,
+    },
+    GetChunk {
+        blake3: Hash32,
+        index: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Hello(Hello),
+    /// The request was refused; the reason is for logs.
+    Refused(String),
+    Ok,
+    Hashes(Vec<Hash32>),
+    /// Canonical block bytes, in the order asked; unknown ones are left out.
+    Blocks(Vec<Vec<u8>>),
+    Addrs(Vec<String>),
+    File {
+        size: u64,
+        chunk_hashes: Vec<Hash32>,
+    },
+    Chunk(Vec<u8>),
+    NotFound,
+}
+
+impl Request {
+    /// Largest response this request may get.
+    pub fn response_limit(&self) -> usize {
+        match self {
+            Request::Hello(_) | Request::Announce { .. } => 1024,
+            Request::GetHashes { .. } => 16 + 32 * MAX_HASHES,
+            Request::GetBlocks(_) | Request::GetFile { .. } => MAX_MESSAGE_BYTES,
+            Request::GetAddrs => 16 + 128 * MAX_ADDRS,
+            Request::GetChunk { .. } => 16 + CHUNK_BYTES as usize,
+        }
+    }
+
+    /// Vector bounds beyond the byte bound.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Request::GetHashes { locator, max } if locator.len() > MAX_LOCATOR || *max == 0 => Err(
+                format!("locator of {} hashes asking for {max}", locator.len()),
+            ),
+            Request::GetBlocks(hashes)
+                if hashes.is_empty() || hashes.len() > MAX_BLOCKS_PER_REQUEST =>
+            {
+                Err(format!("{} blocks asked", hashes.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Frame a message: u32 LE length, then the canonical bytes.
+pub fn frame<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = encode(message);
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decode the bytes after the length prefix, strictly.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
+    decode_strict(bytes, MAX_REQUEST_BYTES, "request")
+}
+
+pub fn decode_response(bytes: &[u8], limit: usize) -> Result<Response, DecodeError> {
+    decode_strict(bytes, limit, "response")
+}
