@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Peer-layer benchmarks over real QUIC on loopback (standard library only).
+
+  tools/bench_p2p.py sync   [--blocks 10000]   sync from 1 and from 3 peers vs import-chain
+  tools/bench_p2p.py gossip [--blocks 40]      block found -> validated by all 5 nodes
+
+Builds nothing: run `cargo build --release` first. Work files go to a
+temporary directory that is removed afterwards. Every node binds
+127.0.0.1 only and is stopped before the script exits.
+"""
+import argparse
+import json
+import os
+import queue
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "pouwd")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args):
+    out = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        sys.exit(f"pouwd {' '.join(args)} failed: {out.stderr}")
+    return out
+
+
+class Node:
+    """A `pouwd start` whose stdout lines are timestamped as they arrive."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [BIN, "start", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put((time.monotonic(), line.rstrip("\n")))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def make_chain(tmp, blocks):
+    src = os.path.join(tmp, "src")
+    run("start", "--data-dir", src, "--chain", "regtest", "--mine", "--stop-at-height", str(blocks))
+    path = os.path.join(tmp, "chain.pouw")
+    run("export-chain", "--data-dir", src, "--out", path)
+    return path
+
+
+def bench_sync(tmp, blocks):
+    chain = make_chain(tmp, blocks)
+    size_mb = os.path.getsize(chain) / 1e6
+    t = time.monotonic()
+    run("import-chain", "--data-dir", os.path.join(tmp, "imported"), "--chain", "regtest", "--in", chain)
+    import_s = time.monotonic() - t
+    results = {"import": import_s}
+    sources = []
+    try:
+        for i in range(3):
+            d = os.path.join(tmp, f"source{i}")
+            run("import-chain", "--data-dir", d, "--chain", "regtest", "--in", chain)
+            port = free_port()
+            sources.append((Node("--data-dir", d, "--listen", f"127.0.0.1:{port}"), port))
+        time.sleep(1.0)
+        for n in (1, 3):
+            peers = []
+            for _, port in sources[:n]:
+                peers += ["--peer", f"127.0.0.1:{port}"]
+            d = os.path.join(tmp, f"sync{n}")
+            t = time.monotonic()
+            node = Node("--data-dir", d, "--chain", "regtest", "--stop-at-height", str(blocks), *peers)
+            done = None
+            while done is None:
+                try:
+                    at, line = node.lines.get(timeout=600)
+                except queue.Empty:
+                    sys.exit(f"sync from {n} stalled")
+                m = re.search(r"tip height (\d+)", line)
+                if m and int(m.group(1)) >= blocks:
+                    done = at
+            node.proc.wait(timeout=60)
+            if node.proc.returncode != 0:
+                sys.exit(f"sync from {n} failed with exit code {node.proc.returncode}")
+            # From process start to the last block stored; shutdown excluded.
+            results[f"sync from {n}"] = done - t
+    finally:
+        for node, _ in sources:
+            node.stop()
+    print(f"chain: {blocks} regtest blocks, {size_mb:.2f} MB")
+    print(f"{'':>14} {'seconds':>8} {'blocks/s':>9} {'MB/s':>6} {'vs import':>9}")
+    for name, secs in results.items():
+        print(f"{name:>14} {secs:8.2f} {blocks / secs:9.0f} {size_mb / secs:6.2f} {results['import'] / secs:8.0%}")
+
+
+def bench_gossip(tmp, blocks):
+    # A chain with blocks about every 300 ms, so each is measured on its own.
+    params = json.load(open(os.path.join(ROOT, "config", "regtest.json")))
+    params["network"] = "gossip-bench"
+    params["initial_target"] = "%064x" % ((1 << 256) // 300_000 - 1)
+    params["task"]["checkpoint_interval"] = 1000
+    chain = os.path.join(tmp, "gossip.json")
+    json.dump(params, open(chain, "w"))
+    shutil.copy(os.path.join(ROOT, "data", "diabetes.csv"), tmp)
+    ports = [free_port() for _ in range(5)]
+    nodes = []
+    try:
+        for i, port in enumerate(ports):
+            args = ["--data-dir", os.path.join(tmp, f"g{i}"), "--chain", chain, "--listen", f"127.0.0.1:{port}"]
+            if i > 0:
+                args += ["--peer", f"127.0.0.1:{ports[i - 1]}"]
+            if i == 0:
+                args += ["--mine", "--stop-at-height", str(blocks)]
+            nodes.append(Node(*args))
+        found, seen = {}, {}
+        mined = re.compile(r"^mined height=(\d+) ")
+        synced = re.compile(r"tip height (\d+)")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and len(found) < blocks or any(
+            len([k for k in seen if k[1] == h]) < 4 for h in range(2, blocks + 1)
+        ):
+            if time.monotonic() > deadline:
+                break
+            progressed = False
+            for i, node in enumerate(nodes):
+                while True:
+                    try:
+                        t, line = node.lines.get_nowait()
+                    except queue.Empty:
+                        break
+                    progressed = True
+                    if i == 0 and (m := mined.match(line)):
+                        found[int(m.group(1))] = t
+                    elif i > 0 and (m := synced.search(line)):
+                        for h in range(1, int(m.group(1)) + 1):
+                            seen.setdefault((i, h), t)
+            if not progressed:
+                time.sleep(0.005)
+    finally:
+        for node in nodes:
+            node.stop()
+    latencies = []
+    for h in range(2, blocks + 1):  # block 1 is mined while peers connect
+        times = [seen.get((i, h)) for i in range(1, 5)]
+        if h in found and all(times):
+            latencies.append((max(times) - found[h]) * 1000)
+    latencies.sort()
+    if not latencies:
+        sys.exit("no block reached all five nodes")
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"gossip over a 5-node line, {len(latencies)} blocks: "
+          f"median {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["sync", "gossip"])
+    parser.add_argument("--blocks", type=int)
+    args = parser.parse_args()
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} is missing: run `cargo build --release` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.what == "sync":
+            bench_sync(tmp, args.blocks or 10000)
+        else:
+            bench_gossip(tmp, args.blocks or 40)
+
+
+if __name__ == "__main__":
+    main()
