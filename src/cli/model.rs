@@ -1,10 +1,9 @@
 //! `pouwd export-model`: the chain's model as JSON, usable outside the node.
 
-use super::inspect::resolve;
 use super::{output, DataDirArg};
+use crate::node::views::{model_json, resolve, BlockRef};
 use crate::node::{Chain, DataDir};
 use anyhow::{Context, Result};
-use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -25,38 +24,10 @@ pub fn run(args: ExportModelArgs) -> Result<()> {
     let chain = Chain::open(&dir)?;
     let store = &chain.store;
     let hash = match args.height {
-        Some(h) => resolve(store, &h.to_string())?,
+        Some(height) => resolve(store, BlockRef::Height(height))?,
         None => store.tip()?.hash,
     };
-    let meta = store.meta(&hash)?.context("block metadata missing")?;
-    let params = chain.model(&hash)?;
-    let data = &chain.task.data;
-    let d = data.features();
-    let features: Vec<_> = data
-        .feature_names
-        .iter()
-        .zip(&data.feature_scaling)
-        .map(|(name, s)| json!({"name": name, "mean": s.mean, "std": s.std}))
-        .collect();
-    let model = json!({
-        "format": "pouwd-linear-model/1",
-        "network": chain.params().network,
-        "height": meta.height,
-        "block": hash.to_hex(),
-        "kind": "linear",
-        "feature_names": data.feature_names,
-        "target_name": data.target_name,
-        "weights": &params[..d],
-        "bias": params[d],
-        "normalisation": {
-            "features": features,
-            "target": {"name": data.target_name, "mean": data.target_scaling.mean, "std": data.target_scaling.std},
-        },
-        "score_ppm": meta.score_ppm,
-        "score_r2": f64::from(meta.score_ppm) / 1e6,
-        "predict": "z_j = (x_j - features[j].mean) / features[j].std; \
-                    y = (bias + sum_j weights[j] * z_j) * target.std + target.mean",
-    });
+    let model = model_json(&chain, &hash)?;
     let mut out = output(&args.out)?;
     serde_json::to_writer_pretty(&mut out, &model)?;
     writeln!(out)?;
@@ -66,7 +37,7 @@ pub fn run(args: ExportModelArgs) -> Result<()> {
         eprintln!(
             "wrote the model of block {} (height {}) to {}",
             hash,
-            meta.height,
+            model["height"],
             args.out.display()
         );
     }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod miner;
 pub mod state;
 pub mod status;
+pub mod views;
 
 pub use chain::{now_ms, Chain, SubmitError};
 pub use datadir::{ChainSource, DataDir};
