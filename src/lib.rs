@@ -12,8 +12,10 @@
 //! headers, canonical encoding), [`consensus`] (parameters and rules),
 //! [`work`] (training steps, lottery, checkpoints), [`model`] and
 //! [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
-//! import and export) and [`cli`] (the `pouwd` commands).
+//! import and export), [`p2p`] (the peer network), [`api`] (the local,
+//! read-only JSON API) and [`cli`] (the `pouwd` commands).
 
+pub mod api;
 pub mod chain;
 pub mod cli;
 pub mod consensus;

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area, helpers in support/.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod cli;
 mod consensus;
 mod crash;

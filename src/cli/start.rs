@@ -1,6 +1,7 @@
 //! `pouwd start`: create or open a data dir and run the node.
 
 use super::{DataDirArg, MasternodeConfig};
+use crate::api::{self, Api};
 use crate::node::miner::{run_miners, MinerOptions};
 use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
@@ -51,6 +52,14 @@ pub struct StartArgs {
     /// Most inbound connections from one IP address.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_inbound_per_ip: usize,
+    /// Serve the read-only JSON API on this TCP address: a port, or IP:port
+    /// (127.0.0.1:8645 when given without a value).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = api::DEFAULT_ADDR)]
+    pub api: Option<String>,
+    /// Allow --api on an address other machines can reach. The API has no
+    /// authentication: anyone who reaches it can read the node's state.
+    #[arg(long, requires = "api")]
+    pub api_public: bool,
 }
 
 /// Everything `start` needs, checked before the node does anything.
@@ -61,6 +70,8 @@ struct StartConfig {
     options: MinerOptions,
     /// `None` when the node runs without a network.
     network: Option<NetConfig>,
+    /// Where to serve the local API, if anywhere.
+    api: Option<SocketAddr>,
 }
 
 /// Merge `--listen`, `--peers` and `--peer` into one network configuration.
@@ -126,8 +137,14 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
         MasternodeConfig::load(&path)?.check(&path, &params)?;
     }
     let network = network_config(&args)?;
+    let api = args
+        .api
+        .as_deref()
+        .map(|text| api::bind_addr(text, args.api_public))
+        .transpose()?;
     Ok(StartConfig {
         network,
+        api,
         dir,
         source,
         mine: args.mine,
@@ -140,6 +157,7 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
 
 pub fn run(args: StartArgs) -> Result<()> {
     let config = configure(args)?;
+    let api = config.api.map(api::bind).transpose()?;
     let dir = config.dir;
     let store = if dir.exists() {
         dir.open_store()?
@@ -184,6 +202,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         config.mine,
         config.options,
         config.network,
+        api,
     ));
     if let Err(e) = shared.write_status() {
         eprintln!("warning: cannot write the status file: {e:#}");
@@ -193,12 +212,14 @@ pub fn run(args: StartArgs) -> Result<()> {
     result
 }
 
-/// Run the miners until they finish or a signal asks the node to stop.
+/// Run the miners until they finish or a signal asks the node to stop,
+/// with the network and the API, when configured, beside them.
 async fn supervise(
     shared: Arc<Shared>,
     mine: bool,
     options: MinerOptions,
     network: Option<NetConfig>,
+    api: Option<std::net::TcpListener>,
 ) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -209,6 +230,22 @@ async fn supervise(
     let network = network
         .map(|config| Network::start(Arc::clone(&shared), config))
         .transpose()?;
+    let api = match api.map(|l| Api::start(l, Arc::clone(&shared), network.clone())) {
+        Some(Ok(api)) => Some(api),
+        Some(Err(e)) => {
+            if let Some(network) = network {
+                network.shutdown().await;
+            }
+            return Err(e).context("cannot serve the API");
+        }
+        None => None,
+    };
+    if api.is_some() {
+        // Record the API's address, so `pouwd status` asks it.
+        if let Err(e) = shared.write_status() {
+            eprintln!("warning: cannot write the status file: {e:#}");
+        }
+    }
     let stop_at = options.stop_at_height;
     let worker = {
         let shared = Arc::clone(&shared);
@@ -234,6 +271,9 @@ async fn supervise(
         Some(result) => result,
         None => worker.await.context("the miner task failed")?,
     };
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     if let Some(network) = network {
         network.shutdown().await;
     }

@@ -1,12 +1,22 @@
 //! `pouwd status`: the tip, its work and the node's balance.
+//!
+//! On a stopped node it reads the store. On a running one (its store is
+//! locked) it asks the node's API when the node serves one, and otherwise
+//! shows the status file the node wrote at its last block.
 
 use super::DataDirArg;
+use crate::api::client::get_json;
 use crate::chain::Hash32;
 use crate::node::status::status_json;
 use crate::node::DataDir;
 use crate::store::{Store, StoreError};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long `pouwd status` waits on each step of a running node's API.
+const API_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -30,6 +40,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
             let key = dir.load_key()?;
             let mut status = status_json(&store, &Hash32(key.verifying_key().to_bytes()))?;
             status["running"] = false.into();
+            status["source"] = "store".into();
             status
         }
         Err(StoreError::Locked { .. }) => running_status(&dir)?,
@@ -38,7 +49,14 @@ pub fn run(args: StatusArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        if status["running"] == true {
+        if status["source"] == "api" {
+            println!(
+                "a node is running on {} (pid {}); live status from its API at {}:",
+                dir.root.display(),
+                status["pid"],
+                status["api"].as_str().unwrap_or_default()
+            );
+        } else if status["running"] == true {
             println!(
                 "a node is running on {} (pid {}); status as of its last block:",
                 dir.root.display(),
@@ -57,8 +75,42 @@ pub fn run(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// The status a running node wrote into its data dir.
+/// A running node's status: from its API when it serves one and answers,
+/// otherwise from the status file it wrote into its data dir.
 fn running_status(dir: &DataDir) -> Result<Value> {
+    let mut status = status_file(dir)?;
+    if let Some(api) = status["api"].as_str().map(str::to_string) {
+        match api_status(&api, &status["pid"]) {
+            Ok(live) => return Ok(live),
+            Err(e) => eprintln!(
+                "note: the node's API at {api} did not answer ({e:#}); \
+                 showing the status file the node wrote at its last block"
+            ),
+        }
+    }
+    status["source"] = "status_file".into();
+    Ok(status)
+}
+
+/// `/status` from the API at `api`, if the process that answers is the
+/// node that wrote the status file (`pid`).
+fn api_status(api: &str, pid: &Value) -> Result<Value> {
+    let addr: SocketAddr = api
+        .parse()
+        .with_context(|| format!("the status file's api {api:?} is not an address"))?;
+    let mut status = get_json(addr, "/status", API_TIMEOUT)?;
+    if status["pid"] != *pid {
+        bail!(
+            "it is process {}, not the node's process {pid}",
+            status["pid"]
+        );
+    }
+    status["source"] = "api".into();
+    Ok(status)
+}
+
+/// The status file a running node keeps in its data dir.
+fn status_file(dir: &DataDir) -> Result<Value> {
     let path = dir.status_path();
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(

@@ -9,6 +9,7 @@ use crate::chain::{Block, Hash32};
 use crate::store::Stored;
 use anyhow::Result;
 use ed25519_dalek::SigningKey;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -24,6 +25,8 @@ pub struct Shared {
     pub submit: Mutex<()>,
     /// The current tip, for tasks that wait for it to move.
     pub tip_watch: tokio::sync::watch::Sender<Hash32>,
+    /// Where the local API listens while it runs, for the status file.
+    pub api_addr: Mutex<Option<SocketAddr>>,
 }
 
 impl Shared {
@@ -37,6 +40,7 @@ impl Shared {
             tip_version: AtomicU64::new(0),
             submit: Mutex::new(()),
             tip_watch: tokio::sync::watch::Sender::new(tip),
+            api_addr: Mutex::new(None),
         })
     }
 
@@ -44,10 +48,20 @@ impl Shared {
         Hash32(self.key.verifying_key().to_bytes())
     }
 
+    /// Record where the local API listens (`None` once it stops), for the
+    /// status file.
+    pub fn set_api_addr(&self, addr: Option<SocketAddr>) {
+        *self.api_addr.lock().unwrap_or_else(|e| e.into_inner()) = addr;
+    }
+
     /// Write DIR/status.json for `pouwd status` to read while the store is locked.
     pub fn write_status(&self) -> Result<()> {
         let mut status = status_json(&self.chain.store, &self.miner_id())?;
         status["pid"] = std::process::id().into();
+        let api = *self.api_addr.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(api) = api {
+            status["api"] = api.to_string().into();
+        }
         write_atomic(
             &self.dir.status_path(),
             serde_json::to_string_pretty(&status)?.as_bytes(),

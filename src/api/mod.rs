@@ -1,0 +1,563 @@
+//! The local HTTP API: read-only JSON views of a running node, for
+//! operators, scripts and tests.
+//!
+//! `pouwd start --api [ADDR]` serves, over plain HTTP/1.1 on the node's
+//! tokio runtime:
+//!
+//! - `GET /status`: the fields of `pouwd status`, plus `peers` (how many
+//!   are connected), `sync`, `running`, `pid` and `api`;
+//! - `GET /peers`: connected peers and banned ones;
+//! - `GET /blocks/{height|hash}`: one block, as `pouwd inspect --json`;
+//! - `GET /model[?limit=N]`: the tip's model, as `pouwd export-model`,
+//!   plus the scores of the last N blocks of its chain.
+//!
+//! It never writes: no endpoint changes the chain, the store, the peers or
+//! any file, and only `GET` is accepted. It has no authentication either,
+//! which is why it binds a loopback address unless told `--api-public`.
+//! What a client can cost the node is bounded: at most
+//! [`MAX_CONNECTIONS`] at once (more wait in the listen backlog), request
+//! headers of at most 16 KiB read within 5 s, request bodies never read,
+//! every connection closed after 30 s, and every store read on the
+//! blocking pool so a slow read never stalls the network's timers.
+
+pub mod client;
+
+use crate::node::state::Shared;
+use crate::node::status::status_json;
+use crate::node::views::{self, BlockRef, ViewError};
+use crate::p2p::net::{BanInfo, PeerInfo, SyncState};
+use crate::p2p::Network;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{watch, Semaphore};
+
+/// The port `--api` binds when given no value, on 127.0.0.1.
+pub const DEFAULT_PORT: u16 = 8645;
+/// What `--api` binds when given no value.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8645";
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Blocks of score history `/model` returns without `?limit=`.
+pub const DEFAULT_HISTORY: usize = 100;
+/// Most blocks of score history `/model` returns.
+pub const MAX_HISTORY: usize = 10_000;
+
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("--api {text:?}: expected a port, or an IP address and port such as {DEFAULT_ADDR}")]
+    BadAddr { text: String },
+    #[error(
+        "refusing to serve the API on {addr}: it has no authentication, so anyone who can \
+         reach that address could read this node's status, peers and chain; bind a loopback \
+         address (without a value, --api binds {DEFAULT_ADDR}), or pass --api-public to \
+         serve it there anyway"
+    )]
+    NotLoopback { addr: SocketAddr },
+    #[error("cannot serve the API on TCP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Where `--api TEXT` asks to listen: a bare port means 127.0.0.1, and a
+/// non-loopback address needs `public` (`--api-public`).
+pub fn bind_addr(text: &str, public: bool) -> Result<SocketAddr, ApiError> {
+    let bad = || ApiError::BadAddr {
+        text: text.to_string(),
+    };
+    let addr = if let Ok(port) = text.parse::<u16>() {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    } else if let Some(port) = text.strip_prefix("localhost:") {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port.parse::<u16>().map_err(|_| bad())?))
+    } else {
+        text.parse().map_err(|_| bad())?
+    };
+    if !public && !addr.ip().is_loopback() {
+        return Err(ApiError::NotLoopback { addr });
+    }
+    Ok(addr)
+}
+
+/// Bind the API's TCP socket, before the node does any other work, so a
+/// port in use is reported at once.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ApiError> {
+    let bind_error = |source| ApiError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// What request handlers read.
+struct Context {
+    shared: Arc<Shared>,
+    network: Option<Arc<Network>>,
+    addr: SocketAddr,
+}
+
+/// The API while it serves.
+pub struct Api {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Api {
+    /// Serve on `listener` (from [`bind`]); `network` is `None` when the
+    /// node runs without peers. Must run inside the tokio runtime.
+    pub fn start(
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        network: Option<Arc<Network>>,
+    ) -> std::io::Result<Api> {
+        let addr = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        shared.set_api_addr(Some(addr));
+        println!("api: listening on {addr}");
+        let context = Arc::new(Context {
+            shared: Arc::clone(&shared),
+            network,
+            addr,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, context, stopped));
+        Ok(Api {
+            addr,
+            shared,
+            stop,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, give open requests a moment to finish, and take the
+    /// address out of the status file's view.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.shared.set_api_addr(None);
+    }
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    context: Arc<Context>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit,
+            _ = stopped.changed() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                println!("api: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let context = Arc::clone(&context);
+        let service =
+            hyper::service::service_fn(move |request| answer(Arc::clone(&context), request));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
+/// An error response: its status and a message for the `error` field.
+#[derive(Debug, PartialEq)]
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Failure {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+impl From<ViewError> for Failure {
+    fn from(error: ViewError) -> Failure {
+        let status = if error.is_malformed() {
+            StatusCode::BAD_REQUEST
+        } else if error.is_unknown() {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Failure::new(status, error.to_string())
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq)]
+enum Route {
+    Status,
+    Peers,
+    Block(BlockRef),
+    Model { history: usize },
+}
+
+const ENDPOINTS: &str = "/status, /peers, /blocks/{height|hash} and /model";
+
+fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Failure> {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let known = matches!(
+        segments.as_slice(),
+        ["status"] | ["peers"] | ["model"] | ["blocks", _]
+    );
+    if !known {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {path}; there are {ENDPOINTS}"),
+        ));
+    }
+    if method != Method::GET {
+        return Err(Failure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not served: the API is read-only and answers GET only"),
+        ));
+    }
+    Ok(match segments.as_slice() {
+        ["status"] => Route::Status,
+        ["peers"] => Route::Peers,
+        ["blocks", which] => Route::Block(
+            BlockRef::parse(which)
+                .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
+        _ => Route::Model {
+            history: history_limit(query)?,
+        },
+    })
+}
+
+/// `limit=N` from `/model`'s query, bounded by [`MAX_HISTORY`].
+fn history_limit(query: Option<&str>) -> Result<usize, Failure> {
+    let Some(text) = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("limit="))
+    else {
+        return Ok(DEFAULT_HISTORY);
+    };
+    match text.parse::<usize>() {
+        Ok(limit) if limit <= MAX_HISTORY => Ok(limit),
+        _ => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit={text:?}: expected a number of blocks from 0 to {MAX_HISTORY}"),
+        )),
+    }
+}
+
+async fn answer(
+    context: Arc<Context>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let uri = request.uri();
+    let result = match route(request.method(), uri.path(), uri.query()) {
+        Ok(route) => respond(&context, route).await,
+        Err(failure) => Err(failure),
+    };
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(failure) => {
+            if failure.status.is_server_error() {
+                println!("api: {} failed: {}", uri.path(), failure.message);
+            }
+            (failure.status, json!({ "error": failure.message }))
+        }
+    };
+    let mut text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+    }
+    Ok(response)
+}
+
+/// Run a store read on the blocking pool.
+async fn read_store<T: Send + 'static>(
+    context: &Context,
+    read: impl FnOnce(&Shared) -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    let shared = Arc::clone(&context.shared);
+    tokio::task::spawn_blocking(move || read(&shared))
+        .await
+        .map_err(Failure::internal)?
+}
+
+async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
+    match route {
+        Route::Status => {
+            let mut status = read_store(context, |shared| {
+                status_json(&shared.chain.store, &shared.miner_id()).map_err(Failure::internal)
+            })
+            .await?;
+            let network = context.network.as_deref();
+            status["peers"] = network.map_or(0, |n| n.peer_infos().len()).into();
+            status["sync"] = sync_json(network.map(Network::sync_state));
+            status["running"] = true.into();
+            status["pid"] = std::process::id().into();
+            status["api"] = context.addr.to_string().into();
+            Ok(status)
+        }
+        Route::Peers => Ok(match context.network.as_deref() {
+            Some(network) => peers_json(network.peer_infos(), network.ban_infos()),
+            None => json!([]),
+        }),
+        Route::Block(which) => {
+            read_store(context, move |shared| {
+                let store = &shared.chain.store;
+                let hash = views::resolve(store, which)?;
+                Ok(views::block_json(store, store.params(), &hash)?)
+            })
+            .await
+        }
+        Route::Model { history } => {
+            read_store(context, move |shared| {
+                let store = &shared.chain.store;
+                let tip = store.tip().map_err(Failure::internal)?;
+                let mut model = views::model_json(&shared.chain, &tip.hash)?;
+                model["score_history"] = views::score_history(store, &tip.hash, history)?;
+                Ok(model)
+            })
+            .await
+        }
+    }
+}
+
+/// `sync` of `/status`: `idle` or `syncing` towards `target_height` from
+/// `peers_ahead` peers; a node without a network is always idle.
+fn sync_json(state: Option<SyncState>) -> Value {
+    let state = state.unwrap_or_default();
+    json!({
+        "state": if state.syncing { "syncing" } else { "idle" },
+        "target_height": state.target_height,
+        "peers_ahead": state.peers,
+    })
+}
+
+/// `/peers`: connected peers, then banned ones, each sorted by id.
+fn peers_json(mut peers: Vec<PeerInfo>, mut bans: Vec<BanInfo>) -> Value {
+    peers.sort_by(|a, b| a.id.cmp(&b.id));
+    bans.sort_by(|a, b| a.id.cmp(&b.id));
+    let connected = peers.into_iter().map(|p| {
+        json!({
+            "id": p.id,
+            "address": p.address,
+            "direction": p.direction,
+            "best_height": p.best_height,
+            "bytes_in": p.bytes_in,
+            "bytes_out": p.bytes_out,
+            "banned": false,
+        })
+    });
+    let banned = bans.into_iter().map(|b| {
+        json!({
+            "id": b.id,
+            "banned": true,
+            "seconds_left": b.seconds_left,
+            "reason": b.reason,
+        })
+    });
+    Value::Array(connected.chain(banned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_default_to_loopback_and_refuse_public_ones_unless_asked() {
+        assert_eq!(
+            bind_addr(DEFAULT_ADDR, false).unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
+        );
+        assert_eq!(
+            bind_addr("9000", false).unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 9000))
+        );
+        assert_eq!(
+            bind_addr("localhost:0", false).unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        );
+        assert_eq!(
+            bind_addr("[::1]:7", false).unwrap(),
+            "[::1]:7".parse().unwrap()
+        );
+        assert_eq!(
+            bind_addr("127.3.2.1:7", false).unwrap(),
+            "127.3.2.1:7".parse().unwrap()
+        );
+        for public in ["0.0.0.0:8645", "192.0.2.1:80", "[::]:1"] {
+            let e = bind_addr(public, false).unwrap_err();
+            assert!(matches!(e, ApiError::NotLoopback { .. }), "{public}: {e}");
+            assert!(e.to_string().contains("--api-public"), "{e}");
+            assert!(bind_addr(public, true).is_ok(), "{public}");
+        }
+        for bad in [
+            "",
+            "x",
+            "65536",
+            "127.0.0.1",
+            "localhost",
+            "localhost:x",
+            "host:1",
+        ] {
+            assert!(
+                matches!(bind_addr(bad, true), Err(ApiError::BadAddr { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_answer_get_only_and_name_what_is_wrong() {
+        let get = &Method::GET;
+        assert_eq!(route(get, "/status", None), Ok(Route::Status));
+        assert_eq!(route(get, "/peers", None), Ok(Route::Peers));
+        assert_eq!(
+            route(get, "/blocks/7", None),
+            Ok(Route::Block(BlockRef::Height(7)))
+        );
+        assert_eq!(
+            route(get, &format!("/blocks/{}", "00".repeat(32)), None),
+            Ok(Route::Block(BlockRef::Hash(crate::chain::Hash32::ZERO)))
+        );
+        assert_eq!(
+            route(get, "/model", None),
+            Ok(Route::Model {
+                history: DEFAULT_HISTORY
+            })
+        );
+        assert_eq!(
+            route(get, "/model", Some("x=1&limit=5")),
+            Ok(Route::Model { history: 5 })
+        );
+        assert_eq!(
+            route(get, "/model", Some("limit=10000")),
+            Ok(Route::Model { history: 10_000 })
+        );
+        let status = |method: &Method, path: &str, query: Option<&str>| {
+            route(method, path, query).unwrap_err().status
+        };
+        assert_eq!(status(get, "/model", Some("limit=10001")), 400);
+        assert_eq!(status(get, "/model", Some("limit=-1")), 400);
+        assert_eq!(status(get, "/blocks/tip", None), 400);
+        assert_eq!(status(get, "/blocks/", None), 400);
+        assert_eq!(
+            status(get, &format!("/blocks/{}", "g".repeat(64)), None),
+            400
+        );
+        for unknown in [
+            "/",
+            "/status/",
+            "/blocks",
+            "/blocks/1/2",
+            "/Status",
+            "/metrics",
+        ] {
+            assert_eq!(status(get, unknown, None), 404, "{unknown}");
+        }
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD] {
+            assert_eq!(status(&method, "/status", None), 405, "{method}");
+        }
+    }
+
+    #[test]
+    fn peers_list_connected_then_banned_with_the_ban_state() {
+        let peer = |id: &str, direction| PeerInfo {
+            id: id.into(),
+            address: "127.0.0.1:5001".into(),
+            direction,
+            best_height: 9,
+            bytes_in: 100,
+            bytes_out: 200,
+        };
+        let peers = peers_json(
+            vec![peer("bb", "inbound"), peer("aa", "outbound")],
+            vec![BanInfo {
+                id: "cc".into(),
+                seconds_left: 42,
+                reason: "sent an invalid block".into(),
+            }],
+        );
+        assert_eq!(
+            peers,
+            json!([
+                {"id": "aa", "address": "127.0.0.1:5001", "direction": "outbound",
+                 "best_height": 9, "bytes_in": 100, "bytes_out": 200, "banned": false},
+                {"id": "bb", "address": "127.0.0.1:5001", "direction": "inbound",
+                 "best_height": 9, "bytes_in": 100, "bytes_out": 200, "banned": false},
+                {"id": "cc", "banned": true, "seconds_left": 42, "reason": "sent an invalid block"},
+            ])
+        );
+        assert_eq!(peers_json(vec![], vec![]), json!([]));
+    }
+
+    #[test]
+    fn a_node_without_a_network_is_idle() {
+        assert_eq!(
+            sync_json(None),
+            json!({"state": "idle", "target_height": 0, "peers_ahead": 0})
+        );
+        let syncing = SyncState {
+            syncing: true,
+            target_height: 12,
+            peers: 2,
+        };
+        assert_eq!(sync_json(Some(syncing))["state"], "syncing");
+    }
+}
