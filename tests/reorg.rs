@@ -746,3 +746,45 @@ fn a_block_repeated_in_a_stream_is_already_known_not_a_duplicate() {
     );
     assert_state_is_replay_of(&node, &chain_of(&[&blocks]), &keys, 10, now);
 }
+
+#[test]
+fn an_import_refuses_a_second_block_with_the_same_work_in_any_batch() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let keys = [miner_id(&alice)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, BATCH_BLOCKS + 10);
+
+    // (height of the original, 1-based stream position of its copy): the
+    // copy in the same batch, and in the batch after the original's.
+    for (original, copy_at) in [(6usize, 8usize), (BATCH_BLOCKS - 6, BATCH_BLOCKS + 5)] {
+        // Same run, same work hash; another timestamp makes another block.
+        let mut copy = blocks[original - 1].clone();
+        copy.header.fields.timestamp_ms += 1;
+        resign(&mut copy, &alice);
+        assert_ne!(copy.id(), blocks[original - 1].id());
+        let mut streamed = blocks[..copy_at - 1].to_vec();
+        streamed.push(copy);
+        streamed.extend_from_slice(&blocks[copy_at - 1..]);
+
+        let node = node();
+        let (report, error) = import(&node, &stream(&builder.params, &streamed), now);
+        match error {
+            Some(ImportError::BadBlock {
+                index,
+                reason: BlockError::DuplicateWork { existing, .. },
+                ..
+            }) => {
+                assert_eq!(index, copy_at as u64);
+                assert_eq!(existing, blocks[original - 1].id());
+            }
+            other => {
+                panic!("copy of {original} at {copy_at}: expected DuplicateWork, got {other:?}")
+            }
+        }
+        assert_eq!(report.stored, copy_at as u64 - 1);
+        let prefix = chain_of(&[&blocks[..copy_at - 1]]);
+        assert_state_is_replay_of(&node, &prefix, &keys, BATCH_BLOCKS as u64 + 10, now);
+    }
+}

@@ -2,19 +2,27 @@
 //! it, verification runs in parallel across blocks, and what is valid is
 //! stored in atomic batches.
 //!
-//! The pipeline per batch: decode and header checks run in file order (they
-//! are cheap and each needs its parent's context); the body checks — the
-//! re-execution of the spot-checked segments and the score, nearly all of
-//! the cost — run on `threads` workers; then the valid prefix of the batch
-//! is stored as one atomic, flushed sled batch. The first bad block stops
-//! the import, and everything before it stays stored.
+//! The pipeline per batch: decoding and the parent contexts run in file
+//! order (they are cheap, and a context needs the headers before it); the
+//! header checks — the ed25519 signature is their cost — and the body
+//! checks — the re-execution of the spot-checked segments and the score —
+//! run on `threads` workers; then the valid prefix of the batch is stored
+//! as one atomic, flushed sled batch. A duplicate work hash inside the batch
+//! is caught in file order after the workers, exactly as if the blocks had
+//! been checked one by one. The first bad block stops the import, and
+//! everything before it stays stored.
+//!
+//! [`import_chain`] overlaps the batches, because sled's writes cost CPU
+//! time, not only disk time, and the in-order part would otherwise leave
+//! cores idle: while the workers check batch k, the calling thread reads
+//! and decodes batch k+1 (its contexts come from the claimed headers of
+//! batch k, which are used only if batch k turns out valid), and another
+//! thread stores batch k-1. A batch is reported only once it is flushed.
 
 use super::chain::Chain;
 use super::export::{StreamError, StreamReader};
 use crate::chain::{Block, Hash32};
-use crate::consensus::{
-    self, AncestorInfo, Ancestry, BlockError, CheckedBlock, CheckedHeader, ParentContext,
-};
+use crate::consensus::{self, AncestorInfo, Ancestry, BlockError, CheckedBlock, ParentContext};
 use crate::store::{StoreError, Stored};
 use std::collections::HashMap;
 use std::io::Read;
@@ -57,12 +65,68 @@ pub struct ImportReport {
     pub reorgs: u64,
 }
 
-/// Headers and models of blocks checked in this batch but not stored yet.
+/// What a block not yet in the store gives its children: the fields
+/// their contexts need and its final model, as its block claims them.
+struct PendingBlock {
+    info: AncestorInfo,
+    parent: Hash32,
+    model: Vec<f64>,
+}
+
+fn pending_block(id: Hash32, block: &Block) -> PendingBlock {
+    let fields = &block.header.fields;
+    PendingBlock {
+        info: AncestorInfo {
+            hash: id,
+            height: fields.height,
+            timestamp_ms: fields.timestamp_ms,
+            target: fields.target,
+            score_ppm: fields.score_ppm,
+        },
+        parent: fields.parent,
+        model: block.body.params.clone(),
+    }
+}
+
+/// Blocks of one batch that are not in the store yet.
+type Layer = HashMap<Hash32, PendingBlock>;
+
+/// The valid blocks of the batch being stored while later ones are
+/// checked: their children need their contexts, models and work hashes.
+#[derive(Default)]
+struct InFlight {
+    blocks: Layer,
+    work: HashMap<Hash32, Hash32>,
+}
+
+impl InFlight {
+    fn of(valid: &[CheckedBlock]) -> InFlight {
+        let mut in_flight = InFlight::default();
+        for checked in valid {
+            let id = checked.id();
+            in_flight
+                .blocks
+                .insert(id, pending_block(id, checked.block()));
+            in_flight.work.insert(checked.work_hash(), id);
+        }
+        in_flight
+    }
+}
+
+/// Blocks known but not stored: the batch being prepared, then `layers`
+/// (newest first), then the store.
 struct Pending<'a> {
     chain: &'a Chain,
-    infos: HashMap<Hash32, (AncestorInfo, Hash32)>,
-    models: HashMap<Hash32, Vec<f64>>,
-    work: HashMap<Hash32, Hash32>,
+    layers: &'a [&'a Layer],
+    batch: Layer,
+}
+
+impl Pending<'_> {
+    fn get(&self, hash: &Hash32) -> Option<&PendingBlock> {
+        self.batch
+            .get(hash)
+            .or_else(|| self.layers.iter().find_map(|layer| layer.get(hash)))
+    }
 }
 
 impl Ancestry for Pending<'_> {
@@ -70,10 +134,10 @@ impl Ancestry for Pending<'_> {
         let mut out = Vec::with_capacity(count);
         let mut next = *hash;
         while out.len() < count {
-            match self.infos.get(&next) {
-                Some((info, parent)) => {
-                    out.push(info.clone());
-                    next = *parent;
+            match self.get(&next) {
+                Some(pending) => {
+                    out.push(pending.info.clone());
+                    next = pending.parent;
                 }
                 None => {
                     out.extend(self.chain.store.walk_back(&next, count - out.len())?);
@@ -85,15 +149,63 @@ impl Ancestry for Pending<'_> {
     }
 }
 
+/// A decoded block with its parent's context and model, waiting for its checks.
 struct Unverified {
     index: u64,
+    id: Hash32,
     block: Block,
     ctx: ParentContext,
-    header: CheckedHeader,
+    parent_model: Vec<f64>,
 }
 
-fn describe(block: &Block) -> String {
-    format!(" (height {}, hash {})", block.height(), block.id())
+/// A batch decoded in file order, ready for the header and body checks.
+struct Prepared {
+    items: Vec<Unverified>,
+    /// The blocks of `items` as claimed, for the contexts of the next batch.
+    blocks: Layer,
+    /// Stream positions of the blocks skipped as already known.
+    known: Vec<u64>,
+    /// A block that does not decode or has no known parent; every item
+    /// comes before it.
+    error: Option<ImportError>,
+    /// Records read from the stream up to the end of this batch.
+    read: u64,
+    /// The stream ended, or broke, with this batch.
+    finished: bool,
+    stream_error: Option<StreamError>,
+}
+
+/// One batch of records (stream position, block bytes) from the stream.
+struct Records {
+    records: Vec<(u64, Vec<u8>)>,
+    read: u64,
+    finished: bool,
+    stream_error: Option<StreamError>,
+}
+
+fn read_batch<R: Read>(reader: &mut StreamReader<R>) -> Records {
+    let mut records = Vec::with_capacity(BATCH_BLOCKS);
+    let mut stream_error = None;
+    while records.len() < BATCH_BLOCKS {
+        match reader.next_block() {
+            Ok(Some(bytes)) => records.push((reader.blocks_read(), bytes)),
+            Ok(None) => break,
+            Err(e) => {
+                stream_error = Some(e);
+                break;
+            }
+        }
+    }
+    Records {
+        finished: records.len() < BATCH_BLOCKS || stream_error.is_some(),
+        read: reader.blocks_read(),
+        records,
+        stream_error,
+    }
+}
+
+fn describe(height: u64, id: &Hash32) -> String {
+    format!(" (height {height}, hash {id})")
 }
 
 /// Import a whole stream into `chain`. `progress(report, blocks_read)` is
@@ -121,31 +233,117 @@ pub fn import_chain(
         };
         return (report, Some(error));
     }
-    loop {
-        let mut records = Vec::with_capacity(BATCH_BLOCKS);
-        let mut stream_error = None;
-        while records.len() < BATCH_BLOCKS {
-            match reader.next_block() {
-                Ok(Some(bytes)) => records.push((reader.blocks_read(), bytes)),
-                Ok(None) => break,
-                Err(e) => {
-                    stream_error = Some(e);
-                    break;
-                }
+    let mut prepared = match prepare(chain, &[], read_batch(&mut reader)) {
+        Ok(prepared) => prepared,
+        Err(e) => return (report, Some(e.into())),
+    };
+    std::thread::scope(|scope| {
+        // The valid blocks of the batch being stored, and its writer.
+        let mut in_flight = InFlight::default();
+        let mut writer: Option<Writer> = None;
+        loop {
+            let Prepared {
+                items,
+                blocks,
+                known,
+                error,
+                read,
+                finished,
+                stream_error,
+            } = prepared;
+            // Check this batch on the workers; meanwhile read and prepare
+            // the next one on top of this one's claimed blocks.
+            let more = !finished && error.is_none();
+            let (checked, next) = std::thread::scope(|inner| {
+                let checking =
+                    inner.spawn(|| check(chain, items, &in_flight.work, threads, now_ms));
+                let next = more.then(|| {
+                    let layers = [&blocks, &in_flight.blocks];
+                    prepare(chain, &layers, read_batch(&mut reader))
+                });
+                (join(checking), next)
+            });
+            if let Err(e) = finish(writer.take(), &mut report, &mut progress) {
+                return (report, Some(e));
             }
+            let (valid, bad_block) = checked;
+            let error = bad_block.or(error);
+            report.already_known += known_before(&known, error.as_ref());
+            let next = match (error, next) {
+                (None, Some(Ok(next))) => next,
+                // The last batch, or one that ends at a bad block (the
+                // batch read after it is dropped unchecked): store the
+                // valid prefix here.
+                (error, next) => {
+                    if let Err(e) = count_stored(chain.store.insert(&valid), &mut report) {
+                        return (report, Some(e));
+                    }
+                    let error = match (error, next) {
+                        (Some(bad_block), _) => return (report, Some(bad_block)),
+                        (None, Some(Err(store))) => Some(store.into()),
+                        (None, _) => stream_error.map(ImportError::from),
+                    };
+                    progress(&report, read);
+                    return (report, error);
+                }
+            };
+            in_flight = InFlight::of(&valid);
+            writer = Some((scope.spawn(move || chain.store.insert(&valid)), read));
+            prepared = next;
         }
-        let finished = records.len() < BATCH_BLOCKS || stream_error.is_some();
-        if let Err(e) = store_blocks(chain, records, threads, now_ms, &mut report) {
-            return (report, Some(e));
-        }
-        progress(&report, reader.blocks_read());
-        if let Some(e) = stream_error {
-            return (report, Some(e.into()));
-        }
-        if finished {
-            return (report, None);
+    })
+}
+
+/// A batch being stored on its own thread, and the records read when it was.
+type Writer<'scope> = (
+    std::thread::ScopedJoinHandle<'scope, Result<Vec<Stored>, StoreError>>,
+    u64,
+);
+
+/// Wait for `writer`, count what it stored and report the progress.
+fn finish(
+    writer: Option<Writer>,
+    report: &mut ImportReport,
+    progress: &mut impl FnMut(&ImportReport, u64),
+) -> Result<(), ImportError> {
+    if let Some((handle, read)) = writer {
+        count_stored(join(handle), report)?;
+        progress(report, read);
+    }
+    Ok(())
+}
+
+/// Join a scoped thread, passing its panic on.
+fn join<T>(handle: std::thread::ScopedJoinHandle<T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn count_stored(
+    stored: Result<Vec<Stored>, StoreError>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    for outcome in stored? {
+        match outcome {
+            Stored::AlreadyKnown => report.already_known += 1,
+            Stored::Reorg { .. } => {
+                report.stored += 1;
+                report.reorgs += 1;
+            }
+            Stored::Extended | Stored::SideChain => report.stored += 1,
         }
     }
+    Ok(())
+}
+
+/// Known blocks counted: those before the first bad block, if any.
+fn known_before(known: &[u64], error: Option<&ImportError>) -> u64 {
+    let end = match error {
+        Some(ImportError::BadBlock { index, .. }) => *index,
+        _ => u64::MAX,
+    };
+    known.iter().filter(|&&index| index < end).count() as u64
 }
 
 /// Verify `records` (position, block bytes) in parallel and store the valid
@@ -157,21 +355,47 @@ pub fn store_blocks(
     now_ms: u64,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
+    let records = Records {
+        records,
+        read: 0,
+        finished: true,
+        stream_error: None,
+    };
+    let prepared = prepare(chain, &[], records)?;
+    let (valid, bad_block) = check(chain, prepared.items, &HashMap::new(), threads, now_ms);
+    let error = bad_block.or(prepared.error);
+    report.already_known += known_before(&prepared.known, error.as_ref());
+    count_stored(chain.store.insert(&valid), report)?;
+    error.map_or(Ok(()), Err)
+}
+
+/// The in-order part of a batch: decode each block, skip it if it is
+/// already known (stored, in `layers`, or earlier in the batch: a repeated
+/// block is known wherever the batches are cut, never a duplicate of its
+/// own work), and build its parent's context and model from the claimed
+/// blocks before it. A context built on a block that later fails is never
+/// used: the import stops at that block.
+fn prepare(chain: &Chain, layers: &[&Layer], records: Records) -> Result<Prepared, StoreError> {
+    let Records {
+        records,
+        read,
+        finished,
+        stream_error,
+    } = records;
     let params = chain.params();
     let mut pending = Pending {
         chain,
-        infos: HashMap::new(),
-        models: HashMap::new(),
-        work: HashMap::new(),
+        layers,
+        batch: HashMap::with_capacity(records.len()),
     };
-    let mut unverified = Vec::with_capacity(records.len());
-    let mut first_error = None;
-    // Sequential phase: decode and header checks, in file order.
+    let mut items = Vec::with_capacity(records.len());
+    let mut known = Vec::new();
+    let mut error = None;
     for (index, bytes) in records {
         let block = match chain.decode(&bytes) {
             Ok(block) => block,
             Err(reason) => {
-                first_error = Some(ImportError::BadBlock {
+                error = Some(ImportError::BadBlock {
                     index,
                     at: String::new(),
                     reason,
@@ -180,135 +404,172 @@ pub fn store_blocks(
             }
         };
         let id = block.id();
-        // Known from the store or from earlier in this batch: a repeated
-        // block is already known wherever the batches are cut, never a
-        // duplicate of its own work.
-        if chain.store.contains(&id)? || pending.infos.contains_key(&id) {
-            report.already_known += 1;
+        if pending.get(&id).is_some() || chain.store.contains(&id)? {
+            known.push(index);
             continue;
         }
         let fields = &block.header.fields;
-        let checked = ParentContext::build(params, &pending, &fields.parent)
-            .ok_or(BlockError::UnknownParent {
-                parent: fields.parent,
-            })
-            .and_then(|ctx| {
-                let owner = |w: &Hash32| {
-                    pending
-                        .work
-                        .get(w)
-                        .copied()
-                        .or_else(|| chain.store.work_owner(w).ok().flatten())
-                };
-                consensus::check_header(params, &ctx, &block.header, now_ms, &owner)
-                    .map(|h| (ctx, h))
-            });
-        let (ctx, header) = match checked {
-            Ok(ok) => ok,
-            Err(reason) => {
-                first_error = Some(ImportError::BadBlock {
-                    index,
-                    at: describe(&block),
-                    reason,
-                });
-                break;
-            }
-        };
-        pending.work.insert(header.work_hash(), id);
-        pending.infos.insert(
-            id,
-            (
-                AncestorInfo {
-                    hash: id,
-                    height: fields.height,
-                    timestamp_ms: fields.timestamp_ms,
-                    target: fields.target,
-                    score_ppm: fields.score_ppm,
-                },
-                fields.parent,
-            ),
-        );
-        pending.models.insert(id, block.body.params.clone());
-        unverified.push(Unverified {
+        let unknown_parent = |reason| ImportError::BadBlock {
             index,
-            block,
-            ctx,
-            header,
-        });
-    }
-    // Parallel phase: body checks. Parent models come from this batch or the store.
-    let mut parent_models = Vec::with_capacity(unverified.len());
-    for item in &unverified {
-        let parent = item.block.header.fields.parent;
-        let model = match pending.models.get(&parent) {
-            Some(model) => model.clone(),
-            None => chain.model(&parent).map_err(|e| match e {
-                super::SubmitError::Store(s) => ImportError::Store(s),
-                super::SubmitError::Invalid(reason) => ImportError::BadBlock {
-                    index: item.index,
-                    at: describe(&item.block),
-                    reason,
-                },
-            })?,
+            at: describe(fields.height, &id),
+            reason,
         };
-        parent_models.push(model);
-    }
-    let count = unverified.len();
-    let slots: Vec<Mutex<Option<Unverified>>> = unverified
-        .into_iter()
-        .map(|u| Mutex::new(Some(u)))
-        .collect();
-    let results: Vec<Mutex<Option<Result<CheckedBlock, ImportError>>>> =
-        (0..count).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = threads.clamp(1, count.max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
+        let Some(ctx) = ParentContext::build(params, &pending, &fields.parent) else {
+            error = Some(unknown_parent(BlockError::UnknownParent {
+                parent: fields.parent,
+            }));
+            break;
+        };
+        let parent_model = match pending.get(&fields.parent) {
+            Some(parent) => parent.model.clone(),
+            None => match chain.model(&fields.parent) {
+                Ok(model) => model,
+                Err(super::SubmitError::Store(e)) => return Err(e),
+                Err(super::SubmitError::Invalid(reason)) => {
+                    error = Some(unknown_parent(reason));
                     break;
                 }
-                let Some(item) = slots[i].lock().ok().and_then(|mut s| s.take()) else {
-                    continue;
-                };
-                let at = describe(&item.block);
-                let index = item.index;
-                let result = consensus::check_body(
-                    params,
-                    &chain.task,
-                    &item.ctx,
-                    &parent_models[i],
-                    item.block,
-                    item.header,
-                )
-                .map_err(|reason| ImportError::BadBlock { index, at, reason });
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(result);
-                }
-            });
+            },
+        };
+        pending.batch.insert(id, pending_block(id, &block));
+        items.push(Unverified {
+            index,
+            id,
+            block,
+            ctx,
+            parent_model,
+        });
+    }
+    Ok(Prepared {
+        items,
+        blocks: pending.batch,
+        known,
+        error,
+        read,
+        finished,
+        stream_error,
+    })
+}
+
+/// What the workers found about one block.
+enum Verdict {
+    Valid(Box<CheckedBlock>),
+    BadHeader(BlockError),
+    /// The header passed with this work hash; the body did not.
+    BadBody(Hash32, BlockError),
+}
+
+/// Every header and body check of `items` on `threads` workers, then, in
+/// file order, the valid prefix and the first bad block. `in_flight_work`
+/// holds the work hashes of valid blocks not yet in the store.
+fn check(
+    chain: &Chain,
+    items: Vec<Unverified>,
+    in_flight_work: &HashMap<Hash32, Hash32>,
+    threads: usize,
+    now_ms: u64,
+) -> (Vec<CheckedBlock>, Option<ImportError>) {
+    let params = chain.params();
+    let positions: Vec<(u64, Hash32, u64)> = items
+        .iter()
+        .map(|u| (u.index, u.id, u.block.height()))
+        .collect();
+    let count = items.len();
+    let slots: Vec<Mutex<Option<Unverified>>> =
+        items.into_iter().map(|u| Mutex::new(Some(u))).collect();
+    let next = AtomicUsize::new(0);
+    let workers = threads.clamp(1, count.max(1));
+    // Duplicates of work already stored or in flight are found here, by
+    // check_header; duplicates inside the batch below, in file order.
+    let owner = |work_hash: &Hash32| {
+        in_flight_work
+            .get(work_hash)
+            .copied()
+            .or_else(|| chain.store.work_owner(work_hash).ok().flatten())
+    };
+    let mut verdicts: Vec<Option<Verdict>> = (0..count).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        let Some(item) = slots[i].lock().ok().and_then(|mut s| s.take()) else {
+                            continue;
+                        };
+                        let header = consensus::check_header(
+                            params,
+                            &item.ctx,
+                            &item.block.header,
+                            now_ms,
+                            &owner,
+                        );
+                        let verdict = match header {
+                            Err(reason) => Verdict::BadHeader(reason),
+                            Ok(header) => {
+                                let work_hash = header.work_hash();
+                                match consensus::check_body(
+                                    params,
+                                    &chain.task,
+                                    &item.ctx,
+                                    &item.parent_model,
+                                    item.block,
+                                    header,
+                                ) {
+                                    Ok(checked) => Verdict::Valid(Box::new(checked)),
+                                    Err(reason) => Verdict::BadBody(work_hash, reason),
+                                }
+                            }
+                        };
+                        found.push((i, verdict));
+                    }
+                    found
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (i, verdict) in join(handle) {
+                verdicts[i] = Some(verdict);
+            }
         }
     });
+    // In file order: the first bad block ends the valid prefix. A work
+    // hash seen earlier in the batch is a duplicate, as check_header would
+    // have said had the earlier block been stored; that check comes after
+    // all other header checks and before the body.
     let mut valid = Vec::with_capacity(count);
-    for slot in results {
-        match slot.into_inner().ok().flatten() {
-            Some(Ok(checked)) => valid.push(checked),
-            Some(Err(e)) => {
-                first_error = Some(e);
-                break;
-            }
-            None => break,
-        }
+    let mut batch_work: HashMap<Hash32, Hash32> = HashMap::with_capacity(count);
+    for (verdict, (index, id, height)) in verdicts.into_iter().zip(positions) {
+        let duplicate = |work_hash: &Hash32| {
+            batch_work
+                .get(work_hash)
+                .map(|existing| BlockError::DuplicateWork {
+                    work_hash: *work_hash,
+                    existing: *existing,
+                })
+        };
+        let reason = match verdict.expect("every block checked has a verdict") {
+            Verdict::BadHeader(reason) => reason,
+            Verdict::BadBody(work_hash, reason) => duplicate(&work_hash).unwrap_or(reason),
+            Verdict::Valid(checked) => match duplicate(&checked.work_hash()) {
+                Some(reason) => reason,
+                None => {
+                    batch_work.insert(checked.work_hash(), checked.id());
+                    valid.push(*checked);
+                    continue;
+                }
+            },
+        };
+        let error = ImportError::BadBlock {
+            index,
+            at: describe(height, &id),
+            reason,
+        };
+        return (valid, Some(error));
     }
-    for outcome in chain.store.insert(&valid)? {
-        match outcome {
-            Stored::AlreadyKnown => report.already_known += 1,
-            Stored::Reorg { .. } => {
-                report.stored += 1;
-                report.reorgs += 1;
-            }
-            Stored::Extended | Stored::SideChain => report.stored += 1,
-        }
-    }
-    first_error.map_or(Ok(()), Err)
+    (valid, None)
 }
