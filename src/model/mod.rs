@@ -1,5 +1,6 @@
 //! Models: their parameter vectors, canonical hash, and the native linear
-//! model's arithmetic.
+//! model's arithmetic; [`onnx`] runs exported ONNX graphs through ONNX
+//! Runtime, outside the consensus arithmetic.
 //!
 //! A model is a flat `Vec<f64>` of parameters. For [`linear`] the layout is
 //! `[w_0, …, w_{d-1}, bias]`. All arithmetic follows the determinism rules
@@ -7,6 +8,7 @@
 //! no libm calls.
 
 pub mod linear;
+pub mod onnx;
 
 use crate::chain::Hash32;
 use sha2::{Digest, Sha256};
