@@ -26,6 +26,10 @@ const CLOSE_BANNED: u32 = 2;
 const CLOSE_DUPLICATE: u32 = 3;
 const CLOSE_SHUTDOWN: u32 = 4;
 
+/// Two connections between the same nodes made within this time are a
+/// simultaneous dial; past it, the older one is stale (the peer lost it,
+/// e.g. it restarted) and a new one replaces it.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(5);
 /// Shortest gap between two rounds of tip announcements.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause between sync rounds that fetched less than a full batch, so a
@@ -114,6 +118,7 @@ pub struct Peer {
     pub best_height: u64,
     pub best_work: U256,
     initiator: Hash32,
+    connected_at: Instant,
     requests: (Instant, u32),
     timeouts: VecDeque<Instant>,
 }
@@ -412,11 +417,15 @@ impl Network {
     }
 
     /// Keep the peer table consistent when two nodes dial each other at
-    /// once: both keep the connection the smaller id initiated.
+    /// once: both keep the connection the smaller id initiated. A node
+    /// dials a peer it is connected to only once it lost that connection
+    /// (it never says hello on a duplicate), so a new connection from the
+    /// same side, or after [`DUPLICATE_GRACE`], replaces the stale one.
     fn register(&self, peer: Peer) -> bool {
         let mut peers = lock(&self.peers);
         if let Some(existing) = peers.get(&peer.id) {
-            let keep_new = peer.initiator < existing.initiator;
+            let keep_new = peer.initiator <= existing.initiator
+                || existing.connected_at.elapsed() > DUPLICATE_GRACE;
             if !keep_new || existing.conn.stable_id() == peer.conn.stable_id() {
                 peer.conn
                     .close(CLOSE_DUPLICATE.into(), b"already connected");
@@ -452,6 +461,7 @@ impl Network {
             best_height: hello.best_height,
             best_work: U256::from_big_endian(&hello.best_work.0),
             initiator: if inbound { id } else { self.shared.miner_id() },
+            connected_at: Instant::now(),
             requests: (Instant::now(), 0),
             timeouts: VecDeque::new(),
             conn,
@@ -582,6 +592,11 @@ impl Network {
         }
         if self.is_banned(&id) {
             conn.close(CLOSE_BANNED.into(), b"banned");
+            return Ok(false);
+        }
+        if lock(&self.peers).contains_key(&id) {
+            // Another address of a peer we are connected to.
+            conn.close(CLOSE_DUPLICATE.into(), b"already connected");
             return Ok(false);
         }
         match self
