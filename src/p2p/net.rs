@@ -516,10 +516,13 @@ impl Network {
         let bytes = match read_frame(&mut recv, wire::MAX_REQUEST_BYTES, timeout).await {
             Ok(bytes) => bytes,
             Err(e) => {
-                if e.is_misbehaviour() {
+                let code = if e.is_misbehaviour() {
                     self.punish(&id, &format!("bad hello: {e}"));
-                }
-                conn.close(CLOSE_REFUSED.into(), e.to_string().as_bytes());
+                    CLOSE_BANNED
+                } else {
+                    CLOSE_REFUSED
+                };
+                conn.close(code.into(), e.to_string().as_bytes());
                 anyhow::bail!("hello from {}: {e}", short(&id));
             }
         };
@@ -685,7 +688,8 @@ impl Network {
                 if backoff.get(&target.addr).is_some_and(|(at, _)| *at > now) {
                     continue;
                 }
-                match self.dial(&target, &transport).await {
+                let result = self.dial(&target, &transport).await;
+                match result {
                     Ok(true) => {
                         backoff.remove(&target.addr);
                     }
@@ -695,6 +699,14 @@ impl Network {
                             .map_or(Duration::from_millis(500), |(_, d)| {
                                 (*d * 2).min(Duration::from_secs(30))
                             });
+                        let stopping = self.shared.stop.load(std::sync::atomic::Ordering::SeqCst);
+                        if let (Err(e), false) = (&result, stopping) {
+                            log(format_args!(
+                                "cannot connect to {}: {e:#} (next try in {:.1}s)",
+                                target.addr,
+                                delay.as_secs_f64()
+                            ));
+                        }
                         backoff.insert(target.addr, (now + delay, delay));
                     }
                 }
