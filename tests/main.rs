@@ -6,5 +6,6 @@ mod cli;
 mod consensus;
 mod crash;
 mod fuzz_corpus;
+mod onnx;
 mod reorg;
 mod support;

@@ -2,6 +2,7 @@
 //! file, and arguments become a validated configuration before any work
 //! starts.
 
+mod eval;
 mod export;
 mod id;
 mod inspect;
@@ -41,6 +42,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write the chain's model as JSON.
     ExportModel(model::ExportModelArgs),
+    /// Run an ONNX model on a CSV and print R², MSE and rows/s.
+    Eval(eval::EvalArgs),
     /// Print the node's id (its public key), as peers pin it in `ID@host:port`.
     Id(DataDirArg),
 }
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ImportChain(args) => export::run_import(args),
         Command::Inspect(args) => inspect::run(args),
         Command::ExportModel(args) => model::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Id(args) => id::run(args),
     }
 }

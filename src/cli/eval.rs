@@ -1,0 +1,236 @@
+//! `pouwd eval`: run an exported ONNX model on a CSV and score it, so a
+//! model trained offline can be compared with the chain's.
+//!
+//! The model's input takes the CSV's feature columns as raw values: the
+//! columns named in the model's `pouwd.feature_names` metadata when the
+//! exporter stored them (tools/train_*.py do), else every column but the
+//! target, in file order. A CSV whose columns do not fit the model's input
+//! is refused before anything runs.
+
+use crate::dataset::CsvDataset;
+use crate::model::onnx::{self, ExecutionProvider, ModelSpec, OnnxModel, SessionConfig};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How ONNX models run: the runtime library, provider and threads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrtArgs {
+    /// ONNX Runtime shared library (libonnxruntime.so.1.31.1). Without it:
+    /// ORT_DYLIB_PATH, else the .venv that tools/ort_lib.sh installs.
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Execution provider: auto (CUDA when it can be had, else CPU), cpu, or
+    /// cuda (an error when CUDA cannot be had).
+    #[arg(long, value_name = "EP", default_value = "auto")]
+    pub ort_ep: ExecutionProvider,
+    /// Threads one ONNX operator may use on CPU.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ort_threads: u16,
+}
+
+impl OrtArgs {
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            provider: self.ort_ep,
+            intra_threads: usize::from(self.ort_threads),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The ONNX model: one float32 input [batch, features], one prediction per row.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// A CSV file with a header row and numeric cells.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// The column the model predicts.
+    #[arg(long, value_name = "COL")]
+    pub target: String,
+    /// The name of the model's input.
+    #[arg(long, value_name = "NAME", default_value = "features")]
+    pub input_name: String,
+    /// Refuse the model unless its bytes have this BLAKE3 hash (hex).
+    #[arg(long, value_name = "HEX")]
+    pub blake3: Option<String>,
+    /// Score only the holdout rows of a chain with this `holdout_every`
+    /// (row r, from 0, when r % K == K - 1), as the chain and the training
+    /// scripts score.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub holdout_every: Option<u32>,
+    /// Rows per inference call.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ort: OrtArgs,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let model_file = args.model.display().to_string();
+    let csv_file = args.dataset.display().to_string();
+    let model_bytes =
+        std::fs::read(&args.model).with_context(|| format!("cannot read {model_file}"))?;
+    let csv_bytes =
+        std::fs::read(&args.dataset).with_context(|| format!("cannot read {csv_file}"))?;
+    let data = CsvDataset::from_bytes(&csv_file, &csv_bytes)?;
+    let runtime = onnx::runtime(args.ort.ort_lib.as_deref())?;
+    let spec = ModelSpec {
+        blake3: args.blake3.clone(),
+        input_name: args.input_name.clone(),
+        features: None,
+    };
+    let mut model = OnnxModel::load(
+        runtime,
+        &model_file,
+        &model_bytes,
+        &spec,
+        &args.ort.session_config(),
+    )?;
+    if model.output_width() != 1 {
+        bail!(
+            "{model_file}: output {:?} has {} values per row; eval scores a model with one \
+             prediction per row (is this an encoder?)",
+            model.output_name(),
+            model.output_width()
+        );
+    }
+
+    let named: Option<Vec<String>> = model
+        .metadata("pouwd.feature_names")
+        .map(|names| names.split(',').map(str::to_string).collect());
+    if let Some(trained) = model.metadata("pouwd.target") {
+        if trained != args.target {
+            eprintln!(
+                "warning: {model_file} was trained to predict {trained:?}, scoring it against {:?}",
+                args.target
+            );
+        }
+    }
+    let features = data.resolve_features(&args.target, named.as_deref())?;
+    if features.len() != model.features() {
+        bail!(
+            "{csv_file} does not fit {model_file}: the model's input {:?} takes {} values per row, \
+             but the CSV has {} feature columns besides the target {:?}: {}",
+            model.input_name(),
+            model.features(),
+            features.len(),
+            args.target,
+            features.join(",")
+        );
+    }
+    let column = |name: &str| data.columns.iter().position(|c| c == name);
+    let feature_cols: Vec<usize> = features.iter().filter_map(|n| column(n)).collect();
+    let target_col = column(&args.target).context("target column vanished")?;
+
+    let scored: Vec<&Vec<f64>> = match args.holdout_every {
+        Some(k) => {
+            let k = k as usize;
+            data.rows.iter().skip(k - 1).step_by(k).collect()
+        }
+        None => data.rows.iter().collect(),
+    };
+    if scored.len() < 2 {
+        bail!(
+            "{csv_file}: {} rows to score; R² needs at least 2",
+            scored.len()
+        );
+    }
+    let d = model.features();
+    let mut rows = Vec::with_capacity(scored.len() * d);
+    for row in &scored {
+        // f64 to the nearest f32: the model's input type.
+        rows.extend(feature_cols.iter().map(|&c| row[c] as f32));
+    }
+    let batch = args.batch as usize;
+    let mut predictions = Vec::with_capacity(scored.len());
+    let started = Instant::now();
+    for chunk in rows.chunks(batch * d) {
+        model.run_into(chunk, &mut predictions)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+
+    let actual: Vec<f64> = scored.iter().map(|row| row[target_col]).collect();
+    let (r2, mse) = r2_and_mse(&predictions, &actual);
+    let rows_per_s = actual.len() as f64 / seconds.max(1e-9);
+    if args.json {
+        let out = json!({
+            "model": model_file,
+            "blake3": model.blake3(),
+            "provider": model.provider().ort_name(),
+            "dataset": csv_file,
+            "rows": actual.len(),
+            "holdout_every": args.holdout_every,
+            "features": features,
+            "target": args.target,
+            "r2": r2,
+            "mse": mse,
+            "rows_per_s": rows_per_s,
+            "batch": batch,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("model: {model_file} (blake3 {})", model.blake3());
+        let which = match args.holdout_every {
+            Some(k) => format!(" (the holdout rows, every {k}th)"),
+            None => String::new(),
+        };
+        println!(
+            "dataset: {csv_file}: {} rows{which}, target {}, {} features",
+            actual.len(),
+            args.target,
+            d
+        );
+        println!("provider: {}", model.provider().ort_name());
+        println!("R²: {r2:.6}");
+        println!("MSE: {mse:.6}");
+        println!(
+            "rows/s: {rows_per_s:.0} ({} rows in {:.3} ms, batch {batch})",
+            actual.len(),
+            seconds * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// R² and mean squared error of float32 predictions against the target, in f64.
+fn r2_and_mse(predicted: &[f32], actual: &[f64]) -> (f64, f64) {
+    let n = actual.len() as f64;
+    let mean = actual.iter().sum::<f64>() / n;
+    let mut residual = 0.0;
+    let mut total = 0.0;
+    for (&p, &y) in predicted.iter().zip(actual) {
+        let e = f64::from(p) - y;
+        residual += e * e;
+        total += (y - mean) * (y - mean);
+    }
+    let r2 = if total > 0.0 {
+        1.0 - residual / total
+    } else {
+        f64::NAN
+    };
+    (r2, residual / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfect_predictions_score_one() {
+        let (r2, mse) = r2_and_mse(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]);
+        assert_eq!((r2, mse), (1.0, 0.0));
+    }
+
+    #[test]
+    fn predicting_the_mean_scores_zero() {
+        let (r2, mse) = r2_and_mse(&[2.0, 2.0, 2.0], &[1.0, 2.0, 3.0]);
+        assert_eq!(r2, 0.0);
+        assert!((mse - 2.0 / 3.0).abs() < 1e-15);
+    }
+}
