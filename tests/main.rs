@@ -6,6 +6,7 @@ mod cli;
 mod consensus;
 mod crash;
 mod fuzz_corpus;
+mod p2p_files;
 mod onnx;
 mod reorg;
 mod support;

@@ -2,10 +2,15 @@
 
 use super::{DataDirArg, MasternodeConfig};
 use crate::api::{self, Api};
+use crate::consensus::params::ChainParams;
 use crate::node::miner::{run_miners, MinerOptions};
 use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
-use crate::p2p::{NetConfig, NetLimits, Network, PeerAddr, PeersFile};
+use crate::p2p::files::{read_manifest, training_files};
+use crate::p2p::{
+    Fetcher, NetConfig, NetLimits, Network, PeerAddr, PeersFile, ServedFiles, TrainingFile,
+};
+use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +73,7 @@ struct StartConfig {
     source: Option<ChainSource>,
     mine: bool,
     options: MinerOptions,
+    masternode: bool,
     /// `None` when the node runs without a network.
     network: Option<NetConfig>,
     /// Where to serve the local API, if anywhere.
@@ -99,13 +105,20 @@ fn network_config(args: &StartArgs) -> Result<Option<NetConfig>> {
             max_inbound_per_ip: args.max_inbound_per_ip,
             ..NetLimits::default()
         },
+        // Known once the data dir is open: see `run`.
+        files: ServedFiles::default(),
     }))
 }
 
 fn configure(args: StartArgs) -> Result<StartConfig> {
     let dir = DataDir::new(&args.dir.data_dir);
     dir.check_usable()?;
-    let source = args.chain.as_deref().map(ChainSource::from_arg);
+    let source = match args.chain.as_deref() {
+        Some(arg) => Some(ChainSource::from_arg(arg)),
+        // A creation that stopped half way (fetching its dataset) resumes
+        // with the chain it was begun for.
+        None => dir.pending_source()?,
+    };
     let named = source.as_ref().map(|s| s.params()).transpose()?;
     let params = if dir.exists() {
         let store = dir.open_store()?;
@@ -147,6 +160,7 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
         api,
         dir,
         source,
+        masternode: args.masternode,
         mine: args.mine,
         options: MinerOptions {
             threads: usize::from(args.mine_threads),
@@ -165,7 +179,11 @@ pub fn run(args: StartArgs) -> Result<()> {
         let source = config
             .source
             .unwrap_or_else(|| ChainSource::from_arg("devnet"));
-        let store = dir.create(&source)?;
+        let Some(store) =
+            create_data_dir(&dir, &source, config.masternode, config.network.as_ref())?
+        else {
+            return Ok(());
+        };
         println!(
             "created data dir {} for chain {:?} (genesis {})",
             dir.root.display(),
@@ -175,6 +193,13 @@ pub fn run(args: StartArgs) -> Result<()> {
         store
     };
     let dataset = dir.load_dataset(store.params())?;
+    let network = match config.network {
+        Some(mut network) => {
+            network.files = ServedFiles::load(&dir, store.params(), config.masternode)?;
+            Some(network)
+        }
+        None => None,
+    };
     let chain = Chain::new(store, &dataset)?;
     let key = dir.load_key()?;
     let shared = Arc::new(Shared::new(chain, dir, key)?);
@@ -201,7 +226,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         Arc::clone(&shared),
         config.mine,
         config.options,
-        config.network,
+        network,
         api,
     ));
     if let Err(e) = shared.write_status() {
@@ -210,6 +235,90 @@ pub fn run(args: StartArgs) -> Result<()> {
     let tip = shared.chain.store.tip()?;
     println!("node stopped: height={} tip={}", tip.height, tip.hash);
     result
+}
+
+/// Create a new data dir. When a chain file's dataset is not beside it,
+/// a node with peers fetches it from them by the hash genesis pins
+/// (schema/p2p.md); a masternode serves the training data, so it must
+/// bring its own. `None` when a signal stopped the fetch: the chunks
+/// fetched so far are kept, and the next start resumes.
+fn create_data_dir(
+    dir: &DataDir,
+    source: &ChainSource,
+    masternode: bool,
+    network: Option<&NetConfig>,
+) -> Result<Option<Store>> {
+    let params = source.params()?;
+    let missing = match source.dataset(&params) {
+        Ok(dataset) => return dir.create_with(&params, &dataset).map(Some),
+        Err(missing) => missing,
+    };
+    // A fetch that stopped between its last chunk and the store left
+    // nothing to fetch.
+    let wanted: Vec<TrainingFile> = training_files(dir, &params)
+        .into_iter()
+        .filter(|file| !matches!(read_manifest(&file.path), Ok((hash, _)) if hash == file.blake3))
+        .collect();
+    if wanted.is_empty() {
+        dir.begin(&params)?;
+        return dir.finish(&params).map(Some);
+    }
+    if masternode {
+        bail!(
+            "{missing:#}; a masternode serves its chain's training data to peers, \
+             so it must start with it"
+        );
+    }
+    let Some(network) = network.filter(|n| !n.peers.is_empty()) else {
+        bail!("{missing:#}; or name peers (--peer, --peers) to fetch it from by its BLAKE3 hash");
+    };
+    dir.begin(&params)?;
+    if !fetch(dir, &params, network, &wanted)? {
+        return Ok(None);
+    }
+    dir.finish(&params).map(Some)
+}
+
+/// Fetch `files` from the peers; `false` when a signal stopped it first.
+fn fetch(
+    dir: &DataDir,
+    params: &ChainParams,
+    network: &NetConfig,
+    files: &[TrainingFile],
+) -> Result<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let key = dir.load_key()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let fetcher = Fetcher::new(
+            &key,
+            params.genesis_hash(),
+            network.peers.clone(),
+            network.limits.clone(),
+        )?;
+        let all = async {
+            for file in files {
+                fetcher.fetch(file).await?;
+            }
+            anyhow::Ok(())
+        };
+        let stopped = tokio::select! {
+            result = all => { result?; None }
+            _ = terminate.recv() => Some("SIGTERM"),
+            _ = interrupt.recv() => Some("SIGINT"),
+        };
+        fetcher.close().await;
+        if let Some(signal) = stopped {
+            println!("{signal} received, stopping; the next start resumes the download");
+        }
+        Ok(stopped.is_none())
+    })
 }
 
 /// Run the miners until they finish or a signal asks the node to stop,

@@ -4,6 +4,7 @@
 //! DIR/node.key          ed25519 secret key, hex, mode 0600
 //! DIR/chain.json        the chain parameters (a copy, for people to read)
 //! DIR/dataset/FILE      the task's dataset, checked against its BLAKE3 hash
+//! DIR/dataset/FILE.partial  a dataset being fetched from peers (p2p::files)
 //! DIR/store/            the sled store (schema/storage.md)
 //! DIR/status.json       written by a running node after every block
 //! ```
@@ -103,6 +104,10 @@ pub fn check_dataset_hash(params: &ChainParams, bytes: &[u8], origin: &str) -> R
     Ok(())
 }
 
+/// What a data dir holds before its store exists: the first steps of a
+/// creation that was stopped, or that waits for its dataset from peers.
+const CREATION_ENTRIES: [&str; 4] = ["node.key", "chain.json", "chain.tmp", "dataset"];
+
 /// An opened data directory.
 pub struct DataDir {
     pub root: PathBuf,
@@ -143,9 +148,13 @@ impl DataDir {
             bail!("{} is not a directory", root.display());
         }
         if root.is_dir() && !self.exists() {
-            let mut entries =
+            let entries =
                 fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
-            if entries.next().is_some() {
+            for entry in entries {
+                let name = entry?.file_name();
+                if CREATION_ENTRIES.iter().any(|known| name == *known) {
+                    continue;
+                }
                 bail!(
                     "{} is not a pouwd data dir (it has no store/) and is not empty; \
                      choose an empty or new directory",
@@ -176,21 +185,88 @@ impl DataDir {
 
     /// Create a fresh data dir for a chain: key, dataset copy, store.
     pub fn create(&self, source: &ChainSource) -> Result<Store> {
-        self.check_usable()?;
         let params = source.params()?;
         let dataset = source.dataset(&params)?;
+        self.create_with(&params, &dataset)
+    }
+
+    /// Create a fresh data dir from a chain and its checked dataset bytes.
+    pub fn create_with(&self, params: &ChainParams, dataset: &[u8]) -> Result<Store> {
+        self.begin(params)?;
+        write_atomic(&self.dataset_path(params), dataset)?;
+        self.finish(params)
+    }
+
+    /// The first steps of a creation: the directory, the node key,
+    /// `chain.json` and `dataset/`, but no store, so the dir is not yet
+    /// complete. A creation stopped here resumes on the next start, for
+    /// the same chain only.
+    pub fn begin(&self, params: &ChainParams) -> Result<()> {
+        self.check_usable()?;
+        if let Some(pending) = self.pending_params()? {
+            if pending.genesis_hash() != params.genesis_hash() {
+                bail!(
+                    "{} was being created for chain {:?} (genesis {}), not {:?} (genesis {}); \
+                     start it with that chain, or use another directory",
+                    self.root.display(),
+                    pending.network,
+                    pending.genesis_hash(),
+                    params.network,
+                    params.genesis_hash()
+                );
+            }
+        }
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         if !self.key_path().exists() {
             create_key(&self.key_path())?;
         }
-        let dataset_path = self.dataset_path(&params);
+        let dataset_path = self.dataset_path(params);
         fs::create_dir_all(dataset_path.parent().unwrap_or(&self.root))?;
-        write_atomic(&dataset_path, &dataset)?;
-        write_atomic(&self.chain_path(), params.to_json().as_bytes())?;
-        // The store comes last: its presence marks a complete data dir.
-        Store::create(&self.store_path(), &params)
+        write_atomic(&self.chain_path(), params.to_json().as_bytes())
+    }
+
+    /// The last step of a creation, once the dataset is in place: the
+    /// store, whose presence marks a complete data dir.
+    pub fn finish(&self, params: &ChainParams) -> Result<Store> {
+        let dataset_path = self.dataset_path(params);
+        if !dataset_path.is_file() {
+            bail!(
+                "cannot finish {}: its dataset {} is missing",
+                self.root.display(),
+                dataset_path.display()
+            );
+        }
+        Store::create(&self.store_path(), params)
             .with_context(|| format!("cannot create the store in {}", self.root.display()))
+    }
+
+    /// The chain of a creation that was begun but not finished.
+    pub fn pending_params(&self) -> Result<Option<ChainParams>> {
+        let path = self.chain_path();
+        if self.exists() || !path.is_file() {
+            return Ok(None);
+        }
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let params = ChainParams::from_json(&text)
+            .with_context(|| format!("chain file {}", path.display()))?;
+        Ok(Some(params))
+    }
+
+    /// Where to resume an unfinished creation from: the built-in chain it
+    /// was for, or its `chain.json`.
+    pub fn pending_source(&self) -> Result<Option<ChainSource>> {
+        let Some(pending) = self.pending_params()? else {
+            return Ok(None);
+        };
+        for name in ["devnet", "regtest"] {
+            let builtin = ChainSource::from_arg(name);
+            if builtin.params()?.genesis_hash() == pending.genesis_hash() {
+                return Ok(Some(builtin));
+            }
+        }
+        Ok(Some(ChainSource::File(self.chain_path())))
     }
 
     /// The node key; refused when other users can read it.

@@ -2,14 +2,18 @@
 //! self-signed certificates made from each node's ed25519 key (rcgen).
 //!
 //! [`tls`] makes the identity and verifies peers, [`wire`] defines the
-//! messages and their bounds, [`peers`] reads peer addresses, and [`net`]
-//! runs connections, gossip and sync. Nothing here decides validity: blocks
-//! go through `node::import::store_blocks`, the same path as import-chain.
+//! messages and their bounds, [`peers`] reads peer addresses, [`net`]
+//! runs connections, gossip and sync, and [`files`] serves and fetches
+//! the training data genesis pins by hash. Nothing here decides validity:
+//! blocks go through `node::import::store_blocks`, the same path as
+//! import-chain, and a fetched file must have its pinned hash.
 
+pub mod files;
 pub mod net;
 pub mod peers;
 pub mod tls;
 pub mod wire;
 
+pub use files::{Fetcher, ServedFiles, TrainingFile};
 pub use net::{NetConfig, NetLimits, Network};
 pub use peers::{PeerAddr, PeersFile};

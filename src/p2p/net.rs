@@ -5,6 +5,7 @@
 //! touches consensus or sled runs on the blocking pool, so a slow block
 //! verification never stalls QUIC's timers.
 
+use super::files::ServedFiles;
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 use super::wire::{self, Hello, Request, Response};
@@ -21,10 +22,10 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Connection close codes.
-const CLOSE_REFUSED: u32 = 1;
-const CLOSE_BANNED: u32 = 2;
+pub(super) const CLOSE_REFUSED: u32 = 1;
+pub(super) const CLOSE_BANNED: u32 = 2;
 const CLOSE_DUPLICATE: u32 = 3;
-const CLOSE_SHUTDOWN: u32 = 4;
+pub(super) const CLOSE_SHUTDOWN: u32 = 4;
 
 /// Two connections between the same nodes made within this time are a
 /// simultaneous dial; past it, the older one is stale (the peer lost it,
@@ -80,6 +81,9 @@ pub struct NetConfig {
     pub listen: Option<SocketAddr>,
     pub peers: Vec<PeerAddr>,
     pub limits: NetLimits,
+    /// The training files this node serves to peers: a masternode's are
+    /// all of its chain's, a plain node's are those it holds verified.
+    pub files: ServedFiles,
 }
 
 #[derive(Debug, Error)]
@@ -98,7 +102,7 @@ pub enum NetError {
 
 impl NetError {
     /// Whether the peer broke the protocol (as opposed to a network failure).
-    fn is_misbehaviour(&self) -> bool {
+    pub(super) fn is_misbehaviour(&self) -> bool {
         matches!(
             self,
             NetError::Oversized { .. } | NetError::Malformed(_) | NetError::Unexpected(_)
@@ -167,15 +171,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn log(message: std::fmt::Arguments) {
+pub(super) fn log(message: std::fmt::Arguments) {
     println!("p2p: {message}");
 }
 
-fn short(id: &Hash32) -> String {
+pub(super) fn short(id: &Hash32) -> String {
     id.to_hex()[..12].to_string()
 }
 
-async fn read_frame(
+pub(super) async fn read_frame(
     recv: &mut quinn::RecvStream,
     limit: usize,
     timeout: Duration,
@@ -200,22 +204,45 @@ async fn read_frame(
         .map_err(|_| NetError::Timeout)?
 }
 
+/// Send one request on its own stream and read the answer.
+pub(super) async fn request_on(
+    conn: &quinn::Connection,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, NetError> {
+    let (mut send, mut recv) = tokio::time::timeout(timeout, conn.open_bi())
+        .await
+        .map_err(|_| NetError::Timeout)?
+        .map_err(|e| NetError::Connection(e.to_string()))?;
+    send.write_all(&wire::frame(request))
+        .await
+        .map_err(|e| NetError::Connection(e.to_string()))?;
+    let _ = send.finish();
+    let bytes = read_frame(&mut recv, request.response_limit(), timeout).await?;
+    wire::decode_response(&bytes, request.response_limit())
+        .map_err(|e| NetError::Malformed(e.to_string()))
+}
+
+/// QUIC transport settings: the stream, window and idle bounds of `limits`.
+pub(super) fn transport_config(limits: &NetLimits) -> Result<Arc<quinn::TransportConfig>> {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(limits.max_streams.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .receive_window(limits.receive_window.into())
+        .stream_receive_window((wire::MAX_MESSAGE_BYTES as u32 + 1024).into())
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .max_idle_timeout(Some(
+            Duration::from_secs(30).try_into().context("idle timeout")?,
+        ));
+    Ok(Arc::new(transport))
+}
+
 impl Network {
     /// Bind the endpoint and start accepting, dialing and gossiping.
     pub fn start(shared: Arc<Shared>, config: NetConfig) -> Result<Arc<Network>> {
         let identity = Identity::new(&shared.key)?;
-        let limits = &config.limits;
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_concurrent_bidi_streams(limits.max_streams.into())
-            .max_concurrent_uni_streams(0u32.into())
-            .receive_window(limits.receive_window.into())
-            .stream_receive_window((wire::MAX_MESSAGE_BYTES as u32 + 1024).into())
-            .keep_alive_interval(Some(Duration::from_secs(5)))
-            .max_idle_timeout(Some(
-                Duration::from_secs(30).try_into().context("idle timeout")?,
-            ));
-        let transport = Arc::new(transport);
+        let transport = transport_config(&config.limits)?;
         let server_crypto =
             quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
@@ -402,18 +429,7 @@ impl Network {
         conn: &quinn::Connection,
         request: &Request,
     ) -> Result<Response, NetError> {
-        let timeout = self.config.limits.request_timeout;
-        let (mut send, mut recv) = tokio::time::timeout(timeout, conn.open_bi())
-            .await
-            .map_err(|_| NetError::Timeout)?
-            .map_err(|e| NetError::Connection(e.to_string()))?;
-        send.write_all(&wire::frame(request))
-            .await
-            .map_err(|e| NetError::Connection(e.to_string()))?;
-        let _ = send.finish();
-        let bytes = read_frame(&mut recv, request.response_limit(), timeout).await?;
-        wire::decode_response(&bytes, request.response_limit())
-            .map_err(|e| NetError::Malformed(e.to_string()))
+        request_on(conn, request, self.config.limits.request_timeout).await
     }
 
     /// Keep the peer table consistent when two nodes dial each other at
@@ -886,7 +902,11 @@ impl Network {
                     .collect();
                 Response::Addrs(addrs)
             }
-            Request::GetFile { .. } | Request::GetChunk { .. } => Response::NotFound,
+            Request::GetFile { blake3 } => self.config.files.manifest(&blake3),
+            Request::GetChunk { blake3, index } => {
+                let files = self.config.files.clone();
+                tokio::task::spawn_blocking(move || files.chunk(&blake3, index)).await?
+            }
         })
     }
 
