@@ -6,7 +6,7 @@ mod cli;
 mod consensus;
 mod crash;
 mod fuzz_corpus;
-mod p2p_files;
 mod onnx;
+mod p2p_files;
 mod reorg;
 mod support;
