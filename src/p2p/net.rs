@@ -36,6 +36,8 @@ const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause between sync rounds that fetched less than a full batch, so a
 /// node chasing a fast chain stays well inside its peers' rate limits.
 const SYNC_PAUSE: Duration = Duration::from_millis(20);
+/// Most blocks verified and stored together during sync.
+const STORE_GROUP: usize = 256;
 
 /// Bounds on what peers may cost this node.
 #[derive(Clone, Debug)]
@@ -164,6 +166,8 @@ pub struct Network {
     known_addrs: Mutex<BTreeSet<SocketAddr>>,
     self_addrs: Mutex<BTreeSet<SocketAddr>>,
     sync_lock: tokio::sync::Mutex<()>,
+    /// Set by every reason to sync; cleared by the sync that serves it.
+    sync_wanted: std::sync::atomic::AtomicBool,
     sync_state: Mutex<SyncState>,
 }
 
@@ -270,6 +274,7 @@ impl Network {
             known_addrs: Mutex::new(config.peers.iter().map(|p| p.addr).collect()),
             self_addrs: Mutex::new(BTreeSet::new()),
             sync_lock: tokio::sync::Mutex::new(()),
+            sync_wanted: std::sync::atomic::AtomicBool::new(false),
             sync_state: Mutex::new(SyncState::default()),
             config,
         });
@@ -948,15 +953,27 @@ impl Network {
 
     /// Start a sync unless one is running (a running one re-checks peers).
     pub fn trigger_sync(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        self.sync_wanted.store(true, Ordering::SeqCst);
         let network = Arc::clone(self);
         tokio::spawn(async move {
-            let Ok(_guard) = network.sync_lock.try_lock() else {
-                return;
-            };
-            if let Err(e) = network.sync().await {
-                log(format_args!("sync stopped: {e:#}"));
+            // A request that lands while another sync is finishing is
+            // picked up by that one: it re-checks the flag after letting go.
+            loop {
+                let Ok(guard) = network.sync_lock.try_lock() else {
+                    return;
+                };
+                while network.sync_wanted.swap(false, Ordering::SeqCst) {
+                    if let Err(e) = network.sync().await {
+                        log(format_args!("sync stopped: {e:#}"));
+                    }
+                }
+                lock(&network.sync_state).syncing = false;
+                drop(guard);
+                if !network.sync_wanted.load(Ordering::SeqCst) {
+                    return;
+                }
             }
-            lock(&network.sync_state).syncing = false;
         });
     }
 
@@ -965,7 +982,13 @@ impl Network {
     /// stored in chain order.
     async fn sync(self: &Arc<Self>) -> Result<()> {
         const BATCH: usize = 32;
+        let mut small_round = false;
         loop {
+            if small_round {
+                // Pace a node chasing a fast chain, but never delay the
+                // first round after an announcement.
+                tokio::time::sleep(SYNC_PAUSE).await;
+            }
             let ours = self.our_work();
             let mut ahead: Vec<Peer> = lock(&self.peers)
                 .values()
@@ -1043,47 +1066,67 @@ impl Network {
                 })
                 .collect();
             let total = wanted.len();
-            if total < BATCH {
-                tokio::time::sleep(SYNC_PAUSE).await;
-            }
+            small_round = total < BATCH;
             let mut done = 0usize;
-            for fetch in fetches {
+            // Batches arrive in chain order; they are verified and stored
+            // in groups of up to STORE_GROUP blocks, so verification runs in
+            // parallel across a whole group and the store flushes once per group.
+            let mut group: Vec<(Vec<u8>, Hash32)> = Vec::new();
+            let mut fetches = fetches.into_iter().peekable();
+            while let Some(fetch) = fetches.next() {
                 let (peer, result) = fetch.await?;
-                let blocks = match result {
-                    Ok(Response::Blocks(blocks)) if !blocks.is_empty() => blocks,
+                let mut stop = false;
+                match result {
+                    Ok(Response::Blocks(blocks)) if !blocks.is_empty() => {
+                        group.extend(blocks.into_iter().map(|b| (b, peer.id)));
+                    }
                     Ok(Response::Blocks(_)) => {
                         self.forget_claim(&peer.id, ours);
-                        break;
+                        stop = true;
                     }
                     Ok(Response::Refused(reason)) => {
                         log(format_args!(
                             "peer {} refused GetBlocks: {reason}",
                             short(&peer.id)
                         ));
-                        break;
+                        stop = true;
                     }
                     Ok(other) => {
                         self.punish(&peer.id, &format!("answered GetBlocks with {other:?}"));
-                        break;
+                        stop = true;
                     }
                     Err(e) => {
                         self.request_failed(&peer.id, &e);
+                        stop = true;
+                    }
+                }
+                let last = stop || fetches.peek().is_none();
+                if group.is_empty() || (group.len() < STORE_GROUP && !last) {
+                    if stop {
                         break;
                     }
-                };
-                let count = blocks.len();
+                    continue;
+                }
+                let senders: Vec<Hash32> = group.iter().map(|(_, id)| *id).collect();
+                let count = group.len();
+                let blocks = std::mem::take(&mut group)
+                    .into_iter()
+                    .map(|(b, _)| b)
+                    .collect();
                 let (report, error) = self.store_from(blocks).await?;
                 if let Some(error) = error {
                     match &error {
-                        ImportError::BadBlock { reason, .. }
+                        ImportError::BadBlock { index, reason, .. }
                             if !matches!(
                                 reason,
                                 crate::consensus::BlockError::UnknownParent { .. }
                             ) =>
                         {
-                            self.punish(&peer.id, &format!("sent an invalid block: {error}"));
+                            let sender =
+                                senders[(*index as usize).saturating_sub(1).min(count - 1)];
+                            self.punish(&sender, &format!("sent an invalid block: {error}"));
                         }
-                        _ => log(format_args!("sync from {}: {error}", short(&peer.id))),
+                        _ => log(format_args!("sync: {error}")),
                     }
                     break;
                 }
@@ -1096,6 +1139,9 @@ impl Network {
                     leader.best_height,
                     ahead.len()
                 ));
+                if stop {
+                    break;
+                }
             }
         }
     }
