@@ -867,3 +867,28 @@ fn mine_threads_mine_independent_lanes() {
     }
     assert_eq!(lanes.len(), 2, "both threads found blocks");
 }
+
+#[test]
+fn an_interrupted_creation_is_finished_on_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let d = dir_arg(&dir);
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &d,
+        "--chain",
+        "regtest",
+        "--stop-at-height",
+        "0",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    // A kill inside store creation leaves an empty sled store behind.
+    std::fs::remove_dir_all(dir.join("store")).unwrap();
+    drop(sled::open(dir.join("store")).unwrap());
+    let out = run(&["start", "--data-dir", &d, "--mine", "--stop-at-height", "2"]);
+    assert!(out.ok(), "{}", out.stderr);
+    let s = status(&dir);
+    assert_eq!(s["network"], "regtest");
+    assert_eq!(s["height"], 2);
+}

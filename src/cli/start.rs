@@ -203,6 +203,9 @@ pub fn run(args: StartArgs) -> Result<()> {
     let chain = Chain::new(store, &dataset)?;
     let key = dir.load_key()?;
     let shared = Arc::new(Shared::new(chain, dir, key)?);
+    // The status file is written before the node says it started, so
+    // whoever waits for that line reads this run's status.
+    shared.write_status()?;
     let tip = shared.chain.store.tip()?;
     println!(
         "node started: network={} height={} tip={} miner={} mining={}",
@@ -216,7 +219,6 @@ pub fn run(args: StartArgs) -> Result<()> {
             "off".into()
         }
     );
-    shared.write_status()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -174,7 +174,20 @@ impl DataDir {
                 self.root.display()
             );
         }
-        Store::open(&self.store_path()).map_err(|e| match e {
+        let opened = match Store::open(&self.store_path()) {
+            Err(StoreError::Unfinished { .. }) => {
+                // Everything before the store was written first, so the
+                // chain file is complete: finish what was interrupted.
+                let text = fs::read_to_string(self.chain_path()).with_context(|| {
+                    format!("finishing the interrupted creation of {}", self.root.display())
+                })?;
+                let params = ChainParams::from_json(&text)
+                    .with_context(|| format!("{}", self.chain_path().display()))?;
+                Store::create(&self.store_path(), &params)
+            }
+            other => other,
+        };
+        opened.map_err(|e| match e {
             StoreError::Locked { .. } => anyhow::anyhow!(
                 "a node is running on {} (its store is locked); stop it first, or use `pouwd status`",
                 self.root.display()

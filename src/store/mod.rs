@@ -59,6 +59,8 @@ pub enum StoreError {
     },
     #[error("the store at {path} is not a pouwd store: {reason}")]
     NotAStore { path: String, reason: String },
+    #[error("the store at {path} was never finished (creation was interrupted)")]
+    Unfinished { path: String },
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
     #[error("the disk holding the store is full ({detail}); nothing stored was lost: free some space and start again")]
@@ -237,9 +239,16 @@ impl Store {
             path: path.display().to_string(),
             reason: reason.to_string(),
         };
-        let format = db
-            .get(KEY_FORMAT)?
-            .ok_or_else(|| not_a_store("it has no format version"))?;
+        let Some(format) = db.get(KEY_FORMAT)? else {
+            // Creation writes every key in one batch, so an empty tree is a
+            // creation that was cut short, not a foreign store.
+            if db.is_empty() {
+                return Err(StoreError::Unfinished {
+                    path: path.display().to_string(),
+                });
+            }
+            return Err(not_a_store("it has no format version"));
+        };
         let format = u32::from_le_bytes(
             format
                 .as_ref()
