@@ -1,0 +1,582 @@
+//! The peer network end to end: several real `pouwd` processes talking
+//! QUIC on 127.0.0.1, and an in-process adversary (support/net.rs) that
+//! breaks the protocol on purpose while honest nodes keep going. Every
+//! process a test starts is stopped (or killed on drop) before it ends.
+
+use crate::support::chain::{resign, TestChain};
+use crate::support::net::{
+    free_port, hello, local, running_status, running_tip, wait_until, Adversary, Conn,
+};
+use crate::support::node::{dir_arg, run, Node};
+use pouwd::chain::Hash32;
+use pouwd::p2p::wire::{Request, Response};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound on every wait; a loaded 2-core machine needs the slack.
+const LIMIT: Duration = Duration::from_secs(40);
+
+/// `pouwd start --data-dir DIR --chain regtest ARGS…`, once it is up.
+fn start(dir: &Path, args: &[&str]) -> Node {
+    let d = dir_arg(dir);
+    let mut all = vec!["--data-dir", &d, "--chain", "regtest"];
+    all.extend_from_slice(args);
+    let node = Node::start(&all);
+    node.wait_for(LIMIT, |l| l.starts_with("node started"));
+    node
+}
+
+/// SIGTERM, a clean exit, and the height and tip it stopped on.
+fn stop(node: &mut Node) -> (u64, String) {
+    node.signal("TERM");
+    assert_eq!(node.wait(LIMIT), Some(0), "stderr: {}", node.stderr());
+    let lines = node.lines();
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("node stopped"))
+        .expect("a 'node stopped' line");
+    parse_stopped(line)
+}
+
+/// `node stopped: height=H tip=T`
+fn parse_stopped(line: &str) -> (u64, String) {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{line:?} lacks {name}"))
+            .to_string()
+    };
+    (field("height=").parse().unwrap(), field("tip="))
+}
+
+/// `pouwd status --json` of a stopped node.
+fn status(dir: &Path) -> Value {
+    let out = run(&["status", "--data-dir", &dir_arg(dir), "--json"]);
+    assert!(out.ok(), "status failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// `pouwd id`: the node's id, as peers pin it.
+fn node_id(dir: &Path) -> String {
+    let out = run(&["id", "--data-dir", &dir_arg(dir)]);
+    assert!(out.ok(), "id failed: {}", out.stderr);
+    out.stdout.trim().to_string()
+}
+
+/// The model as `export-model` writes it.
+fn model(dir: &Path) -> String {
+    let file = dir.with_extension("model.json");
+    let out = run(&[
+        "export-model",
+        "--data-dir",
+        &dir_arg(dir),
+        "--out",
+        &dir_arg(&file),
+    ]);
+    assert!(out.ok(), "export-model failed: {}", out.stderr);
+    std::fs::read_to_string(file).unwrap()
+}
+
+/// Create a data dir (and its key) and mine it to `height` without a network.
+fn mine_to(dir: &Path, height: u64) {
+    let h = height.to_string();
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &dir_arg(dir),
+        "--chain",
+        "regtest",
+        "--mine",
+        "--stop-at-height",
+        &h,
+    ]);
+    assert!(out.ok(), "mining to {height} failed: {}", out.stderr);
+}
+
+/// The first 12 hex digits, as log lines name peers.
+fn short(id: &str) -> &str {
+    &id[..12]
+}
+
+fn dirs<const N: usize>(root: &Path, names: [&str; N]) -> [PathBuf; N] {
+    names.map(|n| root.join(n))
+}
+
+/// No honest node banned anyone.
+fn assert_no_bans(nodes: &[&Node]) {
+    for node in nodes {
+        let bans: Vec<String> = node
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("p2p: banning peer"))
+            .collect();
+        assert!(bans.is_empty(), "an honest peer was banned: {bans:?}");
+    }
+}
+
+#[test]
+fn peers_join_by_the_original_file_pinned_ids_and_repeated_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c, d] = dirs(tmp.path(), ["a", "b", "c", "d"]);
+    mine_to(&a, 40);
+    for dir in [&b, &c, &d] {
+        mine_to(dir, 0);
+    }
+    let no_key = run(&["id", "--data-dir", &dir_arg(&tmp.path().join("none"))]);
+    assert!(
+        !no_key.ok() && no_key.stderr.contains("no node key"),
+        "{}",
+        no_key.stderr
+    );
+    let (id_a, id_b) = (node_id(&a), node_id(&b));
+    assert_eq!(id_a.len(), 64);
+    assert!(id_a.bytes().all(|c| c.is_ascii_hexdigit()), "{id_a}");
+    assert_eq!(
+        status(&a)["miner"],
+        id_a.as_str(),
+        "the id is the miner key"
+    );
+    assert_ne!(id_a, id_b);
+    let tip_a = (40, status(&a)["tip"].as_str().unwrap().to_string());
+    let (pa, pb) = (free_port(), free_port());
+
+    let mut node_a = start(&a, &["--listen", &local(pa)]);
+    node_a.wait_for(LIMIT, |l| {
+        l == format!("p2p: listening on {} as {id_a}", local(pa))
+    });
+
+    // B: the original design's p2p_network.json, with A's id pinned; with
+    // no --listen, its "port" is where B listens.
+    let peers_file = tmp.path().join("p2p_network.json");
+    let json = serde_json::json!({ "peers": [format!("{id_a}@{}", local(pa))], "port": pb });
+    std::fs::write(&peers_file, json.to_string()).unwrap();
+    let mut node_b = start(&b, &["--peers", &dir_arg(&peers_file)]);
+    node_b.wait_for(LIMIT, |l| {
+        l == format!("p2p: listening on 0.0.0.0:{pb} as {id_b}")
+    });
+    node_b.wait_for(LIMIT, |l| {
+        l.starts_with(&format!(
+            "p2p: peer {} connected at {}",
+            short(&id_a),
+            local(pa)
+        ))
+    });
+
+    // C: --peer twice, the second pinned to B's id at the file's port.
+    let pinned_b = format!("{id_b}@{}", local(pb));
+    let mut node_c = start(&c, &["--peer", &local(pa), "--peer", &pinned_b]);
+    for (id, port) in [(&id_a, pa), (&id_b, pb)] {
+        node_c.wait_for(LIMIT, |l| {
+            l.starts_with(&format!(
+                "p2p: peer {} connected at {}",
+                short(id),
+                local(port)
+            ))
+        });
+    }
+    wait_until(
+        LIMIT,
+        "B and C reach A's tip",
+        &[&node_a, &node_b, &node_c],
+        || running_tip(&b) == tip_a && running_tip(&c) == tip_a,
+    );
+
+    // D pins B's id on A's address: A cannot prove it, so D never connects.
+    let wrong = format!("{id_b}@{}", local(pa));
+    let mut node_d = start(&d, &["--peer", &wrong]);
+    let failure = node_d.wait_for(LIMIT, |l| {
+        l.starts_with(&format!("p2p: cannot connect to {}", local(pa)))
+    });
+    node_a.wait_for(LIMIT, |l| {
+        l.starts_with("p2p: inbound connection failed: handshake")
+    });
+    // A few redials later, still nothing.
+    std::thread::sleep(Duration::from_millis(1500));
+    let connected: Vec<String> = node_d
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" connected "))
+        .collect();
+    assert!(connected.is_empty(), "{failure}; yet {connected:?}");
+    assert_eq!(running_tip(&d).0, 0);
+
+    for node in [&mut node_d, &mut node_c, &mut node_b, &mut node_a] {
+        stop(node);
+    }
+    assert_no_bans(&[&node_a, &node_b, &node_c, &node_d]);
+    for dir in [&b, &c] {
+        let s = status(dir);
+        assert_eq!(s["height"], 40);
+        assert_eq!(s["tip"], tip_a.1.as_str());
+    }
+    assert_eq!(status(&d)["height"], 0);
+}
+
+#[test]
+fn mining_nodes_agree_on_the_tip_within_seconds_of_the_last_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [m1, m2, r] = dirs(tmp.path(), ["m1", "m2", "r"]);
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let (l1, l2, l3) = (local(p1), local(p2), local(p3));
+    // The two miners dial each other at once: one connection must survive.
+    let mut miner1 = start(&m1, &["--mine", "--listen", &l1, "--peer", &l2]);
+    let mut miner2 = start(&m2, &["--mine", "--listen", &l2, "--peer", &l1]);
+    let mut relay = start(&r, &["--listen", &l3, "--peer", &l1, "--peer", &l2]);
+    wait_until(
+        LIMIT,
+        "the relay follows two racing miners",
+        &[&miner1, &miner2, &relay],
+        || running_tip(&r).0 >= 300,
+    );
+    let mut lags = Vec::new();
+    for _ in 0..5 {
+        let heights = [&m1, &m2, &r].map(|d| running_tip(d).0);
+        lags.push(heights.iter().max().unwrap() - heights.iter().min().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("height spread while two miners race: {lags:?}");
+
+    // Miner 2 stops mining and comes back as a relay; miner 1 goes on alone.
+    stop(&mut miner2);
+    let mut relay2 = start(&m2, &["--listen", &l2, "--peer", &l1]);
+    let ahead = running_tip(&m1).0 + 100;
+    wait_until(
+        LIMIT,
+        "everyone follows the one miner left",
+        &[&miner1, &relay2, &relay],
+        || [&m2, &r].iter().all(|d| running_tip(d).0 >= ahead),
+    );
+
+    // Miner 1 stops too: within seconds every node is on its last block.
+    let last = stop(&mut miner1);
+    let mut relay1 = start(&m1, &["--listen", &l1, "--peer", &l2, "--peer", &l3]);
+    let took = wait_until(
+        Duration::from_secs(15),
+        "all tips equal",
+        &[&relay1, &relay2, &relay],
+        || [&m1, &m2, &r].iter().all(|d| running_tip(d) == last),
+    );
+    println!("all three on height {} within {took:?}", last.0);
+
+    for node in [&mut relay, &mut relay2, &mut relay1] {
+        assert_eq!(stop(node), last);
+    }
+    assert!(!miner1.mined().is_empty() && !miner2.mined().is_empty());
+    let first = status(&m1);
+    for dir in [&m2, &r] {
+        let s = status(dir);
+        for field in ["height", "tip", "cumulative_work"] {
+            assert_eq!(s[field], first[field], "{field} of {}", dir.display());
+        }
+    }
+    assert!(relay.lines().iter().any(|l| l.starts_with("p2p: sync: ")));
+    assert_no_bans(&[&miner1, &miner2, &relay, &relay1, &relay2]);
+}
+
+#[test]
+fn late_nodes_sync_from_several_peers_even_when_killed_midway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [s1, s2, k, l] = dirs(tmp.path(), ["s1", "s2", "k", "l"]);
+    // More than one locator answer's worth of blocks (2000), so the sync
+    // takes several rounds.
+    mine_to(&s1, 2100);
+    let tip = (2100, status(&s1)["tip"].as_str().unwrap().to_string());
+    let (p1, p2) = (free_port(), free_port());
+    let (l1, l2) = (local(p1), local(p2));
+    let mut source1 = start(&s1, &["--listen", &l1]);
+    let mut source2 = start(&s2, &["--listen", &l2, "--peer", &l1]);
+    wait_until(
+        LIMIT,
+        "the second source syncs",
+        &[&source1, &source2],
+        || running_tip(&s2) == tip,
+    );
+
+    // K is SIGKILLed in the middle of its sync, then restarted.
+    let mut killed = start(&k, &["--peer", &l1, "--peer", &l2]);
+    wait_until(LIMIT, "K starts syncing", &[&killed], || {
+        running_tip(&k).0 >= 300
+    });
+    killed.kill();
+    let at_kill = running_tip(&k).0;
+    assert!(at_kill < tip.0, "the sync finished before the kill");
+    let mut restarted = start(&k, &["--peer", &l1, "--peer", &l2]);
+    let resumed = restarted.wait_for(LIMIT, |l| l.starts_with("node started"));
+    let resumed_at: u64 = resumed
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("height="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        resumed_at >= at_kill,
+        "blocks reported stored before the kill are gone: {resumed}"
+    );
+    // Well within the 30 s its peers would take to drop its old connections.
+    wait_until(
+        Duration::from_secs(15),
+        "K finishes after its restart",
+        &[&restarted, &source1, &source2],
+        || running_tip(&k) == tip,
+    );
+
+    // L starts late and fetches from both sources at once.
+    let mut late = start(&l, &["--peer", &l1, "--peer", &l2]);
+    wait_until(LIMIT, "L syncs the whole chain", &[&late], || {
+        running_tip(&l) == tip
+    });
+    // The status file moves before the sync logs the batch that moved it.
+    late.wait_for(LIMIT, |x| {
+        x.starts_with("p2p: sync: ") && x.contains(&format!("tip height {} ", tip.0))
+    });
+    let lines = late.lines();
+    for port in [p1, p2] {
+        assert!(
+            lines.iter().any(|x| x.starts_with("p2p: peer ")
+                && x.contains(&format!(" connected at {}", local(port)))),
+            "L did not connect to {port}: {lines:?}"
+        );
+    }
+    let syncs: Vec<&String> = lines
+        .iter()
+        .filter(|x| x.starts_with("p2p: sync: "))
+        .collect();
+    assert!(syncs.len() >= 2, "{syncs:?}");
+    assert!(
+        syncs.iter().any(|x| x.ends_with(", 2 peers)")),
+        "no round fetched from both sources: {syncs:?}"
+    );
+
+    for node in [&mut late, &mut restarted, &mut source2, &mut source1] {
+        assert_eq!(stop(node), tip);
+    }
+    assert_no_bans(&[&source1, &source2, &restarted, &late]);
+}
+
+#[test]
+fn a_healed_partition_ends_on_the_heavier_branch_with_its_balances_and_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, a2, b, b2] = dirs(tmp.path(), ["a", "a2", "b", "b2"]);
+    let [pa, pa2, pb, pb2] = [(); 4].map(|_| free_port());
+    let [la, la2, lb, lb2] = [pa, pa2, pb, pb2].map(local);
+    // Two groups that do not know each other mine apart: A's is heavier.
+    let mut miner_a = start(&a, &["--mine", "--stop-at-height", "300", "--listen", &la]);
+    let mut relay_a = start(&a2, &["--listen", &la2, "--peer", &la]);
+    let mut miner_b = start(&b, &["--mine", "--stop-at-height", "150", "--listen", &lb]);
+    let mut relay_b = start(&b2, &["--listen", &lb2, "--peer", &lb]);
+    assert_eq!(miner_a.wait(LIMIT), Some(0), "{}", miner_a.stderr());
+    assert_eq!(miner_b.wait(LIMIT), Some(0), "{}", miner_b.stderr());
+    let (before_a, before_b) = (status(&a), status(&b));
+    assert_eq!(before_a["height"], 300);
+    assert_eq!(before_a["balance"], 300 * 50);
+    assert_eq!(before_b["height"], 150);
+    assert_eq!(before_b["balance"], 150 * 50);
+    let (model_a, model_b) = (model(&a), model(&b));
+    assert_ne!(model_a, model_b);
+    assert!(running_tip(&b2).0 > 0, "B's relay followed B");
+    let heavy = (300, before_a["tip"].as_str().unwrap().to_string());
+
+    // Heal: A comes back, and B comes back dialing A.
+    let mut miner_a = start(&a, &["--listen", &la]);
+    let mut miner_b = start(&b, &["--listen", &lb, "--peer", &la]);
+    let took = wait_until(
+        LIMIT,
+        "all four on A's branch",
+        &[&miner_a, &relay_a, &miner_b, &relay_b],
+        || [&a, &a2, &b, &b2].iter().all(|d| running_tip(d) == heavy),
+    );
+    println!("partition healed in {took:?}");
+
+    for node in [&mut relay_b, &mut miner_b, &mut relay_a, &mut miner_a] {
+        assert_eq!(stop(node), heavy);
+    }
+    assert_no_bans(&[&miner_a, &relay_a, &miner_b, &relay_b]);
+    for dir in [&a2, &b, &b2] {
+        let s = status(dir);
+        for field in ["height", "tip", "cumulative_work"] {
+            assert_eq!(s[field], before_a[field], "{field} of {}", dir.display());
+        }
+        assert_eq!(model(dir), model_a, "model of {}", dir.display());
+    }
+    assert_eq!(status(&a)["balance"], 300 * 50);
+    assert_eq!(
+        status(&b)["balance"],
+        0,
+        "B's rewards were all on the lighter branch"
+    );
+}
+
+/// Connect, say hello on `genesis` claiming `work`, and answer the node politely.
+fn greet(target: SocketAddr, genesis: Hash32, work: [u8; 32]) -> (Adversary, Conn) {
+    let adversary = Adversary::new();
+    let conn = adversary.connect(target).expect("TLS handshake");
+    conn.serve_politely();
+    match conn.request(&Request::Hello(hello(genesis, 0, work))) {
+        Ok(Response::Hello(theirs)) => assert_eq!(theirs.genesis, genesis),
+        other => panic!("hello answered with {other:?}"),
+    }
+    (adversary, conn)
+}
+
+/// The node closed the connection as a ban (code 2) and logged why.
+fn assert_banned(node: &Node, adversary: &Adversary, conn: &Conn, reason: &str) {
+    let closed = conn
+        .closed_within(LIMIT)
+        .expect("the node closed the connection");
+    let prefix = format!("p2p: banning peer {}", adversary.short_id());
+    let line = node.wait_for(LIMIT, |l| l.starts_with(&prefix));
+    assert!(line.contains(reason), "{line:?} lacks {reason:?}");
+    assert_eq!(Conn::close_code(&closed), Some(2), "{closed}");
+}
+
+#[test]
+fn bad_peers_are_cut_off_while_honest_ones_keep_syncing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [m, t, h] = dirs(tmp.path(), ["m", "t", "h"]);
+    let (pm, pt) = (free_port(), free_port());
+    // M mines; T, the target of every attack, syncs from M; H syncs from T.
+    let mut miner = start(&m, &["--mine", "--listen", &local(pm)]);
+    let mut target_node = start(
+        &t,
+        &[
+            "--listen",
+            &local(pt),
+            "--peer",
+            &local(pm),
+            "--max-inbound-per-ip",
+            "3",
+        ],
+    );
+    let mut honest = start(&h, &["--peer", &local(pt)]);
+    wait_until(
+        LIMIT,
+        "H follows M through T",
+        &[&miner, &target_node, &honest],
+        || running_tip(&h).0 >= 50,
+    );
+    let genesis =
+        Hash32::from_hex(running_status(&t).unwrap()["genesis"].as_str().unwrap()).unwrap();
+    let target: SocketAddr = local(pt).parse().unwrap();
+    let keeps_up = |after: &str| {
+        let from = running_tip(&h).0;
+        wait_until(
+            LIMIT,
+            &format!("H keeps syncing after {after}"),
+            &[&miner, &target_node, &honest],
+            || running_tip(&h).0 >= from + 20,
+        );
+    };
+
+    // Mutual TLS: no client certificate, no connection.
+    let stranger = Adversary::new();
+    if let Ok(conn) = stranger.connect_without_certificate(target) {
+        let answer = conn.request(&Request::Hello(hello(genesis, 0, [0; 32])));
+        assert!(answer.is_err(), "served without a certificate: {answer:?}");
+    }
+    target_node.wait_for(LIMIT, |l| {
+        l.starts_with("p2p: inbound connection failed: handshake")
+    });
+
+    // Garbage, and a length prefix of 4 GiB, before and after the hello.
+    let mut garbage = vec![16, 0, 0, 0];
+    garbage.extend([0xff; 16]);
+    let mut oversized = vec![0xff; 4];
+    oversized.extend([0; 64]);
+    for (bytes, before, after) in [
+        (&garbage, "malformed hello", "malformed request"),
+        (&oversized, "over the limit", "over the limit"),
+    ] {
+        let adversary = Adversary::new();
+        let conn = adversary.connect(target).expect("TLS handshake");
+        let answer = conn.send_raw(bytes, 1024);
+        assert!(answer.is_err(), "{answer:?}");
+        assert_banned(&target_node, &adversary, &conn, before);
+
+        let (adversary, conn) = greet(target, genesis, [0; 32]);
+        let answer = conn.send_raw(bytes, 1024);
+        assert!(answer.is_err(), "{answer:?}");
+        assert_banned(&target_node, &adversary, &conn, after);
+    }
+    keeps_up("garbage");
+
+    // Announce more work than anyone, then serve a tampered block when asked.
+    let chain = TestChain::regtest();
+    assert_eq!(chain.genesis, genesis);
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let mut block = chain
+        .mine_child(&chain.genesis, &key, pouwd::node::now_ms())
+        .block;
+    block.header.fields.score_ppm ^= 1;
+    resign(&mut block, &key);
+    let (id, bytes) = (block.id(), block.to_bytes());
+    let liar = Adversary::new();
+    let conn = liar.connect(target).expect("TLS handshake");
+    conn.serve(Arc::new(move |request: &Request| {
+        Some(match request {
+            Request::GetHashes { .. } => Response::Hashes(vec![id]),
+            Request::GetBlocks(_) => Response::Blocks(vec![bytes.clone()]),
+            Request::GetAddrs => Response::Addrs(Vec::new()),
+            _ => Response::Ok,
+        })
+    }));
+    let claim = hello(genesis, 1_000_000, [0xff; 32]);
+    assert!(matches!(
+        conn.request(&Request::Hello(claim)),
+        Ok(Response::Hello(_))
+    ));
+    assert_banned(&target_node, &liar, &conn, "sent an invalid block");
+    let asked = conn.requests.lock().unwrap().clone();
+    assert!(
+        asked.contains(&Request::GetBlocks(vec![id])),
+        "T never fetched the block: {asked:?}"
+    );
+    keeps_up("an invalid block");
+
+    // Another chain's genesis: refused with the reason, on both sides.
+    let foreigner = Adversary::new();
+    let conn = foreigner.connect(target).expect("TLS handshake");
+    let other = Hash32([7; 32]);
+    match conn.request(&Request::Hello(hello(other, 0, [0; 32]))) {
+        Ok(Response::Refused(reason)) => {
+            assert!(reason.contains("another network"), "{reason}")
+        }
+        answer => panic!("a foreign hello was answered with {answer:?}"),
+    }
+    let line = target_node.wait_for(LIMIT, |l| {
+        l.starts_with(&format!("p2p: refusing peer {}", foreigner.short_id()))
+    });
+    assert!(line.contains(&other.to_hex()), "{line}");
+    let closed = conn.closed_within(LIMIT).expect("closed after refusing");
+    assert_eq!(Conn::close_code(&closed), Some(1), "{closed}");
+
+    // Hundreds of streams, thousands of requests.
+    let (flooder, conn) = greet(target, genesis, [0; 32]);
+    let sent = conn.flood(64, 20_000, &Request::GetAddrs);
+    assert_banned(&target_node, &flooder, &conn, "request flood");
+    println!("the flood was cut off after {sent} requests");
+    keeps_up("a flood");
+
+    // Inbound connections per address are bounded: H and two more fill
+    // T's three, so a third stranger is turned away.
+    let polite = [(); 2].map(|_| greet(target, genesis, [0; 32]));
+    assert!(Adversary::new().connect(target).is_err());
+    target_node.wait_for(LIMIT, |l| l.starts_with("p2p: refusing a connection from"));
+    drop(polite);
+    keeps_up("a full house");
+
+    for node in [&mut honest, &mut target_node, &mut miner] {
+        stop(node);
+    }
+    assert_no_bans(&[&miner, &honest]);
+    let (id_m, id_h) = (node_id(&m), node_id(&h));
+    for line in target_node.lines() {
+        assert!(
+            !(line.starts_with("p2p: banning peer")
+                && (line.contains(short(&id_m)) || line.contains(short(&id_h)))),
+            "T banned an honest peer: {line}"
+        );
+    }
+}
