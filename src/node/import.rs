@@ -18,12 +18,16 @@
 //! and decodes batch k+1 (its contexts come from the claimed headers of
 //! batch k, which are used only if batch k turns out valid), and another
 //! thread stores batch k-1. A batch is reported only once it is flushed.
+//! The workers never read the store: sled makes every read wait while a
+//! batch is being applied, so the store lookups (known blocks, duplicate
+//! work) happen in the in-order part, which has time to spare.
 
 use super::chain::Chain;
 use super::export::{StreamError, StreamReader};
 use crate::chain::{Block, Hash32};
 use crate::consensus::{self, AncestorInfo, Ancestry, BlockError, CheckedBlock, ParentContext};
 use crate::store::{StoreError, Stored};
+use crate::work::Run;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -156,6 +160,10 @@ struct Unverified {
     block: Block,
     ctx: ParentContext,
     parent_model: Vec<f64>,
+    /// The work hash its header claims, and the block that carried it
+    /// before (stored, or in flight when this block was prepared).
+    work_hash: Hash32,
+    work_owner: Option<Hash32>,
 }
 
 /// A batch decoded in file order, ready for the header and body checks.
@@ -233,7 +241,8 @@ pub fn import_chain(
         };
         return (report, Some(error));
     }
-    let mut prepared = match prepare(chain, &[], read_batch(&mut reader)) {
+    let no_work = HashMap::new();
+    let mut prepared = match prepare(chain, &[], &no_work, read_batch(&mut reader)) {
         Ok(prepared) => prepared,
         Err(e) => return (report, Some(e.into())),
     };
@@ -259,7 +268,7 @@ pub fn import_chain(
                     inner.spawn(|| check(chain, items, &in_flight.work, threads, now_ms));
                 let next = more.then(|| {
                     let layers = [&blocks, &in_flight.blocks];
-                    prepare(chain, &layers, read_batch(&mut reader))
+                    prepare(chain, &layers, &in_flight.work, read_batch(&mut reader))
                 });
                 (join(checking), next)
             });
@@ -361,7 +370,7 @@ pub fn store_blocks(
         finished: true,
         stream_error: None,
     };
-    let prepared = prepare(chain, &[], records)?;
+    let prepared = prepare(chain, &[], &HashMap::new(), records)?;
     let (valid, bad_block) = check(chain, prepared.items, &HashMap::new(), threads, now_ms);
     let error = bad_block.or(prepared.error);
     report.already_known += known_before(&prepared.known, error.as_ref());
@@ -375,7 +384,12 @@ pub fn store_blocks(
 /// own work), and build its parent's context and model from the claimed
 /// blocks before it. A context built on a block that later fails is never
 /// used: the import stops at that block.
-fn prepare(chain: &Chain, layers: &[&Layer], records: Records) -> Result<Prepared, StoreError> {
+fn prepare(
+    chain: &Chain,
+    layers: &[&Layer],
+    in_flight_work: &HashMap<Hash32, Hash32>,
+    records: Records,
+) -> Result<Prepared, StoreError> {
     let Records {
         records,
         read,
@@ -431,6 +445,18 @@ fn prepare(chain: &Chain, layers: &[&Layer], records: Records) -> Result<Prepare
                 }
             },
         };
+        // The duplicate-work lookup happens here rather than on the
+        // workers: sled's reads wait while another thread applies a batch,
+        // and this thread has the time to spare.
+        let work_hash = Run::new(&fields.parent, &fields.miner, fields.lane).work_hash(
+            fields.steps,
+            &fields.model_hash,
+            &fields.ckpt_root,
+        );
+        let work_owner = match in_flight_work.get(&work_hash) {
+            Some(owner) => Some(*owner),
+            None => chain.store.work_owner(&work_hash)?,
+        };
         pending.batch.insert(id, pending_block(id, &block));
         items.push(Unverified {
             index,
@@ -438,6 +464,8 @@ fn prepare(chain: &Chain, layers: &[&Layer], records: Records) -> Result<Prepare
             block,
             ctx,
             parent_model,
+            work_hash,
+            work_owner,
         });
     }
     Ok(Prepared {
@@ -479,13 +507,16 @@ fn check(
         items.into_iter().map(|u| Mutex::new(Some(u))).collect();
     let next = AtomicUsize::new(0);
     let workers = threads.clamp(1, count.max(1));
-    // Duplicates of work already stored or in flight are found here, by
+    // Duplicates of work stored or in flight are found here, by
     // check_header; duplicates inside the batch below, in file order.
-    let owner = |work_hash: &Hash32| {
-        in_flight_work
-            .get(work_hash)
-            .copied()
-            .or_else(|| chain.store.work_owner(work_hash).ok().flatten())
+    let owner = |item: &Unverified, work_hash: &Hash32| {
+        let earlier = in_flight_work.get(work_hash).copied();
+        if *work_hash == item.work_hash {
+            earlier.or(item.work_owner)
+        } else {
+            // Not the hash computed when the block was prepared: ask the store.
+            earlier.or_else(|| chain.store.work_owner(work_hash).ok().flatten())
+        }
     };
     let mut verdicts: Vec<Option<Verdict>> = (0..count).map(|_| None).collect();
     std::thread::scope(|scope| {
@@ -506,7 +537,7 @@ fn check(
                             &item.ctx,
                             &item.block.header,
                             now_ms,
-                            &owner,
+                            &|work_hash| owner(&item, work_hash),
                         );
                         let verdict = match header {
                             Err(reason) => Verdict::BadHeader(reason),
