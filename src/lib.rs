@@ -26,3 +26,13 @@ pub mod node;
 pub mod p2p;
 pub mod store;
 pub mod work;
+
+/// Print one log line on stdout, ignoring a closed pipe: a node whose
+/// output reader went away must still stop cleanly on a signal.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}

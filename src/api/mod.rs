@@ -128,7 +128,7 @@ impl Api {
         let addr = listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         shared.set_api_addr(Some(addr));
-        println!("api: listening on {addr}");
+        crate::say!("api: listening on {addr}");
         let context = Arc::new(Context {
             shared: Arc::clone(&shared),
             network,
@@ -182,7 +182,7 @@ async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
-                println!("api: cannot accept a connection: {e}");
+                crate::say!("api: cannot accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -307,7 +307,7 @@ async fn answer(
         Ok(body) => (StatusCode::OK, body),
         Err(failure) => {
             if failure.status.is_server_error() {
-                println!("api: {} failed: {}", uri.path(), failure.message);
+                crate::say!("api: {} failed: {}", uri.path(), failure.message);
             }
             (failure.status, json!({ "error": failure.message }))
         }

@@ -184,7 +184,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         else {
             return Ok(());
         };
-        println!(
+        crate::say!(
             "created data dir {} for chain {:?} (genesis {})",
             dir.root.display(),
             store.params().network,
@@ -207,7 +207,7 @@ pub fn run(args: StartArgs) -> Result<()> {
     // whoever waits for that line reads this run's status.
     shared.write_status()?;
     let tip = shared.chain.store.tip()?;
-    println!(
+    crate::say!(
         "node started: network={} height={} tip={} miner={} mining={}",
         shared.chain.params().network,
         tip.height,
@@ -235,7 +235,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         eprintln!("warning: cannot write the status file: {e:#}");
     }
     let tip = shared.chain.store.tip()?;
-    println!("node stopped: height={} tip={}", tip.height, tip.hash);
+    crate::say!("node stopped: height={} tip={}", tip.height, tip.hash);
     result
 }
 
@@ -317,7 +317,7 @@ fn fetch(
         };
         fetcher.close().await;
         if let Some(signal) = stopped {
-            println!("{signal} received, stopping; the next start resumes the download");
+            crate::say!("{signal} received, stopping; the next start resumes the download");
         }
         Ok(stopped.is_none())
     })
@@ -374,8 +374,8 @@ async fn supervise(
     tokio::pin!(worker);
     let result = tokio::select! {
         result = &mut worker => Some(result.context("the miner task failed").and_then(|r| r)),
-        _ = terminate.recv() => { println!("SIGTERM received, stopping"); None }
-        _ = interrupt.recv() => { println!("SIGINT received, stopping"); None }
+        _ = terminate.recv() => { crate::say!("SIGTERM received, stopping"); None }
+        _ = interrupt.recv() => { crate::say!("SIGINT received, stopping"); None }
     };
     shared.stop.store(true, Ordering::SeqCst);
     let result = match result {

@@ -120,7 +120,7 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
-                println!(
+                crate::say!(
                     "mined height={} hash={} steps={} score={:.6} reward={} time={:.3}s stored",
                     ctx.child_height(),
                     id,

@@ -36,6 +36,8 @@ const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause between sync rounds that fetched less than a full batch, so a
 /// node chasing a fast chain stays well inside its peers' rate limits.
 const SYNC_PAUSE: Duration = Duration::from_millis(20);
+/// Peers asked for the hashes to sync at once.
+const HASH_SOURCES: usize = 3;
 /// Most blocks verified and stored together during sync.
 const STORE_GROUP: usize = 256;
 
@@ -176,7 +178,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub(super) fn log(message: std::fmt::Arguments) {
-    println!("p2p: {message}");
+    crate::say!("p2p: {message}");
 }
 
 pub(super) fn short(id: &Hash32) -> String {
@@ -999,57 +1001,70 @@ impl Network {
                 return Ok(());
             }
             ahead.sort_by_key(|p| std::cmp::Reverse(p.best_work));
-            let leader = ahead[0].clone();
             {
                 let mut state = lock(&self.sync_state);
                 state.syncing = true;
-                state.target_height = leader.best_height;
+                state.target_height = ahead[0].best_height;
                 state.peers = ahead.len();
             }
             let shared = Arc::clone(&self.shared);
             let locator = tokio::task::spawn_blocking(move || locator(&shared)).await??;
-            let hashes = match self
-                .request(
-                    &leader.conn,
-                    &Request::GetHashes {
-                        locator,
-                        max: wire::MAX_HASHES as u32,
-                    },
-                )
-                .await
-            {
-                Ok(Response::Hashes(hashes)) => hashes,
-                Ok(Response::Refused(reason)) => {
-                    log(format_args!(
-                        "peer {} refused GetHashes: {reason}",
-                        short(&leader.id)
-                    ));
-                    self.forget_claim(&leader.id, ours);
-                    tokio::time::sleep(SYNC_PAUSE).await;
-                    continue;
-                }
-                Ok(other) => {
-                    self.punish(&leader.id, &format!("answered GetHashes with {other:?}"));
-                    continue;
-                }
-                Err(e) => {
-                    self.request_failed(&leader.id, &e);
-                    self.forget_claim(&leader.id, ours);
-                    continue;
-                }
-            };
-            let store = &self.shared.chain.store;
-            let mut wanted = Vec::with_capacity(hashes.len());
-            for hash in hashes {
-                if !store.contains(&hash)? {
-                    wanted.push(hash);
+            // Ask several peers ahead at once and follow the first useful
+            // answer, so one peer that claims work and stays silent cannot
+            // hold the sync up.
+            let (answers, mut answered) = tokio::sync::mpsc::channel(HASH_SOURCES);
+            for peer in ahead.iter().take(HASH_SOURCES).cloned() {
+                let network = Arc::clone(self);
+                let answers = answers.clone();
+                let request = Request::GetHashes {
+                    locator: locator.clone(),
+                    max: wire::MAX_HASHES as u32,
+                };
+                tokio::spawn(async move {
+                    let result = network.request(&peer.conn, &request).await;
+                    if let Err(e) = &result {
+                        network.request_failed(&peer.id, e);
+                    }
+                    let _ = answers.send((peer, result)).await;
+                });
+            }
+            drop(answers);
+            let mut chosen = None;
+            while let Some((peer, result)) = answered.recv().await {
+                match result {
+                    Ok(Response::Hashes(hashes)) => {
+                        let store = &self.shared.chain.store;
+                        let mut wanted = Vec::with_capacity(hashes.len());
+                        for hash in hashes {
+                            if !store.contains(&hash)? {
+                                wanted.push(hash);
+                            }
+                        }
+                        if wanted.is_empty() {
+                            // The peer claimed more work than it can show us.
+                            self.forget_claim(&peer.id, ours);
+                            continue;
+                        }
+                        chosen = Some((peer, wanted));
+                        break;
+                    }
+                    Ok(Response::Refused(reason)) => {
+                        log(format_args!(
+                            "peer {} refused GetHashes: {reason}",
+                            short(&peer.id)
+                        ));
+                        self.forget_claim(&peer.id, ours);
+                    }
+                    Ok(other) => {
+                        self.punish(&peer.id, &format!("answered GetHashes with {other:?}"));
+                    }
+                    Err(_) => self.forget_claim(&peer.id, ours),
                 }
             }
-            if wanted.is_empty() {
-                // The peer claimed more work than it can show us.
-                self.forget_claim(&leader.id, ours);
+            let Some((leader, wanted)) = chosen else {
+                small_round = true;
                 continue;
-            }
+            };
             // Fetch every batch at once, spread over the peers ahead of us,
             // and store them in order as they arrive.
             let fetches: Vec<_> = wanted
