@@ -179,7 +179,10 @@ impl DataDir {
                 // Everything before the store was written first, so the
                 // chain file is complete: finish what was interrupted.
                 let text = fs::read_to_string(self.chain_path()).with_context(|| {
-                    format!("finishing the interrupted creation of {}", self.root.display())
+                    format!(
+                        "finishing the interrupted creation of {}",
+                        self.root.display()
+                    )
                 })?;
                 let params = ChainParams::from_json(&text)
                     .with_context(|| format!("{}", self.chain_path().display()))?;
