@@ -1,8 +1,8 @@
 //! `import-chain` throughput against the rate verification alone allows.
 //!
 //! A plain timing harness (`harness = false`): one iteration imports a
-//! whole 10,000-block regtest chain, far too long for criterion's sampling
-//! to add anything but hours.
+//! whole 10,000-block regtest chain, so criterion's sampling would add
+//! minutes per figure and nothing that a few timed runs do not give.
 //!
 //! ```text
 //! cargo bench --bench import
@@ -11,9 +11,10 @@
 //!
 //! The chain is mined once with the `pouwd` binary (`start --chain regtest
 //! --mine --stop-at-height N`, then `export-chain`) and cached as
-//! `target/bench-chain-N.pouw`; delete the file to mine a new one. Every
-//! figure is the median of `POUWD_BENCH_RUNS` runs (default 3) over the
-//! stream held in memory, so disk reads of the stream are not measured:
+//! `target/bench-chain-N.pouw` (`$CARGO_TARGET_DIR` if set); delete the
+//! file to mine a new one. Each measurement runs `POUWD_BENCH_RUNS` times
+//! (default 3) over the stream held in memory, so disk reads of the stream
+//! are not measured; the rows are:
 //!
 //! - `import`: [`import_chain`] into a fresh sled store, `THREADS` workers
 //!   (default 2, `POUWD_BENCH_THREADS`), everything included: decode,
@@ -23,14 +24,20 @@
 //!   context needs the headers before it), then each block's header and
 //!   body checks on the workers. This is the verification-bound rate the
 //!   import is compared with.
-//! - `verify-1`: the same on one thread, with each part timed on its own:
-//!   decoding with the contexts, the header checks (mostly the ed25519
-//!   signature) and the body checks (re-execution and score).
+//! - `verify, headers in order`: the header checks in file order on one
+//!   thread, then the body checks on the workers: the shape import-chain
+//!   had before it checked headers on its workers.
+//! - `verify (1 thread)`: everything on one thread, each part timed on its
+//!   own: decoding with the contexts, the header checks (mostly the
+//!   ed25519 signature) and the body checks (re-execution and score).
 //!
+//! Columns: blocks/s from the median wall time, the median and best wall
+//! times, and the median CPU time of all threads (from /proc/self/stat).
 //! `POUWD_BENCH_IMPORT_ONLY=1` runs nothing but the imports, for profilers.
 //!
-//! It prints blocks/s for each and `import / verify`. Figures measured on
-//! the project's machine are in benches/RESULTS-import.md.
+//! The last line gives `import / verify` for both verify shapes. Figures
+//! measured on the project's machine and what they mean are in
+//! benches/RESULTS-import.md.
 
 use pouwd::chain::{Block, Hash32};
 use pouwd::consensus::params::ChainParams;
