@@ -24,7 +24,7 @@ pub fn block_work(target: &Hash32) -> U256 {
 /// span (block 1 at the earliest, since genesis time is not a mining time).
 pub fn retarget_first_height(params: &ChainParams, height: u64) -> Option<u64> {
     let window = params.retarget_window;
-    if window == 0 || height == 0 || height % window != 0 || height < 3 {
+    if window == 0 || height == 0 || !height.is_multiple_of(window) || height < 3 {
         return None;
     }
     Some(height.saturating_sub(window).max(1))

@@ -435,7 +435,7 @@ impl OnnxModel {
 
     /// [`Self::run`], appending to `out` instead of allocating.
     pub fn run_into(&mut self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), OnnxError> {
-        if rows.len() % self.features != 0 {
+        if !rows.len().is_multiple_of(self.features) {
             return Err(OnnxError::RaggedBatch {
                 file: self.file.clone(),
                 values: rows.len(),
