@@ -108,7 +108,7 @@ fn train(c: &mut Criterion) {
                 next += 1;
                 trainer.step(&mut params, i);
                 let hash = model_hash(&params);
-                if i % interval == 0 {
+                if i.is_multiple_of(interval) {
                     frontier.push(merkle::leaf_hash(&hash));
                     ckpt_root = frontier.root();
                 }
