@@ -892,3 +892,28 @@ fn an_interrupted_creation_is_finished_on_the_next_start() {
     assert_eq!(s["network"], "regtest");
     assert_eq!(s["height"], 2);
 }
+
+#[test]
+fn a_new_data_dir_defaults_to_devnet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &dir_arg(&dir),
+        "--stop-at-height",
+        "0",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("for chain \"devnet\""),
+        "{}",
+        out.stdout
+    );
+    let s = status(&dir);
+    assert_eq!(s["network"], "devnet");
+    assert_eq!(s["height"], 0);
+    let devnet = std::fs::read_to_string(format!("{ROOT}/config/devnet.json")).unwrap();
+    let params = pouwd::consensus::params::ChainParams::from_json(&devnet).unwrap();
+    assert_eq!(s["genesis"], params.genesis_hash().to_hex().as_str());
+}
