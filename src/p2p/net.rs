@@ -36,6 +36,11 @@ const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 /// Pause between sync rounds that fetched less than a full batch, so a
 /// node chasing a fast chain stays well inside its peers' rate limits.
 const SYNC_PAUSE: Duration = Duration::from_millis(20);
+/// Pause after a peer refused a sync request (rate limited).
+const REFUSED_PAUSE: Duration = Duration::from_millis(250);
+/// Every so often the tip is announced again to peers that seem behind,
+/// so a peer whose sync stopped early hears of the work again.
+const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 /// Peers asked for the hashes to sync at once.
 const HASH_SOURCES: usize = 3;
 /// Most blocks verified and stored together during sync.
@@ -69,7 +74,7 @@ impl Default for NetLimits {
             max_inbound_per_ip: 16,
             max_outbound: 8,
             max_streams: 32,
-            requests_per_second: 200,
+            requests_per_second: 500,
             receive_window: 8 << 20,
             request_timeout: Duration::from_secs(10),
             max_timeouts: 5,
@@ -922,7 +927,11 @@ impl Network {
     /// into the latest, so a fast chain never floods peers.
     async fn announce_loop(self: Arc<Self>) {
         let mut tips = self.shared.tip_watch.subscribe();
-        while tips.changed().await.is_ok() {
+        loop {
+            tokio::select! {
+                changed = tips.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(REANNOUNCE_INTERVAL) => {}
+            }
             let hash = *tips.borrow_and_update();
             let Ok(Some(meta)) = self.shared.chain.store.meta(&hash) else {
                 continue;
@@ -983,7 +992,7 @@ impl Network {
     /// of blocks fetched from every such peer in parallel, verified and
     /// stored in chain order.
     async fn sync(self: &Arc<Self>) -> Result<()> {
-        const BATCH: usize = 32;
+        const BATCH: usize = wire::MAX_BLOCKS_PER_REQUEST;
         let mut small_round = false;
         loop {
             if small_round {
@@ -1030,6 +1039,7 @@ impl Network {
             }
             drop(answers);
             let mut chosen = None;
+            let mut refused = false;
             while let Some((peer, result)) = answered.recv().await {
                 match result {
                     Ok(Response::Hashes(hashes)) => {
@@ -1049,11 +1059,12 @@ impl Network {
                         break;
                     }
                     Ok(Response::Refused(reason)) => {
+                        // Busy, not lying: keep its claim and come back.
                         log(format_args!(
                             "peer {} refused GetHashes: {reason}",
                             short(&peer.id)
                         ));
-                        self.forget_claim(&peer.id, ours);
+                        refused = true;
                     }
                     Ok(other) => {
                         self.punish(&peer.id, &format!("answered GetHashes with {other:?}"));
@@ -1062,6 +1073,9 @@ impl Network {
                 }
             }
             let Some((leader, wanted)) = chosen else {
+                if refused {
+                    tokio::time::sleep(REFUSED_PAUSE).await;
+                }
                 small_round = true;
                 continue;
             };
