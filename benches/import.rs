@@ -134,8 +134,8 @@ fn regtest_chain(root: &Path) -> Chain {
     let store = dir
         .create(&ChainSource::from_arg("regtest"))
         .expect("create a regtest data dir");
-    let dataset = dir.load_dataset(store.params()).expect("dataset");
-    Chain::new(store, &dataset).expect("open the chain")
+    let dataset = dir.load_task_files(store.params()).expect("dataset");
+    Chain::new(store, &dataset, &pouwd::model::onnx::OrtSetup::default()).expect("open the chain")
 }
 
 /// One `import_chain` of the whole stream into a fresh store: wall and CPU time.

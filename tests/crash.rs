@@ -49,8 +49,8 @@ fn check_store(dir: &Path, reported: &[Mined], scratch: &Path) -> u64 {
     let fresh = DataDir::new(scratch);
     let _ = std::fs::remove_dir_all(scratch);
     let store = fresh.create(&ChainSource::from_arg("regtest")).unwrap();
-    let dataset = fresh.load_dataset(store.params()).unwrap();
-    let chain = Chain::new(store, &dataset).unwrap();
+    let dataset = fresh.load_task_files(store.params()).unwrap();
+    let chain = Chain::new(store, &dataset, &pouwd::model::onnx::OrtSetup::default()).unwrap();
     let (report, error) = import_chain(
         &chain,
         stream.as_slice(),

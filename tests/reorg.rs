@@ -38,9 +38,10 @@ fn node() -> Node {
         .create(&ChainSource::from_arg("regtest"))
         .expect("create a regtest data dir");
     let dataset = data_dir
-        .load_dataset(store.params())
+        .load_task_files(store.params())
         .expect("the data dir holds the dataset");
-    let chain = Chain::new(store, &dataset).expect("open the chain");
+    let chain = Chain::new(store, &dataset, &pouwd::model::onnx::OrtSetup::default())
+        .expect("open the chain");
     Node { chain, _dir: dir }
 }
 
@@ -48,7 +49,12 @@ fn node() -> Node {
 fn bare_node(params: &ChainParams) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::create(&dir.path().join("store"), params).expect("create store");
-    let chain = Chain::new(store, DIABETES_CSV).expect("open the chain");
+    let chain = Chain::new(
+        store,
+        &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+        &pouwd::model::onnx::OrtSetup::default(),
+    )
+    .expect("open the chain");
     Node { chain, _dir: dir }
 }
 
@@ -525,7 +531,12 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
     let path = dir.path().join("store");
     {
         let store = Store::create(&path, &regtest_params()).expect("create store");
-        let chain = Chain::new(store, DIABETES_CSV).expect("open the chain");
+        let chain = Chain::new(
+            store,
+            &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+            &pouwd::model::onnx::OrtSetup::default(),
+        )
+        .expect("open the chain");
         for block in &blocks {
             assert_eq!(
                 chain.submit(block.clone(), now).expect("submit"),
@@ -535,7 +546,12 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
     }
     let store = Store::open(&path).expect("a store of the current format opens");
     let reopened = Node {
-        chain: Chain::new(store, DIABETES_CSV).expect("open the chain"),
+        chain: Chain::new(
+            store,
+            &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+            &pouwd::model::onnx::OrtSetup::default(),
+        )
+        .expect("open the chain"),
         _dir: dir,
     };
     let keys = [miner_id(&alice)];

@@ -369,7 +369,7 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
             read_store(context, move |shared| {
                 let store = &shared.chain.store;
                 let tip = store.tip().map_err(Failure::internal)?;
-                let mut model = views::model_json(&shared.chain, &tip.hash)?;
+                let mut model = views::model_json(store, &shared.chain.inputs, &tip.hash)?;
                 model["score_history"] = views::score_history(store, &tip.hash, history)?;
                 Ok(model)
             })

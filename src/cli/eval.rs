@@ -8,7 +8,7 @@
 //! is refused before anything runs.
 
 use crate::dataset::CsvDataset;
-use crate::model::onnx::{self, ExecutionProvider, ModelSpec, OnnxModel, SessionConfig};
+use crate::model::onnx::{self, ExecutionProvider, ModelSpec, OnnxModel, OrtSetup, SessionConfig};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
@@ -35,6 +35,13 @@ impl OrtArgs {
         SessionConfig {
             provider: self.ort_ep,
             intra_threads: usize::from(self.ort_threads),
+        }
+    }
+
+    pub fn setup(&self) -> OrtSetup {
+        OrtSetup {
+            library: self.ort_lib.clone(),
+            session: self.session_config(),
         }
     }
 }

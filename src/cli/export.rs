@@ -1,5 +1,6 @@
 //! `pouwd export-chain` and `pouwd import-chain`.
 
+use super::eval::OrtArgs;
 use super::{output, DataDirArg};
 use crate::node::export::export_chain;
 use crate::node::import::import_chain;
@@ -24,12 +25,16 @@ pub struct ImportArgs {
     /// Input file, or `-` for stdin.
     #[arg(long = "in", value_name = "FILE")]
     pub input: PathBuf,
-    /// Chain of a new data dir: `devnet` (default), `regtest` or a chain JSON file.
+    /// Chain of a new data dir: `devnet` (default), `regtest`, `devnet-onnx`
+    /// or a chain JSON file.
     #[arg(long, value_name = "CHAIN")]
     pub chain: Option<String>,
     /// Threads verifying blocks in parallel (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// ONNX Runtime, for chains whose task runs an ONNX encoder.
+    #[command(flatten)]
+    pub ort: OrtArgs,
 }
 
 pub fn run_export(args: ExportArgs) -> Result<()> {
@@ -48,13 +53,14 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
 
 pub fn run_import(args: ImportArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
+    let ort = args.ort.setup();
     let chain = if dir.exists() {
-        Chain::open(&dir)?
+        Chain::open(&dir, &ort)?
     } else {
         let source = ChainSource::from_arg(args.chain.as_deref().unwrap_or("devnet"));
         let store = dir.create(&source)?;
-        let dataset = dir.load_dataset(store.params())?;
-        Chain::new(store, &dataset)?
+        let files = dir.load_task_files(store.params())?;
+        Chain::new(store, &files, &ort)?
     };
     if let Some(name) = &args.chain {
         let named = ChainSource::from_arg(name).params()?;

@@ -1,8 +1,9 @@
 //! `pouwd export-model`: the chain's model as JSON, usable outside the node.
 
 use super::{output, DataDirArg};
+use crate::node::chain::prepare_inputs;
 use crate::node::views::{model_json, resolve, BlockRef};
-use crate::node::{Chain, DataDir};
+use crate::node::DataDir;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,13 +22,14 @@ pub struct ExportModelArgs {
 
 pub fn run(args: ExportModelArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
-    let chain = Chain::open(&dir)?;
-    let store = &chain.store;
+    let store = &dir.open_store()?;
+    let files = dir.load_task_files(store.params())?;
+    let (_, inputs) = prepare_inputs(store.params(), &files)?;
     let hash = match args.height {
         Some(height) => resolve(store, BlockRef::Height(height))?,
         None => store.tip()?.hash,
     };
-    let model = model_json(&chain, &hash)?;
+    let model = model_json(store, &inputs, &hash)?;
     let mut out = output(&args.out)?;
     serde_json::to_writer_pretty(&mut out, &model)?;
     writeln!(out)?;

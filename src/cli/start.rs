@@ -1,8 +1,11 @@
 //! `pouwd start`: create or open a data dir and run the node.
 
+use super::eval::OrtArgs;
 use super::{DataDirArg, MasternodeConfig};
 use crate::api::{self, Api};
 use crate::consensus::params::ChainParams;
+use crate::model::onnx::{self, OrtSetup};
+use crate::node::datadir::{pinned_files, write_atomic};
 use crate::node::miner::{run_miners, MinerOptions};
 use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
@@ -22,7 +25,8 @@ use std::time::Duration;
 pub struct StartArgs {
     #[command(flatten)]
     pub dir: DataDirArg,
-    /// `devnet` (default for a new data dir), `regtest`, or a chain JSON file.
+    /// `devnet` (default for a new data dir), `regtest`, `devnet-onnx`, or a
+    /// chain JSON file.
     /// An existing data dir keeps its chain; naming another one is an error.
     #[arg(long, value_name = "CHAIN")]
     pub chain: Option<String>,
@@ -65,6 +69,9 @@ pub struct StartArgs {
     /// authentication: anyone who reaches it can read the node's state.
     #[arg(long, requires = "api")]
     pub api_public: bool,
+    /// ONNX Runtime, for chains whose task runs an ONNX encoder.
+    #[command(flatten)]
+    pub ort: OrtArgs,
 }
 
 /// Everything `start` needs, checked before the node does anything.
@@ -78,6 +85,7 @@ struct StartConfig {
     network: Option<NetConfig>,
     /// Where to serve the local API, if anywhere.
     api: Option<SocketAddr>,
+    ort: OrtSetup,
 }
 
 /// Merge `--listen`, `--peers` and `--peer` into one network configuration.
@@ -149,6 +157,17 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
             .context("--masternode needs --masternode-config FILE")?;
         MasternodeConfig::load(&path)?.check(&path, &params)?;
     }
+    let ort = args.ort.setup();
+    if let Some(onnx) = params.task.model.onnx() {
+        // Before anything is created or fetched: a node that cannot run
+        // its task's encoder can do nothing with the chain.
+        onnx::runtime(ort.library.as_deref()).with_context(|| {
+            format!(
+                "chain {:?} trains on the outputs of the ONNX encoder {}",
+                params.network, onnx.file
+            )
+        })?;
+    }
     let network = network_config(&args)?;
     let api = args
         .api
@@ -158,6 +177,7 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
     Ok(StartConfig {
         network,
         api,
+        ort,
         dir,
         source,
         masternode: args.masternode,
@@ -192,7 +212,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         );
         store
     };
-    let dataset = dir.load_dataset(store.params())?;
+    let files = dir.load_task_files(store.params())?;
     let network = match config.network {
         Some(mut network) => {
             network.files = ServedFiles::load(&dir, store.params(), config.masternode)?;
@@ -200,7 +220,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         }
         None => None,
     };
-    let chain = Chain::new(store, &dataset)?;
+    let chain = Chain::new(store, &files, &config.ort)?;
     let key = dir.load_key()?;
     let shared = Arc::new(Shared::new(chain, dir, key)?);
     // The status file is written before the node says it started, so
@@ -239,8 +259,8 @@ pub fn run(args: StartArgs) -> Result<()> {
     result
 }
 
-/// Create a new data dir. When a chain file's dataset is not beside it,
-/// a node with peers fetches it from them by the hash genesis pins
+/// Create a new data dir. When a chain file's task files are not beside
+/// it, a node with peers fetches them from them by the hashes genesis pins
 /// (schema/p2p.md); a masternode serves the training data, so it must
 /// bring its own. `None` when a signal stopped the fetch: the chunks
 /// fetched so far are kept, and the next start resumes.
@@ -251,20 +271,10 @@ fn create_data_dir(
     network: Option<&NetConfig>,
 ) -> Result<Option<Store>> {
     let params = source.params()?;
-    let missing = match source.dataset(&params) {
-        Ok(dataset) => return dir.create_with(&params, &dataset).map(Some),
+    let missing = match source.task_files(&params) {
+        Ok(files) => return dir.create_with(&params, &files).map(Some),
         Err(missing) => missing,
     };
-    // A fetch that stopped between its last chunk and the store left
-    // nothing to fetch.
-    let wanted: Vec<TrainingFile> = training_files(dir, &params)
-        .into_iter()
-        .filter(|file| !matches!(read_manifest(&file.path), Ok((hash, _)) if hash == file.blake3))
-        .collect();
-    if wanted.is_empty() {
-        dir.begin(&params)?;
-        return dir.finish(&params).map(Some);
-    }
     if masternode {
         bail!(
             "{missing:#}; a masternode serves its chain's training data to peers, \
@@ -275,7 +285,23 @@ fn create_data_dir(
         bail!("{missing:#}; or name peers (--peer, --peers) to fetch it from by its BLAKE3 hash");
     };
     dir.begin(&params)?;
-    if !fetch(dir, &params, network, &wanted)? {
+    // The files the source has are copied; the others are fetched. A
+    // fetch that stopped between its last chunk and the store left
+    // nothing to fetch.
+    let mut wanted = Vec::new();
+    for (file, pinned) in training_files(dir, &params)
+        .into_iter()
+        .zip(pinned_files(&params))
+    {
+        if matches!(read_manifest(&file.path), Ok((hash, _)) if hash == file.blake3) {
+            continue;
+        }
+        match source.file(&pinned) {
+            Ok(bytes) => write_atomic(&file.path, &bytes)?,
+            Err(_) => wanted.push(file),
+        }
+    }
+    if !wanted.is_empty() && !fetch(dir, &params, network, &wanted)? {
         return Ok(None);
     }
     dir.finish(&params).map(Some)

@@ -57,11 +57,63 @@ pub struct DatasetParams {
     pub features: Option<Vec<String>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     /// Native linear regression on the standardised features.
     Linear,
+    /// A frozen ONNX encoder in front of a native linear head: the head
+    /// trains on the encoder's outputs (schema/consensus.md, `onnx_linear`).
+    OnnxLinear(OnnxLinearParams),
+}
+
+/// The encoder of an `onnx_linear` task and how its results are compared.
+///
+/// ONNX Runtime output is not bit-identical across execution providers
+/// and machines, so re-executed parameters are compared within
+/// `param_tolerance`; to keep that slack from becoming free lottery
+/// tickets, checkpoints and final parameters lie on a grid of
+/// `2^-param_grid_bits`, and a claimed value must be the grid point
+/// nearest the re-executed one, give or take `param_tolerance`
+/// (schema/consensus.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxLinearParams {
+    /// File name of the ONNX encoder, resolved next to the chain file.
+    pub file: String,
+    #[serde(with = "hex_hash")]
+    pub blake3: Hash32,
+    /// The name of the encoder's one input, `[batch, features]` float32.
+    pub input: String,
+    /// Output values per row: the head's inputs.
+    pub width: u32,
+    /// Rows per encoder call: rows are encoded in file order in chunks of
+    /// this size, the same on every node.
+    pub encoder_batch: u32,
+    /// Checkpoints and final parameters are multiples of `2^-param_grid_bits`.
+    pub param_grid_bits: u32,
+    /// How far a re-executed parameter may be from the claimed one beyond
+    /// the half grid step that rounding accounts for.
+    pub param_tolerance: f64,
+    /// How far the validator's score may be from the header's.
+    pub score_tolerance_ppm: u32,
+}
+
+impl ModelKind {
+    /// The name chain files use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Linear => "linear",
+            ModelKind::OnnxLinear(_) => "onnx_linear",
+        }
+    }
+
+    pub fn onnx(&self) -> Option<&OnnxLinearParams> {
+        match self {
+            ModelKind::Linear => None,
+            ModelKind::OnnxLinear(onnx) => Some(onnx),
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -158,18 +210,77 @@ impl ChainParams {
         if task.max_steps_per_block == 0 {
             return Err(invalid("task.max_steps_per_block", "must be at least 1"));
         }
-        if task.dataset.file.is_empty()
-            || task.dataset.file.contains('/')
-            || task.dataset.file.contains('\\')
-            || task.dataset.file.starts_with('.')
-        {
+        if !is_plain_file_name(&task.dataset.file) {
             return Err(invalid(
                 "task.dataset.file",
                 "must be a plain file name next to the chain file",
             ));
         }
+        if let Some(onnx) = task.model.onnx() {
+            check_onnx(onnx, &task.dataset.file)?;
+        }
         Ok(())
     }
+}
+
+fn is_plain_file_name(name: &str) -> bool {
+    !(name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.'))
+}
+
+fn check_onnx(onnx: &OnnxLinearParams, dataset_file: &str) -> Result<(), ParamsError> {
+    if !is_plain_file_name(&onnx.file) {
+        return Err(invalid(
+            "task.model.onnx_linear.file",
+            "must be a plain file name next to the chain file",
+        ));
+    }
+    if onnx.file == dataset_file {
+        return Err(invalid(
+            "task.model.onnx_linear.file",
+            "must not be the dataset's file",
+        ));
+    }
+    if onnx.input.is_empty() {
+        return Err(invalid("task.model.onnx_linear.input", "must not be empty"));
+    }
+    if onnx.width == 0 || onnx.width > 4096 {
+        return Err(invalid("task.model.onnx_linear.width", "must be 1 to 4096"));
+    }
+    if onnx.encoder_batch == 0 || onnx.encoder_batch > 65_536 {
+        return Err(invalid(
+            "task.model.onnx_linear.encoder_batch",
+            "must be 1 to 65536",
+        ));
+    }
+    if !(4..=40).contains(&onnx.param_grid_bits) {
+        return Err(invalid(
+            "task.model.onnx_linear.param_grid_bits",
+            "must be 4 to 40",
+        ));
+    }
+    // Past half a grid step, two grid points would fit every re-execution.
+    let half_step = 0.5 * grid_step(onnx.param_grid_bits);
+    if !(onnx.param_tolerance.is_finite()
+        && onnx.param_tolerance >= 0.0
+        && onnx.param_tolerance < half_step)
+    {
+        return Err(invalid(
+            "task.model.onnx_linear.param_tolerance",
+            format!("must be at least 0 and under half a grid step, {half_step:e}"),
+        ));
+    }
+    if onnx.score_tolerance_ppm > 10_000 {
+        return Err(invalid(
+            "task.model.onnx_linear.score_tolerance_ppm",
+            "must be at most 10000",
+        ));
+    }
+    Ok(())
+}
+
+/// `2^-bits`, exactly.
+pub fn grid_step(bits: u32) -> f64 {
+    f64::from_bits((1023 - u64::from(bits)) << 52)
 }
 
 /// Serialise a [`Hash32`] as 64 lowercase hex digits.

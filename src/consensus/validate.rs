@@ -55,6 +55,8 @@ pub enum BlockError {
     },
     #[error("{what} has a NaN or infinite parameter at index {index}")]
     NonFiniteParams { what: String, index: usize },
+    #[error("{what} has a parameter that is not on the task's grid")]
+    OffGrid { what: String },
     #[error("model hash of the final parameters is {found}, the header commits to {expected}")]
     ModelHashMismatch { expected: Hash32, found: Hash32 },
     #[error("body opens checkpoints {found:?}, the challenges require exactly {expected:?}")]
@@ -207,6 +209,9 @@ fn check_params(task: &Task, what: impl Fn() -> String, params: &[f64]) -> Resul
             index,
         });
     }
+    if !task.is_representable(params) {
+        return Err(BlockError::OffGrid { what: what() });
+    }
     Ok(())
 }
 
@@ -286,7 +291,7 @@ fn check_body_rules(
         let (first, last) = ((segment - 1) * c + 1, segment * c);
         scratch.copy_from_slice(checkpoint(segment - 1));
         trainer.steps(&mut scratch, first, last);
-        if !same_bits(&scratch, checkpoint(segment)) {
+        if !task.reexecution_matches(&scratch, checkpoint(segment)) {
             return Err(BlockError::SegmentMismatch {
                 segment,
                 from: segment - 1,
@@ -298,7 +303,7 @@ fn check_body_rules(
     scratch.copy_from_slice(checkpoint(m));
     let first = m * c + 1;
     trainer.steps(&mut scratch, first, f.steps);
-    if !same_bits(&scratch, &body.params) {
+    if !task.reexecution_matches(&scratch, &body.params) {
         return Err(BlockError::TailMismatch {
             from: m,
             first,
@@ -307,12 +312,15 @@ fn check_body_rules(
     }
     let rows = work::validation_set(task, &ctx.window_hashes);
     let score = work::score_ppm(task, &body.params, &rows);
-    if score != f.score_ppm {
+    if !task.score_matches(score, f.score_ppm) {
         return Err(BlockError::ScoreMismatch {
             expected: score,
             found: f.score_ppm,
         });
     }
+    // The header's score: the one every node agrees on, and the one the
+    // window's later gates read.
+    let score = f.score_ppm;
     if !passes_gate(params, score, ctx.window_max_score) {
         return Err(BlockError::ScoreBelowGate {
             score,
@@ -321,10 +329,6 @@ fn check_body_rules(
         });
     }
     Ok(())
-}
-
-fn same_bits(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Every rule of §7: the header checks, then the body checks.

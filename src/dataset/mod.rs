@@ -231,6 +231,8 @@ pub struct Prepared {
     /// Holdout features, row-major.
     pub holdout_x: Vec<f64>,
     pub holdout_y: Vec<f64>,
+    /// Row `r` of the file is holdout when `r % holdout_every == holdout_every - 1`.
+    pub holdout_every: u32,
 }
 
 impl Prepared {
@@ -304,6 +306,71 @@ impl Prepared {
             train_y,
             holdout_x,
             holdout_y,
+            holdout_every,
+        })
+    }
+
+    fn is_holdout(&self, row: usize) -> bool {
+        let every = self.holdout_every as usize;
+        every > 0 && row % every == every - 1
+    }
+
+    /// Every row's standardised features in file order, rounded to float32:
+    /// the input of an `onnx_linear` task's encoder.
+    pub fn rows_in_file_order_f32(&self) -> Vec<f32> {
+        let d = self.features();
+        let rows = self.train_rows() + self.holdout_rows();
+        let (mut train, mut holdout) =
+            (self.train_x.chunks_exact(d), self.holdout_x.chunks_exact(d));
+        let mut out = Vec::with_capacity(rows * d);
+        for r in 0..rows {
+            let source = if self.is_holdout(r) {
+                &mut holdout
+            } else {
+                &mut train
+            };
+            if let Some(row) = source.next() {
+                out.extend(row.iter().map(|&v| v as f32));
+            }
+        }
+        out
+    }
+
+    /// The same rows with other features: `encoded` holds `width` values
+    /// per row in file order (an encoder's outputs), used as they are.
+    /// The target is unchanged. `None` when `encoded` is not `width`
+    /// values for every row.
+    pub fn with_features(&self, names: Vec<String>, encoded: &[f64]) -> Option<Prepared> {
+        let width = names.len();
+        let rows = self.train_rows() + self.holdout_rows();
+        if width == 0 || encoded.len() != rows * width {
+            return None;
+        }
+        let mut train_x = Vec::with_capacity(self.train_rows() * width);
+        let mut holdout_x = Vec::with_capacity(self.holdout_rows() * width);
+        for (r, row) in encoded.chunks_exact(width).enumerate() {
+            if self.is_holdout(r) {
+                holdout_x.extend_from_slice(row);
+            } else {
+                train_x.extend_from_slice(row);
+            }
+        }
+        Some(Prepared {
+            feature_scaling: vec![
+                Scaling {
+                    mean: 0.0,
+                    std: 1.0
+                };
+                width
+            ],
+            feature_names: names,
+            target_name: self.target_name.clone(),
+            target_scaling: self.target_scaling,
+            train_x,
+            train_y: self.train_y.clone(),
+            holdout_x,
+            holdout_y: self.holdout_y.clone(),
+            holdout_every: self.holdout_every,
         })
     }
 }
@@ -357,5 +424,28 @@ mod tests {
         assert_eq!(prepared.feature_scaling[0].mean, 2.5);
         let sum: f64 = prepared.train_x.iter().sum();
         assert!(sum.abs() < 1e-12);
+    }
+
+    #[test]
+    fn file_order_round_trips_through_other_features() {
+        let csv = b"x,y\n1,1\n2,2\n100,100\n3,3\n4,4\n200,200\n5,5\n";
+        let data = CsvDataset::from_bytes("s.csv", csv).unwrap();
+        let prepared = Prepared::new(&data, "y", None, 3).unwrap();
+        let rows = prepared.rows_in_file_order_f32();
+        assert_eq!(rows.len(), 7);
+        // Row 2 (x = 100) is holdout and keeps its place in file order.
+        assert_eq!(rows[2], prepared.holdout_x[0] as f32);
+        assert_eq!(rows[3], prepared.train_x[2] as f32);
+        // Two features per row: the row number and its negation.
+        let encoded: Vec<f64> = (0..7).flat_map(|r| [r as f64, -(r as f64)]).collect();
+        let names = vec!["e0".to_string(), "e1".to_string()];
+        let moved = prepared.with_features(names.clone(), &encoded).unwrap();
+        assert_eq!(
+            moved.train_x,
+            [0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 4.0, -4.0, 6.0, -6.0]
+        );
+        assert_eq!(moved.holdout_x, [2.0, -2.0, 5.0, -5.0]);
+        assert_eq!(moved.train_y, prepared.train_y);
+        assert!(prepared.with_features(names, &encoded[1..]).is_none());
     }
 }

@@ -285,6 +285,7 @@ mod tests {
             train_y: (0..rows).map(|_| next()).collect(),
             holdout_x: Vec::new(),
             holdout_y: Vec::new(),
+            holdout_every: 2,
         }
     }
 

@@ -308,6 +308,15 @@ impl Default for SessionConfig {
     }
 }
 
+/// Where ONNX Runtime comes from and how its sessions run: what a command
+/// that runs ONNX models is configured with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrtSetup {
+    /// `--ort-lib`; see [`find_library`] for the order.
+    pub library: Option<PathBuf>,
+    pub session: SessionConfig,
+}
+
 /// What a model file must be.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelSpec {
@@ -472,7 +481,13 @@ impl OnnxModel {
 }
 
 fn cuda_provider() -> ExecutionProviderDispatch {
-    ort::ep::CUDA::default().build().error_on_failure()
+    // TF32 rounds matmul inputs to 10 mantissa bits: far outside the
+    // tolerance an `onnx_linear` chain allows. Asked off explicitly rather
+    // than left to a default that has changed between releases.
+    ort::ep::CUDA::default()
+        .with_tf32(false)
+        .build()
+        .error_on_failure()
 }
 
 /// Build and commit a session on the asked provider; for `auto`, any CUDA

@@ -3,12 +3,14 @@
 //! ```text
 //! DIR/node.key          ed25519 secret key, hex, mode 0600
 //! DIR/chain.json        the chain parameters (a copy, for people to read)
-//! DIR/dataset/FILE      the task's dataset, checked against its BLAKE3 hash
-//! DIR/dataset/FILE.partial  a dataset being fetched from peers (p2p::files)
+//! DIR/dataset/FILE      the task's files (the dataset, and the encoder of
+//!                       an onnx_linear task), checked against their BLAKE3 hashes
+//! DIR/dataset/FILE.partial  a file being fetched from peers (p2p::files)
 //! DIR/store/            the sled store (schema/storage.md)
 //! DIR/status.json       written by a running node after every block
 //! ```
 
+use super::chain::TaskFiles;
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
 use crate::store::{Store, StoreError};
@@ -21,30 +23,41 @@ use std::path::{Path, PathBuf};
 
 /// Where the task's files come from when a data dir is created.
 pub enum ChainSource {
-    /// A chain shipped inside the binary: its JSON and its dataset bytes.
+    /// A chain shipped inside the binary: its JSON and its files' bytes.
     Builtin {
         json: &'static str,
-        dataset: &'static [u8],
+        files: &'static [(&'static str, &'static [u8])],
     },
-    /// A chain file; its dataset is looked up next to it, then in `../data/`.
+    /// A chain file; its task's files are looked up next to it, then in `../data/`.
     File(PathBuf),
 }
 
 pub const DEVNET_JSON: &str = include_str!("../../config/devnet.json");
 pub const REGTEST_JSON: &str = include_str!("../../config/regtest.json");
+pub const DEVNET_ONNX_JSON: &str = include_str!("../../config/devnet-onnx.json");
 pub const DIABETES_CSV: &[u8] = include_bytes!("../../data/diabetes.csv");
+pub const TRANSFORMER_ENCODER_ONNX: &[u8] = include_bytes!("../../data/transformer_encoder.onnx");
+
+/// The chains built into the binary, by the name `--chain` takes.
+pub const BUILTIN_CHAINS: [&str; 3] = ["devnet", "regtest", "devnet-onnx"];
 
 impl ChainSource {
-    /// `devnet`, `regtest` or a path to a chain JSON file.
+    /// A built-in chain's name or a path to a chain JSON file.
     pub fn from_arg(arg: &str) -> ChainSource {
+        const DIABETES: (&str, &[u8]) = ("diabetes.csv", DIABETES_CSV);
+        const ENCODER: (&str, &[u8]) = ("transformer_encoder.onnx", TRANSFORMER_ENCODER_ONNX);
         match arg {
             "devnet" => ChainSource::Builtin {
                 json: DEVNET_JSON,
-                dataset: DIABETES_CSV,
+                files: &[DIABETES],
             },
             "regtest" => ChainSource::Builtin {
                 json: REGTEST_JSON,
-                dataset: DIABETES_CSV,
+                files: &[DIABETES],
+            },
+            "devnet-onnx" => ChainSource::Builtin {
+                json: DEVNET_ONNX_JSON,
+                files: &[DIABETES, ENCODER],
             },
             path => ChainSource::File(PathBuf::from(path)),
         }
@@ -64,44 +77,93 @@ impl ChainSource {
         }
     }
 
-    /// The dataset bytes for `params`, checked against the pinned hash.
-    pub fn dataset(&self, params: &ChainParams) -> Result<Vec<u8>> {
-        let name = &params.task.dataset.file;
+    /// The bytes of one of the task's files, checked against its pinned hash.
+    pub fn file(&self, file: &PinnedFile) -> Result<Vec<u8>> {
+        let name = &file.name;
         let (bytes, origin) = match self {
-            ChainSource::Builtin { dataset, .. } => (dataset.to_vec(), "built in".to_string()),
+            ChainSource::Builtin { files, .. } => {
+                let (_, bytes) = files
+                    .iter()
+                    .find(|(known, _)| known == name)
+                    .with_context(|| format!("{} {name} is not built in", file.what))?;
+                (bytes.to_vec(), "built in".to_string())
+            }
             ChainSource::File(path) => {
                 let dir = path.parent().unwrap_or(Path::new("."));
                 let candidates = [dir.join(name), dir.join("..").join("data").join(name)];
                 let found = candidates.iter().find(|p| p.is_file()).with_context(|| {
                     format!(
-                        "dataset {name} of chain file {} not found; looked at {} and {}",
+                        "{} {name} of chain file {} not found; looked at {} and {}",
+                        file.what,
                         path.display(),
                         candidates[0].display(),
                         candidates[1].display()
                     )
                 })?;
                 let bytes = fs::read(found)
-                    .with_context(|| format!("cannot read dataset {}", found.display()))?;
+                    .with_context(|| format!("cannot read {} {}", file.what, found.display()))?;
                 (bytes, found.display().to_string())
             }
         };
-        check_dataset_hash(params, &bytes, &origin)?;
+        file.check(&bytes, &origin)?;
         Ok(bytes)
+    }
+
+    /// Every file of the task of `params`, checked.
+    pub fn task_files(&self, params: &ChainParams) -> Result<TaskFiles> {
+        let mut files = pinned_files(params).into_iter();
+        let dataset = files.next().map(|f| self.file(&f)).transpose()?;
+        let encoder = files.next().map(|f| self.file(&f)).transpose()?;
+        Ok(TaskFiles {
+            dataset: dataset.unwrap_or_default(),
+            encoder,
+        })
     }
 }
 
-/// Refuse a dataset whose BLAKE3 hash differs from the chain's.
-pub fn check_dataset_hash(params: &ChainParams, bytes: &[u8], origin: &str) -> Result<()> {
-    let found = Hash32(*blake3::hash(bytes).as_bytes());
-    let expected = params.task.dataset.blake3;
-    if found != expected {
-        bail!(
-            "dataset {origin} has BLAKE3 hash {found}, but chain {:?} pins {expected}; \
-             the file was changed or is not this chain's dataset",
-            params.network
-        );
+/// A file a chain pins by its BLAKE3 hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedFile {
+    /// What it is, in messages: `dataset` or `ONNX encoder`.
+    pub what: &'static str,
+    pub name: String,
+    pub blake3: Hash32,
+}
+
+impl PinnedFile {
+    /// Refuse bytes whose BLAKE3 hash differs from the pinned one.
+    pub fn check(&self, bytes: &[u8], origin: &str) -> Result<()> {
+        let found = Hash32(*blake3::hash(bytes).as_bytes());
+        if found != self.blake3 {
+            bail!(
+                "{} {origin} has BLAKE3 hash {found}, but the chain pins {}; \
+                 the file was changed or is not this chain's {}",
+                self.what,
+                self.blake3,
+                self.what
+            );
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// The files the task of `params` needs: the dataset first, then the
+/// encoder of an `onnx_linear` task.
+pub fn pinned_files(params: &ChainParams) -> Vec<PinnedFile> {
+    let dataset = &params.task.dataset;
+    let mut files = vec![PinnedFile {
+        what: "dataset",
+        name: dataset.file.clone(),
+        blake3: dataset.blake3,
+    }];
+    if let Some(onnx) = params.task.model.onnx() {
+        files.push(PinnedFile {
+            what: "ONNX encoder",
+            name: onnx.file.clone(),
+            blake3: onnx.blake3,
+        });
+    }
+    files
 }
 
 /// What a data dir holds before its store exists: the first steps of a
@@ -133,7 +195,11 @@ impl DataDir {
         self.root.join("status.json")
     }
     pub fn dataset_path(&self, params: &ChainParams) -> PathBuf {
-        self.root.join("dataset").join(&params.task.dataset.file)
+        self.file_path(&params.task.dataset.file)
+    }
+    /// Where the data dir keeps a task file.
+    pub fn file_path(&self, name: &str) -> PathBuf {
+        self.root.join("dataset").join(name)
     }
 
     /// Whether this directory already holds a pouwd data dir.
@@ -199,17 +265,20 @@ impl DataDir {
         })
     }
 
-    /// Create a fresh data dir for a chain: key, dataset copy, store.
+    /// Create a fresh data dir for a chain: key, task files, store.
     pub fn create(&self, source: &ChainSource) -> Result<Store> {
         let params = source.params()?;
-        let dataset = source.dataset(&params)?;
-        self.create_with(&params, &dataset)
+        let files = source.task_files(&params)?;
+        self.create_with(&params, &files)
     }
 
-    /// Create a fresh data dir from a chain and its checked dataset bytes.
-    pub fn create_with(&self, params: &ChainParams, dataset: &[u8]) -> Result<Store> {
+    /// Create a fresh data dir from a chain and its checked files.
+    pub fn create_with(&self, params: &ChainParams, files: &TaskFiles) -> Result<Store> {
         self.begin(params)?;
-        write_atomic(&self.dataset_path(params), dataset)?;
+        write_atomic(&self.dataset_path(params), &files.dataset)?;
+        if let (Some(onnx), Some(encoder)) = (params.task.model.onnx(), &files.encoder) {
+            write_atomic(&self.file_path(&onnx.file), encoder)?;
+        }
         self.finish(params)
     }
 
@@ -242,16 +311,19 @@ impl DataDir {
         write_atomic(&self.chain_path(), params.to_json().as_bytes())
     }
 
-    /// The last step of a creation, once the dataset is in place: the
-    /// store, whose presence marks a complete data dir.
+    /// The last step of a creation, once the task's files are in place:
+    /// the store, whose presence marks a complete data dir.
     pub fn finish(&self, params: &ChainParams) -> Result<Store> {
-        let dataset_path = self.dataset_path(params);
-        if !dataset_path.is_file() {
-            bail!(
-                "cannot finish {}: its dataset {} is missing",
-                self.root.display(),
-                dataset_path.display()
-            );
+        for file in pinned_files(params) {
+            let path = self.file_path(&file.name);
+            if !path.is_file() {
+                bail!(
+                    "cannot finish {}: its {} {} is missing",
+                    self.root.display(),
+                    file.what,
+                    path.display()
+                );
+            }
         }
         Store::create(&self.store_path(), params)
             .with_context(|| format!("cannot create the store in {}", self.root.display()))
@@ -276,7 +348,7 @@ impl DataDir {
         let Some(pending) = self.pending_params()? else {
             return Ok(None);
         };
-        for name in ["devnet", "regtest"] {
+        for name in BUILTIN_CHAINS {
             let builtin = ChainSource::from_arg(name);
             if builtin.params()?.genesis_hash() == pending.genesis_hash() {
                 return Ok(Some(builtin));
@@ -304,13 +376,18 @@ impl DataDir {
         Ok(SigningKey::from_bytes(&seed.0))
     }
 
-    /// The dataset copy, checked against the chain's hash.
-    pub fn load_dataset(&self, params: &ChainParams) -> Result<Vec<u8>> {
-        let path = self.dataset_path(params);
-        let bytes =
-            fs::read(&path).with_context(|| format!("cannot read dataset {}", path.display()))?;
-        check_dataset_hash(params, &bytes, &path.display().to_string())?;
-        Ok(bytes)
+    /// The task's files, each checked against the chain's hash.
+    pub fn load_task_files(&self, params: &ChainParams) -> Result<TaskFiles> {
+        let mut loaded = pinned_files(params).into_iter().map(|file| {
+            let path = self.file_path(&file.name);
+            let bytes = fs::read(&path)
+                .with_context(|| format!("cannot read {} {}", file.what, path.display()))?;
+            file.check(&bytes, &path.display().to_string())?;
+            Ok::<_, anyhow::Error>(bytes)
+        });
+        let dataset = loaded.next().transpose()?.unwrap_or_default();
+        let encoder = loaded.next().transpose()?;
+        Ok(TaskFiles { dataset, encoder })
     }
 }
 

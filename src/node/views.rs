@@ -4,7 +4,7 @@
 //!
 //! Views only read the store; they never write to it.
 
-use super::chain::Chain;
+use super::chain::TaskInputs;
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
 use crate::store::{Store, StoreError};
@@ -140,39 +140,50 @@ pub fn block_json(store: &Store, params: &ChainParams, hash: &Hash32) -> Result<
 
 /// The model of block `hash` as `pouwd export-model` writes it: weights,
 /// bias, normalisation and the prediction formula, usable outside the node.
-pub fn model_json(chain: &Chain, hash: &Hash32) -> Result<Value, ViewError> {
-    let store = &chain.store;
+pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<Value, ViewError> {
     let meta = store.meta(hash)?.ok_or(ViewError::MissingMeta(*hash))?;
     let params = store
-        .model(hash, chain.task.dim())?
+        .model(hash, inputs.dim())?
         .ok_or(ViewError::MissingModel(*hash))?;
-    let data = &chain.task.data;
-    let d = data.features();
-    let features: Vec<Value> = data
+    let d = inputs.dim() - 1;
+    let features: Vec<Value> = inputs
         .feature_names
         .iter()
-        .zip(&data.feature_scaling)
+        .zip(&inputs.feature_scaling)
         .map(|(name, s)| json!({"name": name, "mean": s.mean, "std": s.std}))
         .collect();
-    Ok(json!({
+    let target = &inputs.target_scaling;
+    let mut model = json!({
         "format": "pouwd-linear-model/1",
-        "network": chain.params().network,
+        "network": store.params().network,
         "height": meta.height,
         "block": hash.to_hex(),
-        "kind": "linear",
-        "feature_names": data.feature_names,
-        "target_name": data.target_name,
+        "kind": store.params().task.model.name(),
+        "feature_names": inputs.feature_names,
+        "target_name": inputs.target_name,
         "weights": &params[..d],
         "bias": params[d],
         "normalisation": {
             "features": features,
-            "target": {"name": data.target_name, "mean": data.target_scaling.mean, "std": data.target_scaling.std},
+            "target": {"name": inputs.target_name, "mean": target.mean, "std": target.std},
         },
         "score_ppm": meta.score_ppm,
         "score_r2": f64::from(meta.score_ppm) / 1e6,
         "predict": "z_j = (x_j - features[j].mean) / features[j].std; \
                     y = (bias + sum_j weights[j] * z_j) * target.std + target.mean",
-    }))
+    });
+    if let Some(encoder) = &inputs.encoder {
+        model["encoder"] = json!({
+            "file": encoder.file,
+            "blake3": encoder.blake3.to_hex(),
+            "output_width": encoder.output_width,
+        });
+        model["predict"] = json!(
+            "z_j = (x_j - features[j].mean) / features[j].std; e = encoder(float32(z)); \
+             y = (bias + sum_k weights[k] * e_k) * target.std + target.mean"
+        );
+    }
+    Ok(model)
 }
 
 /// The scores of `hash` and up to `limit - 1` of its ancestors, oldest

@@ -27,6 +27,7 @@ use super::tls::{self, Identity};
 use super::wire::{self, Hello, Request, Response, CHUNK_BYTES};
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
+use crate::node::datadir::pinned_files;
 use crate::node::DataDir;
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
@@ -57,7 +58,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A file a chain pins by hash, and where a data dir keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrainingFile {
-    /// What the file is for, in log lines: `dataset` (later `ONNX model`).
+    /// What the file is for, in log lines: `dataset` or `ONNX encoder`.
     pub what: &'static str,
     /// The file name the chain gives it.
     pub name: String,
@@ -77,13 +78,15 @@ impl TrainingFile {
 
 /// Every file `params` pins by hash, at its place in `dir`.
 pub fn training_files(dir: &DataDir, params: &ChainParams) -> Vec<TrainingFile> {
-    let dataset = &params.task.dataset;
-    vec![TrainingFile {
-        what: "dataset",
-        name: dataset.file.clone(),
-        blake3: dataset.blake3,
-        path: dir.dataset_path(params),
-    }]
+    pinned_files(params)
+        .into_iter()
+        .map(|file| TrainingFile {
+            what: file.what,
+            path: dir.file_path(&file.name),
+            name: file.name,
+            blake3: file.blake3,
+        })
+        .collect()
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! Pure: the caller decides when to stop through `keep_going`, which is
 //! asked every [`POLL_STEPS`] steps.
 
-use super::{merkle, Run, Task, Trainer};
+use super::{merkle, Reexecution, Run, Task, Trainer};
 use crate::chain::{Body, CheckpointOpening, Hash32};
 use crate::model::model_hash;
 use primitive_types::U256;
@@ -64,12 +64,27 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
     let mut leaves = Vec::new();
     // Big-endian bytes compare in the order of the numbers they encode.
     let target = job.target.to_big_endian();
+    let gridded = task.reexecution != Reexecution::Exact;
+    let mut snapped = params.clone();
     for i in 1..=task.max_steps_per_block {
         if i % POLL_STEPS == 0 && !keep_going(i) {
             return Mined::Stopped(i - 1);
         }
         trainer.step(&mut params, i);
-        let hash = model_hash(&params);
+        let hash = if gridded {
+            // Checkpoints are rounded and training goes on from them; the
+            // ticket of any other step is that of its rounded model.
+            if i % c == 0 {
+                task.snap(&mut params);
+                model_hash(&params)
+            } else {
+                snapped.copy_from_slice(&params);
+                task.snap(&mut snapped);
+                model_hash(&snapped)
+            }
+        } else {
+            model_hash(&params)
+        };
         if i % c == 0 {
             if params.iter().any(|p| !p.is_finite()) {
                 // Diverged: no later step can give a valid block.
@@ -85,17 +100,22 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
         if work_hash.0 > target {
             continue;
         }
-        if params.iter().any(|p| !p.is_finite()) {
+        let final_params = if gridded && i % c != 0 {
+            &snapped
+        } else {
+            &params
+        };
+        if final_params.iter().any(|p| !p.is_finite()) {
             return Mined::Exhausted;
         }
-        let score_ppm = super::score_ppm(task, &params, job.validation_rows);
+        let score_ppm = super::score_ppm(task, final_params, job.validation_rows);
         if !(job.accept_score)(score_ppm) {
             continue;
         }
         return Mined::Found(Box::new(Solution {
             lane: job.lane,
             steps: i,
-            params,
+            params: final_params.clone(),
             model_hash: hash,
             ckpt_root,
             work_hash,

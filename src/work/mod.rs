@@ -11,7 +11,7 @@ pub mod merkle;
 pub mod miner;
 
 use crate::chain::{tagged_sha256, Hash32};
-use crate::consensus::params::TaskParams;
+use crate::consensus::params::{grid_step, TaskParams};
 use crate::dataset::Prepared;
 use crate::model::{linear, model_hash};
 use sha2::{Digest, Sha256};
@@ -26,8 +26,67 @@ pub struct Task {
     pub spot_checks: u32,
     pub validation_rows: u32,
     pub max_steps_per_block: u64,
+    /// How re-executed parameters are compared with claimed ones.
+    pub reexecution: Reexecution,
     /// `learning_rate · 2 / batch_size`, the factor of every step.
     step_scale: f64,
+}
+
+/// How a validator compares the parameters it re-executes with the ones a
+/// block claims.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reexecution {
+    /// Bit for bit: the training inputs are the same on every machine.
+    Exact,
+    /// On a grid, within a tolerance: the inputs come from ONNX Runtime,
+    /// whose output may differ in the last bits between machines.
+    Gridded(Grid),
+}
+
+/// The grid of an `onnx_linear` task (schema/consensus.md).
+///
+/// Checkpoints and final parameters are rounded to the nearest multiple of
+/// `2^-bits` (ties to even), and training continues from the rounded
+/// checkpoint. A claimed value is accepted when it is on the grid and
+/// within half a step plus `tolerance` of the re-executed, unrounded value.
+/// With `tolerance` under half a step, at most two grid points qualify, and
+/// two only when the re-executed value is within `tolerance` of a midpoint:
+/// the slack buys a miner almost no extra tickets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Grid {
+    /// `2^bits`.
+    scale: f64,
+    /// `2^-bits / 2 + tolerance`.
+    reach: f64,
+    score_tolerance_ppm: u32,
+}
+
+impl Grid {
+    pub fn new(bits: u32, tolerance: f64, score_tolerance_ppm: u32) -> Grid {
+        let step = grid_step(bits);
+        Grid {
+            scale: 1.0 / step,
+            reach: step / 2.0 + tolerance,
+            score_tolerance_ppm,
+        }
+    }
+
+    /// The nearest grid point, ties to even. Exact: scaling by a power of
+    /// two and rounding to an integer never round. Infinite when `value`
+    /// is too large for the grid, so that the block is refused.
+    #[inline]
+    pub fn snap(&self, value: f64) -> f64 {
+        (value * self.scale).round_ties_even() / self.scale
+    }
+
+    pub fn is_on_grid(&self, value: f64) -> bool {
+        value.is_finite() && self.snap(value).to_bits() == value.to_bits()
+    }
+
+    /// Whether a claimed value stands for the re-executed one.
+    pub fn accepts(&self, claimed: f64, reexecuted: f64) -> bool {
+        self.is_on_grid(claimed) && (claimed - reexecuted).abs() <= self.reach
+    }
 }
 
 impl Task {
@@ -41,6 +100,14 @@ impl Task {
             spot_checks: params.spot_checks,
             validation_rows: params.validation_rows,
             max_steps_per_block: params.max_steps_per_block,
+            reexecution: match params.model.onnx() {
+                None => Reexecution::Exact,
+                Some(onnx) => Reexecution::Gridded(Grid::new(
+                    onnx.param_grid_bits,
+                    onnx.param_tolerance,
+                    onnx.score_tolerance_ppm,
+                )),
+            },
             step_scale: params.learning_rate * 2.0 / batch_size as f64,
         }
     }
@@ -48,6 +115,52 @@ impl Task {
     /// Number of model parameters (features + bias).
     pub fn dim(&self) -> usize {
         self.data.features() + 1
+    }
+
+    /// Round parameters to the task's grid, if it has one: what every
+    /// checkpoint and final model is.
+    #[inline]
+    pub fn snap(&self, params: &mut [f64]) {
+        if let Reexecution::Gridded(grid) = &self.reexecution {
+            for p in params {
+                *p = grid.snap(*p);
+            }
+        }
+    }
+
+    /// Whether claimed parameters can be a checkpoint or final model: on
+    /// the grid, if the task has one.
+    pub fn is_representable(&self, params: &[f64]) -> bool {
+        match &self.reexecution {
+            Reexecution::Exact => true,
+            Reexecution::Gridded(grid) => params.iter().all(|&p| grid.is_on_grid(p)),
+        }
+    }
+
+    /// Whether re-executed parameters (unrounded) match claimed ones.
+    pub fn reexecution_matches(&self, reexecuted: &[f64], claimed: &[f64]) -> bool {
+        if reexecuted.len() != claimed.len() {
+            return false;
+        }
+        match &self.reexecution {
+            Reexecution::Exact => reexecuted
+                .iter()
+                .zip(claimed)
+                .all(|(r, c)| r.to_bits() == c.to_bits()),
+            Reexecution::Gridded(grid) => reexecuted
+                .iter()
+                .zip(claimed)
+                .all(|(&r, &c)| grid.accepts(c, r)),
+        }
+    }
+
+    /// Whether a validator's score matches a header's.
+    pub fn score_matches(&self, computed_ppm: u32, claimed_ppm: u32) -> bool {
+        let slack = match &self.reexecution {
+            Reexecution::Exact => 0,
+            Reexecution::Gridded(grid) => grid.score_tolerance_ppm,
+        };
+        computed_ppm.abs_diff(claimed_ppm) <= slack
     }
 }
 
