@@ -26,7 +26,9 @@ fn task(batch: u32, threads: usize) -> Task {
             intra_threads: threads,
         },
     };
-    prepare_task(&params, &files, &ort).expect("the task prepares").0
+    prepare_task(&params, &files, &ort)
+        .expect("the task prepares")
+        .0
 }
 
 fn main() {

@@ -615,6 +615,7 @@ fn faked_segment_fails_re_execution() {
                 steps,
                 faked_segments: &faked,
                 tamper_final: None,
+                tamper_checkpoint: None,
             };
             chain.forge_child(&chain.genesis, &key(1), now, &forgery)
         })
@@ -647,6 +648,7 @@ fn faking_a_fraction_of_segments_is_caught_when_a_faked_segment_is_challenged() 
             steps,
             faked_segments: &faked,
             tamper_final: None,
+            tamper_checkpoint: None,
         };
         let mined = chain.forge_child(&chain.genesis, &key(3), now, &forgery);
         let challenged = reference_challenges(&mined.solution.work_hash, segments, 2);

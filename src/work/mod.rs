@@ -520,6 +520,37 @@ mod tests {
     }
 
     #[test]
+    fn the_grid_rounds_exactly_and_accepts_only_the_nearest_points() {
+        // Step 2^-4 = 0.0625, tolerance 0.01: reach 0.04125.
+        let grid = Grid::new(4, 0.01, 0);
+        assert_eq!(grid.snap(0.03), 0.0);
+        assert_eq!(grid.snap(0.04), 0.0625);
+        // Ties go to the even multiple.
+        assert_eq!(grid.snap(0.03125), 0.0);
+        assert_eq!(grid.snap(0.09375), 0.125);
+        assert_eq!(grid.snap(-0.09375), -0.125);
+        // Snapping is idempotent and leaves grid points alone.
+        for x in [1.0e-9, 0.7, -3.3, 1234.5678] {
+            let once = grid.snap(x);
+            assert_eq!(grid.snap(once).to_bits(), once.to_bits());
+            assert!(grid.is_on_grid(once));
+        }
+        assert!(!grid.is_on_grid(0.07));
+        assert!(!grid.is_on_grid(f64::NAN));
+        assert!(!grid.is_on_grid(f64::INFINITY));
+        // Far outside the grid's range the value becomes infinite.
+        assert!(Grid::new(40, 0.0, 0).snap(f64::MAX).is_infinite());
+        // The nearest point is accepted, and its neighbour only when the
+        // re-executed value is within the tolerance of the midpoint.
+        assert!(grid.accepts(0.0625, 0.05));
+        assert!(!grid.accepts(0.125, 0.05));
+        assert!(grid.accepts(0.0625, 0.03));
+        assert!(grid.accepts(0.0, 0.03));
+        assert!(!grid.accepts(0.0625, 0.02));
+        assert!(!grid.accepts(0.07, 0.07));
+    }
+
+    #[test]
     fn row_modulus_is_exact() {
         let values = [
             0u32,

@@ -182,6 +182,9 @@ pub struct Forgery<'a> {
     pub faked_segments: &'a [u64],
     /// Applied to `W_k` after the (honest) tail, before it is hashed.
     pub tamper_final: Option<ParamsTamper<'a>>,
+    /// Applied to the claimed checkpoint `C_j` (training goes on from the
+    /// claim), before it is hashed.
+    pub tamper_checkpoint: Option<(u64, ParamsTamper<'a>)>,
 }
 
 /// A block with what was needed to build it.
@@ -212,8 +215,14 @@ impl TestChain {
 
     /// A chain with modified parameters (they are re-checked first).
     pub fn new(params: ChainParams) -> TestChain {
-        params.check().expect("test chain parameters are valid");
         let task = load_task(&params);
+        TestChain::with_task(params, task)
+    }
+
+    /// A chain whose task was prepared elsewhere (an `onnx_linear` task's
+    /// encoded features, say).
+    pub fn with_task(params: ChainParams, task: Task) -> TestChain {
+        params.check().expect("test chain parameters are valid");
         let genesis = AncestorInfo::genesis(&params);
         let genesis_hash = genesis.hash;
         let mut ancestry = MemoryAncestry::default();
@@ -319,9 +328,18 @@ impl TestChain {
             if !forgery.faked_segments.contains(&segment) {
                 trainer.steps(&mut params, (segment - 1) * c + 1, segment * c);
             }
+            // A gridded task's checkpoints are rounded (a no-op otherwise).
+            task.snap(&mut params);
+            if let Some((_, tamper)) = forgery
+                .tamper_checkpoint
+                .filter(|(index, _)| *index == segment)
+            {
+                tamper(&mut params);
+            }
             checkpoints.push(params.clone());
         }
         trainer.steps(&mut params, m * c + 1, k);
+        task.snap(&mut params);
         if let Some(tamper) = forgery.tamper_final {
             tamper(&mut params);
         }
