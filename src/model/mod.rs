@@ -9,6 +9,7 @@
 
 pub mod linear;
 pub mod onnx;
+pub mod onnx_export;
 
 use crate::chain::Hash32;
 use sha2::{Digest, Sha256};
