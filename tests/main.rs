@@ -7,6 +7,7 @@ mod consensus;
 mod crash;
 mod fuzz_corpus;
 mod onnx;
+mod onnx_chain;
 mod onnx_linear;
 mod p2p;
 mod p2p_files;

@@ -105,7 +105,7 @@ fn standardised_rows() -> Vec<f32> {
 }
 
 /// Run `model` on `rows` with Python's onnxruntime (CPU, one thread).
-fn python_outputs(model: &str, rows: &[f32], features: usize) -> Vec<f32> {
+pub(crate) fn python_outputs(model: &str, rows: &[f32], features: usize) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rows.json");
     // f32 Display is the shortest text that reads back to the same f32.

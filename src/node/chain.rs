@@ -6,7 +6,7 @@ use crate::chain::{Block, Hash32, Limits};
 use crate::consensus::params::{ChainParams, OnnxLinearParams};
 use crate::consensus::{self, BlockError, CheckedBlock, ParentContext};
 use crate::dataset::{CsvDataset, Prepared, Scaling};
-use crate::model::onnx::{self, ModelSpec, OnnxModel, OrtSetup};
+use crate::model::onnx::{self, ModelSpec, OnnxError, OnnxModel, OrtSetup};
 use crate::store::{Store, StoreError, Stored};
 use crate::work::Task;
 use anyhow::{bail, Context, Result};
@@ -147,7 +147,15 @@ fn encode(
         input_name: onnx.input.clone(),
         features: Some(prepared.features()),
     };
-    let mut model = OnnxModel::load(runtime, &onnx.file, &encoder.bytes, &spec, &ort.session)?;
+    let mut model = OnnxModel::load(runtime, &onnx.file, &encoder.bytes, &spec, &ort.session)
+        .map_err(|e| match e {
+            OnnxError::InputShape { .. } => anyhow::Error::new(e).context(format!(
+                "the encoder runs on the {} feature columns of the dataset ({})",
+                prepared.features(),
+                prepared.feature_names.join(",")
+            )),
+            other => anyhow::Error::new(other),
+        })?;
     if model.output_width() != encoder.output_width {
         bail!(
             "encoder {}: output {:?} has {} values per row, the chain's task expects {}",
