@@ -2,6 +2,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = pouwd::cli::Cli::parse();
     match pouwd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -10,4 +11,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pouwd status | head` closes stdout before the command is done, and
+/// `println!` then panics. A reader that went away is not an error of
+/// the node's: exit with the status of a process that SIGPIPE ended
+/// (128 + 13), as other command-line tools do, without a backtrace.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map_or("", String::as_str);
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -917,3 +917,24 @@ fn a_new_data_dir_defaults_to_devnet() {
     let params = pouwd::consensus::params::ChainParams::from_json(&devnet).unwrap();
     assert_eq!(s["genesis"], params.genesis_hash().to_hex().as_str());
 }
+
+/// A reader that closes the pipe early (`pouwd inspect … | head -1`) ends
+/// the command quietly, with SIGPIPE's status, not with a panic.
+#[test]
+fn a_closed_stdout_ends_a_command_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    mine_regtest(&dir, 1);
+    let mut child = std::process::Command::new(crate::support::node::BIN)
+        .args(["inspect", "--data-dir", &dir_arg(&dir), "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the command prints anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
