@@ -342,3 +342,54 @@ fn blocks_mined_on_real_encoder_outputs_of_another_batch_size_validate() {
         validator.accept(&checked);
     }
 }
+
+/// The mining loop of a gridded task, stopped at its first winning
+/// ticket: any change to the rounding, to which model a ticket hashes or
+/// to where training resumes after a checkpoint changes these values,
+/// and is a consensus change.
+#[test]
+fn gridded_mining_matches_known_answer() {
+    use pouwd::chain::tagged_sha256;
+    use pouwd::model::{initial_params, model_hash};
+    use pouwd::work::{miner, validation_set};
+    let params = params();
+    let task = task(&params, 0.0);
+    let parent = tagged_sha256(b"test/parent", &[]);
+    let rows = validation_set(&task, &[parent]);
+    let zero = initial_params(task.data.features());
+    let job = miner::Job {
+        task: &task,
+        parent,
+        parent_model: &zero,
+        miner: tagged_sha256(b"test/miner", &[]),
+        lane: 7,
+        target: primitive_types::U256::MAX / 100,
+        validation_rows: &rows,
+        accept_score: &|_| true,
+    };
+    let miner::Mined::Found(solution) = miner::mine(&job, |_| true) else {
+        panic!("an easy target is found");
+    };
+    let step = grid_step(GRID_BITS);
+    assert!(solution.params.iter().all(|p| (p / step).fract() == 0.0));
+    assert_eq!(model_hash(&solution.params), solution.model_hash);
+    assert_eq!(
+        (
+            solution.steps,
+            solution.score_ppm,
+            solution.work_hash.to_hex(),
+            solution.ckpt_root.to_hex(),
+            solution.model_hash.to_hex(),
+        ),
+        (
+            147,
+            350_651,
+            "013a1f396d4d1d3b7ed8a64a7fe5d47f2a7a57c86c7c44f9d87bff258a6857ab".to_string(),
+            "40f0cc25af33ecd518cf71eaa6d5cc64973ebd4f35fac218b3e22e25cf41b835".to_string(),
+            "3d3468058d734371889cf9e78a29cd7191b0df05509a5f2c433bf18138df79c9".to_string(),
+        )
+    );
+    // 147 = 9 checkpoints of 16 steps and a tail of 3 steps, so both the
+    // rounded checkpoints and the rounded copy of a later step count.
+    assert_eq!(solution.checkpoints.len(), 9);
+}
