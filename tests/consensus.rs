@@ -311,6 +311,33 @@ fn small_order_miner_key_is_refused() {
 }
 
 #[test]
+fn non_canonical_miner_key_is_refused() {
+    let chain = TestChain::regtest();
+    let now = genesis_time(&chain);
+    let mut block = chain.mine_child(&chain.genesis, &key(1), now).block;
+    // y = p + δ (p = 2^255 − 19) encodes the same point as y = δ; find a
+    // δ whose point exists and is not of small order.
+    let non_canonical = (2u8..=18)
+        .flat_map(|delta| [false, true].map(|sign| (delta, sign)))
+        .map(|(delta, sign)| {
+            let mut bytes = [0xffu8; 32];
+            bytes[0] = 0xed + delta;
+            bytes[31] = if sign { 0xff } else { 0x7f };
+            bytes
+        })
+        .find(|bytes| ed25519_dalek::VerifyingKey::from_bytes(bytes).is_ok_and(|k| !k.is_weak()))
+        .expect("some y ≥ p decodes to a point of large order");
+    block.header.fields.miner = Hash32(non_canonical);
+    resign(&mut block, &key(1));
+    assert_eq!(
+        refused(&chain, block, now),
+        BlockError::BadMinerKey {
+            key: Hash32(non_canonical)
+        }
+    );
+}
+
+#[test]
 fn bad_signature_is_refused() {
     let chain = TestChain::regtest();
     let now = genesis_time(&chain);

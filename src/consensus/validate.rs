@@ -37,7 +37,7 @@ pub enum BlockError {
     WrongTarget { expected: Hash32, found: Hash32 },
     #[error("steps {found} outside 1..={limit}")]
     WrongStepCount { limit: u64, found: u64 },
-    #[error("miner key {key} is not a valid ed25519 key or has small order")]
+    #[error("miner key {key} is not a canonically encoded ed25519 key, or has small order")]
     BadMinerKey { key: Hash32 },
     #[error("signature does not verify under the miner key")]
     BadSignature,
@@ -171,9 +171,10 @@ pub fn check_header(
             found: f.steps,
         });
     }
+    // Canonical encodings only (y < p): a key has exactly one miner id.
     let key = VerifyingKey::from_bytes(&f.miner.0)
         .ok()
-        .filter(|k| !k.is_weak())
+        .filter(|k| !k.is_weak() && k.to_edwards().compress().0 == f.miner.0)
         .ok_or(BlockError::BadMinerKey { key: f.miner })?;
     let signature = Signature::from_bytes(&header.signature);
     key.verify_strict(&f.signing_hash().0, &signature)
