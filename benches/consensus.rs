@@ -31,8 +31,8 @@
 //! Figures measured on the project's machine are in benches/RESULTS.md.
 
 use criterion::{black_box, BatchSize, Criterion, Throughput};
-use ed25519_dalek::{Signer, SigningKey};
-use pouwd::chain::{tagged_sha256, Block, Hash32, Header, HeaderFields, HEADER_VERSION};
+use ed25519_dalek::SigningKey;
+use pouwd::chain::{tagged_sha256, Block, Hash32};
 use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::{self, target, AncestorInfo, ParentContext};
 use pouwd::dataset::{CsvDataset, Prepared};
@@ -245,26 +245,13 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
         miner::Mined::Found(solution) => solution,
         other => panic!("the easy target should give a block, got {other:?}"),
     };
-    let body = miner::build_body(task, &solution);
-    let fields = HeaderFields {
-        version: HEADER_VERSION,
-        height: 1,
+    let placement = miner::Placement {
         parent: ctx.parent.hash,
+        height: 1,
         timestamp_ms: ctx.median_time_past_ms + 1,
         target: params.initial_target,
-        miner: miner_key,
-        lane: solution.lane,
-        steps: solution.steps,
-        model_hash: solution.model_hash,
-        ckpt_root: solution.ckpt_root,
-        score_ppm: solution.score_ppm,
-        body_hash: body.hash(),
     };
-    let signature = key.sign(&fields.signing_hash().0).to_bytes();
-    let block = Block {
-        header: Header { fields, signature },
-        body,
-    };
+    let block = miner::seal(task, &solution, &placement, &key);
     let c = task.checkpoint_interval;
     eprintln!(
         "verify: mined a devnet-task block with k = {} steps in {:.1} s \

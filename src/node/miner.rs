@@ -4,12 +4,11 @@
 
 use super::chain::now_ms;
 use super::state::Shared;
-use crate::chain::{Block, Hash32, Header, HeaderFields, HEADER_VERSION};
+use crate::chain::Hash32;
 use crate::consensus::{passes_gate, target};
 use crate::store::Stored;
 use crate::work::{self, miner};
 use anyhow::Result;
-use ed25519_dalek::Signer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -97,26 +96,13 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
                 continue;
             }
         };
-        let body = miner::build_body(&chain.task, &solution);
-        let fields = HeaderFields {
-            version: HEADER_VERSION,
-            height: ctx.child_height(),
+        let placement = miner::Placement {
             parent: tip.hash,
+            height: ctx.child_height(),
             timestamp_ms: now_ms().max(ctx.median_time_past_ms + 1),
             target: ctx.required_target,
-            miner: miner_id,
-            lane: solution.lane,
-            steps: solution.steps,
-            model_hash: solution.model_hash,
-            ckpt_root: solution.ckpt_root,
-            score_ppm: solution.score_ppm,
-            body_hash: body.hash(),
         };
-        let signature = shared.key.sign(&fields.signing_hash().0).to_bytes();
-        let block = Block {
-            header: Header { fields, signature },
-            body,
-        };
+        let block = miner::seal(&chain.task, &solution, &placement, &shared.key);
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {

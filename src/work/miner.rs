@@ -5,8 +5,9 @@
 //! asked every [`POLL_STEPS`] steps.
 
 use super::{merkle, Reexecution, Run, Task, Trainer};
-use crate::chain::{Body, CheckpointOpening, Hash32};
+use crate::chain::{Block, Body, CheckpointOpening, Hash32, Header, HeaderFields, HEADER_VERSION};
 use crate::model::model_hash;
+use ed25519_dalek::{Signer, SigningKey};
 use primitive_types::U256;
 
 /// How often the miner asks whether it should keep going.
@@ -149,5 +150,40 @@ pub fn build_body(task: &Task, solution: &Solution) -> Body {
     Body {
         params: solution.params.clone(),
         openings,
+    }
+}
+
+/// Where a block goes and when it was made: the header fields that are not
+/// the solution's.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    pub parent: Hash32,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub target: Hash32,
+}
+
+/// The block of `solution`: its body, and the header that commits to it,
+/// signed by `key` (whose public key is the miner id the run used).
+pub fn seal(task: &Task, solution: &Solution, at: &Placement, key: &SigningKey) -> Block {
+    let body = build_body(task, solution);
+    let fields = HeaderFields {
+        version: HEADER_VERSION,
+        height: at.height,
+        parent: at.parent,
+        timestamp_ms: at.timestamp_ms,
+        target: at.target,
+        miner: Hash32(key.verifying_key().to_bytes()),
+        lane: solution.lane,
+        steps: solution.steps,
+        model_hash: solution.model_hash,
+        ckpt_root: solution.ckpt_root,
+        score_ppm: solution.score_ppm,
+        body_hash: body.hash(),
+    };
+    let signature = key.sign(&fields.signing_hash().0).to_bytes();
+    Block {
+        header: Header { fields, signature },
+        body,
     }
 }

@@ -12,7 +12,7 @@
 //! Nothing here reads a clock: every function takes `now_ms`.
 
 use ed25519_dalek::{Signer, SigningKey};
-use pouwd::chain::{Block, Hash32, Header, HeaderFields, Limits, HEADER_VERSION};
+use pouwd::chain::{Block, Hash32, Header, HeaderFields, Limits};
 use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::target::to_u256;
 use pouwd::consensus::{
@@ -386,7 +386,7 @@ impl TestChain {
         }
     }
 
-    /// Build the body of `solution`, fill the header and sign it.
+    /// The block of `solution` on `ctx`'s parent, signed by `key`.
     pub fn seal(
         &self,
         ctx: &ParentContext,
@@ -395,25 +395,13 @@ impl TestChain {
         timestamp_ms: u64,
         target: Hash32,
     ) -> Block {
-        let body = miner::build_body(&self.task, solution);
-        let fields = HeaderFields {
-            version: HEADER_VERSION,
-            height: ctx.child_height(),
+        let placement = miner::Placement {
             parent: ctx.parent.hash,
+            height: ctx.child_height(),
             timestamp_ms,
             target,
-            miner: miner_id(key),
-            lane: solution.lane,
-            steps: solution.steps,
-            model_hash: solution.model_hash,
-            ckpt_root: solution.ckpt_root,
-            score_ppm: solution.score_ppm,
-            body_hash: body.hash(),
         };
-        Block {
-            header: sign(fields, key),
-            body,
-        }
+        miner::seal(&self.task, solution, &placement, key)
     }
 
     /// Validate a block against this chain at local time `now_ms`; the
