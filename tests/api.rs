@@ -33,7 +33,7 @@ fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, Value) {
 }
 
 /// `GET path`, which must answer 200.
-fn get(addr: SocketAddr, path: &str) -> Value {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Value {
     let (status, head, body) = request(addr, "GET", path);
     assert_eq!(status, 200, "GET {path}: {body}");
     assert!(head.contains("content-type: application/json"), "{head}");
@@ -51,7 +51,7 @@ fn get_error(addr: SocketAddr, path: &str, status: u16) -> String {
 }
 
 /// Where a node's API listens, from its `api: listening on ADDR` line.
-fn api_addr(node: &Node) -> SocketAddr {
+pub(crate) fn api_addr(node: &Node) -> SocketAddr {
     let line = node.wait_for(STARTUP, |l| l.starts_with("api: listening on "));
     line["api: listening on ".len()..].parse().unwrap()
 }

@@ -385,6 +385,40 @@ fn a_peer_sending_corrupt_chunks_is_refused_and_banned() {
     assert!(!world.partial_path("victim").exists());
 }
 
+/// A peer banned while the dataset was fetched stays banned once the
+/// node's network runs: it is refused for the rest of its ban period.
+#[test]
+fn a_ban_made_while_fetching_holds_in_the_running_network() {
+    let world = World::new();
+    let (_master, honest) = world.masternode(&[]);
+    let fake = fake_peer(&world.params, &world.csv, Lie::Chunks);
+    let node = world.fetcher(
+        "victim",
+        &[&honest, &fake.addr],
+        &["--api", "127.0.0.1:0", "--ban-secs", "600"],
+    );
+    let api = crate::api::api_addr(&node);
+    let liar = fake.id.to_hex();
+    let peers = crate::api::get(api, "/peers");
+    let entry = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == liar.as_str())
+        .unwrap_or_else(|| panic!("the liar is listed: {peers}"));
+    assert_eq!(entry["banned"], true, "{peers}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match its own manifest"),
+        "{peers}"
+    );
+    let left = entry["seconds_left"].as_u64().unwrap();
+    assert!(left > 500 && left <= 600, "{peers}");
+    drop(node);
+}
+
 #[test]
 fn peers_vouching_for_a_false_manifest_are_banned_and_the_fetch_starts_over() {
     let world = World::new();

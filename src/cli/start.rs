@@ -11,7 +11,8 @@ use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
 use crate::p2p::files::{read_manifest, training_files};
 use crate::p2p::{
-    Fetcher, NetConfig, NetLimits, Network, PeerAddr, PeersFile, ServedFiles, TrainingFile,
+    EarlierBan, Fetcher, NetConfig, NetLimits, Network, PeerAddr, PeersFile, ServedFiles,
+    TrainingFile,
 };
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
@@ -115,6 +116,7 @@ fn network_config(args: &StartArgs) -> Result<Option<NetConfig>> {
         },
         // Known once the data dir is open: see `run`.
         files: ServedFiles::default(),
+        earlier_bans: Vec::new(),
     }))
 }
 
@@ -190,7 +192,7 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
 }
 
 pub fn run(args: StartArgs) -> Result<()> {
-    let config = configure(args)?;
+    let mut config = configure(args)?;
     let api = config.api.map(api::bind).transpose()?;
     let dir = config.dir;
     let store = if dir.exists() {
@@ -199,11 +201,14 @@ pub fn run(args: StartArgs) -> Result<()> {
         let source = config
             .source
             .unwrap_or_else(|| ChainSource::from_arg("devnet"));
-        let Some(store) =
+        let Some((store, bans)) =
             create_data_dir(&dir, &source, config.masternode, config.network.as_ref())?
         else {
             return Ok(());
         };
+        if let Some(network) = config.network.as_mut() {
+            network.earlier_bans = bans;
+        }
         crate::say!(
             "created data dir {} for chain {:?} (genesis {})",
             dir.root.display(),
@@ -262,17 +267,18 @@ pub fn run(args: StartArgs) -> Result<()> {
 /// Create a new data dir. When a chain file's task files are not beside
 /// it, a node with peers fetches them from them by the hashes genesis pins
 /// (schema/p2p.md); a masternode serves the training data, so it must
-/// bring its own. `None` when a signal stopped the fetch: the chunks
-/// fetched so far are kept, and the next start resumes.
+/// bring its own. Gives the store and the peers the fetch banned; `None`
+/// when a signal stopped the fetch: the chunks fetched so far are kept,
+/// and the next start resumes.
 fn create_data_dir(
     dir: &DataDir,
     source: &ChainSource,
     masternode: bool,
     network: Option<&NetConfig>,
-) -> Result<Option<Store>> {
+) -> Result<Option<(Store, Vec<EarlierBan>)>> {
     let params = source.params()?;
     let missing = match source.task_files(&params) {
-        Ok(files) => return dir.create_with(&params, &files).map(Some),
+        Ok(files) => return Ok(Some((dir.create_with(&params, &files)?, Vec::new()))),
         Err(missing) => missing,
     };
     if masternode {
@@ -301,19 +307,25 @@ fn create_data_dir(
             Err(_) => wanted.push(file),
         }
     }
-    if !wanted.is_empty() && !fetch(dir, &params, network, &wanted)? {
-        return Ok(None);
-    }
-    dir.finish(&params).map(Some)
+    let bans = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        match fetch(dir, &params, network, &wanted)? {
+            Some(bans) => bans,
+            None => return Ok(None),
+        }
+    };
+    Ok(Some((dir.finish(&params)?, bans)))
 }
 
-/// Fetch `files` from the peers; `false` when a signal stopped it first.
+/// Fetch `files` from the peers; the peers banned meanwhile, or `None`
+/// when a signal stopped it first.
 fn fetch(
     dir: &DataDir,
     params: &ChainParams,
     network: &NetConfig,
     files: &[TrainingFile],
-) -> Result<bool> {
+) -> Result<Option<Vec<EarlierBan>>> {
     use tokio::signal::unix::{signal, SignalKind};
     let key = dir.load_key()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -345,7 +357,7 @@ fn fetch(
         if let Some(signal) = stopped {
             crate::say!("{signal} received, stopping; the next start resumes the download");
         }
-        Ok(stopped.is_none())
+        Ok(stopped.is_none().then(|| fetcher.bans()))
     })
 }
 

@@ -19,8 +19,8 @@
 //! whose whole hash it checked.
 
 use super::net::{
-    log, read_frame, request_on, short, transport_config, NetError, NetLimits, CLOSE_BANNED,
-    CLOSE_REFUSED, CLOSE_SHUTDOWN,
+    log, read_frame, request_on, short, transport_config, EarlierBan, NetError, NetLimits,
+    CLOSE_BANNED, CLOSE_REFUSED, CLOSE_SHUTDOWN,
 };
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
@@ -482,7 +482,8 @@ pub struct Fetcher {
     genesis: Hash32,
     peers: Vec<PeerAddr>,
     limits: NetLimits,
-    bans: Mutex<HashMap<Hash32, String>>,
+    /// When each peer was banned, and why.
+    bans: Mutex<HashMap<Hash32, (Instant, String)>>,
 }
 
 impl Fetcher {
@@ -554,7 +555,7 @@ impl Fetcher {
                     report.fetched_chunks += fetched;
                     report.banned = lock(&self.bans)
                         .iter()
-                        .map(|(id, reason)| (*id, reason.clone()))
+                        .map(|(id, (_, reason))| (*id, reason.clone()))
                         .collect();
                     return Ok(report);
                 }
@@ -586,8 +587,21 @@ impl Fetcher {
             short(id),
             self.limits.ban.as_secs()
         ));
-        lock(&self.bans).insert(*id, reason.to_string());
+        lock(&self.bans).insert(*id, (Instant::now(), reason.to_string()));
         conn.close(CLOSE_BANNED.into(), reason.as_bytes());
+    }
+
+    /// The peers banned so far: the node's network keeps refusing them for
+    /// the rest of their ban period.
+    pub fn bans(&self) -> Vec<EarlierBan> {
+        lock(&self.bans)
+            .iter()
+            .map(|(id, (at, reason))| EarlierBan {
+                id: *id,
+                at: *at,
+                reason: reason.clone(),
+            })
+            .collect()
     }
 
     async fn connect_all(self: &Arc<Self>) -> Vec<Arc<Source>> {

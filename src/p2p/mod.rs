@@ -15,5 +15,5 @@ pub mod tls;
 pub mod wire;
 
 pub use files::{Fetcher, ServedFiles, TrainingFile};
-pub use net::{NetConfig, NetLimits, Network};
+pub use net::{EarlierBan, NetConfig, NetLimits, Network};
 pub use peers::{PeerAddr, PeersFile};

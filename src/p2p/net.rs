@@ -93,6 +93,18 @@ pub struct NetConfig {
     /// The training files this node serves to peers: a masternode's are
     /// all of its chain's, a plain node's are those it holds verified.
     pub files: ServedFiles,
+    /// Peers banned before the network started (while fetching training
+    /// files), refused until their ban period ends.
+    pub earlier_bans: Vec<EarlierBan>,
+}
+
+/// A ban made before the network started.
+#[derive(Clone, Debug)]
+pub struct EarlierBan {
+    pub id: Hash32,
+    /// When the peer was banned: the ban period runs from here.
+    pub at: Instant,
+    pub reason: String,
 }
 
 #[derive(Debug, Error)]
@@ -277,7 +289,13 @@ impl Network {
             identity,
             listen_port,
             peers: Mutex::new(HashMap::new()),
-            bans: Mutex::new(HashMap::new()),
+            bans: Mutex::new(
+                config
+                    .earlier_bans
+                    .iter()
+                    .map(|ban| (ban.id, (ban.at + config.limits.ban, ban.reason.clone())))
+                    .collect(),
+            ),
             known_addrs: Mutex::new(config.peers.iter().map(|p| p.addr).collect()),
             self_addrs: Mutex::new(BTreeSet::new()),
             sync_lock: tokio::sync::Mutex::new(()),
