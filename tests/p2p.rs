@@ -580,3 +580,59 @@ fn bad_peers_are_cut_off_while_honest_ones_keep_syncing() {
         );
     }
 }
+
+/// A peer that claims more work than anyone and then answers nothing
+/// cannot hold a sync up: a peer that comes ahead while the node waits on
+/// it is asked too, and the blocks come from the peer that answered,
+/// well before the silent one's requests time out (10 s).
+#[test]
+fn a_silent_peer_claiming_the_most_work_does_not_stall_a_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [m, n] = dirs(tmp.path(), ["m", "n"]);
+    mine_to(&m, 30);
+    let pn = free_port();
+    let node = start(&n, &["--listen", &local(pn)]);
+    let genesis =
+        Hash32::from_hex(running_status(&n).unwrap()["genesis"].as_str().unwrap()).unwrap();
+    let silent = Adversary::new();
+    let conn = silent
+        .connect(local(pn).parse().unwrap())
+        .expect("TLS handshake");
+    conn.serve(Arc::new(|_: &Request| None));
+    let claim = hello(genesis, 1_000_000, [0xff; 32]);
+    assert!(matches!(
+        conn.request(&Request::Hello(claim)),
+        Ok(Response::Hello(_))
+    ));
+    let asked_for_hashes = || {
+        conn.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, Request::GetHashes { .. }))
+    };
+    wait_until(
+        LIMIT,
+        "N asks the silent peer for hashes",
+        &[&node],
+        asked_for_hashes,
+    );
+    let honest = start(&m, &["--peer", &local(pn)]);
+    wait_until(
+        Duration::from_secs(8),
+        "N syncs from M while the silent peer says nothing",
+        &[&node, &honest],
+        || running_tip(&n).0 >= 30,
+    );
+    let blocks_asked_of_silent = conn
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r, Request::GetBlocks(_)))
+        .count();
+    assert_eq!(
+        blocks_asked_of_silent, 0,
+        "blocks come from the peer that answered"
+    );
+}

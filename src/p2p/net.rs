@@ -15,7 +15,7 @@ use crate::node::import::{store_blocks, ImportError, ImportReport};
 use crate::node::state::Shared;
 use anyhow::{Context, Result};
 use primitive_types::U256;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -187,6 +187,9 @@ pub struct Network {
     sync_lock: tokio::sync::Mutex<()>,
     /// Set by every reason to sync; cleared by the sync that serves it.
     sync_wanted: std::sync::atomic::AtomicBool,
+    /// Woken when a peer may have come ahead of us, so that a sync round
+    /// waiting for hashes asks it too.
+    peer_news: tokio::sync::Notify,
     sync_state: Mutex<SyncState>,
 }
 
@@ -300,6 +303,7 @@ impl Network {
             self_addrs: Mutex::new(BTreeSet::new()),
             sync_lock: tokio::sync::Mutex::new(()),
             sync_wanted: std::sync::atomic::AtomicBool::new(false),
+            peer_news: tokio::sync::Notify::new(),
             sync_state: Mutex::new(SyncState::default()),
             config,
         });
@@ -984,6 +988,7 @@ impl Network {
     pub fn trigger_sync(self: &Arc<Self>) {
         use std::sync::atomic::Ordering;
         self.sync_wanted.store(true, Ordering::SeqCst);
+        self.peer_news.notify_waiters();
         let network = Arc::clone(self);
         tokio::spawn(async move {
             // A request that lands while another sync is finishing is
@@ -1036,17 +1041,20 @@ impl Network {
             }
             let shared = Arc::clone(&self.shared);
             let locator = tokio::task::spawn_blocking(move || locator(&shared)).await??;
-            // Ask several peers ahead at once and follow the first useful
-            // answer, so one peer that claims work and stays silent cannot
-            // hold the sync up.
+            // Ask several peers ahead at once, and any that comes ahead
+            // while we wait, and follow the first useful answer: a peer
+            // that claims work and stays silent cannot hold the sync up.
             let (answers, mut answered) = tokio::sync::mpsc::channel(HASH_SOURCES);
-            for peer in ahead.iter().take(HASH_SOURCES).cloned() {
+            let request = Request::GetHashes {
+                locator,
+                max: wire::MAX_HASHES as u32,
+            };
+            let mut asked = HashSet::new();
+            let ask = |peer: Peer, asked: &mut HashSet<Hash32>| {
+                asked.insert(peer.id);
                 let network = Arc::clone(self);
                 let answers = answers.clone();
-                let request = Request::GetHashes {
-                    locator: locator.clone(),
-                    max: wire::MAX_HASHES as u32,
-                };
+                let request = request.clone();
                 tokio::spawn(async move {
                     let result = network.request(&peer.conn, &request).await;
                     if let Err(e) = &result {
@@ -1054,11 +1062,34 @@ impl Network {
                     }
                     let _ = answers.send((peer, result)).await;
                 });
+            };
+            for peer in ahead.iter().take(HASH_SOURCES).cloned() {
+                ask(peer, &mut asked);
             }
-            drop(answers);
+            let mut waiting = asked.len();
             let mut chosen = None;
             let mut refused = false;
-            while let Some((peer, result)) = answered.recv().await {
+            while waiting > 0 {
+                let news = self.peer_news.notified();
+                let (peer, result) = tokio::select! {
+                    answer = answered.recv() => match answer {
+                        Some(answer) => answer,
+                        None => break,
+                    },
+                    () = news => {
+                        let newcomers: Vec<Peer> = lock(&self.peers)
+                            .values()
+                            .filter(|p| p.best_work > ours && !asked.contains(&p.id))
+                            .cloned()
+                            .collect();
+                        for peer in newcomers {
+                            ask(peer, &mut asked);
+                            waiting += 1;
+                        }
+                        continue;
+                    }
+                };
+                waiting -= 1;
                 match result {
                     Ok(Response::Hashes(hashes)) => {
                         let store = &self.shared.chain.store;
@@ -1097,13 +1128,18 @@ impl Network {
                 small_round = true;
                 continue;
             };
-            // Fetch every batch at once, spread over the peers ahead of us,
-            // and store them in order as they arrive.
+            // Fetch every batch at once, spread over the peers ahead of us
+            // from the one that gave the hashes (it has the blocks; a
+            // single batch goes to it alone), and store them in order as
+            // they arrive.
+            let sources: Vec<Peer> = std::iter::once(leader.clone())
+                .chain(ahead.iter().filter(|p| p.id != leader.id).cloned())
+                .collect();
             let fetches: Vec<_> = wanted
                 .chunks(BATCH)
                 .enumerate()
                 .map(|(i, chunk)| {
-                    let peer = ahead[i % ahead.len()].clone();
+                    let peer = sources[i % sources.len()].clone();
                     let network = Arc::clone(self);
                     let request = Request::GetBlocks(chunk.to_vec());
                     tokio::spawn(async move {
