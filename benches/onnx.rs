@@ -3,16 +3,18 @@
 //!
 //! ```text
 //! export ORT_DYLIB_PATH="$(tools/ort_lib.sh)"
-//! cargo bench --bench onnx                      # ort, every model and batch
-//! .venv/bin/python benches/onnx_python.py       # the same in Python
+//! taskset -c 1 cargo bench --bench onnx                  # ort, every model and batch
+//! taskset -c 1 .venv/bin/python benches/onnx_python.py    # the same in Python
 //! ```
 //!
-//! - `onnx/{linear,transformer}/{1,32,1024}`: one `OnnxModel::run` of a
+//! - `onnx/{linear,transformer}/{1,32,1024}`: one `OnnxModel::run_into` of a
 //!   batch of that many rows of data/diabetes.csv (raw features, the rows
 //!   cycled to fill 1024) through data/linear.onnx or data/transformer.onnx,
 //!   CPU provider, one intra-op thread. Throughput is rows per second.
-//!   The call includes what a caller pays: wrapping the rows in a tensor,
-//!   the run, and copying the outputs out.
+//!   The call includes what a caller pays: wrapping the rows in a tensor
+//!   (borrowed, not copied), the run (into an output tensor the model
+//!   keeps, at these batch sizes: see `PREALLOCATED_OUTPUT_VALUES` in
+//!   src/model/onnx.rs), and copying the outputs out.
 //!
 //! `POUWD_BENCH_EP=cuda` (or `auto`) runs the same benchmarks on that
 //! provider; the provider is printed on stderr before the figures.

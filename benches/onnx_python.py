@@ -2,10 +2,13 @@
 """The Python half of benches/onnx.rs: rows per second through Python's
 onnxruntime on the same models, rows and batch sizes, one intra-op thread.
 
-    .venv/bin/python benches/onnx_python.py [--seconds 3] [--repeats 5] [--only MODEL/BATCH]
+    taskset -c 1 .venv/bin/python benches/onnx_python.py [--seconds 3] [--repeats 5] [--only MODEL/BATCH]
 
-Each call is what a Python caller pays: session.run on a float32 numpy
-array of the batch, outputs returned as numpy. For every model and batch it
+Each call is what a Python caller pays, the standard way:
+session.run(None, {name: array}) on a float32 numpy array of the batch made
+once beforehand, outputs returned as numpy; the session has the default
+SessionOptions (every graph optimisation, memory arena and pattern on) but
+for one intra-op and one inter-op thread. For every model and batch it
 times back-to-back calls for --seconds, --repeats times, and prints the
 median rows/s and the range.
 """

@@ -24,14 +24,28 @@
 //! before it counts as running on CUDA. Every load logs one `onnx:` line on
 //! stderr naming the provider that runs the session.
 //!
+//! [`OnnxModel::run_into`] borrows the caller's rows as the input tensor,
+//! never a copy: some kernels (a `ReduceSum` along a row, for one) sum in
+//! an order that depends on where the rows lie in memory, so a copy could
+//! change the last bits of what the caller's own rows give. On the CPU
+//! provider, for batches of up to [`PREALLOCATED_OUTPUT_VALUES`] outputs,
+//! it keeps an output tensor of the last batch size it ran, handed to ONNX
+//! Runtime through `RunOptions` to write into, so no output is allocated,
+//! wrapped or queried per call. Larger batches, CUDA, and graphs whose
+//! output is their input or does not fit its declared shape take the
+//! outputs ONNX Runtime allocates; for large batches the per-call cost is
+//! lost in the run. Both give the same bits: the same graph, kernels and
+//! inputs.
+//!
 //! Nothing here is consensus arithmetic: float32 inference on another
 //! provider or machine may differ in the last bits, so a chain that uses
 //! these outputs must compare them within a documented tolerance.
 
 use ort::ep::ExecutionProviderDispatch;
-use ort::session::builder::SessionBuilder;
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::memory::Allocator;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -333,6 +347,11 @@ pub fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
+/// Batches of at most this many output values (rows × output width) run
+/// into an output tensor kept from one call to the next (see the module
+/// documentation).
+pub const PREALLOCATED_OUTPUT_VALUES: usize = 4096;
+
 /// A loaded, checked ONNX model ready to run batches of rows.
 pub struct OnnxModel {
     session: Session,
@@ -341,8 +360,26 @@ pub struct OnnxModel {
     output_name: String,
     features: usize,
     width: usize,
+    /// The output's rank: 1 for `[batch]`, 2 for `[batch, width]`.
+    output_rank: usize,
     provider: ActiveProvider,
     blake3: String,
+    /// Whether small batches may run into a [`PreallocatedOutput`]: on
+    /// CPU, for an output that is not the input itself (ONNX Runtime hands
+    /// that back as the input's own tensor and leaves the buffer alone),
+    /// until such a run fails; then every batch runs as large ones do.
+    preallocate: bool,
+    /// Only ever reached through `&mut self` (`Mutex::get_mut`, no
+    /// locking): the mutex keeps `OnnxModel` `Sync`, which `RunOptions`
+    /// holding an output is not.
+    preallocated: Mutex<Option<PreallocatedOutput>>,
+}
+
+/// An output tensor of one batch size, handed to ONNX Runtime through
+/// `RunOptions` to write the outputs into.
+struct PreallocatedOutput {
+    batch: usize,
+    options: RunOptions<HasSelectedOutputs>,
 }
 
 impl fmt::Debug for OnnxModel {
@@ -381,7 +418,7 @@ impl OnnxModel {
         }
         let (session, provider) = commit(runtime, file, bytes, config)?;
         let (input_name, features) = check_input(file, &session, spec)?;
-        let (output_name, width) = check_output(file, &session)?;
+        let (output_name, width, output_rank) = check_output(file, &session)?;
         eprintln!(
             "onnx: {file}: running on {} (--ort-ep {}, {} intra-op thread{})",
             provider.ort_name(),
@@ -389,6 +426,7 @@ impl OnnxModel {
             config.intra_threads,
             if config.intra_threads == 1 { "" } else { "s" }
         );
+        let preallocate = provider == ActiveProvider::Cpu && output_name != input_name;
         Ok(OnnxModel {
             session,
             file: file.to_string(),
@@ -396,8 +434,11 @@ impl OnnxModel {
             output_name,
             features,
             width,
+            output_rank,
             provider,
             blake3,
+            preallocate,
+            preallocated: Mutex::new(None),
         })
     }
 
@@ -455,6 +496,65 @@ impl OnnxModel {
         if batch == 0 {
             return Ok(());
         }
+        if self.preallocate && batch * self.width <= PREALLOCATED_OUTPUT_VALUES {
+            match self.run_preallocated(rows, batch, out) {
+                Ok(()) => return Ok(()),
+                // A graph whose output does not fit its declared shape: run
+                // it as larger batches are, which reports what it gave.
+                Err(_) => {
+                    self.preallocate = false;
+                    *self
+                        .preallocated
+                        .get_mut()
+                        .unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
+        }
+        self.run_allocated(rows, batch, out)
+    }
+
+    /// Run `batch` rows into the kept output tensor, making it first if the
+    /// last call had another batch size.
+    fn run_preallocated(
+        &mut self,
+        rows: &[f32],
+        batch: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), ort::Error> {
+        let slot = self
+            .preallocated
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        let preallocated = match slot {
+            Some(p) if p.batch == batch => p,
+            _ => {
+                let allocator = Allocator::default();
+                let output = match self.output_rank {
+                    1 => Tensor::<f32>::new(&allocator, [batch])?,
+                    _ => Tensor::<f32>::new(&allocator, [batch, self.width])?,
+                };
+                let selector =
+                    OutputSelector::default().preallocate(self.output_name.clone(), output);
+                let options = RunOptions::new()?.with_outputs(selector);
+                slot.insert(PreallocatedOutput { batch, options })
+            }
+        };
+        let input = TensorRef::from_array_view(([batch, self.features], rows))?;
+        let outputs = self
+            .session
+            .run_with_options(ort::inputs![input], &preallocated.options)?;
+        let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+        out.extend_from_slice(values);
+        Ok(())
+    }
+
+    /// Run `batch` rows; ONNX Runtime allocates the outputs.
+    fn run_allocated(
+        &mut self,
+        rows: &[f32],
+        batch: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), OnnxError> {
         let run_error = |reason: String| OnnxError::Run {
             file: self.file.clone(),
             reason,
@@ -503,6 +603,11 @@ fn commit(
         let runtime_error = |e: ort::Error<SessionBuilder>| OnnxError::Runtime(e.to_string());
         Session::builder(&runtime.env)
             .map_err(|e| OnnxError::Runtime(e.to_string()))?
+            // ONNX Runtime's default and Python's: every graph rewrite,
+            // so that a session computes what Python's computes, bit for
+            // bit. Asked explicitly rather than left to a default.
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(runtime_error)?
             .with_intra_threads(threads)
             .map_err(runtime_error)?
             .with_inter_threads(1)
@@ -639,7 +744,8 @@ fn check_input(
     Ok((input.name().to_string(), features))
 }
 
-fn check_output(file: &str, session: &Session) -> Result<(String, usize), OnnxError> {
+/// The output's name, width (values per row) and rank.
+fn check_output(file: &str, session: &Session) -> Result<(String, usize, usize), OnnxError> {
     let output = session
         .outputs()
         .first()
@@ -665,7 +771,7 @@ fn check_output(file: &str, session: &Session) -> Result<(String, usize), OnnxEr
         2 if shape[1] > 0 => shape[1] as usize,
         _ => return Err(shape_error()),
     };
-    Ok((output.name().to_string(), width))
+    Ok((output.name().to_string(), width, shape.len()))
 }
 
 #[cfg(test)]
