@@ -500,6 +500,23 @@ fn bad_peers_are_cut_off_while_honest_ones_keep_syncing() {
         assert!(answer.is_err(), "{answer:?}");
         assert_banned(&target_node, &adversary, &conn, after);
     }
+    // The request bound of schema/p2p.md, 8 KiB: a frame of exactly that
+    // many bytes is read (and, being garbage, refused as malformed); one
+    // byte more is refused from its length alone.
+    for (len, reason) in [
+        (8192usize, "malformed request".to_string()),
+        (
+            8193,
+            "message of 8193 bytes, over the limit of 8192".to_string(),
+        ),
+    ] {
+        let mut frame = (len as u32).to_le_bytes().to_vec();
+        frame.extend(std::iter::repeat_n(0xff, len));
+        let (adversary, conn) = greet(target, genesis, [0; 32]);
+        let answer = conn.send_raw(&frame, 1024);
+        assert!(answer.is_err(), "{answer:?}");
+        assert_banned(&target_node, &adversary, &conn, &reason);
+    }
     keeps_up("garbage");
 
     // Announce more work than anyone, then serve a tampered block when asked.
@@ -554,9 +571,22 @@ fn bad_peers_are_cut_off_while_honest_ones_keep_syncing() {
 
     // Hundreds of streams, thousands of requests.
     let (flooder, conn) = greet(target, genesis, [0; 32]);
-    let sent = conn.flood(64, 20_000, &Request::GetAddrs);
+    let flood = conn.flood(64, 20_000, &Request::GetAddrs);
     assert_banned(&target_node, &flooder, &conn, "request flood");
-    println!("the flood was cut off after {sent} requests");
+    println!("the flood: {flood:?}");
+    // schema/p2p.md: 500 requests a second are served, the next 500 are
+    // refused, and the 1001st bans. The flood may straddle a few of the
+    // node's one-second windows, never more than it lasted plus two.
+    let windows = flood.elapsed.as_secs() as usize + 2;
+    assert!(
+        flood.served >= 500 && flood.served <= 500 * windows,
+        "{flood:?}: served beyond 500 a second"
+    );
+    assert!(
+        flood.refused >= 1 && flood.served + flood.refused <= 1000 * windows,
+        "{flood:?}: answered beyond 1000 a second before the ban"
+    );
+    assert!(flood.sent < 20_000, "{flood:?}: never cut off");
     keeps_up("a flood");
 
     // Inbound connections per address are bounded: H and two more fill

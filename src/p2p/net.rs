@@ -6,6 +6,7 @@
 //! verification never stalls QUIC's timers.
 
 use super::files::ServedFiles;
+use super::limits::{BanList, Charge, RequestRate, TimeoutLog};
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 use super::wire::{self, Hello, Request, Response};
@@ -15,7 +16,7 @@ use crate::node::import::{store_blocks, ImportError, ImportReport};
 use crate::node::state::Shared;
 use anyhow::{Context, Result};
 use primitive_types::U256;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,8 +145,8 @@ pub struct Peer {
     pub best_work: U256,
     initiator: Hash32,
     connected_at: Instant,
-    requests: (Instant, u32),
-    timeouts: VecDeque<Instant>,
+    requests: RequestRate,
+    timeouts: TimeoutLog,
 }
 
 /// A peer as the API shows it.
@@ -181,7 +182,7 @@ pub struct Network {
     config: NetConfig,
     listen_port: Option<u16>,
     peers: Mutex<HashMap<Hash32, Peer>>,
-    bans: Mutex<HashMap<Hash32, (Instant, String)>>,
+    bans: Mutex<BanList>,
     known_addrs: Mutex<BTreeSet<SocketAddr>>,
     self_addrs: Mutex<BTreeSet<SocketAddr>>,
     sync_lock: tokio::sync::Mutex<()>,
@@ -292,13 +293,13 @@ impl Network {
             identity,
             listen_port,
             peers: Mutex::new(HashMap::new()),
-            bans: Mutex::new(
-                config
-                    .earlier_bans
-                    .iter()
-                    .map(|ban| (ban.id, (ban.at + config.limits.ban, ban.reason.clone())))
-                    .collect(),
-            ),
+            bans: Mutex::new({
+                let mut bans = BanList::default();
+                for ban in &config.earlier_bans {
+                    bans.ban(ban.id, ban.at + config.limits.ban, &ban.reason);
+                }
+                bans
+            }),
             known_addrs: Mutex::new(config.peers.iter().map(|p| p.addr).collect()),
             self_addrs: Mutex::new(BTreeSet::new()),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -352,12 +353,12 @@ impl Network {
     pub fn ban_infos(&self) -> Vec<BanInfo> {
         let now = Instant::now();
         lock(&self.bans)
-            .iter()
-            .filter(|(_, (until, _))| *until > now)
-            .map(|(id, (until, reason))| BanInfo {
+            .active(now)
+            .into_iter()
+            .map(|(id, left, reason)| BanInfo {
                 id: id.to_hex(),
-                seconds_left: (*until - now).as_secs(),
-                reason: reason.clone(),
+                seconds_left: left.as_secs(),
+                reason,
             })
             .collect()
     }
@@ -367,21 +368,13 @@ impl Network {
     }
 
     fn is_banned(&self, id: &Hash32) -> bool {
-        let mut bans = lock(&self.bans);
-        match bans.get(id) {
-            Some((until, _)) if *until > Instant::now() => true,
-            Some(_) => {
-                bans.remove(id);
-                false
-            }
-            None => false,
-        }
+        lock(&self.bans).is_banned(id, Instant::now())
     }
 
     /// Disconnect a peer at once and refuse it for the ban period.
     fn punish(&self, id: &Hash32, reason: &str) {
         let until = Instant::now() + self.config.limits.ban;
-        lock(&self.bans).insert(*id, (until, reason.to_string()));
+        lock(&self.bans).ban(*id, until, reason);
         let peer = lock(&self.peers).remove(id);
         let addr = peer
             .as_ref()
@@ -402,16 +395,8 @@ impl Network {
             let Some(peer) = peers.get_mut(id) else {
                 return;
             };
-            let now = Instant::now();
-            peer.timeouts.push_back(now);
-            while peer
-                .timeouts
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-            {
-                peer.timeouts.pop_front();
-            }
-            peer.timeouts.len() >= self.config.limits.max_timeouts
+            peer.timeouts
+                .record(Instant::now(), self.config.limits.max_timeouts)
         };
         if storm {
             self.punish(id, "too many timeouts");
@@ -512,8 +497,8 @@ impl Network {
             best_work: U256::from_big_endian(&hello.best_work.0),
             initiator: if inbound { id } else { self.shared.miner_id() },
             connected_at: Instant::now(),
-            requests: (Instant::now(), 0),
-            timeouts: VecDeque::new(),
+            requests: RequestRate::new(Instant::now()),
+            timeouts: TimeoutLog::default(),
             conn,
         }
     }
@@ -815,26 +800,13 @@ impl Network {
         }
     }
 
-    /// Count a request against the peer's rate; `Err` when over it.
-    fn charge(&self, id: &Hash32) -> Result<(), bool> {
+    /// Count a request against the peer's rate; `None` when the peer is
+    /// gone (banned or disconnected while its streams were in flight).
+    fn charge(&self, id: &Hash32) -> Option<Charge> {
         let limit = self.config.limits.requests_per_second;
         let mut peers = lock(&self.peers);
-        let Some(peer) = peers.get_mut(id) else {
-            return Err(false);
-        };
-        let (start, count) = &mut peer.requests;
-        if start.elapsed() >= Duration::from_secs(1) {
-            *start = Instant::now();
-            *count = 0;
-        }
-        *count += 1;
-        if *count > 2 * limit {
-            Err(true)
-        } else if *count > limit {
-            Err(false)
-        } else {
-            Ok(())
-        }
+        let peer = peers.get_mut(id)?;
+        Some(peer.requests.charge(Instant::now(), limit))
     }
 
     async fn handle_stream(
@@ -844,12 +816,13 @@ impl Network {
         mut recv: quinn::RecvStream,
     ) {
         match self.charge(&id) {
-            Ok(()) => {}
-            Err(true) => {
+            None => return,
+            Some(Charge::Serve) => {}
+            Some(Charge::Flood) => {
                 self.punish(&id, "request flood");
                 return;
             }
-            Err(false) => {
+            Some(Charge::Refuse) => {
                 let _ = send
                     .write_all(&wire::frame(&Response::Refused("rate limited".into())))
                     .await;

@@ -129,3 +129,37 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
 pub fn decode_response(bytes: &[u8], limit: usize) -> Result<Response, DecodeError> {
     decode_strict(bytes, limit, "response")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// schema/p2p.md: a request is at most 8 KiB.
+    #[test]
+    fn a_request_of_8_kib_is_decoded_and_one_byte_more_is_too_large() {
+        // The largest request that is well-formed decodes; the same bytes
+        // padded past the bound are refused for their length alone.
+        let at_limit = Request::GetHashes {
+            locator: vec![Hash32([1; 32]); MAX_LOCATOR],
+            max: 1,
+        };
+        let bytes = encode(&at_limit);
+        assert!(bytes.len() <= 8192);
+        assert_eq!(decode_request(&bytes), Ok(at_limit));
+        let mut over = vec![0u8; 8193];
+        over[..bytes.len()].copy_from_slice(&bytes);
+        assert_eq!(
+            decode_request(&over),
+            Err(DecodeError::TooLarge {
+                what: "request",
+                found: 8193,
+                limit: 8192
+            })
+        );
+        let exactly = vec![0u8; 8192];
+        assert!(
+            !matches!(decode_request(&exactly), Err(DecodeError::TooLarge { .. })),
+            "8192 bytes are within the bound"
+        );
+    }
+}

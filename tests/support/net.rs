@@ -223,6 +223,19 @@ async fn exchange(
     wire::decode_response(&frame, limit).map_err(|e| e.to_string())
 }
 
+/// What [`Conn::flood`] got back.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodReport {
+    /// Requests sent.
+    pub sent: usize,
+    /// Answered with anything but `Refused`.
+    pub served: usize,
+    /// Answered with `Refused` (rate limited).
+    pub refused: usize,
+    /// From the first request to the end of the flood.
+    pub elapsed: Duration,
+}
+
 impl Conn {
     /// Send one request and read its answer.
     pub fn request(&self, request: &Request) -> Result<Response, String> {
@@ -288,24 +301,30 @@ impl Conn {
     }
 
     /// Open `streams` streams at once, each sending requests back to back,
-    /// until `total` were sent or the connection ends; returns how many went out.
-    pub fn flood(&self, streams: usize, total: usize, request: &Request) -> usize {
-        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// until `total` were sent or the connection ends; returns what came back.
+    pub fn flood(&self, streams: usize, total: usize, request: &Request) -> FloodReport {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let sent = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
         let frame = wire::frame(request);
         let limit = request.response_limit();
         let mut tasks = tokio::task::JoinSet::new();
+        let started = std::time::Instant::now();
         for _ in 0..streams {
             let conn = self.conn.clone();
-            let sent = Arc::clone(&sent);
+            let (sent, served, refused) =
+                (Arc::clone(&sent), Arc::clone(&served), Arc::clone(&refused));
             let frame = frame.clone();
             tasks.spawn_on(
                 async move {
-                    while sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
-                        if exchange(&conn, &frame, limit).await.is_err()
-                            && conn.close_reason().is_some()
-                        {
-                            break;
-                        }
+                    while sent.fetch_add(1, SeqCst) < total {
+                        match exchange(&conn, &frame, limit).await {
+                            Ok(Response::Refused(_)) => refused.fetch_add(1, SeqCst),
+                            Ok(_) => served.fetch_add(1, SeqCst),
+                            Err(_) if conn.close_reason().is_some() => break,
+                            Err(_) => 0,
+                        };
                     }
                 },
                 self.runtime.handle(),
@@ -317,7 +336,12 @@ impl Conn {
             })
             .await;
         });
-        sent.load(std::sync::atomic::Ordering::SeqCst).min(total)
+        FloodReport {
+            sent: sent.load(SeqCst).min(total),
+            served: served.load(SeqCst),
+            refused: refused.load(SeqCst),
+            elapsed: started.elapsed(),
+        }
     }
 
     /// Wait for the node to close the connection; `None` if it stays open.
