@@ -12,7 +12,7 @@ use crate::support::chain::{
 };
 use pouwd::chain::{encoding, Block, CheckpointOpening, DecodeError, Hash32};
 use pouwd::consensus::target::{from_u256, to_u256};
-use pouwd::consensus::{validate_block, Ancestry, BlockError, CheckedBlock};
+use pouwd::consensus::{validate_block, Ancestry, BlockError, CheckedBlock, ParentContext};
 use pouwd::work::{self, miner};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -247,6 +247,49 @@ fn target_that_ignores_the_retarget_rule_is_refused() {
     valid(&chain, honest, now);
 }
 
+/// Slow blocks ease the target by at most four times: blocks ten times
+/// slower than `target_block_ms` give a target four times the old one,
+/// and a block on the unclamped (ten times) target is refused.
+#[test]
+fn ten_times_slower_blocks_ease_the_target_only_four_times() {
+    let mut params = regtest_params();
+    params.network = "regtest-retarget".into();
+    params.retarget_window = 4;
+    let mut chain = TestChain::new(params);
+    let slow = 10 * chain.params.target_block_ms;
+    let start = genesis_time(&chain);
+    for i in 1..=3 {
+        chain.extend(&key(1), start + i * slow);
+    }
+    let now = start + 3 * slow;
+    let tip = chain.tip;
+    let ctx = chain.context(&tip);
+    assert_eq!(ctx.child_height(), 4);
+    let old = ctx.parent.target;
+    assert_eq!(old, chain.params.initial_target);
+    // Blocks 1..=3 span two intervals of ten times the target time.
+    let eased = from_u256(to_u256(&old) * 4);
+    assert_eq!(ctx.required_target, eased);
+
+    let unclamped = from_u256(to_u256(&old) * 10);
+    let greedy = MineOptions {
+        search_target: Some(unclamped),
+        header_target: Some(unclamped),
+        ..MineOptions::default()
+    };
+    let block = chain.mine_child_with(&tip, &key(1), now, &greedy).block;
+    assert_eq!(
+        refused(&chain, block, now),
+        BlockError::WrongTarget {
+            expected: eased,
+            found: unclamped,
+        }
+    );
+    let honest = chain.mine_child(&tip, &key(1), now).block;
+    assert_eq!(honest.header.fields.target, eased);
+    valid(&chain, honest, now);
+}
+
 #[test]
 fn step_count_outside_the_bounds_is_refused() {
     let mut params = loose_params();
@@ -400,6 +443,43 @@ fn work_above_target_is_refused() {
         BlockError::WorkAboveTarget {
             work_hash: mined.solution.work_hash,
             target: required,
+        }
+    );
+}
+
+/// The target is inclusive: a work hash equal to it wins, one above it
+/// does not. The ticket does not cover the target, so one run is tried
+/// under a target of exactly its work hash and of one less.
+#[test]
+fn work_hash_equal_to_the_target_is_accepted_and_one_above_is_refused() {
+    let chain = TestChain::new(loose_params());
+    let now = genesis_time(&chain);
+    let mined = chain.mine_child(&chain.genesis, &key(1), now);
+    let work_hash = mined.solution.work_hash;
+    let under = |target: Hash32| {
+        let mut ctx = mined.ctx.clone();
+        ctx.required_target = target;
+        let mut block = mined.block.clone();
+        block.header.fields.target = target;
+        resign(&mut block, &key(1));
+        validate_block(
+            &chain.params,
+            &chain.task,
+            &ctx,
+            chain.model(&chain.genesis),
+            block,
+            now,
+            &|_| None,
+        )
+    };
+    let checked = under(work_hash).expect("a work hash equal to the target wins");
+    assert_eq!(checked.work_hash(), work_hash);
+    let below = from_u256(to_u256(&work_hash) - 1);
+    assert_eq!(
+        under(below).expect_err("one above the target loses"),
+        BlockError::WorkAboveTarget {
+            work_hash,
+            target: below,
         }
     );
 }
@@ -589,6 +669,8 @@ fn spot_check_challenges_depend_on_the_work_hash() {
     );
 }
 
+/// Every challenged checkpoint must be in `ckpt_root`: each opening's
+/// proof is tampered in turn, and each is refused naming that checkpoint.
 #[test]
 fn bad_merkle_proof_is_refused() {
     let chain = TestChain::regtest();
@@ -598,20 +680,37 @@ fn bad_merkle_proof_is_refused() {
         accept_solution: Some(&|s| s.steps / c >= 4),
         ..MineOptions::default()
     };
-    let mut block = chain
+    let honest = chain
         .mine_child_with(&chain.genesis, &key(1), now, &options)
         .block;
-    valid(&chain, block.clone(), now);
-    let last = block.body.openings.len() - 1;
-    let opening = &mut block.body.openings[last];
-    let index = opening.index;
-    assert!(!opening.proof.is_empty());
-    opening.proof[0].0[7] ^= 0x10;
-    recommit_body(&mut block, &key(1));
-    assert_eq!(
-        refused(&chain, block, now),
-        BlockError::BadMerkleProof { index }
-    );
+    valid(&chain, honest.clone(), now);
+    let openings = honest.body.openings.len();
+    assert!(openings >= 2, "{openings} openings");
+    for at in 0..openings {
+        for hash in 0..honest.body.openings[at].proof.len() {
+            let mut block = honest.clone();
+            let opening = &mut block.body.openings[at];
+            let index = opening.index;
+            opening.proof[hash].0[7] ^= 0x10;
+            recommit_body(&mut block, &key(1));
+            assert_eq!(
+                refused(&chain, block, now),
+                BlockError::BadMerkleProof { index },
+                "opening {at}, proof hash {hash}"
+            );
+        }
+        // A proof one hash short of the tree's height.
+        let mut block = honest.clone();
+        let opening = &mut block.body.openings[at];
+        let index = opening.index;
+        assert!(opening.proof.pop().is_some(), "opening {at} has a proof");
+        recommit_body(&mut block, &key(1));
+        assert_eq!(
+            refused(&chain, block, now),
+            BlockError::BadMerkleProof { index },
+            "opening {at} with a short proof"
+        );
+    }
 }
 
 #[test]
@@ -800,6 +899,75 @@ fn score_under_the_quality_gate_is_refused() {
             window_max: best,
         }
     );
+}
+
+/// The gate reads the best score of the whole window, not the parent's:
+/// with a window of three, a block must match its grandparent's score
+/// when that is the best, and a block outside the window does not count.
+#[test]
+fn the_gate_reads_the_best_score_of_the_whole_window() {
+    // The ancestors are mined without a gate; the child is judged with one.
+    let mut params = loose_params();
+    params.validation_threshold_ppm = 0;
+    params.validation_window = 3;
+    let mut chain = TestChain::new(params);
+    let now = genesis_time(&chain);
+    // Four blocks: the window of a child of the fourth is 4, 3 and 2.
+    for _ in 0..4 {
+        chain.extend(&key(1), now);
+    }
+    let tip = chain.tip;
+    let ancestors = chain.ancestry.walk_back(&tip, 4).expect("known tip");
+    let heights: Vec<u64> = ancestors.iter().map(|a| a.height).collect();
+    assert_eq!(heights, [4, 3, 2, 1]);
+    let trained = Forgery {
+        steps: 300,
+        ..Forgery::default()
+    };
+    let child = chain.forge_child(&tip, &key(2), now, &trained);
+    let score = child.solution.score_ppm;
+    assert!(score > 0, "a trained model scores");
+
+    let mut gated = chain.params.clone();
+    gated.validation_threshold_ppm = 1_000_000;
+    // Give the ancestors (newest first) chosen scores; their hashes, and so
+    // the child's validation rows and score, stay as they are.
+    let with_scores = |scores: [u32; 4]| {
+        let mut ancestry = chain.ancestry.clone();
+        for (ancestor, score) in ancestors.iter().zip(scores) {
+            let stored = chain.ancestry.get(&ancestor.hash).expect("known");
+            let mut info = stored.info.clone();
+            info.score_ppm = score;
+            ancestry.insert(stored.parent, info, stored.model.clone());
+        }
+        let ctx = ParentContext::build(&gated, &ancestry, &tip).expect("known tip");
+        validate_block(
+            &gated,
+            &chain.task,
+            &ctx,
+            chain.model(&tip),
+            child.block.clone(),
+            now,
+            &|_| None,
+        )
+    };
+    let below_gate = |window_max| BlockError::ScoreBelowGate {
+        score,
+        threshold_ppm: 1_000_000,
+        window_max,
+    };
+    // The grandparent has the best score, and the block matches it.
+    with_scores([0, score, 0, 0]).expect("a score equal to the window's best passes");
+    assert_eq!(
+        with_scores([0, score + 1, 0, 0]).expect_err("one under the grandparent's best"),
+        below_gate(score + 1)
+    );
+    // The third block back is in the window too; the fourth is not.
+    assert_eq!(
+        with_scores([score - 1, 0, score + 1, 0]).expect_err("the window's oldest block"),
+        below_gate(score + 1)
+    );
+    with_scores([0, 0, 0, score + 1]).expect("a block outside the window does not count");
 }
 
 // ------------------------------------------------------------------ decoding

@@ -297,3 +297,228 @@ mod hex_hash {
         Hash32::from_hex(&text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regtest() -> ChainParams {
+        ChainParams::from_json(include_str!("../../config/regtest.json"))
+            .expect("config/regtest.json is a valid chain")
+    }
+
+    fn onnx() -> ChainParams {
+        ChainParams::from_json(include_str!("../../config/devnet-onnx.json"))
+            .expect("config/devnet-onnx.json is a valid chain")
+    }
+
+    fn onnx_of(params: &mut ChainParams) -> &mut OnnxLinearParams {
+        match &mut params.task.model {
+            ModelKind::OnnxLinear(onnx) => onnx,
+            ModelKind::Linear => panic!("not an onnx_linear chain"),
+        }
+    }
+
+    type Edit = fn(&mut ChainParams);
+
+    /// `base` with `edit` applied passes `check`.
+    #[track_caller]
+    fn accepted(base: fn() -> ChainParams, edit: Edit) {
+        let mut params = base();
+        edit(&mut params);
+        assert_eq!(params.check(), Ok(()));
+    }
+
+    /// `base` with `edit` applied fails `check`, naming `name`.
+    #[track_caller]
+    fn refused(base: fn() -> ChainParams, name: &str, edit: Edit) {
+        let mut params = base();
+        edit(&mut params);
+        match params.check() {
+            Err(e) => assert_eq!(e.name, name, "{e}"),
+            Ok(()) => panic!("{name}: accepted"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_chains_pass() {
+        regtest().check().expect("regtest");
+        onnx().check().expect("devnet-onnx");
+        ChainParams::from_json(include_str!("../../config/devnet.json")).expect("devnet");
+    }
+
+    /// Every bound of `check`, at the limit and one past it.
+    #[test]
+    fn every_bound_holds_at_its_limit_and_fails_one_past_it() {
+        let b = regtest;
+        accepted(b, |p| p.network = "n".into());
+        accepted(b, |p| p.network = "n".repeat(64));
+        refused(b, "network", |p| p.network = String::new());
+        refused(b, "network", |p| p.network = "n".repeat(65));
+        accepted(b, |p| {
+            p.initial_target = Hash32::from_hex(&format!("{:064x}", 1)).unwrap()
+        });
+        refused(b, "initial_target", |p| p.initial_target = Hash32::ZERO);
+        accepted(b, |p| p.target_block_ms = 1);
+        refused(b, "target_block_ms", |p| p.target_block_ms = 0);
+        accepted(b, |p| p.retarget_window = 0);
+        accepted(b, |p| p.retarget_window = 2);
+        refused(b, "retarget_window", |p| p.retarget_window = 1);
+        accepted(b, |p| p.validation_threshold_ppm = 1_000_000);
+        refused(b, "validation_threshold_ppm", |p| {
+            p.validation_threshold_ppm = 1_000_001
+        });
+        accepted(b, |p| p.validation_window = 1);
+        accepted(b, |p| p.validation_window = 10_000);
+        refused(b, "validation_window", |p| p.validation_window = 0);
+        refused(b, "validation_window", |p| p.validation_window = 10_001);
+        accepted(b, |p| p.task.batch_size = 1);
+        accepted(b, |p| p.task.batch_size = 4096);
+        refused(b, "task.batch_size", |p| p.task.batch_size = 0);
+        refused(b, "task.batch_size", |p| p.task.batch_size = 4097);
+        accepted(b, |p| p.task.learning_rate = f64::MIN_POSITIVE);
+        for lr in [0.0, -0.01, f64::INFINITY, f64::NAN] {
+            let mut params = b();
+            params.task.learning_rate = lr;
+            assert_eq!(
+                params.check().map_err(|e| e.name),
+                Err("task.learning_rate")
+            );
+        }
+        accepted(b, |p| p.task.checkpoint_interval = 1);
+        refused(b, "task.checkpoint_interval", |p| {
+            p.task.checkpoint_interval = 0
+        });
+        accepted(b, |p| p.task.spot_checks = 1);
+        accepted(b, |p| p.task.spot_checks = 64);
+        refused(b, "task.spot_checks", |p| p.task.spot_checks = 0);
+        refused(b, "task.spot_checks", |p| p.task.spot_checks = 65);
+        accepted(b, |p| p.task.holdout_every = 2);
+        refused(b, "task.holdout_every", |p| p.task.holdout_every = 1);
+        accepted(b, |p| p.task.validation_rows = 1);
+        accepted(b, |p| p.task.validation_rows = 100_000);
+        refused(b, "task.validation_rows", |p| p.task.validation_rows = 0);
+        refused(b, "task.validation_rows", |p| {
+            p.task.validation_rows = 100_001
+        });
+        accepted(b, |p| p.task.max_steps_per_block = 1);
+        refused(b, "task.max_steps_per_block", |p| {
+            p.task.max_steps_per_block = 0
+        });
+    }
+
+    #[test]
+    fn file_names_are_plain_names_next_to_the_chain_file() {
+        assert!(is_plain_file_name("diabetes.csv"));
+        assert!(is_plain_file_name("a"));
+        for bad in ["", "../x.csv", "d/x.csv", "d\\x.csv", ".hidden.csv"] {
+            assert!(!is_plain_file_name(bad), "{bad:?}");
+            let mut params = regtest();
+            params.task.dataset.file = bad.into();
+            assert_eq!(params.check().map_err(|e| e.name), Err("task.dataset.file"));
+        }
+    }
+
+    #[test]
+    fn every_onnx_bound_holds_at_its_limit_and_fails_one_past_it() {
+        let b = onnx;
+        let name = |field: &str| format!("task.model.onnx_linear.{field}");
+        refused(b, &name("file"), |p| onnx_of(p).file = "../e.onnx".into());
+        refused(b, &name("file"), |p| {
+            let dataset = p.task.dataset.file.clone();
+            onnx_of(p).file = dataset;
+        });
+        refused(b, &name("input"), |p| onnx_of(p).input = String::new());
+        accepted(b, |p| onnx_of(p).width = 1);
+        accepted(b, |p| onnx_of(p).width = 4096);
+        refused(b, &name("width"), |p| onnx_of(p).width = 0);
+        refused(b, &name("width"), |p| onnx_of(p).width = 4097);
+        accepted(b, |p| onnx_of(p).encoder_batch = 1);
+        accepted(b, |p| onnx_of(p).encoder_batch = 65_536);
+        refused(b, &name("encoder_batch"), |p| onnx_of(p).encoder_batch = 0);
+        refused(b, &name("encoder_batch"), |p| {
+            onnx_of(p).encoder_batch = 65_537
+        });
+        // The tolerance must stay under half a grid step of each grid.
+        accepted(b, |p| {
+            onnx_of(p).param_grid_bits = 4;
+            onnx_of(p).param_tolerance = 0.0;
+        });
+        accepted(b, |p| {
+            onnx_of(p).param_grid_bits = 40;
+            onnx_of(p).param_tolerance = 0.0;
+        });
+        refused(b, &name("param_grid_bits"), |p| {
+            onnx_of(p).param_grid_bits = 3
+        });
+        refused(b, &name("param_grid_bits"), |p| {
+            onnx_of(p).param_grid_bits = 41
+        });
+        let half_step = 0.5 * grid_step(12);
+        assert_eq!(half_step, 1.0 / 8192.0);
+        accepted(b, |p| {
+            onnx_of(p).param_grid_bits = 12;
+            onnx_of(p).param_tolerance = 1.0 / 8192.0 - f64::EPSILON / 8192.0;
+        });
+        refused(b, &name("param_tolerance"), |p| {
+            onnx_of(p).param_grid_bits = 12;
+            onnx_of(p).param_tolerance = 1.0 / 8192.0;
+        });
+        for tolerance in [-f64::MIN_POSITIVE, f64::NAN, f64::INFINITY] {
+            let mut params = b();
+            onnx_of(&mut params).param_tolerance = tolerance;
+            assert_eq!(
+                params.check().map_err(|e| e.name),
+                Err("task.model.onnx_linear.param_tolerance"),
+                "{tolerance}"
+            );
+        }
+        accepted(b, |p| onnx_of(p).score_tolerance_ppm = 10_000);
+        refused(b, &name("score_tolerance_ppm"), |p| {
+            onnx_of(p).score_tolerance_ppm = 10_001
+        });
+    }
+
+    #[test]
+    fn grid_steps_are_exact_powers_of_two() {
+        assert_eq!(grid_step(0), 1.0);
+        assert_eq!(grid_step(1), 0.5);
+        assert_eq!(grid_step(12), 1.0 / 4096.0);
+        assert_eq!(grid_step(40), 1.0 / (1u64 << 40) as f64);
+    }
+
+    #[test]
+    fn limits_follow_the_features_and_spot_checks() {
+        let mut params = regtest();
+        params.task.spot_checks = 3;
+        let limits = params.limits(10);
+        assert_eq!(limits.max_params, 11);
+        assert_eq!(limits.max_openings, 7);
+        assert_eq!(limits.max_header_bytes, Limits::default().max_header_bytes);
+    }
+
+    #[test]
+    fn json_round_trips_and_the_genesis_hash_commits_to_every_value() {
+        let params = onnx();
+        let again = ChainParams::from_json(&params.to_json()).expect("round trip");
+        assert_eq!(again, params);
+        assert_eq!(again.genesis_hash(), params.genesis_hash());
+        let mut other = params.clone();
+        other.reward_amount += 1;
+        assert_ne!(other.genesis_hash(), params.genesis_hash());
+        assert_eq!(
+            params.genesis_hash(),
+            tagged_sha256(b"pouw/genesis", &[&encoding::encode(&params)])
+        );
+        assert_eq!(params.task.model.name(), "onnx_linear");
+        assert_eq!(regtest().task.model.name(), "linear");
+        assert!(regtest().task.model.onnx().is_none());
+        assert_eq!(
+            params.initial_target_u256(),
+            U256::from_big_endian(&params.initial_target.0)
+        );
+        assert!(!params.initial_target_u256().is_zero());
+        let broken = ChainParams::from_json("{}").expect_err("not a chain");
+        assert_eq!(broken.name, "(file)");
+    }
+}

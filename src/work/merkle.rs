@@ -159,6 +159,59 @@ mod tests {
         }
     }
 
+    /// The nodes from leaf `index` up to the root, by the recursive split.
+    fn path_nodes(leaves: &[Hash32], index: usize) -> Vec<Hash32> {
+        if leaves.len() == 1 {
+            return vec![leaves[0]];
+        }
+        let k = split_point(leaves.len());
+        let mut nodes = if index < k {
+            path_nodes(&leaves[..k], index)
+        } else {
+            path_nodes(&leaves[k..], index - k)
+        };
+        nodes.push(root(leaves));
+        nodes
+    }
+
+    /// A proof must have exactly the tree's height at that leaf: an inner
+    /// node (or the root) presented as a leaf with the rest of the path
+    /// reaches the root, but verifies at no index; a path with a hash too
+    /// few or too many does not verify either.
+    #[test]
+    fn proofs_shorter_or_longer_than_the_path_do_not_verify() {
+        for n in 2..24usize {
+            let l = leaves(n);
+            let r = root(&l);
+            for i in 0..n {
+                let p = proof(&l, i);
+                let nodes = path_nodes(&l, i);
+                assert_eq!(nodes.len(), p.len() + 1, "size {n} leaf {i}");
+                assert_eq!(nodes[p.len()], r);
+                for depth in 1..nodes.len() {
+                    for j in 0..n as u64 {
+                        assert!(
+                            !verify(&nodes[depth], j, n as u64, &p[depth..], &r),
+                            "size {n}: the node {depth} above leaf {i} verified at {j}"
+                        );
+                    }
+                    assert!(!verify(&l[i], i as u64, n as u64, &p[..depth - 1], &r));
+                }
+                let mut long = p.clone();
+                long.push(l[i]);
+                assert!(
+                    !verify(&l[i], i as u64, n as u64, &long, &r),
+                    "size {n} leaf {i}"
+                );
+            }
+        }
+        // A one-leaf tree: the leaf is the root, with an empty path only.
+        let l = leaves(1);
+        assert!(verify(&l[0], 0, 1, &[], &l[0]));
+        assert!(!verify(&l[0], 0, 1, &[l[0]], &node_hash(&l[0], &l[0])));
+        assert!(!verify(&l[0], 1, 1, &[], &l[0]), "index past the size");
+    }
+
     #[test]
     fn rfc6962_shape_for_three_leaves() {
         let l = leaves(3);
