@@ -290,6 +290,39 @@ fn ten_times_slower_blocks_ease_the_target_only_four_times() {
     valid(&chain, honest, now);
 }
 
+/// A retarget window longer than the median-time span and the validation
+/// window: the context reaches back to the first block of the period.
+#[test]
+fn a_long_retarget_window_is_measured_from_the_first_block_of_its_period() {
+    let mut params = regtest_params();
+    params.network = "regtest-long-retarget".into();
+    params.retarget_window = 16;
+    params.validation_window = 3;
+    params.validation_threshold_ppm = 0;
+    let mut chain = TestChain::new(params);
+    let start = genesis_time(&chain);
+    let spacing = 3 * chain.params.target_block_ms;
+    for height in 1..=31 {
+        chain.extend(&key(1), start + height * spacing);
+    }
+    let ctx = chain.context(&chain.tip);
+    assert_eq!(ctx.child_height(), 32);
+    let period = chain.ancestry.walk_back(&chain.tip, 16).expect("known tip");
+    let (first, last) = (&period[15], &period[0]);
+    assert_eq!((first.height, last.height), (16, 31));
+    let expected = pouwd::consensus::target::retarget(
+        &chain.params,
+        &last.target,
+        first.height,
+        first.timestamp_ms,
+        last.height,
+        last.timestamp_ms,
+    );
+    assert_eq!(ctx.required_target, expected);
+    // Blocks three times slower than the target time: the target eases.
+    assert!(to_u256(&expected) > to_u256(&last.target));
+}
+
 #[test]
 fn step_count_outside_the_bounds_is_refused() {
     let mut params = loose_params();

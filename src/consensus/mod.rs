@@ -131,3 +131,154 @@ pub fn cumulative_work(parent_work: U256, target: &Hash32) -> U256 {
 pub fn is_better(candidate_work: U256, best_work: U256) -> bool {
     candidate_work > best_work
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn regtest() -> ChainParams {
+        ChainParams::from_json(include_str!("../../config/regtest.json"))
+            .expect("config/regtest.json is a valid chain")
+    }
+
+    /// A straight chain of `n` blocks after genesis: block h has hash [h; 32],
+    /// timestamp `times(h)` and score `scores(h)`.
+    struct Line {
+        blocks: HashMap<Hash32, AncestorInfo>,
+    }
+
+    impl Line {
+        fn new(
+            params: &ChainParams,
+            n: u64,
+            times: impl Fn(u64) -> u64,
+            scores: impl Fn(u64) -> u32,
+        ) -> Line {
+            let mut blocks = HashMap::new();
+            let genesis = AncestorInfo::genesis(params);
+            blocks.insert(Line::hash(0), genesis);
+            for h in 1..=n {
+                let info = AncestorInfo {
+                    hash: Line::hash(h),
+                    height: h,
+                    timestamp_ms: times(h),
+                    target: params.initial_target,
+                    score_ppm: scores(h),
+                };
+                blocks.insert(info.hash, info);
+            }
+            Line { blocks }
+        }
+
+        fn hash(height: u64) -> Hash32 {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&height.to_le_bytes());
+            hash[31] = 1;
+            Hash32(hash)
+        }
+    }
+
+    impl Ancestry for Line {
+        fn walk_back(&self, hash: &Hash32, count: usize) -> Option<Vec<AncestorInfo>> {
+            let tip = self.blocks.get(hash)?;
+            Some(
+                (0..=tip.height)
+                    .rev()
+                    .take(count)
+                    .map(|h| self.blocks[&Line::hash(h)].clone())
+                    .collect(),
+            )
+        }
+    }
+
+    #[test]
+    fn the_gate_passes_at_the_threshold_and_not_one_below() {
+        let mut params = regtest();
+        params.validation_threshold_ppm = 500_000;
+        assert!(passes_gate(&params, 400_000, 800_000));
+        assert!(!passes_gate(&params, 399_999, 800_000));
+        assert!(passes_gate(&params, 0, 0));
+        params.validation_threshold_ppm = 1_000_000;
+        assert!(passes_gate(&params, 800_000, 800_000));
+        assert!(!passes_gate(&params, 799_999, 800_000));
+        params.validation_threshold_ppm = 900_000;
+        // 0.9 × 1_000_000 = 900_000, in integers without rounding.
+        assert!(passes_gate(&params, 900_000, 1_000_000));
+        assert!(!passes_gate(&params, 899_999, 1_000_000));
+        assert!(passes_gate(&params, 1, 1));
+        assert!(!passes_gate(&params, 0, 1));
+        params.validation_threshold_ppm = 0;
+        assert!(passes_gate(&params, 0, u32::MAX));
+    }
+
+    #[test]
+    fn fork_choice_needs_strictly_more_work() {
+        assert!(is_better(U256::from(11), U256::from(10)));
+        assert!(!is_better(U256::from(10), U256::from(10)));
+        assert!(!is_better(U256::from(9), U256::from(10)));
+        let target = Hash32([0xff; 32]);
+        assert_eq!(cumulative_work(U256::from(5), &target), U256::from(6));
+        assert_eq!(cumulative_work(U256::MAX, &target), U256::MAX);
+    }
+
+    #[test]
+    fn the_context_of_a_child_reads_its_ancestors() {
+        let mut params = regtest();
+        params.validation_window = 3;
+        let g = params.genesis_time_ms;
+        // Timestamps out of order, so that the median is not the parent's.
+        let times = |h: u64| g + [0, 50, 10, 40, 20, 30, 90, 60, 70, 80, 100, 5, 95][h as usize];
+        let scores = |h: u64| [0, 9, 1, 2, 8, 3, 7, 4, 5, 6, 1, 2, 3][h as usize];
+        let line = Line::new(&params, 12, times, scores);
+        let ctx = ParentContext::build(&params, &line, &Line::hash(12)).expect("known");
+        assert_eq!(ctx.child_height(), 13);
+        assert_eq!(ctx.parent, line.blocks[&Line::hash(12)]);
+        // The last 11 blocks, 2..=12: sorted, the middle one is block 7's 60.
+        assert_eq!(ctx.median_time_past_ms, g + 60);
+        // The window is 12, 11 and 10; its best is 3, not the parent's.
+        let window: Vec<Hash32> = (10..=12).rev().map(Line::hash).collect();
+        assert_eq!(ctx.window_hashes, window);
+        assert_eq!(ctx.window_max_score, 3);
+        assert_eq!(ctx.required_target, params.initial_target);
+
+        // Near genesis the window and the median take what there is.
+        let ctx = ParentContext::build(&params, &line, &Line::hash(1)).expect("known");
+        assert_eq!(
+            ctx.window_hashes,
+            vec![Line::hash(1), params.genesis_hash()]
+        );
+        assert_eq!(ctx.window_max_score, 9);
+        assert_eq!(ctx.median_time_past_ms, g + 50);
+        let ctx = ParentContext::build(&params, &line, &Line::hash(0)).expect("known");
+        assert_eq!(ctx.child_height(), 1);
+        assert_eq!(ctx.median_time_past_ms, g);
+        assert_eq!(ctx.window_max_score, 0);
+        assert_eq!(ParentContext::build(&params, &line, &Hash32([9; 32])), None);
+    }
+
+    #[test]
+    fn a_retarget_window_longer_than_the_others_is_read_in_full() {
+        let mut params = regtest();
+        params.retarget_window = 16;
+        params.validation_window = 3;
+        let g = params.genesis_time_ms;
+        let step = params.target_block_ms;
+        // Blocks 16..=31 come twice as slow as the target time.
+        let times = |h: u64| {
+            g + if h <= 16 {
+                h * step
+            } else {
+                16 * step + (h - 16) * 2 * step
+            }
+        };
+        let line = Line::new(&params, 31, times, |_| 0);
+        let ctx = ParentContext::build(&params, &line, &Line::hash(31)).expect("known");
+        assert_eq!(ctx.child_height(), 32);
+        let doubled = target::to_u256(&params.initial_target) * 2;
+        assert_eq!(target::to_u256(&ctx.required_target), doubled);
+        // Not a retarget height: the parent's target.
+        let ctx = ParentContext::build(&params, &line, &Line::hash(30)).expect("known");
+        assert_eq!(ctx.required_target, params.initial_target);
+    }
+}
