@@ -146,6 +146,8 @@ mod tests {
     /// timestamp `times(h)` and score `scores(h)`.
     struct Line {
         blocks: HashMap<Hash32, AncestorInfo>,
+        /// The most blocks one `walk_back` asked for.
+        deepest: std::cell::Cell<usize>,
     }
 
     impl Line {
@@ -168,7 +170,10 @@ mod tests {
                 };
                 blocks.insert(info.hash, info);
             }
-            Line { blocks }
+            Line {
+                blocks,
+                deepest: std::cell::Cell::new(0),
+            }
         }
 
         fn hash(height: u64) -> Hash32 {
@@ -182,6 +187,7 @@ mod tests {
     impl Ancestry for Line {
         fn walk_back(&self, hash: &Hash32, count: usize) -> Option<Vec<AncestorInfo>> {
             let tip = self.blocks.get(hash)?;
+            self.deepest.set(self.deepest.get().max(count));
             Some(
                 (0..=tip.height)
                     .rev()
@@ -241,6 +247,8 @@ mod tests {
         assert_eq!(ctx.window_hashes, window);
         assert_eq!(ctx.window_max_score, 3);
         assert_eq!(ctx.required_target, params.initial_target);
+        // It reads the 11 blocks of the median, no more.
+        assert_eq!(line.deepest.get(), MEDIAN_TIME_SPAN);
 
         // Near genesis the window and the median take what there is.
         let ctx = ParentContext::build(&params, &line, &Line::hash(1)).expect("known");
@@ -277,6 +285,8 @@ mod tests {
         assert_eq!(ctx.child_height(), 32);
         let doubled = target::to_u256(&params.initial_target) * 2;
         assert_eq!(target::to_u256(&ctx.required_target), doubled);
+        // It reads the period back to its first block, no further.
+        assert_eq!(line.deepest.get(), 16);
         // Not a retarget height: the parent's target.
         let ctx = ParentContext::build(&params, &line, &Line::hash(30)).expect("known");
         assert_eq!(ctx.required_target, params.initial_target);
