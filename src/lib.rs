@@ -10,8 +10,8 @@
 //!
 //! The consensus core is pure (no I/O, no clock): [`chain`] (blocks,
 //! headers, canonical encoding), [`consensus`] (parameters and rules),
-//! [`work`] (training steps, lottery, checkpoints), [`model`] and
-//! [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
+//! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
+//! [`model`] and [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
 //! import and export), [`p2p`] (the peer network), [`api`] (the local,
 //! read-only JSON API) and [`cli`] (the `pouwd` commands).
 
@@ -25,6 +25,7 @@ pub mod model;
 pub mod node;
 pub mod p2p;
 pub mod store;
+pub mod tx;
 pub mod work;
 
 /// Print one log line on stdout, ignoring a closed pipe: a node whose

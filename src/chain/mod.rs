@@ -16,6 +16,15 @@ use serde_big_array::BigArray;
 pub use encoding::{DecodeError, Limits};
 pub use hash::{tagged_sha256, Hash32};
 
+/// The ed25519 key that `id` encodes, when the encoding is canonical
+/// (y < p) and the point is not of small order; `None` otherwise. So one
+/// key has exactly one id, as a miner and as a sender.
+pub fn strict_key(id: &Hash32) -> Option<ed25519_dalek::VerifyingKey> {
+    ed25519_dalek::VerifyingKey::from_bytes(&id.0)
+        .ok()
+        .filter(|k| !k.is_weak() && k.to_edwards().compress().0 == id.0)
+}
+
 /// The only header version this node knows.
 pub const HEADER_VERSION: u16 = 1;
 

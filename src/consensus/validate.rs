@@ -8,10 +8,10 @@
 
 use super::params::ChainParams;
 use super::{passes_gate, ParentContext};
-use crate::chain::{Block, DecodeError, Hash32, Header, HEADER_VERSION};
+use crate::chain::{strict_key, Block, DecodeError, Hash32, Header, HEADER_VERSION};
 use crate::model::{first_non_finite, model_hash};
 use crate::work::{self, merkle, Run, Task, Trainer};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
 use primitive_types::U256;
 use thiserror::Error;
 
@@ -172,10 +172,7 @@ pub fn check_header(
         });
     }
     // Canonical encodings only (y < p): a key has exactly one miner id.
-    let key = VerifyingKey::from_bytes(&f.miner.0)
-        .ok()
-        .filter(|k| !k.is_weak() && k.to_edwards().compress().0 == f.miner.0)
-        .ok_or(BlockError::BadMinerKey { key: f.miner })?;
+    let key = strict_key(&f.miner).ok_or(BlockError::BadMinerKey { key: f.miner })?;
     let signature = Signature::from_bytes(&header.signature);
     key.verify_strict(&f.signing_hash().0, &signature)
         .map_err(|_| BlockError::BadSignature)?;
