@@ -11,7 +11,7 @@
 //! The consensus core is pure (no I/O, no clock): [`chain`] (blocks,
 //! headers, canonical encoding), [`consensus`] (parameters and rules),
 //! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
-//! [`model`] and [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
+//! [`ledger`] (accounts and their undo), [`model`] and [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
 //! import and export), [`p2p`] (the peer network), [`api`] (the local,
 //! read-only JSON API) and [`cli`] (the `pouwd` commands).
 
@@ -21,6 +21,7 @@ pub mod cli;
 pub mod consensus;
 pub mod dataset;
 pub mod fuzzing;
+pub mod ledger;
 pub mod model;
 pub mod node;
 pub mod p2p;

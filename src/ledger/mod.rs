@@ -1,0 +1,474 @@
+//! The ledger: every account's state as the chain derives it, block by
+//! block, and the undo record that takes a block back off exactly.
+//!
+//! Pure: blocks' effects go in as (height, miner, reward, checked
+//! transactions), and nothing is read from a store or a clock. A block's
+//! reward and fees are immature until the block is `maturity` blocks deep
+//! (the chain's `validation_window`), then spendable. Connecting a block
+//! and then disconnecting it with its [`Undo`] gives back the state before
+//! it, bit for bit, so a reorg leaves the same state as a replay of the
+//! new branch from genesis.
+
+use crate::chain::Hash32;
+use crate::tx::{spend, Account, CheckedTx, TxError, TxKind};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LedgerError {
+    #[error("transaction {index} ({id}): {error}")]
+    Tx {
+        index: usize,
+        id: Hash32,
+        error: TxError,
+    },
+    #[error("transaction {index} ({id}) appears twice in the block")]
+    Duplicate { index: usize, id: Hash32 },
+    #[error("block at height {found} does not follow the ledger's height {tip}")]
+    WrongHeight { tip: u64, found: u64 },
+    #[error("crediting {account} overflows its balance")]
+    BalanceOverflow { account: Hash32 },
+    #[error("the undo record is for height {found}, the ledger is at {tip}")]
+    WrongUndo { tip: u64, found: u64 },
+}
+
+/// What one block credits its miner, held until it matures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Maturing {
+    height: u64,
+    miner: Hash32,
+    amount: u64,
+}
+
+/// Everything needed to disconnect one block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undo {
+    height: u64,
+    /// Each account the block touched, as it was before (`None`: absent).
+    accounts: BTreeMap<Hash32, Option<Account>>,
+    /// The credit that matured when the block connected, if any.
+    matured: Option<Maturing>,
+}
+
+/// All accounts at one block of the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ledger {
+    maturity: u64,
+    height: u64,
+    accounts: BTreeMap<Hash32, Account>,
+    /// Credits of the last `maturity` blocks, oldest first.
+    maturing: VecDeque<Maturing>,
+}
+
+impl Ledger {
+    /// The ledger at genesis: no accounts. Credits mature `maturity`
+    /// blocks after their block.
+    pub fn genesis(maturity: u64) -> Ledger {
+        Ledger {
+            maturity,
+            height: 0,
+            accounts: BTreeMap::new(),
+            maturing: VecDeque::new(),
+        }
+    }
+
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// An account's state; an account never seen is empty.
+    pub fn account(&self, id: &Hash32) -> Account {
+        self.accounts.get(id).copied().unwrap_or_default()
+    }
+
+    /// Every account that holds something or has sent a transaction.
+    pub fn accounts(&self) -> &BTreeMap<Hash32, Account> {
+        &self.accounts
+    }
+
+    /// Connect the block at `height` (the next one): its transactions in
+    /// order, then `reward` plus the fees to `miner` as immature, then the
+    /// block `maturity` below matures. Nothing changes on an error.
+    pub fn connect(
+        &mut self,
+        height: u64,
+        miner: &Hash32,
+        reward: u64,
+        txs: &[CheckedTx],
+    ) -> Result<Undo, LedgerError> {
+        if height != self.height + 1 {
+            return Err(LedgerError::WrongHeight {
+                tip: self.height,
+                found: height,
+            });
+        }
+        let mut before = BTreeMap::new();
+        match self.apply(height, miner, reward, txs, &mut before) {
+            Ok((credit, matured)) => {
+                if matured.is_some() {
+                    self.maturing.pop_front();
+                }
+                self.maturing.push_back(Maturing {
+                    height,
+                    miner: *miner,
+                    amount: credit,
+                });
+                self.height = height;
+                Ok(Undo {
+                    height,
+                    accounts: before,
+                    matured,
+                })
+            }
+            Err(error) => {
+                self.restore(before);
+                Err(error)
+            }
+        }
+    }
+
+    /// The account changes of [`Ledger::connect`]; the first value of each
+    /// account touched goes into `before`. Returns the miner's credit and
+    /// the credit that matured.
+    fn apply(
+        &mut self,
+        height: u64,
+        miner: &Hash32,
+        reward: u64,
+        txs: &[CheckedTx],
+        before: &mut BTreeMap<Hash32, Option<Account>>,
+    ) -> Result<(u64, Option<Maturing>), LedgerError> {
+        let mut seen = HashSet::with_capacity(txs.len());
+        let mut fees = 0u64;
+        let overflow = |account: &Hash32| LedgerError::BalanceOverflow { account: *account };
+        for (index, tx) in txs.iter().enumerate() {
+            let id = tx.id();
+            if !seen.insert(id) {
+                return Err(LedgerError::Duplicate { index, id });
+            }
+            let f = tx.fields();
+            let sender = spend(tx, &self.account(&f.from)).map_err(|error| LedgerError::Tx {
+                index,
+                id,
+                error,
+            })?;
+            self.set(before, f.from, sender);
+            match &f.kind {
+                TxKind::Transfer { to, amount } => {
+                    let mut recipient = self.account(to);
+                    recipient.spendable = recipient
+                        .spendable
+                        .checked_add(*amount)
+                        .ok_or(overflow(to))?;
+                    self.set(before, *to, recipient);
+                }
+            }
+            fees = fees.checked_add(f.fee).ok_or(overflow(miner))?;
+        }
+        let credit = reward.checked_add(fees).ok_or(overflow(miner))?;
+        let mut account = self.account(miner);
+        account.immature = account
+            .immature
+            .checked_add(credit)
+            .ok_or(overflow(miner))?;
+        self.set(before, *miner, account);
+        let matured = match self.maturing.front() {
+            Some(oldest) if oldest.height + self.maturity <= height => Some(*oldest),
+            _ => None,
+        };
+        if let Some(m) = matured {
+            let mut account = self.account(&m.miner);
+            account.immature = account
+                .immature
+                .checked_sub(m.amount)
+                .expect("a maturing credit is held as immature");
+            account.spendable = account
+                .spendable
+                .checked_add(m.amount)
+                .ok_or(overflow(&m.miner))?;
+            self.set(before, m.miner, account);
+        }
+        Ok((credit, matured))
+    }
+
+    fn set(
+        &mut self,
+        before: &mut BTreeMap<Hash32, Option<Account>>,
+        id: Hash32,
+        account: Account,
+    ) {
+        let old = self.accounts.get(&id).copied();
+        before.entry(id).or_insert(old);
+        self.accounts.insert(id, account);
+    }
+
+    fn restore(&mut self, accounts: BTreeMap<Hash32, Option<Account>>) {
+        for (id, account) in accounts {
+            match account {
+                Some(account) => self.accounts.insert(id, account),
+                None => self.accounts.remove(&id),
+            };
+        }
+    }
+
+    /// Disconnect the ledger's last block with the undo record that its
+    /// connect returned.
+    pub fn disconnect(&mut self, undo: Undo) -> Result<(), LedgerError> {
+        if undo.height != self.height || undo.height == 0 {
+            return Err(LedgerError::WrongUndo {
+                tip: self.height,
+                found: undo.height,
+            });
+        }
+        self.restore(undo.accounts);
+        self.maturing.pop_back();
+        if let Some(matured) = undo.matured {
+            self.maturing.push_front(matured);
+        }
+        self.height -= 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tx::{check_tx, Tx, TxFields, TX_VERSION};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    const GENESIS: Hash32 = Hash32([7; 32]);
+    const REWARD: u64 = 50;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn id(seed: u8) -> Hash32 {
+        Hash32(key(seed).verifying_key().to_bytes())
+    }
+
+    fn transfer(from: u8, nonce: u64, to: u8, amount: u64, fee: u64) -> CheckedTx {
+        let fields = TxFields {
+            version: TX_VERSION,
+            chain: GENESIS,
+            from: id(from),
+            nonce,
+            fee,
+            kind: TxKind::Transfer { to: id(to), amount },
+        };
+        let signature = key(from).sign(&fields.id().0).to_bytes();
+        check_tx(Tx { fields, signature }, &GENESIS).expect("a valid transfer")
+    }
+
+    fn account(spendable: u64, immature: u64, nonce: u64) -> Account {
+        Account {
+            spendable,
+            immature,
+            nonce,
+        }
+    }
+
+    #[test]
+    fn a_reward_matures_exactly_maturity_blocks_later() {
+        let mut ledger = Ledger::genesis(3);
+        ledger.connect(1, &id(1), REWARD, &[]).expect("block 1");
+        assert_eq!(ledger.account(&id(1)), account(0, 50, 0));
+        ledger.connect(2, &id(2), REWARD, &[]).expect("block 2");
+        ledger.connect(3, &id(2), REWARD, &[]).expect("block 3");
+        // Block 1 is two blocks deep: still immature.
+        assert_eq!(ledger.account(&id(1)), account(0, 50, 0));
+        ledger.connect(4, &id(2), REWARD, &[]).expect("block 4");
+        // Three deep: spendable.
+        assert_eq!(ledger.account(&id(1)), account(50, 0, 0));
+        assert_eq!(ledger.account(&id(2)), account(0, 150, 0));
+        ledger.connect(5, &id(2), REWARD, &[]).expect("block 5");
+        assert_eq!(ledger.account(&id(2)), account(50, 150, 0));
+    }
+
+    #[test]
+    fn a_transfer_moves_its_amount_and_pays_its_fee_to_the_miner() {
+        let mut ledger = Ledger::genesis(1);
+        ledger.connect(1, &id(1), REWARD, &[]).expect("block 1");
+        ledger.connect(2, &id(9), REWARD, &[]).expect("block 2");
+        assert_eq!(ledger.account(&id(1)), account(50, 0, 0));
+        let undo = ledger
+            .connect(3, &id(9), REWARD, &[transfer(1, 0, 2, 30, 5)])
+            .expect("block 3");
+        assert_eq!(ledger.account(&id(1)), account(15, 0, 1));
+        assert_eq!(ledger.account(&id(2)), account(30, 0, 0));
+        // Block 2's reward matured; block 3's reward and the fee are immature.
+        assert_eq!(ledger.account(&id(9)), account(50, 55, 0));
+        ledger.disconnect(undo).expect("undo block 3");
+        assert_eq!(ledger.account(&id(1)), account(50, 0, 0));
+        assert_eq!(ledger.account(&id(2)), Account::default());
+        assert!(!ledger.accounts().contains_key(&id(2)));
+        assert_eq!(ledger.account(&id(9)), account(0, 50, 0));
+    }
+
+    #[test]
+    fn a_block_that_breaks_a_rule_changes_nothing() {
+        let mut ledger = Ledger::genesis(1);
+        ledger.connect(1, &id(1), REWARD, &[]).expect("block 1");
+        ledger.connect(2, &id(1), REWARD, &[]).expect("block 2");
+        let before = ledger.clone();
+        // The second transfer overspends: 50 spendable, 40 + 1 spent, then 10 + 1.
+        let txs = [transfer(1, 0, 2, 40, 1), transfer(1, 1, 2, 10, 1)];
+        let error = ledger
+            .connect(3, &id(3), REWARD, &txs)
+            .expect_err("overspends");
+        assert_eq!(
+            error,
+            LedgerError::Tx {
+                index: 1,
+                id: txs[1].id(),
+                error: TxError::Overspend {
+                    needed: 11,
+                    spendable: 9,
+                    immature: 50
+                }
+            }
+        );
+        assert_eq!(ledger, before);
+        // Exactly what is spendable passes.
+        let txs = [transfer(1, 0, 2, 40, 1), transfer(1, 1, 2, 8, 1)];
+        ledger
+            .connect(3, &id(3), REWARD, &txs)
+            .expect("within the balance");
+        // Block 2's reward matures after the block's transactions ran.
+        assert_eq!(ledger.account(&id(1)), account(50, 0, 2));
+    }
+
+    #[test]
+    fn a_transaction_twice_in_a_block_is_refused() {
+        let mut ledger = Ledger::genesis(1);
+        ledger.connect(1, &id(1), REWARD, &[]).expect("block 1");
+        ledger.connect(2, &id(1), REWARD, &[]).expect("block 2");
+        let before = ledger.clone();
+        let tx = transfer(1, 0, 2, 1, 1);
+        let error = ledger
+            .connect(3, &id(3), REWARD, &[tx.clone(), tx.clone()])
+            .expect_err("a duplicate");
+        assert_eq!(
+            error,
+            LedgerError::Duplicate {
+                index: 1,
+                id: tx.id()
+            }
+        );
+        assert_eq!(ledger, before);
+    }
+
+    #[test]
+    fn blocks_connect_in_height_order_and_undo_only_the_last() {
+        let mut ledger = Ledger::genesis(2);
+        assert_eq!(
+            ledger.connect(2, &id(1), REWARD, &[]),
+            Err(LedgerError::WrongHeight { tip: 0, found: 2 })
+        );
+        let first = ledger.connect(1, &id(1), REWARD, &[]).expect("block 1");
+        let second = ledger.connect(2, &id(1), REWARD, &[]).expect("block 2");
+        assert_eq!(
+            ledger.disconnect(first.clone()),
+            Err(LedgerError::WrongUndo { tip: 2, found: 1 })
+        );
+        ledger.disconnect(second).expect("undo 2");
+        ledger.disconnect(first).expect("undo 1");
+        assert_eq!(ledger, Ledger::genesis(2));
+    }
+
+    /// A small deterministic generator for the replay test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Random blocks of valid transfers among four accounts on top of `ledger`.
+    fn random_blocks(
+        ledger: &Ledger,
+        count: usize,
+        rng: &mut Rng,
+    ) -> Vec<(Hash32, Vec<CheckedTx>)> {
+        let mut shadow = ledger.clone();
+        let mut blocks = Vec::new();
+        for _ in 0..count {
+            let miner = id(1 + rng.below(4) as u8);
+            let mut txs = Vec::new();
+            for _ in 0..rng.below(4) {
+                let from = 1 + rng.below(4) as u8;
+                let state = shadow.account(&id(from));
+                let pending: u64 = txs
+                    .iter()
+                    .filter(|t: &&CheckedTx| t.fields().from == id(from))
+                    .map(|t| t.fields().cost().expect("no overflow"))
+                    .sum();
+                let nonce =
+                    state.nonce + txs.iter().filter(|t| t.fields().from == id(from)).count() as u64;
+                let left = state.spendable - pending;
+                if left < 2 {
+                    continue;
+                }
+                let amount = 1 + rng.below(left - 1);
+                let fee = rng.below(left - amount + 1);
+                txs.push(transfer(from, nonce, 1 + rng.below(4) as u8, amount, fee));
+            }
+            let height = shadow.height() + 1;
+            shadow
+                .connect(height, &miner, REWARD, &txs)
+                .expect("valid by construction");
+            blocks.push((miner, txs));
+        }
+        blocks
+    }
+
+    fn replay(maturity: u64, blocks: &[(Hash32, Vec<CheckedTx>)]) -> Ledger {
+        let mut ledger = Ledger::genesis(maturity);
+        for (height, (miner, txs)) in (1..).zip(blocks) {
+            ledger.connect(height, miner, REWARD, txs).expect("replays");
+        }
+        ledger
+    }
+
+    #[test]
+    fn reorgs_deeper_than_the_maturity_match_a_replay_from_genesis() {
+        let maturity = 3;
+        let mut rng = Rng(42);
+        let mut ledger = Ledger::genesis(maturity);
+        let mut chain: Vec<(Hash32, Vec<CheckedTx>)> = Vec::new();
+        let mut undos: Vec<Undo> = Vec::new();
+        let mut transfers = 0;
+        for round in 0..40 {
+            // Roll back up to seven blocks, more than the maturity.
+            let depth = (rng.below(8) as usize).min(chain.len());
+            for _ in 0..depth {
+                ledger
+                    .disconnect(undos.pop().expect("an undo per block"))
+                    .expect("undo");
+                chain.pop();
+            }
+            assert_eq!(
+                ledger,
+                replay(maturity, &chain),
+                "round {round}: after undoing {depth}"
+            );
+            for block in random_blocks(&ledger, 1 + rng.below(8) as usize, &mut rng) {
+                let height = ledger.height() + 1;
+                transfers += block.1.len();
+                undos.push(
+                    ledger
+                        .connect(height, &block.0, REWARD, &block.1)
+                        .expect("valid"),
+                );
+                chain.push(block);
+            }
+            assert_eq!(ledger, replay(maturity, &chain), "round {round}");
+        }
+        assert!(transfers > 50, "only {transfers} transfers were made");
+    }
+}
