@@ -8,6 +8,7 @@ pub mod chain;
 pub mod datadir;
 pub mod export;
 pub mod import;
+pub mod mempool;
 pub mod miner;
 pub mod state;
 pub mod status;
