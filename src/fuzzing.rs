@@ -13,8 +13,12 @@
 //! millions of times with nothing but a byte slice.
 
 use crate::chain::encoding::{decode_block, decode_header, encode, DecodeError};
-use crate::chain::{Block, Body, Limits};
+use crate::chain::{Block, Body, Hash32, Limits};
 use crate::node::export::{self, StreamReader};
+use crate::node::mempool::{Mempool, MempoolLimits};
+use crate::tx::{self, Account, CheckedTx, Tx, TxFields, TxKind, MAX_TX_BYTES, TX_VERSION};
+use ed25519_dalek::{Signer, SigningKey};
+use std::collections::HashMap;
 
 /// Decode `data` as a block and check the round trip. Returns whether it
 /// decoded.
@@ -103,6 +107,163 @@ pub fn export_stream(data: &[u8]) -> bool {
     }
     assert_eq!(records, reader.blocks_read());
     true
+}
+
+/// Decode `data` as a transaction, check the round trip, and run the
+/// stateless checks (they must refuse, never panic). Returns whether it
+/// decoded.
+pub fn tx(data: &[u8]) -> bool {
+    let decoded = Tx::from_bytes(data);
+    if data.len() > MAX_TX_BYTES {
+        assert!(
+            matches!(decoded, Err(DecodeError::TooLarge { .. })),
+            "a transaction over the size limit must be refused before decoding"
+        );
+        return false;
+    }
+    let Ok(decoded) = decoded else {
+        return false;
+    };
+    let bytes = decoded.to_bytes();
+    assert_eq!(
+        bytes, data,
+        "a decoded transaction must re-encode to its input"
+    );
+    let again = Tx::from_bytes(&bytes).expect("a transaction's own encoding decodes");
+    assert_eq!(again, decoded);
+    // The chain field is whatever the input says: check it against its own
+    // chain, so the signature check is reached too.
+    let chain = decoded.fields.chain;
+    if let Ok(checked) = tx::check_tx(decoded, &chain) {
+        assert_eq!(checked.id(), checked.tx().id());
+        assert!(checked.fields().cost().is_some());
+    }
+    true
+}
+
+/// Drive a mempool with the operations `data` spells out, five bytes each:
+/// admissions of transfers from eight senders (with chosen nonce offsets,
+/// fees and amounts), blocks that mine the best of the pool, and reorgs
+/// that put them back. After every step the pool must keep its bounds and
+/// its invariants: consecutive nonces per sender from the account's next
+/// one, covered by the spendable balance, and byte accounting that adds up.
+/// Returns how many transactions were admitted.
+pub fn mempool(data: &[u8]) -> usize {
+    const GENESIS: Hash32 = Hash32([0x42; 32]);
+    let keys: Vec<SigningKey> = (1..=8u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let ids: Vec<Hash32> = keys
+        .iter()
+        .map(|k| Hash32(k.verifying_key().to_bytes()))
+        .collect();
+    let limits = MempoolLimits {
+        max_bytes: 8 * 170,
+        max_count: 6,
+        min_fee_per_kb: 500,
+    };
+    let mut pool = Mempool::new(limits.clone());
+    let mut accounts: HashMap<Hash32, Account> = ids
+        .iter()
+        .map(|id| {
+            let account = Account {
+                spendable: 2_000,
+                immature: 0,
+                nonce: 0,
+            };
+            (*id, account)
+        })
+        .collect();
+    let mut mined: Vec<Vec<CheckedTx>> = Vec::new();
+    let mut admitted = 0;
+    for op in data.chunks_exact(5) {
+        let sender = usize::from(op[1] % 8);
+        match op[0] % 4 {
+            0 | 1 => {
+                let account = accounts[&ids[sender]];
+                let base = pool.next_nonce(&ids[sender], &account);
+                let nonce = (base + u64::from(op[2] % 4)).saturating_sub(1);
+                let fields = TxFields {
+                    version: TX_VERSION,
+                    chain: GENESIS,
+                    from: ids[sender],
+                    nonce,
+                    fee: u64::from(op[3]) * 4,
+                    kind: TxKind::Transfer {
+                        to: ids[usize::from(op[4] % 8)],
+                        amount: 1 + u64::from(op[4]) * 3,
+                    },
+                };
+                let signature = keys[sender].sign(&fields.id().0).to_bytes();
+                let checked = tx::check_tx(Tx { fields, signature }, &GENESIS)
+                    .expect("a transfer signed by its sender is valid");
+                if pool.admit(checked, &account).is_ok() {
+                    admitted += 1;
+                }
+            }
+            2 => {
+                // Mine a block of the pool's best, as the ledger would apply it.
+                let block = pool.select(3 * 170, 3);
+                for t in &block {
+                    let f = t.fields();
+                    let sender = accounts.get_mut(&f.from).expect("a known sender");
+                    *sender = tx::spend(t, sender).expect("the pool offers only what applies");
+                    match f.kind {
+                        TxKind::Transfer { to, amount } => {
+                            let recipient = accounts.get_mut(&to).expect("a known recipient");
+                            recipient.spendable += amount;
+                        }
+                    }
+                }
+                pool.block_connected(&block, |id| accounts[id]);
+                mined.push(block);
+            }
+            _ => {
+                // Disconnect the last block.
+                let Some(block) = mined.pop() else { continue };
+                for t in block.iter().rev() {
+                    let f = t.fields();
+                    match f.kind {
+                        TxKind::Transfer { to, amount } => {
+                            let recipient = accounts.get_mut(&to).expect("a known recipient");
+                            recipient.spendable -= amount;
+                        }
+                    }
+                    let sender = accounts.get_mut(&f.from).expect("a known sender");
+                    sender.spendable += f.cost().expect("no overflow");
+                    sender.nonce -= 1;
+                }
+                pool.reorganised(block, |id| accounts[id]);
+            }
+        }
+        check_pool(&pool, &limits, &accounts);
+    }
+    admitted
+}
+
+fn check_pool(pool: &Mempool, limits: &MempoolLimits, accounts: &HashMap<Hash32, Account>) {
+    assert!(
+        pool.len() <= limits.max_count,
+        "{} transactions",
+        pool.len()
+    );
+    assert!(pool.bytes() <= limits.max_bytes, "{} bytes", pool.bytes());
+    let bytes: usize = pool.iter().map(|t| t.tx().to_bytes().len()).sum();
+    assert_eq!(bytes, pool.bytes());
+    let mut chains: HashMap<Hash32, Vec<&CheckedTx>> = HashMap::new();
+    for t in pool.iter() {
+        chains.entry(t.fields().from).or_default().push(t);
+    }
+    for (sender, mut chain) in chains {
+        chain.sort_by_key(|t| t.fields().nonce);
+        let account = accounts[&sender];
+        let mut cost = 0u128;
+        for (i, t) in chain.iter().enumerate() {
+            assert_eq!(t.fields().nonce, account.nonce + i as u64, "a gap");
+            cost += u128::from(t.fields().cost().expect("no overflow"));
+        }
+        assert!(cost <= u128::from(account.spendable), "overspent");
+    }
 }
 
 /// Every vector in a decoded block is within its bound.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// Run every file of one target's corpus through `check`; return how many
 /// decoded. Fails if the corpus is missing or empty.
-fn replay(target: &str, check: fn(&[u8]) -> bool) -> usize {
+fn replay(target: &str, mut check: impl FnMut(&[u8]) -> bool) -> usize {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
@@ -44,4 +44,20 @@ fn header_corpus_round_trips() {
 fn export_stream_corpus_round_trips() {
     let decoded = replay("export_stream", pouwd::fuzzing::export_stream);
     assert!(decoded > 0, "no stream in the corpus is well formed");
+}
+
+#[test]
+fn tx_corpus_round_trips() {
+    let decoded = replay("tx_decode", pouwd::fuzzing::tx);
+    assert!(decoded > 0, "no transaction in the corpus decodes");
+}
+
+#[test]
+fn mempool_corpus_keeps_the_pool_invariants() {
+    let mut admitted = 0;
+    replay("mempool_admit", |data| {
+        admitted += pouwd::fuzzing::mempool(data);
+        true
+    });
+    assert!(admitted > 0, "no run of the corpus admits a transaction");
 }
