@@ -12,7 +12,9 @@ use crate::support::chain::{
 };
 use pouwd::chain::{encoding, Block, CheckpointOpening, DecodeError, Hash32};
 use pouwd::consensus::target::{from_u256, to_u256};
-use pouwd::consensus::{validate_block, Ancestry, BlockError, CheckedBlock, ParentContext};
+use pouwd::consensus::{
+    check_header, validate_block, Ancestry, BlockError, CheckedBlock, ParentContext,
+};
 use pouwd::work::{self, miner};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -507,6 +509,12 @@ fn work_hash_equal_to_the_target_is_accepted_and_one_above_is_refused() {
     };
     let checked = under(work_hash).expect("a work hash equal to the target wins");
     assert_eq!(checked.work_hash(), work_hash);
+    // The header check alone derives the same work hash.
+    let header = check_header(&chain.params, &mined.ctx, &mined.block.header, now, &|_| {
+        None
+    })
+    .expect("the header is valid");
+    assert_eq!(header.work_hash(), work_hash);
     let below = from_u256(to_u256(&work_hash) - 1);
     assert_eq!(
         under(below).expect_err("one above the target loses"),

@@ -24,7 +24,9 @@ pub fn block_work(target: &Hash32) -> U256 {
 /// span (block 1 at the earliest, since genesis time is not a mining time).
 pub fn retarget_first_height(params: &ChainParams, height: u64) -> Option<u64> {
     let window = params.retarget_window;
-    if window == 0 || height == 0 || !height.is_multiple_of(window) || height < 3 {
+    // No height above 0 is a multiple of 0, so a window of 0 never
+    // retargets; heights 1 and 2 would measure no interval.
+    if height < 3 || !height.is_multiple_of(window) {
         return None;
     }
     Some(height.saturating_sub(window).max(1))
@@ -144,6 +146,10 @@ mod tests {
         expected[8] = Some(4);
         expected[12] = Some(8);
         assert_eq!(firsts, expected);
+        // A window of three: the first period is blocks 1 and 2.
+        let p = params(1_000, 3);
+        assert_eq!(retarget_first_height(&p, 3), Some(1));
+        assert_eq!(retarget_first_height(&p, 6), Some(3));
         // A window of two: height 2 would measure no interval.
         let p = params(1_000, 2);
         assert_eq!(retarget_first_height(&p, 2), None);
