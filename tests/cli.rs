@@ -440,8 +440,11 @@ fn a_newer_store_format_is_refused() {
     let out = run(&["start", "--data-dir", &dir_arg(&dir)]);
     assert_eq!(out.code, Some(1));
     assert!(
-        out.stderr
-            .contains("format version 2, newer than this pouwd supports (1)"),
+        out.stderr.contains(&format!(
+            "format version {}, newer than this pouwd supports ({})",
+            pouwd::store::FORMAT_VERSION + 1,
+            pouwd::store::FORMAT_VERSION
+        )),
         "{}",
         out.stderr
     );

@@ -558,6 +558,77 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
     assert_state_is_replay_of(&reopened, &chain_of(&[&blocks]), &keys, 5, now);
 }
 
+/// Format 1 kept a reward total per miner and no undo records. Such a store
+/// is upgraded when opened: its accounts and undo records are rebuilt from
+/// the best chain, so balances read as before and a later reorg across the
+/// upgraded blocks still matches a replay.
+#[test]
+fn a_store_of_format_1_is_upgraded_in_place() {
+    let mut builder = TestChain::regtest();
+    let (alice, bob) = (key(1), key(2));
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let shared = mine_branch(&mut builder, genesis, &alice, 8);
+    let tip = shared.last().expect("blocks").id();
+    let old = mine_branch(&mut builder, tip, &bob, 6);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let keys = [miner_id(&alice), miner_id(&bob)];
+    let before = {
+        let store = Store::create(&path, &regtest_params()).expect("create store");
+        let node = Node {
+            chain: Chain::new(
+                store,
+                &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+                &pouwd::model::onnx::OrtSetup::default(),
+            )
+            .expect("open the chain"),
+            _dir: tempfile::tempdir().expect("temp dir"),
+        };
+        submit_all(&node, &shared, now, &Stored::Extended);
+        submit_all(&node, &old, now, &Stored::Extended);
+        keys.map(|k| node.chain.store.balance(&k).expect("balance"))
+    };
+    // Write the store back as format 1 would have left it.
+    {
+        let db = sled::open(&path).expect("open the sled tree");
+        let mut batch = sled::Batch::default();
+        for item in db.scan_prefix(b"u/") {
+            batch.remove(item.expect("an undo record").0);
+        }
+        for (k, balance) in keys.iter().zip(&before) {
+            batch.insert([&b"a/"[..], &k.0].concat(), &balance.total.to_le_bytes());
+        }
+        batch.insert(&b"meta/format"[..], &1u32.to_le_bytes());
+        db.apply_batch(batch).expect("write format 1");
+        db.flush().expect("flush");
+    }
+    let store = Store::open(&path).expect("a format 1 store opens");
+    let node = Node {
+        chain: Chain::new(
+            store,
+            &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+            &pouwd::model::onnx::OrtSetup::default(),
+        )
+        .expect("open the chain"),
+        _dir: dir,
+    };
+    let after = keys.map(|k| node.chain.store.balance(&k).expect("balance"));
+    assert_eq!(after, before);
+    assert_state_is_replay_of(&node, &chain_of(&[&shared, &old]), &keys, 14, now);
+    // A longer branch from the shared part replaces bob's six blocks.
+    let new = mine_branch(&mut builder, tip, &alice, 7);
+    submit_all(&node, &new[..6], now, &Stored::SideChain);
+    assert_eq!(
+        submit(&node, &new[6], now),
+        Stored::Reorg {
+            fork_height: 8,
+            disconnected: 6
+        }
+    );
+    assert_state_is_replay_of(&node, &chain_of(&[&shared, &new]), &keys, 15, now);
+}
+
 #[test]
 fn a_live_store_cannot_be_opened_a_second_time() {
     let dir = tempfile::tempdir().expect("temp dir");

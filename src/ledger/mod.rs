@@ -2,7 +2,9 @@
 //! block, and the undo record that takes a block back off exactly.
 //!
 //! Pure: blocks' effects go in as (height, miner, reward, checked
-//! transactions), and nothing is read from a store or a clock. A block's
+//! transactions), and the state they change is behind [`LedgerState`]: a
+//! map in memory ([`Ledger`]), or the store's tables, which keep each
+//! best-chain block's [`Undo`] next to it. Nothing is read from a clock. A block's
 //! reward and fees are immature until the block is `maturity` blocks deep
 //! (the chain's `validation_window`), then spendable. Connecting a block
 //! and then disconnecting it with its [`Undo`] gives back the state before
@@ -11,7 +13,8 @@
 
 use crate::chain::Hash32;
 use crate::tx::{spend, Account, CheckedTx, TxError, TxKind};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -30,34 +33,185 @@ pub enum LedgerError {
     BalanceOverflow { account: Hash32 },
     #[error("the undo record is for height {found}, the ledger is at {tip}")]
     WrongUndo { tip: u64, found: u64 },
+    #[error("the credit of block {height}, which matures now, is unknown")]
+    MissingCredit { height: u64 },
 }
 
-/// What one block credits its miner, held until it matures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Maturing {
-    height: u64,
-    miner: Hash32,
-    amount: u64,
+/// What one block credits its miner: the reward and the fees, immature
+/// until the block is `maturity` deep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    pub miner: Hash32,
+    pub amount: u64,
 }
 
-/// Everything needed to disconnect one block.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything needed to disconnect one block, and the block's credit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undo {
-    height: u64,
-    /// Each account the block touched, as it was before (`None`: absent).
-    accounts: BTreeMap<Hash32, Option<Account>>,
-    /// The credit that matured when the block connected, if any.
-    matured: Option<Maturing>,
+    pub height: u64,
+    pub credit: Credit,
+    /// Each account the block touched, as it was before (`None`: absent),
+    /// by ascending id.
+    accounts: Vec<(Hash32, Option<Account>)>,
 }
 
-/// All accounts at one block of the chain.
+/// Where a ledger's state lives: a map in memory, or the store's tables.
+/// `E` is the error its reads and writes can fail with.
+pub trait LedgerState<E: From<LedgerError>> {
+    /// An account's state; `None` for one never seen.
+    fn get_account(&self, id: &Hash32) -> Result<Option<Account>, E>;
+    /// Set an account, or remove it with `None`.
+    fn set_account(&mut self, id: Hash32, account: Option<Account>) -> Result<(), E>;
+    /// The credit of the chain's block at `height` (1 or more).
+    fn credit_at(&self, height: u64) -> Result<Option<Credit>, E>;
+}
+
+/// Connect the block at `height` to `state`, the ledger at its parent:
+/// its transactions in order, then `reward` plus the fees to `miner` as
+/// immature, then the block `maturity` below matures. On an error the
+/// accounts are left as they were.
+pub fn connect_block<E: From<LedgerError>>(
+    state: &mut impl LedgerState<E>,
+    maturity: u64,
+    height: u64,
+    miner: &Hash32,
+    reward: u64,
+    txs: &[CheckedTx],
+) -> Result<Undo, E> {
+    let mut before = BTreeMap::new();
+    match apply(state, maturity, height, miner, reward, txs, &mut before) {
+        Ok(credit) => Ok(Undo {
+            height,
+            credit,
+            accounts: before.into_iter().collect(),
+        }),
+        Err(error) => {
+            for (id, account) in before {
+                state.set_account(id, account)?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Take the block of `undo` back off `state`, the ledger at that block.
+pub fn disconnect_block<E: From<LedgerError>>(
+    state: &mut impl LedgerState<E>,
+    undo: Undo,
+) -> Result<(), E> {
+    for (id, account) in undo.accounts {
+        state.set_account(id, account)?;
+    }
+    Ok(())
+}
+
+fn apply<E: From<LedgerError>>(
+    state: &mut impl LedgerState<E>,
+    maturity: u64,
+    height: u64,
+    miner: &Hash32,
+    reward: u64,
+    txs: &[CheckedTx],
+    before: &mut BTreeMap<Hash32, Option<Account>>,
+) -> Result<Credit, E> {
+    let overflow = |account: &Hash32| LedgerError::BalanceOverflow { account: *account };
+    let mut seen = HashSet::with_capacity(txs.len());
+    let mut fees = 0u64;
+    for (index, tx) in txs.iter().enumerate() {
+        let id = tx.id();
+        if !seen.insert(id) {
+            return Err(LedgerError::Duplicate { index, id }.into());
+        }
+        let f = tx.fields();
+        let old = state.get_account(&f.from)?;
+        let sender = spend(tx, &old.unwrap_or_default()).map_err(|error| LedgerError::Tx {
+            index,
+            id,
+            error,
+        })?;
+        put(state, before, f.from, old, sender)?;
+        match &f.kind {
+            TxKind::Transfer { to, amount } => {
+                let old = state.get_account(to)?;
+                let mut recipient = old.unwrap_or_default();
+                recipient.spendable = recipient
+                    .spendable
+                    .checked_add(*amount)
+                    .ok_or(overflow(to))?;
+                put(state, before, *to, old, recipient)?;
+            }
+        }
+        fees = fees.checked_add(f.fee).ok_or(overflow(miner))?;
+    }
+    let amount = reward.checked_add(fees).ok_or(overflow(miner))?;
+    let old = state.get_account(miner)?;
+    let mut account = old.unwrap_or_default();
+    account.immature = account
+        .immature
+        .checked_add(amount)
+        .ok_or(overflow(miner))?;
+    put(state, before, *miner, old, account)?;
+    if height > maturity {
+        let matured = height - maturity;
+        let credit = state
+            .credit_at(matured)?
+            .ok_or(LedgerError::MissingCredit { height: matured })?;
+        let old = state.get_account(&credit.miner)?;
+        let mut account = old.unwrap_or_default();
+        account.immature = account
+            .immature
+            .checked_sub(credit.amount)
+            .expect("a maturing credit is held as immature");
+        account.spendable = account
+            .spendable
+            .checked_add(credit.amount)
+            .ok_or(overflow(&credit.miner))?;
+        put(state, before, credit.miner, old, account)?;
+    }
+    Ok(Credit {
+        miner: *miner,
+        amount,
+    })
+}
+
+/// Write `account` for `id`, keeping the first value `old` for the undo record.
+fn put<E: From<LedgerError>>(
+    state: &mut impl LedgerState<E>,
+    before: &mut BTreeMap<Hash32, Option<Account>>,
+    id: Hash32,
+    old: Option<Account>,
+    account: Account,
+) -> Result<(), E> {
+    before.entry(id).or_insert(old);
+    state.set_account(id, Some(account))
+}
+
+/// All accounts at one block of the chain, in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ledger {
     maturity: u64,
-    height: u64,
     accounts: BTreeMap<Hash32, Account>,
-    /// Credits of the last `maturity` blocks, oldest first.
-    maturing: VecDeque<Maturing>,
+    /// The credit of every block, by height from 1.
+    credits: Vec<Credit>,
+}
+
+impl LedgerState<LedgerError> for Ledger {
+    fn get_account(&self, id: &Hash32) -> Result<Option<Account>, LedgerError> {
+        Ok(self.accounts.get(id).copied())
+    }
+
+    fn set_account(&mut self, id: Hash32, account: Option<Account>) -> Result<(), LedgerError> {
+        match account {
+            Some(account) => self.accounts.insert(id, account),
+            None => self.accounts.remove(&id),
+        };
+        Ok(())
+    }
+
+    fn credit_at(&self, height: u64) -> Result<Option<Credit>, LedgerError> {
+        let index = height.checked_sub(1).and_then(|i| usize::try_from(i).ok());
+        Ok(index.and_then(|i| self.credits.get(i)).copied())
+    }
 }
 
 impl Ledger {
@@ -66,14 +220,13 @@ impl Ledger {
     pub fn genesis(maturity: u64) -> Ledger {
         Ledger {
             maturity,
-            height: 0,
             accounts: BTreeMap::new(),
-            maturing: VecDeque::new(),
+            credits: Vec::new(),
         }
     }
 
     pub fn height(&self) -> u64 {
-        self.height
+        self.credits.len() as u64
     }
 
     /// An account's state; an account never seen is empty.
@@ -86,9 +239,8 @@ impl Ledger {
         &self.accounts
     }
 
-    /// Connect the block at `height` (the next one): its transactions in
-    /// order, then `reward` plus the fees to `miner` as immature, then the
-    /// block `maturity` below matures. Nothing changes on an error.
+    /// Connect the next block ([`connect_block`]). Nothing changes on an
+    /// error.
     pub fn connect(
         &mut self,
         height: u64,
@@ -96,136 +248,29 @@ impl Ledger {
         reward: u64,
         txs: &[CheckedTx],
     ) -> Result<Undo, LedgerError> {
-        if height != self.height + 1 {
+        if height != self.height() + 1 {
             return Err(LedgerError::WrongHeight {
-                tip: self.height,
+                tip: self.height(),
                 found: height,
             });
         }
-        let mut before = BTreeMap::new();
-        match self.apply(height, miner, reward, txs, &mut before) {
-            Ok((credit, matured)) => {
-                if matured.is_some() {
-                    self.maturing.pop_front();
-                }
-                self.maturing.push_back(Maturing {
-                    height,
-                    miner: *miner,
-                    amount: credit,
-                });
-                self.height = height;
-                Ok(Undo {
-                    height,
-                    accounts: before,
-                    matured,
-                })
-            }
-            Err(error) => {
-                self.restore(before);
-                Err(error)
-            }
-        }
-    }
-
-    /// The account changes of [`Ledger::connect`]; the first value of each
-    /// account touched goes into `before`. Returns the miner's credit and
-    /// the credit that matured.
-    fn apply(
-        &mut self,
-        height: u64,
-        miner: &Hash32,
-        reward: u64,
-        txs: &[CheckedTx],
-        before: &mut BTreeMap<Hash32, Option<Account>>,
-    ) -> Result<(u64, Option<Maturing>), LedgerError> {
-        let mut seen = HashSet::with_capacity(txs.len());
-        let mut fees = 0u64;
-        let overflow = |account: &Hash32| LedgerError::BalanceOverflow { account: *account };
-        for (index, tx) in txs.iter().enumerate() {
-            let id = tx.id();
-            if !seen.insert(id) {
-                return Err(LedgerError::Duplicate { index, id });
-            }
-            let f = tx.fields();
-            let sender = spend(tx, &self.account(&f.from)).map_err(|error| LedgerError::Tx {
-                index,
-                id,
-                error,
-            })?;
-            self.set(before, f.from, sender);
-            match &f.kind {
-                TxKind::Transfer { to, amount } => {
-                    let mut recipient = self.account(to);
-                    recipient.spendable = recipient
-                        .spendable
-                        .checked_add(*amount)
-                        .ok_or(overflow(to))?;
-                    self.set(before, *to, recipient);
-                }
-            }
-            fees = fees.checked_add(f.fee).ok_or(overflow(miner))?;
-        }
-        let credit = reward.checked_add(fees).ok_or(overflow(miner))?;
-        let mut account = self.account(miner);
-        account.immature = account
-            .immature
-            .checked_add(credit)
-            .ok_or(overflow(miner))?;
-        self.set(before, *miner, account);
-        let matured = match self.maturing.front() {
-            Some(oldest) if oldest.height + self.maturity <= height => Some(*oldest),
-            _ => None,
-        };
-        if let Some(m) = matured {
-            let mut account = self.account(&m.miner);
-            account.immature = account
-                .immature
-                .checked_sub(m.amount)
-                .expect("a maturing credit is held as immature");
-            account.spendable = account
-                .spendable
-                .checked_add(m.amount)
-                .ok_or(overflow(&m.miner))?;
-            self.set(before, m.miner, account);
-        }
-        Ok((credit, matured))
-    }
-
-    fn set(
-        &mut self,
-        before: &mut BTreeMap<Hash32, Option<Account>>,
-        id: Hash32,
-        account: Account,
-    ) {
-        let old = self.accounts.get(&id).copied();
-        before.entry(id).or_insert(old);
-        self.accounts.insert(id, account);
-    }
-
-    fn restore(&mut self, accounts: BTreeMap<Hash32, Option<Account>>) {
-        for (id, account) in accounts {
-            match account {
-                Some(account) => self.accounts.insert(id, account),
-                None => self.accounts.remove(&id),
-            };
-        }
+        let maturity = self.maturity;
+        let undo = connect_block(self, maturity, height, miner, reward, txs)?;
+        self.credits.push(undo.credit);
+        Ok(undo)
     }
 
     /// Disconnect the ledger's last block with the undo record that its
     /// connect returned.
     pub fn disconnect(&mut self, undo: Undo) -> Result<(), LedgerError> {
-        if undo.height != self.height || undo.height == 0 {
+        if undo.height != self.height() || undo.height == 0 {
             return Err(LedgerError::WrongUndo {
-                tip: self.height,
+                tip: self.height(),
                 found: undo.height,
             });
         }
-        self.restore(undo.accounts);
-        self.maturing.pop_back();
-        if let Some(matured) = undo.matured {
-            self.maturing.push_front(matured);
-        }
-        self.height -= 1;
+        disconnect_block(self, undo)?;
+        self.credits.pop();
         Ok(())
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! One sled tree holds everything, under key prefixes (schema/storage.md):
 //! blocks, per-block metadata, the best-chain height index, the work-hash
-//! index, balances and a few meta keys (format version, chain parameters,
-//! tip). Every change — new blocks, the tip move, a reorg's rollback and
-//! replay, balance updates — is one atomic sled batch, flushed before the
-//! call returns, so a crash leaves either all of it or none.
+//! index, the ledger's accounts, each best-chain block's undo record and a
+//! few meta keys (format version, chain parameters, tip). Every change —
+//! new blocks, the tip move, a reorg's rollback and replay, the accounts —
+//! is one atomic sled batch, flushed before the call returns, so a crash
+//! leaves either all of it or none.
 //!
 //! The store accepts only [`CheckedBlock`]s; it never validates anything
 //! itself and never decides fork choice beyond calling `consensus::is_better`.
@@ -13,14 +14,17 @@
 use crate::chain::{encoding, Block, Hash32, Limits};
 use crate::consensus::params::ChainParams;
 use crate::consensus::{self, AncestorInfo, Ancestry, CheckedBlock};
+use crate::ledger::{self, Credit, LedgerError, LedgerState, Undo};
+use crate::tx::Account;
 use primitive_types::U256;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
-/// Version of the layout below; a store with a higher one is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout below; a store with a higher one is refused, and
+/// one of version 1 (balances without accounts) is upgraded when opened.
+pub const FORMAT_VERSION: u32 = 2;
 
 const KEY_FORMAT: &[u8] = b"meta/format";
 const KEY_PARAMS: &[u8] = b"meta/params";
@@ -41,8 +45,12 @@ fn height_key(height: u64) -> Vec<u8> {
 fn work_key(work_hash: &Hash32) -> Vec<u8> {
     key(b"w/", &work_hash.0)
 }
-fn balance_key(miner: &Hash32) -> Vec<u8> {
-    key(b"a/", &miner.0)
+fn account_key(id: &Hash32) -> Vec<u8> {
+    key(b"a/", &id.0)
+}
+
+fn undo_key(hash: &Hash32) -> Vec<u8> {
+    key(b"u/", &hash.0)
 }
 
 #[derive(Debug, Error)]
@@ -67,6 +75,8 @@ pub enum StoreError {
     DiskFull { detail: String },
     #[error("storage error: {0}")]
     Sled(String),
+    #[error("a block breaks a ledger rule: {0}")]
+    Ledger(#[from] LedgerError),
 }
 
 impl From<sled::Error> for StoreError {
@@ -126,11 +136,12 @@ pub enum Stored {
     AlreadyKnown,
 }
 
-/// Balance of one key on the best chain.
+/// Balance of one key on the best chain: its account's spendable and
+/// immature base units together, and the spendable part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Balance {
     pub total: u64,
-    /// Rewards at least `validation_window` blocks deep.
+    /// Credits at least `validation_window` blocks deep.
     pub spendable: u64,
 }
 
@@ -169,6 +180,39 @@ impl<'a> Overlay<'a> {
         }
         batch
     }
+}
+
+impl LedgerState<StoreError> for Overlay<'_> {
+    fn get_account(&self, id: &Hash32) -> Result<Option<Account>, StoreError> {
+        self.get(&account_key(id))?
+            .map(|bytes| decode_value(&bytes, "account"))
+            .transpose()
+    }
+
+    fn set_account(&mut self, id: Hash32, account: Option<Account>) -> Result<(), StoreError> {
+        match account {
+            Some(account) => self.put(account_key(&id), encoding::encode(&account)),
+            None => self.remove(account_key(&id)),
+        }
+        Ok(())
+    }
+
+    /// The credit is in the undo record of the best chain's block there.
+    fn credit_at(&self, height: u64) -> Result<Option<Credit>, StoreError> {
+        let Some(hash) = self.get(&height_key(height))? else {
+            return Ok(None);
+        };
+        let hash = decode_hash(&hash, "height index entry")?;
+        Ok(self
+            .get(&undo_key(&hash))?
+            .map(|bytes| decode_value::<Undo>(&bytes, "undo record"))
+            .transpose()?
+            .map(|undo| undo.credit))
+    }
+}
+
+fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<BlockMeta, StoreError> {
@@ -271,11 +315,63 @@ impl Store {
         let params = ChainParams::from_json(&String::from_utf8_lossy(&params_json))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let genesis = params.genesis_hash();
-        Ok(Store {
+        let store = Store {
             db,
             params,
             genesis,
-        })
+        };
+        if format < FORMAT_VERSION {
+            store.upgrade_from_v1()?;
+        }
+        Ok(store)
+    }
+
+    /// Version 1 kept each miner's reward total under `a/` and no undo
+    /// records: rebuild the accounts and the undo records by replaying the
+    /// best chain's credits, and write the new version, in one batch.
+    fn upgrade_from_v1(&self) -> Result<(), StoreError> {
+        let mut overlay = Overlay {
+            tree: &self.db,
+            writes: BTreeMap::new(),
+        };
+        for item in self.db.scan_prefix(b"a/") {
+            let (k, _) = item?;
+            overlay.remove(k.to_vec());
+        }
+        let tip = self.tip()?;
+        for height in 1..=tip.height {
+            let hash = self
+                .hash_at(height)?
+                .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
+            let meta = self
+                .meta(&hash)?
+                .ok_or_else(|| StoreError::Corrupt(format!("block {hash} has no metadata")))?;
+            self.connect_credit(&mut overlay, &hash, &meta)?;
+        }
+        overlay.put(KEY_FORMAT.to_vec(), FORMAT_VERSION.to_le_bytes().to_vec());
+        self.db.apply_batch(overlay.into_batch())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Connect a best-chain block to the ledger and keep its undo record.
+    fn connect_credit(
+        &self,
+        overlay: &mut Overlay,
+        hash: &Hash32,
+        meta: &BlockMeta,
+    ) -> Result<(), StoreError> {
+        let undo = ledger::connect_block(
+            overlay,
+            u64::from(self.params.validation_window),
+            meta.height,
+            &meta.miner,
+            self.params.reward_amount,
+            &[],
+        )?;
+        overlay.put(undo_key(hash), encoding::encode(&undo));
+        overlay.put(height_key(meta.height), hash.0.to_vec());
+        Ok(())
     }
 
     /// Write a different format version (for tests of the version check).
@@ -360,41 +456,36 @@ impl Store {
         Ok(self.block(hash)?.map(|b| b.body.params))
     }
 
-    pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
-        let total = self
+    /// An account on the best chain; an account never seen is empty.
+    pub fn account(&self, id: &Hash32) -> Result<Account, StoreError> {
+        Ok(self
             .db
-            .get(balance_key(miner))?
-            .map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
-        let tip = self.tip()?;
-        let window = u64::from(self.params.validation_window);
-        let mut immature = 0u64;
-        let first = tip.height.saturating_sub(window) + 1;
-        for height in first..=tip.height {
-            if let Some(hash) = self.hash_at(height)? {
-                if self.meta(&hash)?.is_some_and(|m| m.miner == *miner) {
-                    immature += self.params.reward_amount;
-                }
-            }
-        }
+            .get(account_key(id))?
+            .map(|bytes| decode_value(&bytes, "account"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
+        let account = self.account(miner)?;
         Ok(Balance {
-            total,
-            spendable: total.saturating_sub(immature),
+            total: account.spendable + account.immature,
+            spendable: account.spendable,
         })
     }
 
-    /// Every (miner, balance) pair on the best chain, for tests and audits.
+    /// Every key with a non-zero balance on the best chain, for tests and
+    /// audits.
     pub fn balances(&self) -> Result<BTreeMap<Hash32, u64>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.db.scan_prefix(b"a/") {
             let (k, v) = item?;
-            let miner = decode_hash(&k[2..], "balance key")?;
-            let amount = u64::from_le_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("balance is not 8 bytes".into()))?,
-            );
-            out.insert(miner, amount);
+            let id = decode_hash(&k[2..], "account key")?;
+            let account: Account = decode_value(&v, "account")?;
+            let total = account.spendable + account.immature;
+            if total > 0 {
+                out.insert(id, total);
+            }
         }
         Ok(out)
     }
@@ -478,39 +569,26 @@ impl Store {
         }
         let fork = branch.pop().expect("branch ends at the fork point");
         let fork_height = fork.1.height;
-        let reward = self.params.reward_amount;
-        let mut deltas: HashMap<Hash32, i128> = HashMap::new();
-        // Roll back the old branch above the fork.
+        // Roll back the old branch above the fork, newest first.
         for height in (fork_height + 1..=tip_meta.height).rev() {
             let old = overlay
                 .get(&height_key(height))?
                 .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
-            let old_meta = overlay
-                .get(&meta_key(&decode_hash(&old, "height index")?))?
-                .map(|b| decode_meta(&b))
+            let old = decode_hash(&old, "height index")?;
+            let undo: Undo = overlay
+                .get(&undo_key(&old))?
+                .map(|bytes| decode_value(&bytes, "undo record"))
                 .transpose()?
-                .ok_or_else(|| StoreError::Corrupt("best block has no metadata".into()))?;
-            *deltas.entry(old_meta.miner).or_default() -= i128::from(reward);
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("best block {old} has no undo record"))
+                })?;
+            ledger::disconnect_block(overlay, undo)?;
+            overlay.remove(undo_key(&old));
             overlay.remove(height_key(height));
         }
-        // Connect the new branch.
+        // Connect the new branch, oldest first.
         for (hash, m) in branch.iter().rev() {
-            *deltas.entry(m.miner).or_default() += i128::from(reward);
-            overlay.put(height_key(m.height), hash.0.to_vec());
-        }
-        for (miner, delta) in deltas {
-            let current = overlay
-                .get(&balance_key(&miner))?
-                .map(|v| u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])))
-                .unwrap_or(0);
-            let next = i128::from(current) + delta;
-            let next = u64::try_from(next)
-                .map_err(|_| StoreError::Corrupt(format!("balance of {miner} would be {next}")))?;
-            if next == 0 {
-                overlay.remove(balance_key(&miner));
-            } else {
-                overlay.put(balance_key(&miner), next.to_le_bytes().to_vec());
-            }
+            self.connect_credit(overlay, hash, m)?;
         }
         overlay.put(KEY_TIP.to_vec(), id.0.to_vec());
         let disconnected = tip_meta.height - fork_height;
