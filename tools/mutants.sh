@@ -25,11 +25,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # group | files to mutate (globs) | cargo test arguments
+# New consensus, ledger or job code gets a group (or joins one) as it lands.
 GROUPS_TABLE='
 consensus | src/consensus/**                  | --lib --test main -- consensus reorg onnx_linear
 work      | src/work/**                       | --lib --test main -- work consensus reorg onnx_linear
 chain     | src/chain/**                      | --lib --test main -- chain consensus reorg fuzz_corpus
 store     | src/store/**                      | --lib --test main -- store reorg
+tx        | src/tx/**                         | --lib --test main -- tx fuzz_corpus
+ledger    | src/ledger/**                     | --lib --test main -- ledger reorg
+mempool   | src/node/mempool.rs               | --lib --test main -- mempool fuzz_corpus
 p2p       | src/p2p/limits.rs src/p2p/wire.rs | --lib -- p2p::
 '
 
