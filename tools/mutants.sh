@@ -12,8 +12,10 @@
 #   tools/mutants.sh --in-diff main       # only code changed since `main`
 #   tools/mutants.sh --list               # list the mutants, run nothing
 #
-# Each group mutates some files and runs only the tests that cover them
-# (the narrowest filter that still catches what it should), built with the
+# Each group mutates some files and runs only the tests that cover them,
+# by module path (the narrowest filter that still catches what it should;
+# a bare word such as `work` would also run every test whose name holds
+# "network", real nodes included), built with the
 # `mutants` profile of Cargo.toml. Results go to target/mutants-out/GROUP/
 # mutants.out (caught.txt, missed.txt, unviable.txt, timeout.txt); the
 # summary at the end counts them per group. Missed mutants must be listed,
@@ -27,14 +29,14 @@ cd "$(dirname "$0")/.."
 # group | files to mutate (globs) | cargo test arguments
 # New consensus, ledger or job code gets a group (or joins one) as it lands.
 GROUPS_TABLE='
-consensus | src/consensus/**                  | --lib --test main -- consensus reorg onnx_linear
-work      | src/work/**                       | --lib --test main -- work consensus reorg onnx_linear
-chain     | src/chain/**                      | --lib --test main -- chain consensus reorg fuzz_corpus
-store     | src/store/**                      | --lib --test main -- store reorg
-tx        | src/tx/**                         | --lib --test main -- tx fuzz_corpus
-ledger    | src/ledger/**                     | --lib --test main -- ledger reorg
-mempool   | src/node/mempool.rs               | --lib --test main -- mempool fuzz_corpus
-p2p       | src/p2p/limits.rs src/p2p/wire.rs | --lib -- p2p::
+consensus | src/consensus/**                  | --lib --test main -- consensus:: reorg:: onnx_linear::
+work      | src/work/**                       | --lib --test main -- work:: consensus:: reorg:: onnx_linear::
+chain     | src/chain/**                      | --lib --test main -- chain::encoding chain::hash chain::tests consensus:: reorg:: fuzz_corpus::
+store     | src/store/**                      | --lib --test main -- store:: reorg::
+tx        | src/tx/**                         | --lib --test main -- tx:: fuzz_corpus::
+ledger    | src/ledger/**                     | --lib --test main -- ledger:: reorg::
+mempool   | src/node/mempool.rs               | --lib --test main -- mempool:: fuzz_corpus::
+p2p       | src/p2p/limits.rs src/p2p/wire.rs | --lib -- p2p::limits p2p::wire
 '
 
 diff_base=""
@@ -62,7 +64,8 @@ mkdir -p target/mutants-out
 # cargo-mutants builds each mutant in a copy of the tree; one target dir
 # for all of them keeps the dependencies built once and the crate's
 # rebuilds incremental.
-export CARGO_TARGET_DIR="$PWD/target/mutants-build"
+# Set CARGO_TARGET_DIR to run two groups side by side.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/mutants-build}"
 diff_args=()
 if [ -n "$diff_base" ]; then
     git diff "$diff_base" -- src > target/mutants-out/changes.diff
