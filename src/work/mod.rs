@@ -550,6 +550,66 @@ mod tests {
         assert!(!grid.accepts(0.07, 0.07));
     }
 
+    /// The devnet task compared on a grid of 2^-4 with a tolerance of 0.01
+    /// and a score slack of 20 ppm.
+    fn gridded_task() -> Task {
+        let mut task = devnet_task();
+        task.reexecution = Reexecution::Gridded(Grid::new(4, 0.01, 20));
+        task
+    }
+
+    #[test]
+    fn an_exact_task_compares_bits() {
+        let task = devnet_task();
+        assert_eq!(task.dim(), task.data.features() + 1);
+        let mut params = vec![0.07; task.dim()];
+        assert!(task.is_representable(&params));
+        task.snap(&mut params);
+        assert!(
+            params.iter().all(|p| *p == 0.07),
+            "an exact task never rounds"
+        );
+        let same = params.clone();
+        assert!(task.reexecution_matches(&params, &same));
+        let mut last_bit = same.clone();
+        last_bit[3] = f64::from_bits(last_bit[3].to_bits() + 1);
+        assert!(!task.reexecution_matches(&params, &last_bit));
+        let mut signed_zero = vec![0.0; task.dim()];
+        let zero = signed_zero.clone();
+        signed_zero[0] = -0.0;
+        assert!(!task.reexecution_matches(&zero, &signed_zero));
+        assert!(!task.reexecution_matches(&params, &same[1..]));
+        assert!(task.score_matches(5, 5));
+        assert!(!task.score_matches(5, 6));
+        assert!(!task.score_matches(6, 5));
+    }
+
+    #[test]
+    fn a_gridded_task_compares_on_its_grid_within_the_tolerance() {
+        let task = gridded_task();
+        let mut params = vec![0.07; task.dim()];
+        assert!(!task.is_representable(&params));
+        task.snap(&mut params);
+        assert!(params.iter().all(|p| *p == 0.0625));
+        assert!(task.is_representable(&params));
+        let mut one_off = params.clone();
+        one_off[2] = 0.07;
+        assert!(!task.is_representable(&one_off));
+        // Re-executed values near the claimed grid points match …
+        let reexecuted = vec![0.05; task.dim()];
+        assert!(task.reexecution_matches(&reexecuted, &params));
+        // … but not when one claimed value is the wrong grid point.
+        let mut wrong = params.clone();
+        wrong[5] = 0.125;
+        assert!(!task.reexecution_matches(&reexecuted, &wrong));
+        assert!(!task.reexecution_matches(&reexecuted, &params[1..]));
+        // The score may differ by the slack, 20 ppm, either way.
+        assert!(task.score_matches(100, 120));
+        assert!(task.score_matches(120, 100));
+        assert!(!task.score_matches(100, 121));
+        assert!(!task.score_matches(121, 100));
+    }
+
     #[test]
     fn row_modulus_is_exact() {
         let values = [
