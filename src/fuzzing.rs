@@ -17,7 +17,7 @@ use crate::chain::{Block, Body, Hash32, Limits};
 use crate::node::export::{self, StreamReader};
 use crate::node::mempool::{Mempool, MempoolLimits};
 use crate::tx::{self, Account, CheckedTx, Tx, TxFields, TxKind, MAX_TX_BYTES, TX_VERSION};
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use std::collections::HashMap;
 
 /// Decode `data` as a block and check the round trip. Returns whether it
@@ -194,8 +194,7 @@ pub fn mempool(data: &[u8]) -> usize {
                         amount: 1 + u64::from(op[4]) * 3,
                     },
                 };
-                let signature = keys[sender].sign(&fields.id().0).to_bytes();
-                let checked = tx::check_tx(Tx { fields, signature }, &GENESIS)
+                let checked = tx::check_tx(fields.sign(&keys[sender]), &GENESIS)
                     .expect("a transfer signed by its sender is valid");
                 if pool.admit(checked, &account).is_ok() {
                     admitted += 1;

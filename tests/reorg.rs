@@ -49,6 +49,11 @@ fn node() -> Node {
 fn bare_node(params: &ChainParams) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::create(&dir.path().join("store"), params).expect("create store");
+    node_on(store, dir)
+}
+
+/// A node over an opened store of the diabetes task; `dir` goes with it.
+fn node_on(store: Store, dir: TempDir) -> Node {
     let chain = Chain::new(
         store,
         &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
@@ -545,15 +550,7 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
         }
     }
     let store = Store::open(&path).expect("a store of the current format opens");
-    let reopened = Node {
-        chain: Chain::new(
-            store,
-            &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
-            &pouwd::model::onnx::OrtSetup::default(),
-        )
-        .expect("open the chain"),
-        _dir: dir,
-    };
+    let reopened = node_on(store, dir);
     let keys = [miner_id(&alice)];
     assert_state_is_replay_of(&reopened, &chain_of(&[&blocks]), &keys, 5, now);
 }
@@ -576,15 +573,7 @@ fn a_store_of_format_1_is_upgraded_in_place() {
     let keys = [miner_id(&alice), miner_id(&bob)];
     let before = {
         let store = Store::create(&path, &regtest_params()).expect("create store");
-        let node = Node {
-            chain: Chain::new(
-                store,
-                &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
-                &pouwd::model::onnx::OrtSetup::default(),
-            )
-            .expect("open the chain"),
-            _dir: tempfile::tempdir().expect("temp dir"),
-        };
+        let node = node_on(store, tempfile::tempdir().expect("temp dir"));
         submit_all(&node, &shared, now, &Stored::Extended);
         submit_all(&node, &old, now, &Stored::Extended);
         keys.map(|k| node.chain.store.balance(&k).expect("balance"))
@@ -604,15 +593,7 @@ fn a_store_of_format_1_is_upgraded_in_place() {
         db.flush().expect("flush");
     }
     let store = Store::open(&path).expect("a format 1 store opens");
-    let node = Node {
-        chain: Chain::new(
-            store,
-            &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
-            &pouwd::model::onnx::OrtSetup::default(),
-        )
-        .expect("open the chain"),
-        _dir: dir,
-    };
+    let node = node_on(store, dir);
     let after = keys.map(|k| node.chain.store.balance(&k).expect("balance"));
     assert_eq!(after, before);
     assert_state_is_replay_of(&node, &chain_of(&[&shared, &old]), &keys, 14, now);

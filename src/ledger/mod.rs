@@ -278,8 +278,8 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tx::{check_tx, Tx, TxFields, TX_VERSION};
-    use ed25519_dalek::{Signer, SigningKey};
+    use crate::tx::{check_tx, TxFields, TX_VERSION};
+    use ed25519_dalek::SigningKey;
 
     const GENESIS: Hash32 = Hash32([7; 32]);
     const REWARD: u64 = 50;
@@ -301,8 +301,7 @@ mod tests {
             fee,
             kind: TxKind::Transfer { to: id(to), amount },
         };
-        let signature = key(from).sign(&fields.id().0).to_bytes();
-        check_tx(Tx { fields, signature }, &GENESIS).expect("a valid transfer")
+        check_tx(fields.sign(&key(from)), &GENESIS).expect("a valid transfer")
     }
 
     fn account(spendable: u64, immature: u64, nonce: u64) -> Account {

@@ -429,8 +429,8 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tx::{check_tx, Tx, TxFields, TxKind, TX_VERSION};
-    use ed25519_dalek::{Signer, SigningKey};
+    use crate::tx::{check_tx, TxFields, TxKind, TX_VERSION};
+    use ed25519_dalek::SigningKey;
 
     const GENESIS: Hash32 = Hash32([7; 32]);
 
@@ -456,8 +456,7 @@ mod tests {
                 amount: 1,
             },
         };
-        let signature = key(from).sign(&fields.id().0).to_bytes();
-        check_tx(Tx { fields, signature }, &GENESIS).expect("valid")
+        check_tx(fields.sign(&key(from)), &GENESIS).expect("valid")
     }
 
     fn rich(nonce: u64) -> Account {

@@ -50,6 +50,16 @@ impl TxFields {
         tagged_sha256(b"pouw/tx", &[&encode(self)])
     }
 
+    /// Sign with the sender's key: the signature over [`TxFields::id`].
+    pub fn sign(self, key: &ed25519_dalek::SigningKey) -> Tx {
+        use ed25519_dalek::Signer;
+        let signature = key.sign(&self.id().0).to_bytes();
+        Tx {
+            fields: self,
+            signature,
+        }
+    }
+
     /// Base units the sender's spendable balance must cover: what it moves
     /// plus the fee; `None` when that overflows.
     pub fn cost(&self) -> Option<u64> {
@@ -213,7 +223,7 @@ pub fn spend(tx: &CheckedTx, account: &Account) -> Result<Account, TxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::SigningKey;
 
     const GENESIS: Hash32 = Hash32([7; 32]);
 
@@ -239,13 +249,8 @@ mod tests {
         }
     }
 
-    fn sign(fields: TxFields, key: &SigningKey) -> Tx {
-        let signature = key.sign(&fields.id().0).to_bytes();
-        Tx { fields, signature }
-    }
-
     fn transfer(nonce: u64, amount: u64, fee: u64) -> Tx {
-        sign(fields(&key(1), nonce, amount, fee), &key(1))
+        fields(&key(1), nonce, amount, fee).sign(&key(1))
     }
 
     fn checked(tx: Tx) -> CheckedTx {
@@ -273,7 +278,7 @@ mod tests {
         tx.signature[5] ^= 1;
         assert_eq!(check_tx(tx, &GENESIS), Err(TxError::BadSignature));
         // Signed by another key than the sender's.
-        let tx = sign(fields(&key(1), 0, 10, 1), &key(3));
+        let tx = fields(&key(1), 0, 10, 1).sign(&key(3));
         assert_eq!(check_tx(tx, &GENESIS), Err(TxError::BadSignature));
         // The fields changed after signing.
         let mut tx = transfer(0, 10, 1);
@@ -319,7 +324,7 @@ mod tests {
         let mut f = fields(&key(1), 0, 10, 1);
         f.version = TX_VERSION + 1;
         assert_eq!(
-            check_tx(sign(f, &key(1)), &GENESIS),
+            check_tx(f.sign(&key(1)), &GENESIS),
             Err(TxError::UnknownVersion {
                 found: TX_VERSION + 1,
                 known: TX_VERSION
