@@ -18,6 +18,7 @@ use pouwd::node::export::StreamWriter;
 use pouwd::node::import::{import_chain, ImportError, ImportReport, BATCH_BLOCKS};
 use pouwd::node::{Chain, ChainSource, DataDir};
 use pouwd::store::{Balance, BlockMeta, Store, StoreError, Stored, Tip, FORMAT_VERSION};
+use pouwd::work::Run;
 use std::collections::BTreeMap;
 use tempfile::TempDir;
 
@@ -608,6 +609,70 @@ fn a_store_of_format_1_is_upgraded_in_place() {
         }
     );
     assert_state_is_replay_of(&node, &chain_of(&[&shared, &new]), &keys, 15, now);
+}
+
+/// What the store answers about the blocks it holds, on both branches of
+/// a fork, and about blocks it does not hold.
+#[test]
+fn the_store_answers_for_every_block_it_holds_and_only_those() {
+    let mut builder = TestChain::regtest();
+    let (alice, bob) = (key(1), key(2));
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let best = mine_branch(&mut builder, genesis, &alice, 4);
+    let side = mine_branch(&mut builder, best[0].id(), &bob, 2);
+    let node = bare_node(&regtest_params());
+    submit_all(&node, &best, now, &Stored::Extended);
+    submit_all(&node, &side, now, &Stored::SideChain);
+    let store = &node.chain.store;
+    let tip = store.tip().expect("tip");
+    assert_eq!((tip.hash, tip.height), (best[3].id(), 4));
+    for block in best.iter().chain(&side) {
+        let id = block.id();
+        assert!(store.contains(&id).expect("contains"));
+        assert_eq!(
+            store.block_bytes(&id).expect("bytes"),
+            Some(block.to_bytes())
+        );
+        assert_eq!(store.block(&id).expect("block").as_ref(), Some(block));
+        let meta = store.meta(&id).expect("meta").expect("stored");
+        assert_eq!(meta.height, block.height());
+        assert_eq!(meta.miner, block.header.fields.miner);
+        let work_hash = Run::new(
+            &block.header.fields.parent,
+            &block.header.fields.miner,
+            block.header.fields.lane,
+        )
+        .work_hash(
+            block.header.fields.steps,
+            &block.header.fields.model_hash,
+            &block.header.fields.ckpt_root,
+        );
+        assert_eq!(store.work_owner(&work_hash).expect("owner"), Some(id));
+        let model = store.model(&id, 11).expect("model").expect("stored");
+        assert_eq!(model, block.body.params);
+    }
+    for (height, block) in (1..).zip(&best) {
+        assert_eq!(store.hash_at(height).expect("index"), Some(block.id()));
+    }
+    assert_eq!(store.hash_at(0).expect("index"), Some(genesis));
+    assert_eq!(store.hash_at(5).expect("index"), None);
+    // Genesis: metadata and the all-zero model, but no block bytes.
+    assert!(store.contains(&genesis).expect("contains"));
+    assert_eq!(store.block_bytes(&genesis).expect("bytes"), None);
+    assert_eq!(
+        store.model(&genesis, 11).expect("model"),
+        Some(vec![0.0; 11])
+    );
+    // A block it never saw.
+    let unknown = Hash32([0x5a; 32]);
+    assert!(!store.contains(&unknown).expect("contains"));
+    assert_eq!(store.meta(&unknown).expect("meta"), None);
+    assert_eq!(store.block(&unknown).expect("block"), None);
+    assert_eq!(store.model(&unknown, 11).expect("model"), None);
+    assert_eq!(store.work_owner(&unknown).expect("owner"), None);
+    assert_eq!(store.genesis_hash(), genesis);
+    assert_eq!(store.params(), &regtest_params());
 }
 
 #[test]

@@ -624,3 +624,62 @@ impl Ancestry for Store {
         Some(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_storage_errors() {
+        let full = |e: io::Error| StoreError::from(sled::Error::Io(e));
+        assert!(matches!(
+            full(io::Error::from(io::ErrorKind::StorageFull)),
+            StoreError::DiskFull { .. }
+        ));
+        // sled may wrap the OS error without its kind.
+        assert!(matches!(
+            full(io::Error::other("write failed: No space left on device")),
+            StoreError::DiskFull { .. }
+        ));
+        assert!(matches!(
+            full(io::Error::from(io::ErrorKind::PermissionDenied)),
+            StoreError::Sled(_)
+        ));
+        assert!(matches!(
+            StoreError::from(sled::Error::Unsupported("x".into())),
+            StoreError::Sled(_)
+        ));
+    }
+
+    #[test]
+    fn a_store_with_format_0_or_a_foreign_tree_is_not_a_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store");
+        {
+            let db = sled::open(&path).expect("sled");
+            db.insert("something", "else").expect("insert");
+            db.flush().expect("flush");
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::NotAStore { .. })
+        ));
+        {
+            let db = sled::open(&path).expect("sled");
+            db.insert(KEY_FORMAT, &0u32.to_le_bytes()).expect("insert");
+            db.flush().expect("flush");
+        }
+        match Store::open(&path) {
+            Err(StoreError::NotAStore { reason, .. }) => assert!(reason.contains("0"), "{reason}"),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("format 0 opened"),
+        }
+        let empty = dir.path().join("empty");
+        drop(sled::open(&empty).expect("sled"));
+        assert!(matches!(
+            Store::open(&empty),
+            Err(StoreError::Unfinished { .. })
+        ));
+    }
+}
