@@ -342,6 +342,12 @@ mod tests {
         assert_eq!(ledger.account(&id(2)), account(30, 0, 0));
         // Block 2's reward matured; block 3's reward and the fee are immature.
         assert_eq!(ledger.account(&id(9)), account(50, 55, 0));
+        let mut holders = vec![id(1), id(2), id(9)];
+        holders.sort();
+        assert_eq!(
+            ledger.accounts().keys().copied().collect::<Vec<_>>(),
+            holders
+        );
         ledger.disconnect(undo).expect("undo block 3");
         assert_eq!(ledger.account(&id(1)), account(50, 0, 0));
         assert_eq!(ledger.account(&id(2)), Account::default());

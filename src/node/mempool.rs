@@ -242,9 +242,8 @@ impl Mempool {
         rate: FeeRate,
         sender: &Hash32,
     ) -> Result<Vec<Hash32>, MempoolError> {
-        if bytes > self.limits.max_bytes || self.limits.max_count == 0 {
-            return Err(MempoolError::Full);
-        }
+        // A transaction larger than the whole pool, or a pool of no slots,
+        // runs out of victims below and is refused.
         let mut free_bytes = self.limits.max_bytes - self.bytes.min(self.limits.max_bytes);
         let mut free_slots = self.limits.max_count.saturating_sub(self.entries.len());
         let mut evicted = Vec::new();
@@ -473,6 +472,100 @@ mod tests {
             max_count,
             min_fee_per_kb: 1_000,
         })
+    }
+
+    #[test]
+    fn the_pool_shows_what_it_holds() {
+        let limits = MempoolLimits {
+            max_bytes: 1 << 20,
+            max_count: 10,
+            min_fee_per_kb: 1_000,
+        };
+        let mut pool = Mempool::new(limits.clone());
+        assert_eq!(pool.limits(), &limits);
+        assert!(pool.is_empty());
+        let (a, b) = (tx(1, 0, 200), tx(2, 0, 300));
+        pool.admit(a.clone(), &rich(0)).expect("A0");
+        pool.admit(b.clone(), &rich(0)).expect("B0");
+        assert!(!pool.is_empty());
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.bytes(), 2 * 166);
+        assert_eq!(pool.get(&a.id()), Some(&a));
+        assert_eq!(pool.get(&Hash32([3; 32])), None);
+        // Best fee per byte first.
+        let ids: Vec<Hash32> = pool.iter().map(|t| t.id()).collect();
+        assert_eq!(ids, vec![b.id(), a.id()]);
+    }
+
+    /// Among equal fees per byte, the older transaction is mined first and
+    /// evicted last, whichever way their ids sort.
+    #[test]
+    fn equal_rates_go_by_age() {
+        let (a, b) = (tx(1, 0, 200), tx(2, 0, 200));
+        for (first, second) in [(&a, &b), (&b, &a)] {
+            let mut pool = pool(2);
+            pool.admit(first.clone(), &rich(0)).expect("first");
+            pool.admit(second.clone(), &rich(0)).expect("second");
+            let order: Vec<Hash32> = pool.select(1 << 20, 10).iter().map(|t| t.id()).collect();
+            assert_eq!(order, vec![first.id(), second.id()]);
+            let evicted = pool.admit(tx(3, 0, 201), &rich(0)).expect("pays more");
+            assert_eq!(evicted, vec![second.id()], "the newer one goes");
+        }
+    }
+
+    /// Room for a newcomer larger than any one pending transaction takes
+    /// two evictions: the cheapest chain end, then the cheapest end of what
+    /// is left.
+    #[test]
+    fn a_large_newcomer_evicts_chain_ends_one_after_another() {
+        let mut pool = Mempool::new(MempoolLimits {
+            max_bytes: 3 * 166,
+            max_count: 100,
+            min_fee_per_kb: 0,
+        });
+        pool.admit(tx(1, 0, 300), &rich(0)).expect("A0");
+        pool.admit(tx(1, 1, 200), &rich(0))
+            .expect("A1, the cheapest end");
+        pool.admit(tx(2, 0, 250), &rich(0)).expect("B0");
+        let fields = TxFields {
+            version: TX_VERSION,
+            chain: GENESIS,
+            from: id(3),
+            nonce: 0,
+            fee: 1_000,
+            kind: TxKind::Transfer {
+                to: id(99),
+                amount: 1 << 62,
+            },
+        };
+        let large = check_tx(fields.sign(&key(3)), &GENESIS).expect("valid");
+        let size = large.tx().to_bytes().len();
+        assert!(size > 166 && size < 2 * 166, "{size} bytes");
+        let whale = Account {
+            spendable: u64::MAX,
+            immature: 0,
+            nonce: 0,
+        };
+        let evicted = pool.admit(large, &whale).expect("pays the most");
+        assert_eq!(evicted, vec![tx(1, 1, 200).id(), tx(2, 0, 250).id()]);
+        assert_eq!(pool.bytes(), 166 + size);
+        assert!(pool.contains(&tx(1, 0, 300).id()));
+        // Larger than the whole pool: refused, nothing evicted.
+        let mut tiny = Mempool::new(MempoolLimits {
+            max_bytes: 165,
+            max_count: 100,
+            min_fee_per_kb: 0,
+        });
+        assert_eq!(tiny.admit(tx(1, 0, 200), &rich(0)), Err(MempoolError::Full));
+        // No slots at all.
+        assert_eq!(
+            pool_of_no_slots().admit(tx(1, 0, 200), &rich(0)),
+            Err(MempoolError::Full)
+        );
+    }
+
+    fn pool_of_no_slots() -> Mempool {
+        pool(0)
     }
 
     #[test]

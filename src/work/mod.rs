@@ -372,11 +372,6 @@ pub fn score_ppm(task: &Task, params: &[f64], rows: &[u32]) -> u32 {
     linear::score_ppm(params, &task.data, rows)
 }
 
-/// Re-export for callers that hash checkpoints.
-pub fn checkpoint_hash(params: &[f64]) -> Hash32 {
-    model_hash(params)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
