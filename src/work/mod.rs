@@ -13,7 +13,7 @@ pub mod miner;
 use crate::chain::{tagged_sha256, Hash32};
 use crate::consensus::params::{grid_step, TaskParams};
 use crate::dataset::Prepared;
-use crate::model::{linear, model_hash};
+use crate::model::linear;
 use sha2::{Digest, Sha256};
 
 /// A task ready to train: the prepared data and the task's constants.
@@ -377,7 +377,7 @@ mod tests {
     use super::*;
     use crate::consensus::params::ChainParams;
     use crate::dataset::CsvDataset;
-    use crate::model::initial_params;
+    use crate::model::{initial_params, model_hash};
 
     /// The devnet task, built from the files the repository ships.
     fn devnet_task() -> Task {
