@@ -737,6 +737,48 @@ mod tests {
         assert!(pool.contains(&tx(2, 0, 200).id()));
     }
 
+    /// After a block, a sender's pending chain keeps exactly what the new
+    /// account allows: used nonces go, the rest stays while the balance
+    /// covers it, to the last base unit.
+    #[test]
+    fn a_block_keeps_exactly_what_the_new_account_allows() {
+        let chain: Vec<CheckedTx> = (0..4).map(|n| tx(1, n, 200)).collect();
+        let cost = 201u64;
+        for (spendable, kept) in [(2 * cost, 2), (2 * cost - 1, 1)] {
+            let mut pool = pool(10);
+            for t in &chain {
+                pool.admit(t.clone(), &rich(0)).expect("A's chain");
+            }
+            // The block mines A0 and another transaction with nonce 1.
+            let account = Account {
+                spendable,
+                immature: 0,
+                nonce: 2,
+            };
+            let dropped = pool.block_connected(&[chain[0].clone(), tx(1, 1, 555)], |_| account);
+            let mut expected = vec![chain[1].id()];
+            expected.extend(chain[2 + kept..].iter().map(|t| t.id()));
+            assert_eq!(dropped, expected, "spendable {spendable}");
+            let left: Vec<u64> = pool.iter().map(|t| t.fields().nonce).collect();
+            assert_eq!(left.len(), kept);
+            assert!(left.iter().all(|n| *n >= 2));
+        }
+    }
+
+    /// A sender whose account went back (a reorg took its transaction out,
+    /// and it did not come back) keeps nothing that would leave a gap.
+    #[test]
+    fn a_gap_after_a_reorg_drops_the_rest_of_the_chain() {
+        let mut pool = pool(10);
+        pool.admit(tx(1, 1, 200), &rich(1)).expect("A1");
+        pool.admit(tx(1, 2, 200), &rich(1)).expect("A2");
+        pool.admit(tx(2, 0, 200), &rich(0)).expect("B0");
+        let dropped = pool.reorganised(Vec::new(), |_| rich(0));
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert_eq!(pool.len(), 1);
+        assert!(pool.contains(&tx(2, 0, 200).id()));
+    }
+
     #[test]
     fn a_reorg_puts_disconnected_transactions_back() {
         let mut pool = pool(10);
