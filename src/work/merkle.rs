@@ -97,19 +97,19 @@ pub fn verify(leaf: &Hash32, index: u64, size: u64, path: &[Hash32], root: &Hash
 #[derive(Clone, Debug, Default)]
 pub struct Frontier {
     /// Roots of the perfect subtrees of the binary decomposition of the
-    /// leaf count, largest first, with their sizes.
-    peaks: Vec<(Hash32, u64)>,
+    /// leaf count, largest first, with their heights (a leaf is 0).
+    peaks: Vec<(Hash32, u32)>,
 }
 
 impl Frontier {
     pub fn push(&mut self, leaf: Hash32) {
-        let mut node = (leaf, 1u64);
-        while let Some(&(top, size)) = self.peaks.last() {
-            if size != node.1 {
+        let mut node = (leaf, 0u32);
+        while let Some(&(top, height)) = self.peaks.last() {
+            if height != node.1 {
                 break;
             }
             self.peaks.pop();
-            node = (node_hash(&top, &node.0), size * 2);
+            node = (node_hash(&top, &node.0), height + 1);
         }
         self.peaks.push(node);
     }

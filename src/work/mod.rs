@@ -605,6 +605,74 @@ mod tests {
         assert!(!task.score_matches(121, 100));
     }
 
+    /// A devnet job on zero parameters with `target`, gate open.
+    fn job_with<'a>(
+        task: &'a Task,
+        zero: &'a [f64],
+        rows: &'a [u32],
+        target: primitive_types::U256,
+    ) -> miner::Job<'a> {
+        miner::Job {
+            task,
+            parent: tagged_sha256(b"test/parent", &[]),
+            parent_model: zero,
+            miner: tagged_sha256(b"test/miner", &[]),
+            lane: 7,
+            target,
+            validation_rows: rows,
+            accept_score: &|_| true,
+        }
+    }
+
+    /// The target is inclusive for the miner as for the validator: a ticket
+    /// equal to it wins.
+    #[test]
+    fn a_ticket_equal_to_the_target_wins_and_one_above_does_not() {
+        let task = devnet_task();
+        let rows = validation_set(&task, &[tagged_sha256(b"test/parent", &[])]);
+        let zero = initial_params(task.data.features());
+        let first = |target| match miner::mine(&job_with(&task, &zero, &rows, target), |i| {
+            i < miner::POLL_STEPS
+        }) {
+            miner::Mined::Found(solution) => Some(solution.steps),
+            _ => None,
+        };
+        let miner::Mined::Found(any) = miner::mine(
+            &job_with(&task, &zero, &rows, primitive_types::U256::MAX),
+            |_| true,
+        ) else {
+            panic!("every ticket wins the largest target");
+        };
+        assert_eq!(any.steps, 1);
+        let ticket = primitive_types::U256::from_big_endian(&any.work_hash.0);
+        assert_eq!(first(ticket), Some(1));
+        assert_ne!(
+            first(ticket - 1),
+            Some(1),
+            "one under the ticket: step 1 loses"
+        );
+    }
+
+    /// The miner asks whether to go on every POLL_STEPS steps, and stops
+    /// with the steps it finished.
+    #[test]
+    fn the_miner_stops_when_asked_at_its_poll() {
+        let task = devnet_task();
+        let rows = validation_set(&task, &[tagged_sha256(b"test/parent", &[])]);
+        let zero = initial_params(task.data.features());
+        let job = job_with(&task, &zero, &rows, primitive_types::U256::zero());
+        let mut asked = Vec::new();
+        let mined = miner::mine(&job, |done| {
+            asked.push(done);
+            done < 2 * miner::POLL_STEPS
+        });
+        assert!(
+            matches!(mined, miner::Mined::Stopped(n) if n == 2 * miner::POLL_STEPS - 1),
+            "{mined:?}"
+        );
+        assert_eq!(asked, vec![miner::POLL_STEPS, 2 * miner::POLL_STEPS]);
+    }
+
     #[test]
     fn row_modulus_is_exact() {
         let values = [
