@@ -162,4 +162,74 @@ mod tests {
             "8192 bytes are within the bound"
         );
     }
+
+    /// schema/p2p.md: each request bounds its response, checked before
+    /// decoding; a GetBlocks answer may take the whole 4 MiB.
+    #[test]
+    fn each_request_bounds_its_response() {
+        let hash = Hash32([1; 32]);
+        let cases = [
+            (Request::GetAddrs, 16 + 128 * 32),
+            (Request::GetBlocks(vec![hash]), 4 << 20),
+            (Request::GetFile { blake3: hash }, 4 << 20),
+            (
+                Request::GetChunk {
+                    blake3: hash,
+                    index: 0,
+                },
+                16 + 65_536,
+            ),
+            (
+                Request::GetHashes {
+                    locator: vec![hash],
+                    max: 1,
+                },
+                16 + 32 * 2000,
+            ),
+            (
+                Request::Announce {
+                    hash,
+                    height: 1,
+                    work: hash,
+                },
+                1024,
+            ),
+        ];
+        for (request, limit) in cases {
+            assert_eq!(request.response_limit(), limit, "{request:?}");
+            assert!(request.response_limit() <= MAX_MESSAGE_BYTES);
+            assert!(matches!(
+                decode_response(&vec![0; limit + 1], limit),
+                Err(DecodeError::TooLarge { .. })
+            ));
+        }
+        assert_eq!(MAX_MESSAGE_BYTES, 4 << 20);
+        let ok = frame(&Response::Ok);
+        assert_eq!(ok[..4], (ok.len() as u32 - 4).to_le_bytes());
+        assert_eq!(decode_response(&ok[4..], 1024), Ok(Response::Ok));
+    }
+
+    /// Vector bounds of requests, at the limit and one past it.
+    #[test]
+    fn request_vectors_are_bounded() {
+        let hashes = |n| vec![Hash32([2; 32]); n];
+        let get_hashes = |n, max| Request::GetHashes {
+            locator: hashes(n),
+            max,
+        };
+        assert!(get_hashes(MAX_LOCATOR, 1).check().is_ok());
+        assert!(get_hashes(MAX_LOCATOR + 1, 1).check().is_err());
+        assert!(get_hashes(0, 1).check().is_ok());
+        assert!(get_hashes(1, 0).check().is_err());
+        assert!(Request::GetBlocks(hashes(MAX_BLOCKS_PER_REQUEST))
+            .check()
+            .is_ok());
+        assert!(Request::GetBlocks(hashes(MAX_BLOCKS_PER_REQUEST + 1))
+            .check()
+            .is_err());
+        assert!(Request::GetBlocks(hashes(1)).check().is_ok());
+        assert!(Request::GetBlocks(Vec::new()).check().is_err());
+        assert!(Request::GetAddrs.check().is_ok());
+        assert_eq!((MAX_LOCATOR, MAX_BLOCKS_PER_REQUEST), (64, 64));
+    }
 }

@@ -673,6 +673,31 @@ mod tests {
         assert_eq!(asked, vec![miner::POLL_STEPS, 2 * miner::POLL_STEPS]);
     }
 
+    /// On a gridded task a run that wins at a checkpoint step ends on the
+    /// checkpoint itself: the final model is the rounded checkpoint.
+    #[test]
+    fn a_gridded_run_that_wins_at_a_checkpoint_ends_on_it() {
+        let task = gridded_task();
+        let rows = validation_set(&task, &[tagged_sha256(b"test/parent", &[])]);
+        let zero = initial_params(task.data.features());
+        let calls = std::cell::Cell::new(0u64);
+        let c = task.checkpoint_interval;
+        let at_checkpoint = |_| {
+            calls.set(calls.get() + 1);
+            calls.get() == c
+        };
+        let mut job = job_with(&task, &zero, &rows, primitive_types::U256::MAX);
+        job.accept_score = &at_checkpoint;
+        let miner::Mined::Found(solution) = miner::mine(&job, |_| true) else {
+            panic!("every ticket wins");
+        };
+        assert_eq!(solution.steps, c);
+        assert_eq!(solution.checkpoints.len(), 1);
+        assert_eq!(solution.params, solution.checkpoints[0]);
+        assert_eq!(model_hash(&solution.params), solution.model_hash);
+        assert!(task.is_representable(&solution.params));
+    }
+
     #[test]
     fn row_modulus_is_exact() {
         let values = [
