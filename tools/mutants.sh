@@ -10,6 +10,7 @@
 #   tools/mutants.sh                      # every group
 #   tools/mutants.sh consensus work       # some groups
 #   tools/mutants.sh --in-diff main       # only code changed since `main`
+#   tools/mutants.sh --iterate work       # only what the last run did not catch
 #   tools/mutants.sh --list               # list the mutants, run nothing
 #
 # Each group mutates some files and runs only the tests that cover them,
@@ -41,12 +42,14 @@ p2p       | src/p2p/limits.rs src/p2p/wire.rs | --lib -- p2p::limits p2p::wire
 
 diff_base=""
 list=""
+iterate=()
 wanted=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --in-diff) diff_base="$2"; shift 2 ;;
         --list) list=1; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --iterate) iterate=(--iterate); shift ;;
+        -h|--help) sed -n "2,24p" "$0"; exit 0 ;;
         -*) echo "mutants.sh: unknown option $1" >&2; exit 2 ;;
         *) wanted+=("$1"); shift ;;
     esac
@@ -92,11 +95,12 @@ while IFS='|' read -r name files test_args; do
     # cargo-mutants exits non-zero when a mutant is missed; the counts
     # below decide.
     cargo mutants --profile mutants --no-shuffle --minimum-test-timeout 20 \
-        "${file_args[@]}" "${diff_args[@]}" -o "target/mutants-out/$name" \
+        "${file_args[@]}" "${diff_args[@]}" "${iterate[@]}" -o "target/mutants-out/$name" \
         -- $test_args || true
     out="target/mutants-out/$name/mutants.out"
     count() { if [ -f "$out/$1.txt" ]; then grep -c . "$out/$1.txt" || true; else echo 0; fi; }
-    caught=$(count caught)
+    # With --iterate, what earlier runs caught is in previously_caught.txt.
+    caught=$(( $(count caught) + $(count previously_caught) ))
     missed=$(count missed)
     unviable=$(count unviable)
     timeout=$(count timeout)
