@@ -173,3 +173,37 @@ fn check_body_lengths(body: &Body, limits: &Limits) -> Result<(), DecodeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_may_be_as_large_as_its_header_and_body_bounds_together() {
+        let limits = Limits {
+            max_header_bytes: 10,
+            max_body_bytes: 20,
+            ..Limits::default()
+        };
+        assert_eq!(limits.max_block_bytes(), 30);
+        assert_eq!(Limits::default().max_block_bytes(), 512 + (1 << 20));
+    }
+
+    /// The size bound is checked first: a value of exactly the limit is
+    /// decoded, one byte more is refused before any decoding.
+    #[test]
+    fn the_size_bound_holds_at_the_limit_and_one_past_it() {
+        let value: Vec<u8> = vec![7; 5];
+        let bytes = encode(&value);
+        assert_eq!(bytes.len(), 6);
+        assert_eq!(decode_strict::<Vec<u8>>(&bytes, 6, "value"), Ok(value));
+        assert_eq!(
+            decode_strict::<Vec<u8>>(&bytes, 5, "value"),
+            Err(DecodeError::TooLarge {
+                what: "value",
+                found: 6,
+                limit: 5
+            })
+        );
+    }
+}
