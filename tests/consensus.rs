@@ -1107,6 +1107,44 @@ fn oversized_body_is_refused() {
     );
 }
 
+/// The header and body bounds, each at the block's own sizes and one
+/// byte under them, with the block bound unchanged.
+#[test]
+fn header_and_body_bounds_hold_at_the_limit_and_one_past_it() {
+    let chain = TestChain::regtest();
+    let block = chain
+        .mine_child(&chain.genesis, &key(1), genesis_time(&chain))
+        .block;
+    let bytes = block.to_bytes();
+    let header_len = encoding::encode(&block.header).len();
+    let body_len = bytes.len() - header_len;
+    let with = |max_header_bytes, max_body_bytes| pouwd::chain::Limits {
+        max_header_bytes,
+        max_body_bytes,
+        ..chain.limits()
+    };
+    assert_eq!(
+        Block::from_bytes(&bytes, &with(header_len, body_len)),
+        Ok(block.clone())
+    );
+    assert_eq!(
+        Block::from_bytes(&bytes, &with(header_len - 1, body_len + 1)),
+        Err(DecodeError::TooLarge {
+            what: "header",
+            found: header_len,
+            limit: header_len - 1,
+        })
+    );
+    assert_eq!(
+        Block::from_bytes(&bytes, &with(header_len + 1, body_len - 1)),
+        Err(DecodeError::TooLarge {
+            what: "body",
+            found: body_len,
+            limit: body_len - 1,
+        })
+    );
+}
+
 #[test]
 fn too_many_items_are_refused() {
     let chain = TestChain::regtest();
