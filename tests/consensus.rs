@@ -1173,7 +1173,7 @@ fn too_many_items_are_refused() {
         params: vec![0.0; dim],
         proof: Vec::new(),
     };
-    extra_openings.body.openings = vec![opening; limits.max_openings + 1];
+    extra_openings.body.openings = vec![opening.clone(); limits.max_openings + 1];
     assert_eq!(
         Block::from_bytes(&extra_openings.to_bytes(), &limits),
         Err(DecodeError::TooMany {
@@ -1181,6 +1181,39 @@ fn too_many_items_are_refused() {
             item: "openings",
             found: limits.max_openings + 1,
             limit: limits.max_openings,
+        })
+    );
+    // At each bound the block decodes (validation is another matter).
+    extra_openings.body.openings.pop();
+    assert!(Block::from_bytes(&extra_openings.to_bytes(), &limits).is_ok());
+
+    let mut one = extra_openings.clone();
+    one.body.openings = vec![CheckpointOpening {
+        proof: vec![Hash32([3; 32]); limits.max_proof_len],
+        ..opening.clone()
+    }];
+    assert!(Block::from_bytes(&one.to_bytes(), &limits).is_ok());
+    one.body.openings[0].proof.push(Hash32([3; 32]));
+    assert_eq!(
+        Block::from_bytes(&one.to_bytes(), &limits),
+        Err(DecodeError::TooMany {
+            what: "body",
+            item: "proof hashes",
+            found: limits.max_proof_len + 1,
+            limit: limits.max_proof_len,
+        })
+    );
+    one.body.openings = vec![CheckpointOpening {
+        params: vec![0.0; dim + 1],
+        ..opening
+    }];
+    assert_eq!(
+        Block::from_bytes(&one.to_bytes(), &limits),
+        Err(DecodeError::TooMany {
+            what: "body",
+            item: "opening parameters",
+            found: dim + 1,
+            limit: dim,
         })
     );
 }
