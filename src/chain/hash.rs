@@ -11,10 +11,6 @@ pub struct Hash32(pub [u8; 32]);
 impl Hash32 {
     pub const ZERO: Hash32 = Hash32([0; 32]);
 
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
