@@ -54,3 +54,34 @@ pub fn tagged_sha256(tag: &[u8], parts: &[&[u8]]) -> Hash32 {
     }
     Hash32(hasher.finalize().into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_reads_and_prints_as_64_lowercase_hex_digits() {
+        let mut bytes = [0u8; 32];
+        bytes[0] = 0xab;
+        bytes[31] = 0x01;
+        let hash = Hash32(bytes);
+        let hex = format!("ab{}01", "00".repeat(30));
+        assert_eq!(hash.to_hex(), hex);
+        assert_eq!(format!("{hash}"), hex);
+        assert_eq!(format!("{hash:?}"), hex);
+        assert_eq!(Hash32::from_hex(&hex), Ok(hash));
+        assert_eq!(Hash32::from_hex(&format!(" {hex}\n")), Ok(hash));
+        assert!(Hash32::from_hex(&hex[2..]).is_err(), "31 bytes");
+        assert!(Hash32::from_hex(&format!("{hex}00")).is_err(), "33 bytes");
+        assert!(Hash32::from_hex(&hex.replace('a', "g")).is_err(), "not hex");
+        assert_eq!(hash.low_u64(), 0xab);
+    }
+
+    #[test]
+    fn tagged_hashes_hash_the_tag_then_the_parts() {
+        let whole = tagged_sha256(b"pouw/x", &[b"abc"]);
+        assert_eq!(tagged_sha256(b"pouw/", &[b"x", b"a", b"bc"]), whole);
+        assert_eq!(whole, Hash32(Sha256::digest(b"pouw/xabc").into()));
+        assert_ne!(tagged_sha256(b"pouw/y", &[b"abc"]), whole);
+    }
+}
