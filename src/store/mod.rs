@@ -228,8 +228,9 @@ fn decode_hash(bytes: &[u8], what: &str) -> Result<Hash32, StoreError> {
 
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     sled::Config::new().path(path).open().map_err(|e| {
-        let text = e.to_string();
-        if text.contains("could not acquire lock") || text.contains("WouldBlock") {
+        // sled 0.34 reports a held lock as an I/O error of kind Other whose
+        // text starts so (and names the OS error, WouldBlock on Linux).
+        if e.to_string().contains("could not acquire lock") {
             StoreError::Locked {
                 path: path.display().to_string(),
             }
