@@ -569,6 +569,27 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
     }
     let store = Store::open(&path).expect("a store of the current format opens");
     assert_eq!(store.account(&planted).expect("account"), account);
+    assert_eq!(store.balances().expect("balances").get(&planted), Some(&7));
+    // An account that has spent everything has no balance to list.
+    let spent = Hash32([8; 32]);
+    drop(store);
+    {
+        let db = sled::open(&path).expect("open the sled tree");
+        let empty = pouwd::tx::Account {
+            spendable: 0,
+            immature: 0,
+            nonce: 1,
+        };
+        db.insert(
+            [&b"a/"[..], &spent.0].concat(),
+            postcard::to_stdvec(&empty).expect("encode"),
+        )
+        .expect("plant a spent account");
+        db.flush().expect("flush");
+    }
+    let store = Store::open(&path).expect("a store of the current format opens");
+    assert_eq!(store.account(&spent).expect("account").nonce, 1);
+    assert!(!store.balances().expect("balances").contains_key(&spent));
     {
         let db_path = path.clone();
         drop(store);
