@@ -13,7 +13,7 @@ use crate::support::chain::{key, miner_id, regtest_params, resign, TestChain, DI
 use ed25519_dalek::SigningKey;
 use pouwd::chain::{Block, Hash32};
 use pouwd::consensus::params::ChainParams;
-use pouwd::consensus::{BlockError, ParentContext};
+use pouwd::consensus::{Ancestry, BlockError, ParentContext};
 use pouwd::node::export::StreamWriter;
 use pouwd::node::import::{import_chain, ImportError, ImportReport, BATCH_BLOCKS};
 use pouwd::node::{Chain, ChainSource, DataDir};
@@ -721,6 +721,20 @@ fn the_store_answers_for_every_block_it_holds_and_only_those() {
     assert_eq!(store.work_owner(&unknown).expect("owner"), None);
     assert_eq!(store.genesis_hash(), genesis);
     assert_eq!(store.params(), &regtest_params());
+    // Ancestry: exactly as many as asked, or down to genesis.
+    let heights = |count| -> Vec<u64> {
+        store
+            .walk_back(&best[3].id(), count)
+            .expect("known")
+            .iter()
+            .map(|a| a.height)
+            .collect()
+    };
+    assert_eq!(heights(1), vec![4]);
+    assert_eq!(heights(3), vec![4, 3, 2]);
+    assert_eq!(heights(5), vec![4, 3, 2, 1, 0]);
+    assert_eq!(heights(9), vec![4, 3, 2, 1, 0]);
+    assert!(store.walk_back(&unknown, 3).is_none());
 }
 
 #[test]

@@ -592,8 +592,11 @@ impl Store {
             self.connect_credit(overlay, hash, m)?;
         }
         overlay.put(KEY_TIP.to_vec(), id.0.to_vec());
+        // Nothing disconnected means the block extends the old tip: a longer
+        // new branch would have a parent above the old tip that was never
+        // best, yet a child of the tip always has more work than it.
         let disconnected = tip_meta.height - fork_height;
-        Ok(if disconnected == 0 && branch.len() == 1 {
+        Ok(if disconnected == 0 {
             Stored::Extended
         } else {
             Stored::Reorg {
