@@ -663,6 +663,7 @@ mod tests {
         let job = job_with(&task, &zero, &rows, primitive_types::U256::zero());
         let mut asked = Vec::new();
         let mined = miner::mine(&job, |done| {
+            assert_eq!(done % miner::POLL_STEPS, 0, "asked after {done} steps");
             asked.push(done);
             done < 2 * miner::POLL_STEPS
         });
