@@ -99,14 +99,16 @@ while IFS='|' read -r name files test_args; do
         -- $test_args || true
     out="target/mutants-out/$name/mutants.out"
     count() { if [ -f "$out/$1.txt" ]; then grep -c . "$out/$1.txt" || true; else echo 0; fi; }
-    # With --iterate, what earlier runs caught is in previously_caught.txt.
-    caught=$(( $(count caught) + $(count previously_caught) ))
+    caught=$(count caught)
+    # With --iterate, what earlier runs caught (or found unviable) is in
+    # previously_caught.txt and was not tested again.
+    earlier=$(count previously_caught)
     missed=$(count missed)
     unviable=$(count unviable)
     timeout=$(count timeout)
     minutes=$(( ($(date +%s) - started + 59) / 60 ))
-    summary+=("$(printf '%-10s caught %4s  missed %3s  unviable %3s  timeout %3s  %4s min' \
-        "$name" "$caught" "$missed" "$unviable" "$timeout" "$minutes")")
+    summary+=("$(printf '%-10s caught %4s  missed %3s  unviable %3s  timeout %3s  earlier %4s  %4s min' \
+        "$name" "$caught" "$missed" "$unviable" "$timeout" "$earlier" "$minutes")")
     # A missed mutant must be listed in tests/mutants-missed.md.
     if [ -f "$out/missed.txt" ]; then
         while IFS= read -r mutant; do
