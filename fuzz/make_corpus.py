@@ -35,8 +35,9 @@ def header_len(block):
     """Length of the header at the start of a block's canonical bytes."""
     pos = 0
     # version, height, parent, timestamp_ms, target, miner, lane, steps,
-    # model_hash, ckpt_root, score_ppm, body_hash, then the signature.
-    for field in "v v 32 v 32 32 v v 32 32 v 32 64".split():
+    # model_hash, ckpt_root, score_ppm, body_hash, tx_root, then the
+    # signature.
+    for field in "v v 32 v 32 32 v v 32 32 v 32 32 64".split():
         pos = varint(block, pos)[1] if field == "v" else pos + int(field)
     return pos
 
@@ -52,6 +53,11 @@ def body_end(block, pos):
         pos += 8 * count
         count, pos = varint(block, pos)
         pos += 32 * count
+    txs, pos = varint(block, pos)
+    for _ in range(txs):
+        # version, chain, from, nonce, fee, kind (Transfer: to, amount), signature
+        for field in "v 32 32 v v v 32 v 64".split():
+            pos = varint(block, pos)[1] if field == "v" else pos + int(field)
     return pos
 
 
@@ -119,7 +125,7 @@ def main(path):
     write("block_decode", "nan-param", block[:after] + nan + block[after + 8 :])
     # An opening with one proof hash too many (the limit is 64).
     opening = bytes([1]) + bytes([0]) + bytes([65]) + bytes(32 * 65)
-    write("block_decode", "too-long-proof", block[:hlen] + bytes([0, 1]) + opening)
+    write("block_decode", "too-long-proof", block[:hlen] + bytes([0, 1]) + opening + bytes([0]))
     write("block_decode", "empty", b"")
 
     # Headers: the real ones cut from the blocks, and variants.

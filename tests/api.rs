@@ -98,7 +98,7 @@ fn the_api_shows_what_the_commands_show() {
     let status = get(addr, "/status");
     assert_eq!(status["network"], "regtest");
     assert_eq!(status["height"], 4);
-    assert_eq!(status["balance"], 4 * 50);
+    assert_eq!(status["balance"], 4 * 5_000_000_000u64);
     assert_eq!(status["peers"], 0);
     assert_eq!(status["sync"]["state"], "idle");
     assert_eq!(status["running"], true);

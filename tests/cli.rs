@@ -65,7 +65,7 @@ fn start_mines_logs_each_block_and_resumes_from_the_same_tip() {
         [1, 2, 3, 4, 5]
     );
     for line in lines.iter().filter(|l| l.starts_with("mined ")) {
-        for field in ["height=", "steps=", "score=", "reward=50", "time="] {
+        for field in ["height=", "steps=", "score=", "reward=50.00000000", "time="] {
             assert!(line.contains(field), "{line:?} lacks {field}");
         }
     }
@@ -111,9 +111,9 @@ fn status_reports_the_required_fields_and_a_running_node() {
         assert!(s.get(field).is_some(), "status lacks {field}: {s}");
     }
     assert_eq!(s["network"], "regtest");
-    assert_eq!(s["balance"], 12 * 50);
+    assert_eq!(s["balance"], 12 * 5_000_000_000u64);
     // Rewards of the last validation_window (10) blocks are not spendable yet.
-    assert_eq!(s["spendable"], 2 * 50);
+    assert_eq!(s["spendable"], 2 * 5_000_000_000u64);
     assert_eq!(s["running"], false);
 
     let d = dir_arg(&dir);
@@ -195,7 +195,7 @@ fn masternode_config_must_match_the_chain() {
     };
     let good = write(
         "good.json",
-        r#"{"reward_amount": 50, "validation_threshold": 0.5, "validation_window": 10}"#,
+        r#"{"reward_amount": 5000000000, "validation_threshold": 0.5, "validation_window": 10}"#,
     );
     let out = run(&[
         "start",
@@ -214,14 +214,14 @@ fn masternode_config_must_match_the_chain() {
     let cases = [
         (
             r#"{"reward_amount": 10, "validation_threshold": 0.5, "validation_window": 10}"#,
-            "reward_amount is 10 but chain \"regtest\" has 50",
+            "reward_amount is 10 but chain \"regtest\" has 5000000000",
         ),
         (
-            r#"{"reward_amount": 50, "validation_threshold": 0.9, "validation_window": 10}"#,
+            r#"{"reward_amount": 5000000000, "validation_threshold": 0.9, "validation_window": 10}"#,
             "validation_threshold is 0.9 but chain \"regtest\" has 0.5",
         ),
         (
-            r#"{"reward_amount": 50, "validation_threshold": 0.5, "validation_window": 3}"#,
+            r#"{"reward_amount": 5000000000, "validation_threshold": 0.5, "validation_window": 3}"#,
             "validation_window is 3 but chain \"regtest\" has 10",
         ),
         (
@@ -700,7 +700,7 @@ fn inspect_shows_the_header_work_and_spot_checks() {
             assert!((1..=m).contains(&seg));
         }
         assert_eq!(block["tail_steps"][1], steps);
-        assert_eq!(block["reward"], 50);
+        assert_eq!(block["reward"], 5_000_000_000u64);
         for field in [
             "target",
             "score_ppm",

@@ -98,12 +98,18 @@ fn unknown_version_is_refused() {
     let now = genesis_time(&chain);
     let mut block = chain.mine_child(&chain.genesis, &key(1), now).block;
     valid(&chain, block.clone(), now);
-    block.header.fields.version = 2;
-    resign(&mut block, &key(1));
-    assert_eq!(
-        refused(&chain, block, now),
-        BlockError::UnknownVersion { found: 2, known: 1 }
-    );
+    // Protocol 1's header, and one from the future.
+    for version in [1, 3] {
+        block.header.fields.version = version;
+        resign(&mut block, &key(1));
+        assert_eq!(
+            refused(&chain, block.clone(), now),
+            BlockError::UnknownVersion {
+                found: version,
+                known: 2
+            }
+        );
+    }
 }
 
 #[test]
@@ -1024,16 +1030,16 @@ fn non_canonical_encoding_is_refused() {
         Block::from_bytes(&bytes, &chain.limits()),
         Ok(block.clone())
     );
-    // The header version, 1, as an over-long two-byte varint.
-    assert_eq!(bytes[0], 0x01);
-    let mut long = vec![0x81, 0x00];
+    // The header version, 2, as an over-long two-byte varint.
+    assert_eq!(bytes[0], 0x02);
+    let mut long = vec![0x82, 0x00];
     long.extend_from_slice(&bytes[1..]);
     assert_eq!(
         Block::from_bytes(&long, &chain.limits()),
         Err(DecodeError::NonCanonical { what: "block" })
     );
     let header = encoding::encode(&block.header);
-    let mut long_header = vec![0x81, 0x00];
+    let mut long_header = vec![0x82, 0x00];
     long_header.extend_from_slice(&header[1..]);
     assert_eq!(
         encoding::decode_header(&long_header, &chain.limits()),

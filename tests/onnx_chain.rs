@@ -70,7 +70,7 @@ fn a_follower_fetches_the_encoder_and_validates_the_chain_with_its_own_runtime()
     let config = tmp.path().join("masternode.json");
     std::fs::write(
         &config,
-        r#"{"reward_amount": 50, "validation_threshold": 0.5, "validation_window": 10}"#,
+        r#"{"reward_amount": 5000000000, "validation_threshold": 0.5, "validation_window": 10}"#,
     )
     .unwrap();
     let master = Node::start(&[

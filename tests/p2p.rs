@@ -371,9 +371,9 @@ fn a_healed_partition_ends_on_the_heavier_branch_with_its_balances_and_model() {
     assert_eq!(miner_b.wait(LIMIT), Some(0), "{}", miner_b.stderr());
     let (before_a, before_b) = (status(&a), status(&b));
     assert_eq!(before_a["height"], 300);
-    assert_eq!(before_a["balance"], 300 * 50);
+    assert_eq!(before_a["balance"], 300 * 5_000_000_000u64);
     assert_eq!(before_b["height"], 150);
-    assert_eq!(before_b["balance"], 150 * 50);
+    assert_eq!(before_b["balance"], 150 * 5_000_000_000u64);
     let (model_a, model_b) = (model(&a), model(&b));
     assert_ne!(model_a, model_b);
     assert!(running_tip(&b2).0 > 0, "B's relay followed B");
@@ -401,7 +401,7 @@ fn a_healed_partition_ends_on_the_heavier_branch_with_its_balances_and_model() {
         }
         assert_eq!(model(dir), model_a, "model of {}", dir.display());
     }
-    assert_eq!(status(&a)["balance"], 300 * 50);
+    assert_eq!(status(&a)["balance"], 300 * 5_000_000_000u64);
     assert_eq!(
         status(&b)["balance"],
         0,

@@ -63,7 +63,7 @@ impl World {
         std::fs::write(tmp.path().join("with-data").join(DATASET), &csv).unwrap();
         std::fs::write(
             tmp.path().join("masternode.json"),
-            r#"{"reward_amount": 50, "validation_threshold": 0.5, "validation_window": 10}"#,
+            r#"{"reward_amount": 5000000000, "validation_threshold": 0.5, "validation_window": 10}"#,
         )
         .unwrap();
         World { tmp, csv, params }

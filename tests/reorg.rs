@@ -604,59 +604,40 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
     assert_state_is_replay_of(&reopened, &chain_of(&[&blocks]), &keys, 5, now);
 }
 
-/// Format 1 kept a reward total per miner and no undo records. Such a store
-/// is upgraded when opened: its accounts and undo records are rebuilt from
-/// the best chain, so balances read as before and a later reorg across the
-/// upgraded blocks still matches a replay.
+/// Formats 1 and 2 hold protocol 1 chains, which this node cannot read:
+/// such a store is refused with both protocol versions named, and left as
+/// it was.
 #[test]
-fn a_store_of_format_1_is_upgraded_in_place() {
-    let mut builder = TestChain::regtest();
-    let (alice, bob) = (key(1), key(2));
-    let now = submit_time(&builder);
-    let genesis = builder.genesis;
-    let shared = mine_branch(&mut builder, genesis, &alice, 8);
-    let tip = shared.last().expect("blocks").id();
-    let old = mine_branch(&mut builder, tip, &bob, 6);
+fn a_store_of_a_protocol_1_format_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store");
-    let keys = [miner_id(&alice), miner_id(&bob)];
-    let before = {
-        let store = Store::create(&path, &regtest_params()).expect("create store");
-        let node = node_on(store, tempfile::tempdir().expect("temp dir"));
-        submit_all(&node, &shared, now, &Stored::Extended);
-        submit_all(&node, &old, now, &Stored::Extended);
-        keys.map(|k| node.chain.store.balance(&k).expect("balance"))
-    };
-    // Write the store back as format 1 would have left it.
-    {
+    drop(Store::create(&path, &regtest_params()).expect("create store"));
+    for format in [1u32, 2] {
+        {
+            let db = sled::open(&path).expect("open the sled tree");
+            db.insert(&b"meta/format"[..], &format.to_le_bytes())
+                .expect("write the format");
+            db.flush().expect("flush");
+        }
+        let error = Store::open(&path)
+            .err()
+            .expect("a protocol 1 store is refused");
+        let text = error.to_string();
+        assert!(
+            matches!(error, StoreError::OldProtocol { found, .. } if found == format),
+            "{text}"
+        );
+        assert!(
+            text.contains("protocol 1") && text.contains("protocol 2"),
+            "{text}"
+        );
         let db = sled::open(&path).expect("open the sled tree");
-        let mut batch = sled::Batch::default();
-        for item in db.scan_prefix(b"u/") {
-            batch.remove(item.expect("an undo record").0);
-        }
-        for (k, balance) in keys.iter().zip(&before) {
-            batch.insert([&b"a/"[..], &k.0].concat(), &balance.total.to_le_bytes());
-        }
-        batch.insert(&b"meta/format"[..], &1u32.to_le_bytes());
-        db.apply_batch(batch).expect("write format 1");
-        db.flush().expect("flush");
+        assert_eq!(
+            db.get(b"meta/format").expect("read").as_deref(),
+            Some(&format.to_le_bytes()[..]),
+            "the refused store is left as it was"
+        );
     }
-    let store = Store::open(&path).expect("a format 1 store opens");
-    let node = node_on(store, dir);
-    let after = keys.map(|k| node.chain.store.balance(&k).expect("balance"));
-    assert_eq!(after, before);
-    assert_state_is_replay_of(&node, &chain_of(&[&shared, &old]), &keys, 14, now);
-    // A longer branch from the shared part replaces bob's six blocks.
-    let new = mine_branch(&mut builder, tip, &alice, 7);
-    submit_all(&node, &new[..6], now, &Stored::SideChain);
-    assert_eq!(
-        submit(&node, &new[6], now),
-        Stored::Reorg {
-            fork_height: 8,
-            disconnected: 6
-        }
-    );
-    assert_state_is_replay_of(&node, &chain_of(&[&shared, &new]), &keys, 15, now);
 }
 
 /// What the store answers about the blocks it holds, on both branches of

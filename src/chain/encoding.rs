@@ -26,6 +26,8 @@ pub struct Limits {
     pub max_openings: usize,
     /// Longest Merkle proof (a tree of at most 2^64 leaves).
     pub max_proof_len: usize,
+    /// Most transactions in one body.
+    pub max_txs: usize,
 }
 
 impl Limits {
@@ -37,15 +39,23 @@ impl Limits {
 
 /// Limits any node applies before it knows which chain a block is for.
 pub const MAX_HEADER_BYTES: usize = 512;
+/// The most transactions any chain lets a block carry.
+pub const MAX_BLOCK_TXS: usize = 16_384;
+/// The most transaction bytes any chain lets a block carry.
+pub const MAX_BLOCK_TX_BYTES: usize = 4 << 20;
+/// The largest body of any chain: the training part (parameters and
+/// openings) within 1 MiB, and the transactions.
+pub const MAX_BODY_BYTES: usize = (1 << 20) + MAX_BLOCK_TX_BYTES;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_header_bytes: MAX_HEADER_BYTES,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: MAX_BODY_BYTES,
             max_params: 4096,
             max_openings: 257,
             max_proof_len: 64,
+            max_txs: MAX_BLOCK_TXS,
         }
     }
 }
@@ -155,6 +165,9 @@ fn check_body_lengths(body: &Body, limits: &Limits) -> Result<(), DecodeError> {
             limits.max_openings,
         ));
     }
+    if body.txs.len() > limits.max_txs {
+        return Err(too_many("transactions", body.txs.len(), limits.max_txs));
+    }
     for opening in &body.openings {
         if opening.params.len() > limits.max_params {
             return Err(too_many(
@@ -186,7 +199,10 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(limits.max_block_bytes(), 30);
-        assert_eq!(Limits::default().max_block_bytes(), 512 + (1 << 20));
+        assert_eq!(
+            Limits::default().max_block_bytes(),
+            512 + (1 << 20) + (4 << 20)
+        );
     }
 
     /// The size bound is checked first: a value of exactly the limit is

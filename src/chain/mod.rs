@@ -10,6 +10,7 @@
 pub mod encoding;
 pub mod hash;
 
+use crate::tx::Tx;
 use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
 
@@ -25,8 +26,9 @@ pub fn strict_key(id: &Hash32) -> Option<ed25519_dalek::VerifyingKey> {
         .filter(|k| !k.is_weak() && k.to_edwards().compress().0 == id.0)
 }
 
-/// The only header version this node knows.
-pub const HEADER_VERSION: u16 = 1;
+/// The only header version this node knows: protocol 2's, whose header
+/// commits to the block's transactions.
+pub const HEADER_VERSION: u16 = 2;
 
 /// The fields of a header that the miner signs: everything but the signature.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +53,9 @@ pub struct HeaderFields {
     pub score_ppm: u32,
     /// `SHA-256("pouw/body" ‖ body bytes)`.
     pub body_hash: Hash32,
+    /// RFC 6962 root over the ids of the body's transactions, in order
+    /// (`tx::tx_root`). Not part of the ticket: only the signature binds it.
+    pub tx_root: Hash32,
 }
 
 /// A signed header. Its canonical encoding is the fields followed by the
@@ -70,7 +75,8 @@ pub struct CheckpointOpening {
     pub proof: Vec<Hash32>,
 }
 
-/// The block body: the final parameters and the openings the spot checks need.
+/// The block body: the final parameters, the openings the spot checks
+/// need, and the transactions the block carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Body {
     /// The final parameters `W_k`.
@@ -78,6 +84,8 @@ pub struct Body {
     /// Every checkpoint the challenges and the tail need, by ascending index,
     /// each once; `C_0` (the parent's model) is never included.
     pub openings: Vec<CheckpointOpening>,
+    /// Transactions, applied to the ledger in this order.
+    pub txs: Vec<Tx>,
 }
 
 /// A block as decoded: not yet checked against any consensus rule.

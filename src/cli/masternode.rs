@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::Path;
 
-/// `{"reward_amount": 50, "validation_threshold": 0.5, "validation_window": 10}`
+/// `{"reward_amount": 5000000000, "validation_threshold": 0.5, "validation_window": 10}`
 #[derive(Debug, Deserialize)]
 pub struct MasternodeConfig {
     pub reward_amount: u64,

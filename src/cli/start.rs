@@ -6,6 +6,7 @@ use crate::api::{self, Api};
 use crate::consensus::params::ChainParams;
 use crate::model::onnx::{self, OrtSetup};
 use crate::node::datadir::{pinned_files, write_atomic};
+use crate::node::mempool::MempoolLimits;
 use crate::node::miner::{run_miners, MinerOptions};
 use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
@@ -70,6 +71,17 @@ pub struct StartArgs {
     /// authentication: anyone who reaches it can read the node's state.
     #[arg(long, requires = "api")]
     pub api_public: bool,
+    /// Most bytes of pending transactions the mempool holds.
+    #[arg(long, value_name = "BYTES", default_value_t = MempoolLimits::default().max_bytes,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(1 << 34)))]
+    pub mempool_max_bytes: usize,
+    /// Most pending transactions the mempool holds.
+    #[arg(long, value_name = "N", default_value_t = MempoolLimits::default().max_count,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub mempool_max_count: usize,
+    /// The minimum relay fee, in base units per 1000 bytes of transaction.
+    #[arg(long, value_name = "BASE_UNITS", default_value_t = MempoolLimits::default().min_fee_per_kb)]
+    pub min_relay_fee: u64,
     /// ONNX Runtime, for chains whose task runs an ONNX encoder.
     #[command(flatten)]
     pub ort: OrtArgs,
@@ -87,6 +99,7 @@ struct StartConfig {
     /// Where to serve the local API, if anywhere.
     api: Option<SocketAddr>,
     ort: OrtSetup,
+    mempool: MempoolLimits,
 }
 
 /// Merge `--listen`, `--peers` and `--peer` into one network configuration.
@@ -184,6 +197,11 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
         source,
         masternode: args.masternode,
         mine: args.mine,
+        mempool: MempoolLimits {
+            max_bytes: args.mempool_max_bytes,
+            max_count: args.mempool_max_count,
+            min_fee_per_kb: args.min_relay_fee,
+        },
         options: MinerOptions {
             threads: usize::from(args.mine_threads),
             stop_at_height: args.stop_at_height,
@@ -227,7 +245,7 @@ pub fn run(args: StartArgs) -> Result<()> {
     };
     let chain = Chain::new(store, &files, &config.ort)?;
     let key = dir.load_key()?;
-    let shared = Arc::new(Shared::new(chain, dir, key)?);
+    let shared = Arc::new(Shared::with_mempool(chain, dir, key, config.mempool)?);
     // The status file is written before the node says it started, so
     // whoever waits for that line reads this run's status.
     shared.write_status()?;

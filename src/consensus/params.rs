@@ -9,9 +9,16 @@ use primitive_types::U256;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The protocol version this node runs: 2 adds transactions and the
+/// ledger (schema/transactions.md). Chain files, stores and export streams
+/// of another version are refused with both versions named.
+pub const PROTOCOL_VERSION: u32 = 2;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainParams {
+    /// The protocol version; chain files of protocol 1 have no such field.
+    pub protocol: u32,
     pub network: String,
     pub genesis_time_ms: u64,
     pub genesis_message: String,
@@ -27,6 +34,10 @@ pub struct ChainParams {
     /// Quality gate factor in parts per million (900000 = 0.9).
     pub validation_threshold_ppm: u32,
     pub validation_window: u32,
+    /// The most transactions one block may carry.
+    pub max_block_txs: u32,
+    /// The most bytes the transactions of one block may take, encoded.
+    pub max_block_tx_bytes: u32,
     pub task: TaskParams,
 }
 
@@ -133,8 +144,25 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ParamsError {
 impl ChainParams {
     /// Parse and check a chain description.
     pub fn from_json(text: &str) -> Result<ChainParams, ParamsError> {
-        let params: ChainParams =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| invalid("(file)", e.to_string()))?;
+        // Protocol 1 chain files have no version field: name both versions
+        // rather than a missing field.
+        let found = match value.get("protocol") {
+            None if value.get("network").is_some() => Some(1),
+            None => None,
+            Some(v) => v.as_u64(),
+        };
+        if let Some(found) = found.filter(|&v| v != u64::from(PROTOCOL_VERSION)) {
+            return Err(invalid(
+                "protocol",
+                format!(
+                    "the chain is of protocol version {found}, and this pouwd runs protocol version {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        let params: ChainParams =
+            serde_json::from_value(value).map_err(|e| invalid("(file)", e.to_string()))?;
         params.check()?;
         Ok(params)
     }
@@ -155,16 +183,44 @@ impl ChainParams {
     /// Bounds for decoding blocks of this chain, with `features` inputs.
     pub fn limits(&self, features: usize) -> Limits {
         let spot = self.task.spot_checks as usize;
+        let defaults = Limits::default();
         Limits {
             max_params: features + 1,
             max_openings: 2 * spot + 1,
-            ..Limits::default()
+            max_txs: self.max_block_txs as usize,
+            // The training part keeps its 1 MiB; the transactions add theirs.
+            max_body_bytes: defaults.max_body_bytes - encoding::MAX_BLOCK_TX_BYTES
+                + self.max_block_tx_bytes as usize,
+            ..defaults
         }
     }
 
     /// Reject parameter sets no chain can run on.
     pub fn check(&self) -> Result<(), ParamsError> {
         let task = &self.task;
+        if self.protocol != PROTOCOL_VERSION {
+            return Err(invalid(
+                "protocol",
+                format!("must be {PROTOCOL_VERSION}, the protocol this pouwd runs"),
+            ));
+        }
+        if self.max_block_txs == 0 || self.max_block_txs as usize > encoding::MAX_BLOCK_TXS {
+            return Err(invalid(
+                "max_block_txs",
+                format!("must be 1 to {}", encoding::MAX_BLOCK_TXS),
+            ));
+        }
+        let tx_bytes = self.max_block_tx_bytes as usize;
+        if !(crate::tx::MAX_TX_BYTES..=encoding::MAX_BLOCK_TX_BYTES).contains(&tx_bytes) {
+            return Err(invalid(
+                "max_block_tx_bytes",
+                format!(
+                    "must be {} to {}",
+                    crate::tx::MAX_TX_BYTES,
+                    encoding::MAX_BLOCK_TX_BYTES
+                ),
+            ));
+        }
         if self.network.is_empty() || self.network.len() > 64 {
             return Err(invalid("network", "must be 1 to 64 characters"));
         }
@@ -495,6 +551,47 @@ mod tests {
         assert_eq!(limits.max_params, 11);
         assert_eq!(limits.max_openings, 7);
         assert_eq!(limits.max_header_bytes, Limits::default().max_header_bytes);
+        assert_eq!(limits.max_txs, params.max_block_txs as usize);
+        assert_eq!(
+            limits.max_body_bytes,
+            (1 << 20) + params.max_block_tx_bytes as usize
+        );
+    }
+
+    #[test]
+    fn a_chain_file_of_another_protocol_names_both_versions() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(include_str!("../../config/regtest.json")).expect("json");
+        json.as_object_mut().expect("object").remove("protocol");
+        let error = ChainParams::from_json(&json.to_string()).expect_err("protocol 1");
+        assert_eq!(error.name, "protocol");
+        assert!(
+            error.reason.contains("protocol version 1")
+                && error.reason.contains("protocol version 2"),
+            "{error}"
+        );
+        json["protocol"] = 3.into();
+        let error = ChainParams::from_json(&json.to_string()).expect_err("protocol 3");
+        assert!(error.reason.contains("protocol version 3"), "{error}");
+        json["protocol"] = 2.into();
+        assert!(ChainParams::from_json(&json.to_string()).is_ok());
+        refused(regtest, "protocol", |p| p.protocol = 1);
+    }
+
+    #[test]
+    fn block_transaction_bounds_hold_at_their_limits() {
+        accepted(regtest, |p| p.max_block_txs = 1);
+        refused(regtest, "max_block_txs", |p| p.max_block_txs = 0);
+        accepted(regtest, |p| p.max_block_txs = 16_384);
+        refused(regtest, "max_block_txs", |p| p.max_block_txs = 16_385);
+        accepted(regtest, |p| p.max_block_tx_bytes = 1024);
+        refused(regtest, "max_block_tx_bytes", |p| {
+            p.max_block_tx_bytes = 1023
+        });
+        accepted(regtest, |p| p.max_block_tx_bytes = 4 << 20);
+        refused(regtest, "max_block_tx_bytes", |p| {
+            p.max_block_tx_bytes = (4 << 20) + 1
+        });
     }
 
     #[test]

@@ -8,11 +8,14 @@
 
 use super::params::ChainParams;
 use super::{passes_gate, ParentContext};
-use crate::chain::{strict_key, Block, DecodeError, Hash32, Header, HEADER_VERSION};
+use crate::chain::{encoding, strict_key, Block, DecodeError, Hash32, Header, HEADER_VERSION};
+use crate::ledger::LedgerError;
 use crate::model::{first_non_finite, model_hash};
+use crate::tx::{self, CheckedTx, TxError};
 use crate::work::{self, merkle, Run, Task, Trainer};
 use ed25519_dalek::Signature;
 use primitive_types::U256;
+use std::collections::HashSet;
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -47,6 +50,28 @@ pub enum BlockError {
     DuplicateWork { work_hash: Hash32, existing: Hash32 },
     #[error("body hash is {found}, the header commits to {expected}")]
     BodyHashMismatch { expected: Hash32, found: Hash32 },
+    #[error("transaction root is {found}, the header commits to {expected}")]
+    TxRootMismatch { expected: Hash32, found: Hash32 },
+    #[error("the block carries {found} transactions, over the limit of {limit}")]
+    TooManyTxs { found: usize, limit: usize },
+    #[error("the block's transactions take {found} bytes, over the limit of {limit}")]
+    TxBytesOver { found: usize, limit: usize },
+    #[error("transaction {index} ({id}) appears twice in the block")]
+    DuplicateTx { index: usize, id: Hash32 },
+    #[error("transaction {index} ({id}): {error}")]
+    Tx {
+        index: usize,
+        id: Hash32,
+        error: Box<TxError>,
+    },
+    /// Found when the block (or, in a reorg, an ancestor on its branch)
+    /// connects to the ledger.
+    #[error("block {block} at height {height} breaks a ledger rule: {error}")]
+    Ledger {
+        block: Hash32,
+        height: u64,
+        error: Box<LedgerError>,
+    },
     #[error("{what} has {found} parameters, the task has {expected}")]
     WrongParamCount {
         what: String,
@@ -88,6 +113,7 @@ pub struct CheckedBlock {
     block: Block,
     id: Hash32,
     work_hash: Hash32,
+    txs: Vec<CheckedTx>,
 }
 
 impl CheckedBlock {
@@ -102,6 +128,10 @@ impl CheckedBlock {
     }
     pub fn into_block(self) -> Block {
         self.block
+    }
+    /// The block's transactions, each past every rule that needs no ledger.
+    pub fn txs(&self) -> &[CheckedTx] {
+        &self.txs
     }
 }
 
@@ -224,11 +254,60 @@ pub fn check_body(
     header: CheckedHeader,
 ) -> Result<CheckedBlock, BlockError> {
     check_body_rules(params, task, ctx, parent_model, &block, &header.work_hash)?;
+    let txs = check_txs(params, &block)?;
     Ok(CheckedBlock {
         id: block.id(),
         block,
         work_hash: header.work_hash,
+        txs,
     })
+}
+
+/// The transaction rules that need no ledger (schema/transactions.md):
+/// the count and byte bounds, no id twice, and each transaction's own
+/// rules. The ledger's rules run when the block connects.
+fn check_txs(params: &ChainParams, block: &Block) -> Result<Vec<CheckedTx>, BlockError> {
+    let txs = &block.body.txs;
+    let limit = params.max_block_txs as usize;
+    if txs.len() > limit {
+        return Err(BlockError::TooManyTxs {
+            found: txs.len(),
+            limit,
+        });
+    }
+    let bytes: usize = txs.iter().map(|t| encoding::encode(t).len()).sum();
+    let limit = params.max_block_tx_bytes as usize;
+    if bytes > limit {
+        return Err(BlockError::TxBytesOver {
+            found: bytes,
+            limit,
+        });
+    }
+    let genesis = params.genesis_hash();
+    let mut seen = HashSet::with_capacity(txs.len());
+    let mut checked = Vec::with_capacity(txs.len());
+    for (index, t) in txs.iter().enumerate() {
+        let id = t.id();
+        if !seen.insert(id) {
+            return Err(BlockError::DuplicateTx { index, id });
+        }
+        let size = encoding::encode(t).len();
+        if size > tx::MAX_TX_BYTES {
+            let error = Box::new(TxError::Decode(DecodeError::TooLarge {
+                what: "transaction",
+                found: size,
+                limit: tx::MAX_TX_BYTES,
+            }));
+            return Err(BlockError::Tx { index, id, error });
+        }
+        let tx = tx::check_tx(t.clone(), &genesis).map_err(|error| BlockError::Tx {
+            index,
+            id,
+            error: Box::new(error),
+        })?;
+        checked.push(tx);
+    }
+    Ok(checked)
 }
 
 fn check_body_rules(
@@ -246,6 +325,13 @@ fn check_body_rules(
         return Err(BlockError::BodyHashMismatch {
             expected: f.body_hash,
             found: body_hash,
+        });
+    }
+    let tx_root = tx::tx_root(&body.txs);
+    if tx_root != f.tx_root {
+        return Err(BlockError::TxRootMismatch {
+            expected: f.tx_root,
+            found: tx_root,
         });
     }
     check_params(task, || "final parameters".into(), &body.params)?;

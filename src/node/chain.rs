@@ -20,6 +20,23 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+/// A block the ledger refused is an invalid block, not a storage failure.
+pub fn ledger_invalid(error: StoreError) -> SubmitError {
+    match error {
+        StoreError::InvalidBlock {
+            block,
+            height,
+            error,
+            ..
+        } => SubmitError::Invalid(BlockError::Ledger {
+            block,
+            height,
+            error,
+        }),
+        other => SubmitError::Store(other),
+    }
+}
+
 pub struct Chain {
     pub store: Store,
     pub task: Task,
@@ -258,7 +275,10 @@ impl Chain {
             return Ok(Stored::AlreadyKnown);
         }
         let checked = self.validate(block, now_ms)?;
-        let mut outcome = self.store.insert(std::slice::from_ref(&checked))?;
+        let mut outcome = self
+            .store
+            .insert(std::slice::from_ref(&checked))
+            .map_err(ledger_invalid)?;
         Ok(outcome.pop().unwrap_or(Stored::AlreadyKnown))
     }
 }

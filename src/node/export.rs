@@ -17,7 +17,8 @@ use std::io::{self, Read, Write};
 use thiserror::Error;
 
 pub const MAGIC: &[u8; 8] = b"POUWEXP\0";
-pub const STREAM_VERSION: u32 = 1;
+/// Version 1 streams hold protocol 1 chains; version 2, protocol 2 chains.
+pub const STREAM_VERSION: u32 = 2;
 /// Largest chain description accepted in a stream header.
 pub const MAX_PARAMS_BYTES: u32 = 64 * 1024;
 
@@ -28,7 +29,9 @@ pub enum StreamError {
     #[error("not a pouwd chain export (bad magic bytes)")]
     BadMagic,
     #[error(
-        "export stream version {found} is not supported (this pouwd reads version {supported})"
+        "export stream version {found}{} is not supported: this pouwd reads version {supported}, of protocol {}",
+        if *found == 1 { ", of protocol 1," } else { "" },
+        crate::consensus::params::PROTOCOL_VERSION
     )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("the chain description in the stream header is invalid: {0}")]

@@ -54,6 +54,10 @@ pub enum ImportError {
         at: String,
         reason: BlockError,
     },
+    /// A block that passed every check alone broke a ledger rule when it
+    /// connected; the blocks before it are stored.
+    #[error("invalid block: {0}")]
+    Ledger(BlockError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -333,7 +337,24 @@ fn count_stored(
     stored: Result<Vec<Stored>, StoreError>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    for outcome in stored? {
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(StoreError::InvalidBlock {
+            block,
+            height,
+            error,
+            stored,
+        }) => {
+            count_stored(Ok(stored), report)?;
+            return Err(ImportError::Ledger(BlockError::Ledger {
+                block,
+                height,
+                error,
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for outcome in stored {
         match outcome {
             Stored::AlreadyKnown => report.already_known += 1,
             Stored::Reorg { .. } => {

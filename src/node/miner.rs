@@ -102,17 +102,20 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             timestamp_ms: now_ms().max(ctx.median_time_past_ms + 1),
             target: ctx.required_target,
         };
-        let block = miner::seal(&chain.task, &solution, &placement, &shared.key);
+        let txs = shared.block_txs(&tip.hash)?;
+        let tx_count = txs.len();
+        let block = miner::seal_with(&chain.task, &solution, &placement, &shared.key, txs);
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
                 crate::say!(
-                    "mined height={} hash={} steps={} score={:.6} reward={} time={:.3}s stored",
+                    "mined height={} hash={} steps={} score={:.6} reward={} txs={} time={:.3}s stored",
                     ctx.child_height(),
                     id,
                     solution.steps,
                     f64::from(solution.score_ppm) / 1e6,
-                    params.reward_amount,
+                    crate::tx::amount::format(params.reward_amount),
+                    tx_count,
                     started.elapsed().as_secs_f64()
                 );
             }

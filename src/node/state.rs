@@ -4,14 +4,42 @@
 
 use super::chain::{now_ms, Chain, SubmitError};
 use super::datadir::{write_atomic, DataDir};
+use super::mempool::{Mempool, MempoolError, MempoolLimits};
 use super::status::status_json;
 use crate::chain::{Block, Hash32};
-use crate::store::Stored;
+use crate::store::{StoreError, Stored};
+use crate::tx::{self, Account, CheckedTx, Tx, TxError, TxKind};
 use anyhow::Result;
 use ed25519_dalek::SigningKey;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use thiserror::Error;
+
+/// Why a transaction was not taken into the pool.
+#[derive(Debug, Error)]
+pub enum TxSubmitError {
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] TxError),
+    #[error("not accepted into the pool: {0}")]
+    Pool(#[from] MempoolError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TxSubmitError {
+    /// Whether the transaction itself is at fault (as opposed to this node).
+    pub fn is_invalid(&self) -> bool {
+        match self {
+            TxSubmitError::Invalid(_) => true,
+            TxSubmitError::Pool(e) => {
+                !matches!(e, MempoolError::AlreadyKnown { .. } | MempoolError::Full)
+            }
+            TxSubmitError::Store(_) => false,
+        }
+    }
+}
 
 /// State shared by the node's threads and tasks.
 pub struct Shared {
@@ -27,10 +55,25 @@ pub struct Shared {
     pub tip_watch: tokio::sync::watch::Sender<Hash32>,
     /// Where the local API listens while it runs, for the status file.
     pub api_addr: Mutex<Option<SocketAddr>>,
+    /// Transactions waiting for a block, valid on the tip's ledger. Its
+    /// lock is held while an account is read for an admission, and while
+    /// the pool follows a tip change.
+    pub mempool: Mutex<Mempool>,
+    /// Bumped whenever a transaction enters the pool, for gossip.
+    pub mempool_version: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
     pub fn new(chain: Chain, dir: DataDir, key: SigningKey) -> Result<Shared> {
+        Shared::with_mempool(chain, dir, key, MempoolLimits::default())
+    }
+
+    pub fn with_mempool(
+        chain: Chain,
+        dir: DataDir,
+        key: SigningKey,
+        limits: MempoolLimits,
+    ) -> Result<Shared> {
         let tip = chain.store.tip()?.hash;
         Ok(Shared {
             chain,
@@ -41,7 +84,125 @@ impl Shared {
             submit: Mutex::new(()),
             tip_watch: tokio::sync::watch::Sender::new(tip),
             api_addr: Mutex::new(None),
+            mempool: Mutex::new(Mempool::new(limits)),
+            mempool_version: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    pub fn pool(&self) -> MutexGuard<'_, Mempool> {
+        self.mempool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Check a transaction and take it into the pool. Returns its id and
+    /// the ids it evicted.
+    pub fn submit_tx(&self, tx: Tx) -> Result<(Hash32, Vec<Hash32>), TxSubmitError> {
+        // The signature is checked before any lock is taken.
+        let checked = tx::check_tx(tx, &self.chain.store.genesis_hash())?;
+        let id = checked.id();
+        let evicted = {
+            let mut pool = self.pool();
+            if pool.contains(&id) {
+                return Err(MempoolError::AlreadyKnown { id }.into());
+            }
+            let account = self.chain.store.account(&checked.fields().from)?;
+            pool.admit(checked, &account)?
+        };
+        self.mempool_version.send_modify(|v| *v += 1);
+        Ok((id, evicted))
+    }
+
+    /// Transactions for a block on `parent`: the pool's best by fee per
+    /// byte within the chain's limits, each checked again against the
+    /// ledger at `parent` (none when the tip has moved on).
+    pub fn block_txs(&self, parent: &Hash32) -> Result<Vec<Tx>, StoreError> {
+        let params = self.chain.params();
+        let pool = self.pool();
+        if pool.is_empty() || self.chain.store.tip()?.hash != *parent {
+            return Ok(Vec::new());
+        }
+        let selected = pool.select(
+            params.max_block_tx_bytes as usize,
+            params.max_block_txs as usize,
+        );
+        let mut accounts: HashMap<Hash32, Account> = HashMap::new();
+        let mut out = Vec::with_capacity(selected.len());
+        for checked in selected {
+            let f = checked.fields();
+            let sender = match accounts.get(&f.from) {
+                Some(a) => *a,
+                None => self.chain.store.account(&f.from)?,
+            };
+            let Ok(after) = tx::spend(&checked, &sender) else {
+                continue;
+            };
+            accounts.insert(f.from, after);
+            match &f.kind {
+                TxKind::Transfer { to, amount } => {
+                    let mut recipient = match accounts.get(to) {
+                        Some(a) => *a,
+                        None => self.chain.store.account(to)?,
+                    };
+                    let Some(credited) = recipient.spendable.checked_add(*amount) else {
+                        accounts.insert(f.from, sender);
+                        continue;
+                    };
+                    recipient.spendable = credited;
+                    accounts.insert(*to, recipient);
+                }
+            }
+            out.push(checked.into_tx());
+        }
+        Ok(out)
+    }
+
+    /// The pool follows the tip from `old` to `new`: the transactions of
+    /// the blocks connected leave it, those of the blocks disconnected come
+    /// back when they are still valid.
+    fn follow_tip(&self, old: &Hash32, new: &Hash32) -> Result<(), StoreError> {
+        let store = &self.chain.store;
+        let mut pool = self.pool();
+        let meta = |hash: &Hash32| {
+            store
+                .meta(hash)?
+                .ok_or_else(|| StoreError::Corrupt(format!("block {hash} has no metadata")))
+        };
+        let (mut a, mut b) = ((*old, meta(old)?), (*new, meta(new)?));
+        let (mut disconnected, mut connected) = (Vec::new(), Vec::new());
+        while a.0 != b.0 {
+            if a.1.height >= b.1.height {
+                disconnected.push(a.0);
+                a = (a.1.parent, meta(&a.1.parent)?);
+            } else {
+                connected.push(b.0);
+                b = (b.1.parent, meta(&b.1.parent)?);
+            }
+        }
+        if pool.is_empty() && disconnected.is_empty() {
+            return Ok(());
+        }
+        let txs_of = |hash: &Hash32| -> Result<Vec<CheckedTx>, StoreError> {
+            Ok(store
+                .block(hash)?
+                .map(|b| b.body.txs)
+                .unwrap_or_default()
+                .into_iter()
+                .map(CheckedTx::of_stored_block)
+                .collect())
+        };
+        let account = |id: &Hash32| store.account(id).unwrap_or_default();
+        let mut mined = Vec::new();
+        for hash in connected.iter().rev() {
+            mined.extend(txs_of(hash)?);
+        }
+        pool.block_connected(&mined, account);
+        if !disconnected.is_empty() {
+            let mut back = Vec::new();
+            for hash in disconnected.iter().rev() {
+                back.extend(txs_of(hash)?);
+            }
+            pool.reorganised(back, account);
+        }
+        Ok(())
     }
 
     pub fn miner_id(&self) -> Hash32 {
@@ -81,6 +242,11 @@ impl Shared {
         let after = self.chain.store.tip().map(|t| t.hash).ok();
         if let (Some(after), true) = (after, after != before) {
             self.tip_version.fetch_add(1, Ordering::SeqCst);
+            if let Some(before) = before {
+                if let Err(e) = self.follow_tip(&before, &after) {
+                    eprintln!("warning: the mempool cannot follow the tip: {e:#}");
+                }
+            }
             self.tip_watch.send_replace(after);
             if let Err(e) = self.write_status() {
                 eprintln!("warning: cannot write the status file: {e:#}");

@@ -15,16 +15,16 @@ use crate::chain::{encoding, Block, Hash32, Limits};
 use crate::consensus::params::ChainParams;
 use crate::consensus::{self, AncestorInfo, Ancestry, CheckedBlock};
 use crate::ledger::{self, Credit, LedgerError, LedgerState, Undo};
-use crate::tx::Account;
+use crate::tx::{Account, CheckedTx};
 use primitive_types::U256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
-/// Version of the layout below; a store with a higher one is refused, and
-/// one of version 1 (balances without accounts) is upgraded when opened.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the layout below. Versions 1 and 2 hold protocol 1 chains,
+/// which this node cannot read; a store of another version is refused.
+pub const FORMAT_VERSION: u32 = 3;
 
 const KEY_FORMAT: &[u8] = b"meta/format";
 const KEY_PARAMS: &[u8] = b"meta/params";
@@ -75,8 +75,25 @@ pub enum StoreError {
     DiskFull { detail: String },
     #[error("storage error: {0}")]
     Sled(String),
+    #[error("the store at {path} holds a protocol {protocol} chain (store format {found}); this pouwd runs protocol {runs}: start a new data dir")]
+    OldProtocol {
+        path: String,
+        found: u32,
+        protocol: u32,
+        runs: u32,
+    },
     #[error("a block breaks a ledger rule: {0}")]
     Ledger(#[from] LedgerError),
+    /// A block of the branch being connected breaks a ledger rule. The
+    /// blocks of the batch before the one that made the store connect it
+    /// were stored: `stored` says what each did.
+    #[error("block {block} at height {height} breaks a ledger rule: {error}")]
+    InvalidBlock {
+        block: Hash32,
+        height: u64,
+        error: Box<LedgerError>,
+        stored: Vec<Stored>,
+    },
 }
 
 impl From<sled::Error> for StoreError {
@@ -310,6 +327,14 @@ impl Store {
                 supported: FORMAT_VERSION,
             });
         }
+        if format < FORMAT_VERSION {
+            return Err(StoreError::OldProtocol {
+                path: path.display().to_string(),
+                found: format,
+                protocol: 1,
+                runs: crate::consensus::params::PROTOCOL_VERSION,
+            });
+        }
         let params_json = db
             .get(KEY_PARAMS)?
             .ok_or_else(|| not_a_store("it has no chain parameters"))?;
@@ -321,46 +346,16 @@ impl Store {
             params,
             genesis,
         };
-        if format < FORMAT_VERSION {
-            store.upgrade_from_v1()?;
-        }
         Ok(store)
     }
 
-    /// Version 1 kept each miner's reward total under `a/` and no undo
-    /// records: rebuild the accounts and the undo records by replaying the
-    /// best chain's credits, and write the new version, in one batch.
-    fn upgrade_from_v1(&self) -> Result<(), StoreError> {
-        let mut overlay = Overlay {
-            tree: &self.db,
-            writes: BTreeMap::new(),
-        };
-        for item in self.db.scan_prefix(b"a/") {
-            let (k, _) = item?;
-            overlay.remove(k.to_vec());
-        }
-        let tip = self.tip()?;
-        for height in 1..=tip.height {
-            let hash = self
-                .hash_at(height)?
-                .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
-            let meta = self
-                .meta(&hash)?
-                .ok_or_else(|| StoreError::Corrupt(format!("block {hash} has no metadata")))?;
-            self.connect_credit(&mut overlay, &hash, &meta)?;
-        }
-        overlay.put(KEY_FORMAT.to_vec(), FORMAT_VERSION.to_le_bytes().to_vec());
-        self.db.apply_batch(overlay.into_batch())?;
-        self.db.flush()?;
-        Ok(())
-    }
-
     /// Connect a best-chain block to the ledger and keep its undo record.
-    fn connect_credit(
+    fn connect(
         &self,
         overlay: &mut Overlay,
         hash: &Hash32,
         meta: &BlockMeta,
+        txs: &[CheckedTx],
     ) -> Result<(), StoreError> {
         let undo = ledger::connect_block(
             overlay,
@@ -368,8 +363,17 @@ impl Store {
             meta.height,
             &meta.miner,
             self.params.reward_amount,
-            &[],
-        )?;
+            txs,
+        )
+        .map_err(|e| match e {
+            StoreError::Ledger(error) => StoreError::InvalidBlock {
+                block: *hash,
+                height: meta.height,
+                error: Box::new(error),
+                stored: Vec::new(),
+            },
+            other => other,
+        })?;
         overlay.put(undo_key(hash), encoding::encode(&undo));
         overlay.put(height_key(meta.height), hash.0.to_vec());
         Ok(())
@@ -493,20 +497,54 @@ impl Store {
 
     /// Store checked blocks, in order, as one atomic batch, then flush.
     /// Each block's parent must be stored already or come earlier in `blocks`.
+    ///
+    /// A block whose branch breaks a ledger rule when it connects is not
+    /// stored, nor is anything after it; the blocks before it are, and the
+    /// error ([`StoreError::InvalidBlock`]) says what they did.
     pub fn insert(&self, blocks: &[CheckedBlock]) -> Result<Vec<Stored>, StoreError> {
+        match self.insert_all(blocks) {
+            Ok(outcomes) => Ok(outcomes),
+            Err((
+                at,
+                StoreError::InvalidBlock {
+                    block,
+                    height,
+                    error,
+                    stored: _,
+                },
+            )) => {
+                // The blocks staged before the failing one connected: store them.
+                let stored = self.insert_all(&blocks[..at]).map_err(|(_, e)| e)?;
+                Err(StoreError::InvalidBlock {
+                    block,
+                    height,
+                    error,
+                    stored,
+                })
+            }
+            Err((_, other)) => Err(other),
+        }
+    }
+
+    /// [`Store::insert`] all or nothing; an error comes with the position
+    /// of the block that caused it.
+    fn insert_all(&self, blocks: &[CheckedBlock]) -> Result<Vec<Stored>, (usize, StoreError)> {
         let mut overlay = Overlay {
             tree: &self.db,
             writes: BTreeMap::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
-        for checked in blocks {
-            outcomes.push(self.stage(&mut overlay, checked)?);
+        for (at, checked) in blocks.iter().enumerate() {
+            outcomes.push(self.stage(&mut overlay, checked).map_err(|e| (at, e))?);
         }
         if overlay.writes.is_empty() {
             return Ok(outcomes);
         }
-        self.db.apply_batch(overlay.into_batch())?;
-        self.db.flush()?;
+        let at = blocks.len();
+        self.db
+            .apply_batch(overlay.into_batch())
+            .map_err(|e| (at, e.into()))?;
+        self.db.flush().map_err(|e| (at, e.into()))?;
         Ok(outcomes)
     }
 
@@ -587,9 +625,15 @@ impl Store {
             overlay.remove(undo_key(&old));
             overlay.remove(height_key(height));
         }
-        // Connect the new branch, oldest first.
+        // Connect the new branch, oldest first: the blocks stored earlier
+        // as a side branch, then this one.
         for (hash, m) in branch.iter().rev() {
-            self.connect_credit(overlay, hash, m)?;
+            if *hash == id {
+                self.connect(overlay, hash, m, checked.txs())?;
+            } else {
+                let txs = self.stored_txs(overlay, hash)?;
+                self.connect(overlay, hash, m, &txs)?;
+            }
         }
         overlay.put(KEY_TIP.to_vec(), id.0.to_vec());
         // Nothing disconnected means the block extends the old tip: a longer
@@ -604,6 +648,23 @@ impl Store {
                 disconnected,
             }
         })
+    }
+}
+
+impl Store {
+    /// The transactions of a stored block, checked when it was stored.
+    fn stored_txs(&self, overlay: &Overlay, hash: &Hash32) -> Result<Vec<CheckedTx>, StoreError> {
+        let bytes = overlay
+            .get(&block_key(hash))?
+            .ok_or_else(|| StoreError::Corrupt(format!("block {hash} has no bytes")))?;
+        let block = Block::from_bytes(&bytes, &Limits::default())
+            .map_err(|e| StoreError::Corrupt(format!("block {hash}: {e}")))?;
+        Ok(block
+            .body
+            .txs
+            .into_iter()
+            .map(CheckedTx::of_stored_block)
+            .collect())
     }
 }
 

@@ -8,8 +8,11 @@
 //! a socket. The checks run cheapest first: the encoding, then the fields,
 //! then the signature, then the account.
 
+pub mod amount;
+
 use crate::chain::encoding::{decode_strict, encode, DecodeError};
 use crate::chain::{strict_key, tagged_sha256, Hash32};
+use crate::work::merkle;
 use ed25519_dalek::Signature;
 use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
@@ -140,8 +143,17 @@ pub struct CheckedTx {
 }
 
 impl CheckedTx {
+    /// A transaction of a block the store holds: it was checked with its
+    /// block, so it is not checked again.
+    pub fn of_stored_block(tx: Tx) -> CheckedTx {
+        let id = tx.id();
+        CheckedTx { tx, id }
+    }
     pub fn tx(&self) -> &Tx {
         &self.tx
+    }
+    pub fn into_tx(self) -> Tx {
+        self.tx
     }
     pub fn id(&self) -> Hash32 {
         self.id
@@ -179,6 +191,19 @@ pub fn check_tx(tx: Tx, genesis: &Hash32) -> Result<CheckedTx, TxError> {
     key.verify_strict(&id.0, &Signature::from_bytes(&tx.signature))
         .map_err(|_| TxError::BadSignature)?;
     Ok(CheckedTx { tx, id })
+}
+
+/// The header's `tx_root`: the RFC 6962 root over the leaves
+/// `SHA-256(0x00 ‖ id)` of the transactions in block order; `SHA-256()`
+/// for a block without any.
+pub fn tx_root(txs: &[Tx]) -> Hash32 {
+    tx_root_of_ids(&txs.iter().map(Tx::id).collect::<Vec<_>>())
+}
+
+/// [`tx_root`] of transactions whose ids are known.
+pub fn tx_root_of_ids(ids: &[Hash32]) -> Hash32 {
+    let leaves: Vec<Hash32> = ids.iter().map(merkle::leaf_hash).collect();
+    merkle::root(&leaves)
 }
 
 /// Decode and check one transaction from untrusted bytes.

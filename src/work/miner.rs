@@ -7,6 +7,7 @@
 use super::{merkle, Reexecution, Run, Task, Trainer};
 use crate::chain::{Block, Body, CheckpointOpening, Hash32, Header, HeaderFields, HEADER_VERSION};
 use crate::model::model_hash;
+use crate::tx::{self, Tx};
 use ed25519_dalek::{Signer, SigningKey};
 use primitive_types::U256;
 
@@ -128,7 +129,8 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
     Mined::Exhausted
 }
 
-/// The body of a solution: `W_k` and every opening the challenges need.
+/// The body of a solution: `W_k`, every opening the challenges need, and
+/// no transactions.
 pub fn build_body(task: &Task, solution: &Solution) -> Body {
     let indices = super::required_openings(
         solution.steps,
@@ -150,6 +152,7 @@ pub fn build_body(task: &Task, solution: &Solution) -> Body {
     Body {
         params: solution.params.clone(),
         openings,
+        txs: Vec::new(),
     }
 }
 
@@ -166,7 +169,20 @@ pub struct Placement {
 /// The block of `solution`: its body, and the header that commits to it,
 /// signed by `key` (whose public key is the miner id the run used).
 pub fn seal(task: &Task, solution: &Solution, at: &Placement, key: &SigningKey) -> Block {
-    let body = build_body(task, solution);
+    seal_with(task, solution, at, key, Vec::new())
+}
+
+/// [`seal`] with transactions. The ticket does not cover them, so they
+/// can be chosen after the solution is found.
+pub fn seal_with(
+    task: &Task,
+    solution: &Solution,
+    at: &Placement,
+    key: &SigningKey,
+    txs: Vec<Tx>,
+) -> Block {
+    let mut body = build_body(task, solution);
+    body.txs = txs;
     let fields = HeaderFields {
         version: HEADER_VERSION,
         height: at.height,
@@ -180,6 +196,7 @@ pub fn seal(task: &Task, solution: &Solution, at: &Placement, key: &SigningKey) 
         ckpt_root: solution.ckpt_root,
         score_ppm: solution.score_ppm,
         body_hash: body.hash(),
+        tx_root: tx::tx_root(&body.txs),
     };
     let signature = key.sign(&fields.signing_hash().0).to_bytes();
     Block {
