@@ -52,6 +52,9 @@ fn account_key(id: &Hash32) -> Vec<u8> {
 fn undo_key(hash: &Hash32) -> Vec<u8> {
     key(b"u/", &hash.0)
 }
+fn tx_key(id: &Hash32) -> Vec<u8> {
+    key(b"t/", &id.0)
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -376,6 +379,9 @@ impl Store {
         })?;
         overlay.put(undo_key(hash), encoding::encode(&undo));
         overlay.put(height_key(meta.height), hash.0.to_vec());
+        for tx in txs {
+            overlay.put(tx_key(&tx.id()), hash.0.to_vec());
+        }
         Ok(())
     }
 
@@ -469,6 +475,18 @@ impl Store {
             .map(|bytes| decode_value(&bytes, "account"))
             .transpose()?
             .unwrap_or_default())
+    }
+
+    /// The best-chain block that holds transaction `id`: its height and hash.
+    pub fn tx_location(&self, id: &Hash32) -> Result<Option<(u64, Hash32)>, StoreError> {
+        let Some(bytes) = self.db.get(tx_key(id))? else {
+            return Ok(None);
+        };
+        let block = decode_hash(&bytes, "transaction index entry")?;
+        let meta = self
+            .meta(&block)?
+            .ok_or_else(|| StoreError::Corrupt(format!("block {block} has no metadata")))?;
+        Ok(Some((meta.height, block)))
     }
 
     pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
@@ -622,6 +640,9 @@ impl Store {
                     StoreError::Corrupt(format!("best block {old} has no undo record"))
                 })?;
             ledger::disconnect_block(overlay, undo)?;
+            for tx in self.stored_txs(overlay, &old)? {
+                overlay.remove(tx_key(&tx.id()));
+            }
             overlay.remove(undo_key(&old));
             overlay.remove(height_key(height));
         }
