@@ -25,14 +25,14 @@ use tempfile::TempDir;
 // ------------------------------------------------------------------ helpers
 
 /// A node: a chain over a sled store in a temporary data dir.
-struct Node {
-    chain: Chain,
+pub(crate) struct Node {
+    pub(crate) chain: Chain,
     // Dropped after the chain, so the store closes before its files go.
     _dir: TempDir,
 }
 
 /// A fresh regtest data dir, created the way `pouwd start` creates one.
-fn node() -> Node {
+pub(crate) fn node() -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = DataDir::new(&dir.path().join("node"));
     let store = data_dir
@@ -47,14 +47,14 @@ fn node() -> Node {
 }
 
 /// A bare store for `params`, without a data dir around it.
-fn bare_node(params: &ChainParams) -> Node {
+pub(crate) fn bare_node(params: &ChainParams) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::create(&dir.path().join("store"), params).expect("create store");
     node_on(store, dir)
 }
 
 /// A node over an opened store of the diabetes task; `dir` goes with it.
-fn node_on(store: Store, dir: TempDir) -> Node {
+pub(crate) fn node_on(store: Store, dir: TempDir) -> Node {
     let chain = Chain::new(
         store,
         &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
@@ -66,13 +66,13 @@ fn node_on(store: Store, dir: TempDir) -> Node {
 
 /// Local time for every submission: late enough for every timestamp the
 /// builder gives (genesis time plus one second per height).
-fn submit_time(chain: &TestChain) -> u64 {
+pub(crate) fn submit_time(chain: &TestChain) -> u64 {
     chain.params.genesis_time_ms + 1_000_000
 }
 
 /// Mine `count` blocks by `miner` on top of `parent`, each one target
 /// block time after genesis per height, and make them known to the builder.
-fn mine_branch(
+pub(crate) fn mine_branch(
     chain: &mut TestChain,
     parent: Hash32,
     miner: &SigningKey,
@@ -107,14 +107,14 @@ fn mine_branch_spaced(
     blocks
 }
 
-fn submit(node: &Node, block: &Block, now_ms: u64) -> Stored {
+pub(crate) fn submit(node: &Node, block: &Block, now_ms: u64) -> Stored {
     node.chain
         .submit(block.clone(), now_ms)
         .unwrap_or_else(|e| panic!("block {} at height {}: {e}", block.id(), block.height()))
 }
 
 /// Submit blocks and check that each is stored with `expected`.
-fn submit_all(node: &Node, blocks: &[Block], now_ms: u64, expected: &Stored) {
+pub(crate) fn submit_all(node: &Node, blocks: &[Block], now_ms: u64, expected: &Stored) {
     for block in blocks {
         assert_eq!(
             &submit(node, block, now_ms),
@@ -127,7 +127,7 @@ fn submit_all(node: &Node, blocks: &[Block], now_ms: u64, expected: &Stored) {
 
 /// Everything a node's state is made of, as seen through the store.
 #[derive(Debug, PartialEq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     tip: Tip,
     /// `hash_at(h)` for every height up to the highest block ever seen, so
     /// that stale index entries above the tip show up.
@@ -139,11 +139,15 @@ struct Snapshot {
     balances: BTreeMap<Hash32, u64>,
     /// `balance()` of every key of the test.
     balance_of: BTreeMap<Hash32, Balance>,
+    /// The whole account of every key of the test, nonce included.
+    account_of: BTreeMap<Hash32, pouwd::tx::Account>,
+    /// Where the best chain holds each transaction of its blocks.
+    tx_index: Vec<(Hash32, Option<(u64, Hash32)>)>,
     /// What the next block on the tip is checked against.
     next: ParentContext,
 }
 
-fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snapshot {
+pub(crate) fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snapshot {
     let store = &node.chain.store;
     let tip = store.tip().expect("tip");
     let best: Vec<Option<Hash32>> = (0..=probe_height.max(tip.height))
@@ -177,6 +181,16 @@ fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snapshot {
         .iter()
         .map(|k| (*k, store.balance(k).expect("balance")))
         .collect();
+    let account_of = keys
+        .iter()
+        .map(|k| (*k, store.account(k).expect("account")))
+        .collect();
+    let tx_index = on_best
+        .iter()
+        .filter_map(|h| store.block(h).expect("block"))
+        .flat_map(|b| b.body.txs)
+        .map(|t| (t.id(), store.tx_location(&t.id()).expect("tx index")))
+        .collect();
     Snapshot {
         next: node.chain.context(&tip.hash).expect("context of the tip"),
         tip,
@@ -185,11 +199,13 @@ fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snapshot {
         models,
         balances: store.balances().expect("balances"),
         balance_of,
+        account_of,
+        tx_index,
     }
 }
 
 /// The state of a fresh store that stored only `path` (heights 1.., in order).
-fn replay(
+pub(crate) fn replay(
     params: &ChainParams,
     path: &[&Block],
     keys: &[Hash32],
@@ -251,11 +267,11 @@ fn assert_state_is_replay_of(node: &Node, path: &[&Block], keys: &[Hash32], prob
     assert_eq!(state.balances, nonzero, "no balance lost or counted twice");
 }
 
-fn chain_of<'a>(parts: &[&'a [Block]]) -> Vec<&'a Block> {
+pub(crate) fn chain_of<'a>(parts: &[&'a [Block]]) -> Vec<&'a Block> {
     parts.iter().flat_map(|p| p.iter()).collect()
 }
 
-fn stream(params: &ChainParams, blocks: &[Block]) -> Vec<u8> {
+pub(crate) fn stream(params: &ChainParams, blocks: &[Block]) -> Vec<u8> {
     let mut writer = StreamWriter::new(Vec::new(), &params.to_json(), &params.genesis_hash())
         .expect("writing to memory");
     for block in blocks {
@@ -266,7 +282,11 @@ fn stream(params: &ChainParams, blocks: &[Block]) -> Vec<u8> {
     writer.finish().expect("writing to memory")
 }
 
-fn import(node: &Node, bytes: &[u8], now_ms: u64) -> (ImportReport, Option<ImportError>) {
+pub(crate) fn import(
+    node: &Node,
+    bytes: &[u8],
+    now_ms: u64,
+) -> (ImportReport, Option<ImportError>) {
     import_chain(&node.chain, bytes, 2, now_ms, |_, _| {})
 }
 

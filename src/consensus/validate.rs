@@ -291,15 +291,6 @@ fn check_txs(params: &ChainParams, block: &Block) -> Result<Vec<CheckedTx>, Bloc
         if !seen.insert(id) {
             return Err(BlockError::DuplicateTx { index, id });
         }
-        let size = encoding::encode(t).len();
-        if size > tx::MAX_TX_BYTES {
-            let error = Box::new(TxError::Decode(DecodeError::TooLarge {
-                what: "transaction",
-                found: size,
-                limit: tx::MAX_TX_BYTES,
-            }));
-            return Err(BlockError::Tx { index, id, error });
-        }
         let tx = tx::check_tx(t.clone(), &genesis).map_err(|error| BlockError::Tx {
             index,
             id,

@@ -20,6 +20,7 @@ use pouwd::consensus::{
 };
 use pouwd::dataset::{CsvDataset, Prepared};
 use pouwd::model::{initial_params, model_hash};
+use pouwd::tx::{tx_root, Tx, TxFields, TxKind, TX_VERSION};
 use pouwd::work::miner::{self, Job, Mined, Solution};
 use pouwd::work::{self, merkle, Run, Task, Trainer};
 use std::collections::HashMap;
@@ -87,6 +88,35 @@ pub fn resign(block: &mut Block, key: &SigningKey) {
 pub fn recommit_body(block: &mut Block, key: &SigningKey) {
     block.header.fields.body_hash = block.body.hash();
     resign(block, key);
+}
+
+/// Give a block other transactions: recommit the header's body hash and
+/// transaction root and re-sign it. The ticket does not cover them, so the
+/// block stays exactly as valid as its transactions.
+pub fn set_txs(block: &mut Block, txs: Vec<Tx>, key: &SigningKey) {
+    block.body.txs = txs;
+    block.header.fields.tx_root = tx_root(&block.body.txs);
+    recommit_body(block, key);
+}
+
+/// A transfer signed by `from` on the chain with genesis `chain`.
+pub fn transfer(
+    chain: Hash32,
+    from: &SigningKey,
+    nonce: u64,
+    to: Hash32,
+    amount: u64,
+    fee: u64,
+) -> Tx {
+    TxFields {
+        version: TX_VERSION,
+        chain,
+        from: miner_id(from),
+        nonce,
+        fee,
+        kind: TxKind::Transfer { to, amount },
+    }
+    .sign(from)
 }
 
 /// The timestamp a miner gives a child: `max(median time past + 1, now)`.
