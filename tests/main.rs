@@ -14,3 +14,4 @@ mod p2p_files;
 mod reorg;
 mod support;
 mod transactions;
+mod tx_relay;

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Bound on every wait; a loaded 2-core machine needs the slack.
-const LIMIT: Duration = Duration::from_secs(40);
+pub(crate) const LIMIT: Duration = Duration::from_secs(40);
 
 /// `pouwd start --data-dir DIR --chain regtest ARGS…`, once it is up.
-fn start(dir: &Path, args: &[&str]) -> Node {
+pub(crate) fn start(dir: &Path, args: &[&str]) -> Node {
     let d = dir_arg(dir);
     let mut all = vec!["--data-dir", &d, "--chain", "regtest"];
     all.extend_from_slice(args);
@@ -30,7 +30,7 @@ fn start(dir: &Path, args: &[&str]) -> Node {
 }
 
 /// SIGTERM, a clean exit, and the height and tip it stopped on.
-fn stop(node: &mut Node) -> (u64, String) {
+pub(crate) fn stop(node: &mut Node) -> (u64, String) {
     node.signal("TERM");
     assert_eq!(node.wait(LIMIT), Some(0), "stderr: {}", node.stderr());
     let lines = node.lines();
@@ -81,7 +81,7 @@ fn model(dir: &Path) -> String {
 }
 
 /// Create a data dir (and its key) and mine it to `height` without a network.
-fn mine_to(dir: &Path, height: u64) {
+pub(crate) fn mine_to(dir: &Path, height: u64) {
     let h = height.to_string();
     let out = run(&[
         "start",
@@ -101,12 +101,12 @@ fn short(id: &str) -> &str {
     &id[..12]
 }
 
-fn dirs<const N: usize>(root: &Path, names: [&str; N]) -> [PathBuf; N] {
+pub(crate) fn dirs<const N: usize>(root: &Path, names: [&str; N]) -> [PathBuf; N] {
     names.map(|n| root.join(n))
 }
 
 /// No honest node banned anyone.
-fn assert_no_bans(nodes: &[&Node]) {
+pub(crate) fn assert_no_bans(nodes: &[&Node]) {
     for node in nodes {
         let bans: Vec<String> = node
             .lines()
@@ -410,7 +410,7 @@ fn a_healed_partition_ends_on_the_heavier_branch_with_its_balances_and_model() {
 }
 
 /// Connect, say hello on `genesis` claiming `work`, and answer the node politely.
-fn greet(target: SocketAddr, genesis: Hash32, work: [u8; 32]) -> (Adversary, Conn) {
+pub(crate) fn greet(target: SocketAddr, genesis: Hash32, work: [u8; 32]) -> (Adversary, Conn) {
     let adversary = Adversary::new();
     let conn = adversary.connect(target).expect("TLS handshake");
     conn.serve_politely();
@@ -422,7 +422,7 @@ fn greet(target: SocketAddr, genesis: Hash32, work: [u8; 32]) -> (Adversary, Con
 }
 
 /// The node closed the connection as a ban (code 2) and logged why.
-fn assert_banned(node: &Node, adversary: &Adversary, conn: &Conn, reason: &str) {
+pub(crate) fn assert_banned(node: &Node, adversary: &Adversary, conn: &Conn, reason: &str) {
     let closed = conn
         .closed_within(LIMIT)
         .expect("the node closed the connection");

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
 
+/// Admitted ids the relay may fall behind by before it skips some.
+const TX_RELAY_CAPACITY: usize = 1 << 16;
+
 /// Why a transaction was not taken into the pool.
 #[derive(Debug, Error)]
 pub enum TxSubmitError {
@@ -59,8 +62,8 @@ pub struct Shared {
     /// lock is held while an account is read for an admission, and while
     /// the pool follows a tip change.
     pub mempool: Mutex<Mempool>,
-    /// Bumped whenever a transaction enters the pool, for gossip.
-    pub mempool_version: tokio::sync::watch::Sender<u64>,
+    /// The id of every transaction that enters the pool, for relay.
+    pub tx_relay: tokio::sync::broadcast::Sender<Hash32>,
 }
 
 impl Shared {
@@ -85,7 +88,7 @@ impl Shared {
             tip_watch: tokio::sync::watch::Sender::new(tip),
             api_addr: Mutex::new(None),
             mempool: Mutex::new(Mempool::new(limits)),
-            mempool_version: tokio::sync::watch::Sender::new(0),
+            tx_relay: tokio::sync::broadcast::Sender::new(TX_RELAY_CAPACITY),
         })
     }
 
@@ -107,7 +110,8 @@ impl Shared {
             let account = self.chain.store.account(&checked.fields().from)?;
             pool.admit(checked, &account)?
         };
-        self.mempool_version.send_modify(|v| *v += 1);
+        // Nobody listens without a network: nothing to relay then.
+        let _ = self.tx_relay.send(id);
         Ok((id, evicted))
     }
 

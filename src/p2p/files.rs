@@ -1116,7 +1116,7 @@ impl Download {
 }
 
 /// A response's variant, for log lines (not its possibly large contents).
-fn response_name(response: &Response) -> &'static str {
+pub(super) fn response_name(response: &Response) -> &'static str {
     match response {
         Response::Hello(_) => "Hello",
         Response::Refused(_) => "Refused",
@@ -1127,6 +1127,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::File { .. } => "File",
         Response::Chunk(_) => "Chunk",
         Response::NotFound => "NotFound",
+        Response::Txs(_) => "Txs",
     }
 }
 

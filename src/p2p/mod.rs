@@ -14,6 +14,7 @@ pub mod limits;
 pub mod net;
 pub mod peers;
 pub mod tls;
+pub mod txrelay;
 pub mod wire;
 
 pub use files::{Fetcher, ServedFiles, TrainingFile};

@@ -9,11 +9,12 @@ use super::files::ServedFiles;
 use super::limits::{BanList, Charge, RequestRate, TimeoutLog};
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
+use super::txrelay::{self, PeerTxs, TxFetches};
 use super::wire::{self, Hello, Request, Response};
 use crate::chain::Hash32;
 use crate::node::chain::now_ms;
 use crate::node::import::{store_blocks, ImportError, ImportReport};
-use crate::node::state::Shared;
+use crate::node::state::{Shared, TxSubmitError};
 use anyhow::{Context, Result};
 use primitive_types::U256;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -46,6 +47,9 @@ const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 const HASH_SOURCES: usize = 3;
 /// Most blocks verified and stored together during sync.
 const STORE_GROUP: usize = 256;
+/// Peers that connected since the last relay round hear of the pool
+/// within this.
+const TX_RELAY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Bounds on what peers may cost this node.
 #[derive(Clone, Debug)]
@@ -192,6 +196,9 @@ pub struct Network {
     /// waiting for hashes asks it too.
     peer_news: tokio::sync::Notify,
     sync_state: Mutex<SyncState>,
+    /// Transaction relay state of each connected peer.
+    tx_peers: Mutex<HashMap<Hash32, PeerTxs>>,
+    tx_fetches: Mutex<TxFetches>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -306,6 +313,8 @@ impl Network {
             sync_wanted: std::sync::atomic::AtomicBool::new(false),
             peer_news: tokio::sync::Notify::new(),
             sync_state: Mutex::new(SyncState::default()),
+            tx_peers: Mutex::new(HashMap::new()),
+            tx_fetches: Mutex::new(TxFetches::default()),
             config,
         });
         if network.config.listen.is_some() {
@@ -318,6 +327,7 @@ impl Network {
         }
         tokio::spawn(Arc::clone(&network).dial_loop(transport));
         tokio::spawn(Arc::clone(&network).announce_loop());
+        tokio::spawn(Arc::clone(&network).tx_relay_loop());
         Ok(network)
     }
 
@@ -909,6 +919,33 @@ impl Network {
                     .collect();
                 Response::Addrs(addrs)
             }
+            Request::AnnounceTxs(ids) => {
+                {
+                    let mut peers = lock(&self.tx_peers);
+                    let state = peers.entry(id).or_default();
+                    for tx in &ids {
+                        state.mark_known(*tx);
+                    }
+                }
+                let network = Arc::clone(self);
+                tokio::spawn(async move { network.fetch_txs(id, ids).await });
+                Response::Ok
+            }
+            Request::GetTxs(ids) => {
+                let txs: Vec<Vec<u8>> = {
+                    let pool = shared.pool();
+                    ids.iter()
+                        .filter_map(|i| pool.get(i))
+                        .map(|t| t.tx().to_bytes())
+                        .collect()
+                };
+                let mut peers = lock(&self.tx_peers);
+                let state = peers.entry(id).or_default();
+                for tx in &ids {
+                    state.mark_known(*tx);
+                }
+                Response::Txs(txs)
+            }
             Request::GetFile { blake3 } => self.config.files.manifest(&blake3),
             Request::GetChunk { blake3, index } => {
                 let files = self.config.files.clone();
@@ -954,6 +991,209 @@ impl Network {
                 let _ = send.await;
             }
             tokio::time::sleep(ANNOUNCE_INTERVAL).await;
+        }
+    }
+
+    /// Relay every transaction the pool takes to the peers that do not
+    /// have it: each peer's announcements go one at a time on their own
+    /// task, so a slow peer delays only itself. A new peer hears of the
+    /// whole pool.
+    async fn tx_relay_loop(self: Arc<Self>) {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let mut admitted = self.shared.tx_relay.subscribe();
+        loop {
+            let mut fresh = Vec::new();
+            tokio::select! {
+                received = admitted.recv() => match received {
+                    Ok(id) => fresh.push(id),
+                    Err(RecvError::Lagged(n)) => {
+                        log(format_args!("relay: {n} transactions were not announced (too many at once)"));
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(TX_RELAY_INTERVAL) => {}
+            }
+            loop {
+                match admitted.try_recv() {
+                    Ok(id) => fresh.push(id),
+                    Err(TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            self.relay_round(&fresh);
+        }
+    }
+
+    fn relay_round(self: &Arc<Self>, fresh: &[Hash32]) {
+        let peers: Vec<Peer> = lock(&self.peers).values().cloned().collect();
+        let mut starts = Vec::new();
+        {
+            let mut states = lock(&self.tx_peers);
+            states.retain(|id, _| peers.iter().any(|p| p.id == *id));
+            for peer in peers {
+                let state = match states.entry(peer.id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let state = e.insert(PeerTxs::default());
+                        for tx in self.shared.pool().iter() {
+                            state.queue(tx.id());
+                        }
+                        state
+                    }
+                };
+                for id in fresh {
+                    state.queue(*id);
+                }
+                if let Some(batch) = state.next_announcement() {
+                    starts.push((peer, batch));
+                }
+            }
+        }
+        for (peer, first) in starts {
+            let network = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut batch = first;
+                loop {
+                    if let Err(e) = network
+                        .request(&peer.conn, &Request::AnnounceTxs(batch))
+                        .await
+                    {
+                        network.request_failed(&peer.id, &e);
+                    }
+                    let next = lock(&network.tx_peers).get_mut(&peer.id).and_then(|s| {
+                        s.sent();
+                        s.next_announcement()
+                    });
+                    match next {
+                        Some(more) => batch = more,
+                        None => return,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Fetch the announced transactions this node lacks from the peer that
+    /// announced them, and offer each to the pool. A transaction that
+    /// breaks a rule of its own is a ban; one the pool refuses (a used
+    /// nonce, an overspend) counts, and past a limit is a ban too.
+    async fn fetch_txs(self: Arc<Self>, peer_id: Hash32, ids: Vec<Hash32>) {
+        let shared = Arc::clone(&self.shared);
+        let asked = ids.clone();
+        let Ok(have) = tokio::task::spawn_blocking(move || -> HashSet<Hash32> {
+            let pool = shared.pool();
+            asked
+                .into_iter()
+                .filter(|id| {
+                    pool.contains(id) || shared.chain.store.tx_location(id).ok().flatten().is_some()
+                })
+                .collect()
+        })
+        .await
+        else {
+            return;
+        };
+        let wanted = lock(&self.tx_fetches).claim(&ids, Instant::now(), |id| have.contains(id));
+        if wanted.is_empty() {
+            return;
+        }
+        let release = |network: &Network| {
+            let mut fetches = lock(&network.tx_fetches);
+            for id in &wanted {
+                fetches.done(id);
+            }
+        };
+        let Some(conn) = lock(&self.peers).get(&peer_id).map(|p| p.conn.clone()) else {
+            release(&self);
+            return;
+        };
+        let list = match self.request(&conn, &Request::GetTxs(wanted.clone())).await {
+            Ok(Response::Txs(list)) => list,
+            Ok(Response::Refused(_)) => {
+                release(&self);
+                return;
+            }
+            Ok(other) => {
+                release(&self);
+                self.punish(
+                    &peer_id,
+                    &format!(
+                        "answered GetTxs with {}",
+                        super::files::response_name(&other)
+                    ),
+                );
+                return;
+            }
+            Err(e) => {
+                release(&self);
+                self.request_failed(&peer_id, &e);
+                return;
+            }
+        };
+        let mut txs = Vec::with_capacity(list.len());
+        let mut fault = None;
+        for bytes in &list {
+            match crate::tx::Tx::from_bytes(bytes) {
+                Ok(tx)
+                    if wanted.contains(&tx.id())
+                        && !txs.iter().any(|t: &crate::tx::Tx| t.id() == tx.id()) =>
+                {
+                    txs.push(tx)
+                }
+                Ok(tx) => {
+                    fault = Some(format!("sent transaction {} it was not asked for", tx.id()));
+                    break;
+                }
+                Err(e) => {
+                    fault = Some(format!("sent a malformed transaction: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(fault) = fault {
+            release(&self);
+            self.punish(&peer_id, &fault);
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let Ok(results) = tokio::task::spawn_blocking(move || {
+            txs.into_iter()
+                .map(|tx| {
+                    let id = tx.id();
+                    (id, shared.submit_tx(tx).map(|_| ()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        else {
+            release(&self);
+            return;
+        };
+        release(&self);
+        for (id, result) in results {
+            let Err(error) = result else { continue };
+            if let TxSubmitError::Invalid(e) = &error {
+                lock(&self.tx_fetches).refuse(id);
+                self.punish(&peer_id, &format!("sent an invalid transaction {id}: {e}"));
+                return;
+            }
+            if error.is_invalid() {
+                lock(&self.tx_fetches).refuse(id);
+                let flood = lock(&self.tx_peers)
+                    .get_mut(&peer_id)
+                    .is_some_and(|s| s.refused(Instant::now()));
+                if flood {
+                    self.punish(
+                        &peer_id,
+                        &format!(
+                            "sent more than {} transactions within {}s that the pool refuses (the last: {error})",
+                            txrelay::MAX_REFUSED_PER_PEER,
+                            txrelay::REFUSED_SPAN.as_secs()
+                        ),
+                    );
+                    return;
+                }
+            }
         }
     }
 

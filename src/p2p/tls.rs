@@ -20,7 +20,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use std::sync::Arc;
 
 /// ALPN protocol id: the wire protocol and its version.
-pub const ALPN: &[u8] = b"pouwd/1";
+pub const ALPN: &[u8] = b"pouwd/2";
 /// The TLS server name every node uses; identity comes from the key, not the name.
 pub const SERVER_NAME: &str = "pouwd";
 

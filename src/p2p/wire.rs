@@ -10,8 +10,9 @@ use crate::chain::encoding::{decode_strict, encode, DecodeError};
 use crate::chain::Hash32;
 use serde::{Deserialize, Serialize};
 
-/// Version exchanged in [`Hello`]; ALPN carries it too.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version exchanged in [`Hello`]; ALPN carries it too. Version 2 adds
+/// transaction relay (protocol 2's ledger).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// No message is ever longer.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// Longest request.
@@ -24,6 +25,8 @@ pub const MAX_HASHES: usize = 2000;
 pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
 /// Most addresses one `Addrs` carries.
 pub const MAX_ADDRS: usize = 32;
+/// Most transaction ids one `AnnounceTxs` or `GetTxs` carries.
+pub const MAX_TX_IDS: usize = 128;
 /// Size of a training-data chunk.
 pub const CHUNK_BYTES: u32 = 64 << 10;
 
@@ -64,6 +67,10 @@ pub enum Request {
         blake3: Hash32,
         index: u32,
     },
+    /// Transactions the sender has in its pool, by id.
+    AnnounceTxs(Vec<Hash32>),
+    /// Pending transactions by id.
+    GetTxs(Vec<Hash32>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,13 +89,18 @@ pub enum Response {
     },
     Chunk(Vec<u8>),
     NotFound,
+    /// Canonical transaction bytes, in the order asked; those no longer
+    /// pending are left out.
+    Txs(Vec<Vec<u8>>),
 }
 
 impl Request {
     /// Largest response this request may get.
     pub fn response_limit(&self) -> usize {
         match self {
-            Request::Hello(_) | Request::Announce { .. } => 1024,
+            Request::Hello(_) | Request::Announce { .. } | Request::AnnounceTxs(_) => 1024,
+            // Each transaction: a length varint (2 bytes) and its bytes.
+            Request::GetTxs(_) => 16 + MAX_TX_IDS * (2 + crate::tx::MAX_TX_BYTES),
             Request::GetHashes { .. } => 16 + 32 * MAX_HASHES,
             Request::GetBlocks(_) | Request::GetFile { .. } => MAX_MESSAGE_BYTES,
             Request::GetAddrs => 16 + 128 * MAX_ADDRS,
@@ -106,6 +118,11 @@ impl Request {
                 if hashes.is_empty() || hashes.len() > MAX_BLOCKS_PER_REQUEST =>
             {
                 Err(format!("{} blocks asked", hashes.len()))
+            }
+            Request::AnnounceTxs(ids) | Request::GetTxs(ids)
+                if ids.is_empty() || ids.len() > MAX_TX_IDS =>
+            {
+                Err(format!("{} transaction ids", ids.len()))
             }
             _ => Ok(()),
         }
@@ -194,6 +211,8 @@ mod tests {
                 },
                 1024,
             ),
+            (Request::AnnounceTxs(vec![hash]), 1024),
+            (Request::GetTxs(vec![hash]), 16 + 128 * (2 + 1024)),
         ];
         for (request, limit) in cases {
             assert_eq!(request.response_limit(), limit, "{request:?}");
@@ -230,6 +249,15 @@ mod tests {
         assert!(Request::GetBlocks(hashes(1)).check().is_ok());
         assert!(Request::GetBlocks(Vec::new()).check().is_err());
         assert!(Request::GetAddrs.check().is_ok());
+        for make in [Request::AnnounceTxs, Request::GetTxs] {
+            assert!(make(hashes(MAX_TX_IDS)).check().is_ok());
+            assert!(make(hashes(MAX_TX_IDS + 1)).check().is_err());
+            assert!(make(hashes(1)).check().is_ok());
+            assert!(make(Vec::new()).check().is_err());
+            // The largest fits a request.
+            assert!(encode(&make(hashes(MAX_TX_IDS))).len() <= MAX_REQUEST_BYTES);
+        }
+        assert_eq!(MAX_TX_IDS, 128);
         assert_eq!((MAX_LOCATOR, MAX_BLOCKS_PER_REQUEST), (64, 64));
     }
 }

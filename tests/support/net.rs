@@ -295,6 +295,8 @@ impl Conn {
                 Request::GetAddrs => Response::Addrs(Vec::new()),
                 Request::GetHashes { .. } => Response::Hashes(Vec::new()),
                 Request::GetBlocks(_) => Response::Blocks(Vec::new()),
+                Request::AnnounceTxs(_) => Response::Ok,
+                Request::GetTxs(_) => Response::Txs(Vec::new()),
                 _ => Response::NotFound,
             })
         }));
