@@ -109,6 +109,16 @@ pub fn block_json(store: &Store, params: &ChainParams, hash: &Hash32) -> Result<
     let work_hash =
         Run::new(&f.parent, &f.miner, f.lane).work_hash(f.steps, &f.model_hash, &f.ckpt_root);
     let m = f.steps / c;
+    let mut fees: u64 = 0;
+    let txs: Vec<Value> = block
+        .body
+        .txs
+        .iter()
+        .map(|t| {
+            fees = fees.saturating_add(t.fields.fee);
+            tx_json(t)
+        })
+        .collect();
     let segments: Vec<Value> = work::challenged_segments(&work_hash, m, params.task.spot_checks)
         .into_iter()
         .map(|s| json!({"segment": s, "steps": [(s - 1) * c + 1, s * c]}))
@@ -130,12 +140,35 @@ pub fn block_json(store: &Store, params: &ChainParams, hash: &Hash32) -> Result<
         "ckpt_root": f.ckpt_root.to_hex(),
         "score_ppm": f.score_ppm,
         "body_hash": f.body_hash.to_hex(),
+        "tx_root": f.tx_root.to_hex(),
         "spot_checked_segments": segments,
         "tail_steps": [m * c + 1, f.steps],
         "reward": params.reward_amount,
+        "fees": fees,
+        "txs": txs,
         "cumulative_work": meta.work().to_string(),
         "size_bytes": block.to_bytes().len(),
     }))
+}
+
+/// A transaction's fields as JSON: amounts in base units.
+pub fn tx_json(t: &crate::tx::Tx) -> Value {
+    let f = &t.fields;
+    let mut out = json!({
+        "id": t.id().to_hex(),
+        "from": f.from.to_hex(),
+        "nonce": f.nonce,
+        "fee": f.fee,
+        "size_bytes": t.to_bytes().len(),
+    });
+    match &f.kind {
+        crate::tx::TxKind::Transfer { to, amount } => {
+            out["kind"] = "transfer".into();
+            out["to"] = to.to_hex().into();
+            out["amount"] = (*amount).into();
+        }
+    }
+    out
 }
 
 /// The model of block `hash` as `pouwd export-model` writes it: weights,
