@@ -450,6 +450,69 @@ fn a_newer_store_format_is_refused() {
     );
 }
 
+/// A data dir and an export of protocol 1 are refused with both protocol
+/// versions named, and nothing is changed.
+#[test]
+fn protocol_1_data_dirs_and_exports_are_refused_naming_both_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    mine_regtest(&dir, 2);
+    let file = tmp.path().join("chain.pouw");
+    export(&dir, &file);
+    // Stores of format 1 and 2 hold protocol 1 chains.
+    for format in [1u32, 2] {
+        {
+            let db = sled::open(dir.join("store")).unwrap();
+            db.insert("meta/format", &format.to_le_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        for command in ["start", "status"] {
+            let out = run(&[command, "--data-dir", &dir_arg(&dir)]);
+            assert_eq!(out.code, Some(1), "{command}: {}", out.stderr);
+            assert!(
+                out.stderr.contains("protocol 1") && out.stderr.contains("protocol 2"),
+                "{command}: {}",
+                out.stderr
+            );
+        }
+    }
+    // An export stream of version 1 (protocol 1).
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes[8..12], 2u32.to_le_bytes(), "streams are of version 2");
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let old = tmp.path().join("old.pouw");
+    std::fs::write(&old, &bytes).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let out = import(&fresh, &old);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("version 1, of protocol 1")
+            && out.stderr.contains("version 2, of protocol 2"),
+        "{}",
+        out.stderr
+    );
+    // A chain file of protocol 1: one without the protocol field.
+    let mut chain: Value =
+        serde_json::from_str(&std::fs::read_to_string("config/regtest.json").unwrap()).unwrap();
+    chain.as_object_mut().unwrap().remove("protocol");
+    let chain_file = tmp.path().join("v1.json");
+    std::fs::write(&chain_file, chain.to_string()).unwrap();
+    let other = tmp.path().join("other");
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &dir_arg(&other),
+        "--chain",
+        &dir_arg(&chain_file),
+    ]);
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr.contains("protocol version 1") && out.stderr.contains("protocol version 2"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn export_and_import_round_trip_through_files_and_pipes() {
     let tmp = tempfile::tempdir().unwrap();
