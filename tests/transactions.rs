@@ -636,3 +636,103 @@ fn reorgs_deeper_than_the_window_with_transfers_on_both_branches_match_a_replay(
         "alice's three transfers on branch A count, branch B's do not"
     );
 }
+
+// ------------------------------------------------------------ the node's pool
+
+/// A node's shared state on a fresh regtest data dir, as `start` builds it.
+fn shared_node() -> (pouwd::node::state::Shared, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = pouwd::node::DataDir::new(&tmp.path().join("node"));
+    let store = dir
+        .create(&pouwd::node::ChainSource::from_arg("regtest"))
+        .expect("create a regtest data dir");
+    let files = dir.load_task_files(store.params()).expect("dataset");
+    let chain = pouwd::node::Chain::new(store, &files, &pouwd::model::onnx::OrtSetup::default())
+        .expect("open the chain");
+    let shared =
+        pouwd::node::state::Shared::new(chain, dir, key(9)).expect("the node's shared state");
+    (shared, tmp)
+}
+
+fn in_pool(shared: &pouwd::node::state::Shared, t: &Tx) -> bool {
+    shared.pool().contains(&t.id())
+}
+
+#[test]
+fn the_pool_follows_the_tip_mined_transactions_leave_and_reorged_ones_come_back() {
+    let (shared, _tmp) = shared_node();
+    let mut chain = TestChain::regtest();
+    let g = chain.genesis;
+    assert_eq!(shared.chain.store.genesis_hash(), g);
+    let genesis = chain.genesis;
+    let funding = mine_with_txs(&mut chain, genesis, &key(1), 12, |_| Vec::new());
+    for block in &funding {
+        assert_eq!(
+            shared.submit(block.clone()).expect("valid"),
+            Stored::Extended
+        );
+    }
+    // Alice has two rewards spendable: three transfers enter the pool.
+    let txs: Vec<Tx> = (0..3).map(|n| pay(g, 1, n, 3, 1_000 + n)).collect();
+    for t in &txs {
+        shared.submit_tx(t.clone()).expect("admitted");
+    }
+    // Refused: a replay of a pending one, a gap, an invalid signature.
+    assert!(shared.submit_tx(txs[0].clone()).is_err());
+    assert!(shared.submit_tx(pay(g, 1, 5, 3, 1)).is_err());
+    let mut forged = pay(g, 1, 3, 3, 1);
+    forged.signature[0] ^= 1;
+    assert!(matches!(
+        shared.submit_tx(forged),
+        Err(pouwd::node::state::TxSubmitError::Invalid(
+            TxError::BadSignature
+        ))
+    ));
+    // A miner on the tip takes them in nonce order.
+    let tip = chain.tip;
+    let picked = shared.block_txs(&tip).expect("selection");
+    assert_eq!(picked, txs);
+    assert_eq!(
+        shared.block_txs(&funding[5].id()).expect("selection"),
+        Vec::<Tx>::new(),
+        "nothing for a parent that is not the tip"
+    );
+    // A block with the first two: they leave the pool, the third stays.
+    let fork = chain.tip;
+    let mined = mine_with_txs(&mut chain, fork, &key(2), 1, |_| txs[..2].to_vec());
+    assert_eq!(
+        shared.submit(mined[0].clone()).expect("valid"),
+        Stored::Extended
+    );
+    assert!(!in_pool(&shared, &txs[0]) && !in_pool(&shared, &txs[1]));
+    assert!(in_pool(&shared, &txs[2]));
+    // A heavier branch without them: they come back, the third after them.
+    let other = mine_with_txs(&mut chain, fork, &key(3), 2, |_| Vec::new());
+    assert_eq!(
+        shared.submit(other[0].clone()).expect("valid"),
+        Stored::SideChain
+    );
+    assert!(matches!(
+        shared.submit(other[1].clone()).expect("valid"),
+        Stored::Reorg { .. }
+    ));
+    for t in &txs {
+        assert!(in_pool(&shared, t), "{} is pending again", t.id());
+    }
+    let tip = other[1].id();
+    assert_eq!(shared.block_txs(&tip).expect("selection"), txs);
+    // A block that uses the first one's nonce for another transfer
+    // invalidates it; the next ones still follow on.
+    let rival = pay(g, 1, 0, 4, 77);
+    let spent = mine_with_txs(&mut chain, tip, &key(2), 1, |_| vec![rival.clone()]);
+    assert_eq!(
+        shared.submit(spent[0].clone()).expect("valid"),
+        Stored::Extended
+    );
+    assert!(!in_pool(&shared, &txs[0]), "its nonce is used");
+    assert!(in_pool(&shared, &txs[1]) && in_pool(&shared, &txs[2]));
+    assert_eq!(
+        shared.block_txs(&spent[0].id()).expect("selection"),
+        txs[1..]
+    );
+}
