@@ -41,8 +41,9 @@ impl Limits {
 pub const MAX_HEADER_BYTES: usize = 512;
 /// The most transactions any chain lets a block carry.
 pub const MAX_BLOCK_TXS: usize = 16_384;
-/// The most transaction bytes any chain lets a block carry.
-pub const MAX_BLOCK_TX_BYTES: usize = 4 << 20;
+/// The most transaction bytes any chain lets a block carry: with the
+/// training part, a block stays within one 4 MiB peer message.
+pub const MAX_BLOCK_TX_BYTES: usize = 2 << 20;
 /// The largest body of any chain: the training part (parameters and
 /// openings) within 1 MiB, and the transactions.
 pub const MAX_BODY_BYTES: usize = (1 << 20) + MAX_BLOCK_TX_BYTES;
@@ -201,7 +202,7 @@ mod tests {
         assert_eq!(limits.max_block_bytes(), 30);
         assert_eq!(
             Limits::default().max_block_bytes(),
-            512 + (1 << 20) + (4 << 20)
+            512 + (1 << 20) + (2 << 20)
         );
     }
 

@@ -588,9 +588,9 @@ mod tests {
         refused(regtest, "max_block_tx_bytes", |p| {
             p.max_block_tx_bytes = 1023
         });
-        accepted(regtest, |p| p.max_block_tx_bytes = 4 << 20);
+        accepted(regtest, |p| p.max_block_tx_bytes = 2 << 20);
         refused(regtest, "max_block_tx_bytes", |p| {
-            p.max_block_tx_bytes = (4 << 20) + 1
+            p.max_block_tx_bytes = (2 << 20) + 1
         });
     }
 

@@ -223,6 +223,9 @@ mod tests {
             ));
         }
         assert_eq!(MAX_MESSAGE_BYTES, 4 << 20);
+        // The largest block of any chain fits one message with its framing.
+        let largest = crate::chain::Limits::default().max_block_bytes();
+        assert!(largest + 16 <= MAX_MESSAGE_BYTES, "{largest}");
         let ok = frame(&Response::Ok);
         assert_eq!(ok[..4], (ok.len() as u32 - 4).to_le_bytes());
         assert_eq!(decode_response(&ok[4..], 1024), Ok(Response::Ok));
