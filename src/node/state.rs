@@ -32,6 +32,22 @@ pub enum TxSubmitError {
 }
 
 impl TxSubmitError {
+    /// Whether a peer that relayed the transaction should have known better:
+    /// a fee under the minimum, an overspend, a used nonce. A nonce gap or
+    /// a pending nonce (`Conflict`) can come of relay order and is not.
+    pub fn counts_against_relayer(&self) -> bool {
+        match self {
+            TxSubmitError::Invalid(_) => true,
+            TxSubmitError::Pool(e) => matches!(
+                e,
+                MempoolError::FeeTooLow { .. }
+                    | MempoolError::Overspend { .. }
+                    | MempoolError::NonceUsed { .. }
+            ),
+            TxSubmitError::Store(_) => false,
+        }
+    }
+
     /// Whether the transaction itself is at fault (as opposed to this node).
     pub fn is_invalid(&self) -> bool {
         match self {

@@ -927,8 +927,9 @@ impl Network {
                         state.mark_known(*tx);
                     }
                 }
-                let network = Arc::clone(self);
-                tokio::spawn(async move { network.fetch_txs(id, ids).await });
+                // Answered once fetched: the peer's next announcement waits,
+                // so its transactions arrive in the order it sent them.
+                Arc::clone(self).fetch_txs(id, ids).await;
                 Response::Ok
             }
             Request::GetTxs(ids) => {
@@ -1031,16 +1032,12 @@ impl Network {
             let mut states = lock(&self.tx_peers);
             states.retain(|id, _| peers.iter().any(|p| p.id == *id));
             for peer in peers {
-                let state = match states.entry(peer.id) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        let state = e.insert(PeerTxs::default());
-                        for tx in self.shared.pool().iter() {
-                            state.queue(tx.id());
-                        }
-                        state
+                let state = states.entry(peer.id).or_default();
+                if state.introduce() {
+                    for tx in self.shared.pool().iter() {
+                        state.queue(tx.id());
                     }
-                };
+                }
                 for id in fresh {
                     state.queue(*id);
                 }
@@ -1155,6 +1152,8 @@ impl Network {
             self.punish(&peer_id, &fault);
             return;
         }
+        // A sender's transactions in nonce order, whatever order they came in.
+        txs.sort_by_key(|t| (t.fields.from, t.fields.nonce));
         let shared = Arc::clone(&self.shared);
         let Ok(results) = tokio::task::spawn_blocking(move || {
             txs.into_iter()
@@ -1177,7 +1176,7 @@ impl Network {
                 self.punish(&peer_id, &format!("sent an invalid transaction {id}: {e}"));
                 return;
             }
-            if error.is_invalid() {
+            if error.counts_against_relayer() {
                 lock(&self.tx_fetches).refuse(id);
                 let flood = lock(&self.tx_peers)
                     .get_mut(&peer_id)

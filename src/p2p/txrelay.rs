@@ -59,6 +59,8 @@ pub struct PeerTxs {
     queued: VecDeque<Hash32>,
     /// An announcement to this peer is on its way: the next waits for it.
     sending: bool,
+    /// The peer was told of the whole pool.
+    introduced: bool,
     refused: VecDeque<Instant>,
 }
 
@@ -83,6 +85,12 @@ impl PeerTxs {
             self.queued.pop_front();
         }
         true
+    }
+
+    /// Whether the peer still has to hear of the whole pool; `true` once,
+    /// then `false`: the caller queues the pool the first time.
+    pub fn introduce(&mut self) -> bool {
+        !std::mem::replace(&mut self.introduced, true)
     }
 
     pub fn queued(&self) -> usize {
@@ -199,6 +207,18 @@ mod tests {
         );
         peer.sent();
         assert_eq!(peer.next_announcement(), None);
+    }
+
+    #[test]
+    fn a_peer_is_introduced_to_the_pool_once_whoever_spoke_first() {
+        let mut peer = PeerTxs::default();
+        peer.mark_known(id(1));
+        assert!(
+            peer.introduce(),
+            "state made by the peer's own announcement"
+        );
+        assert!(!peer.introduce());
+        assert!(!peer.introduce());
     }
 
     #[test]
