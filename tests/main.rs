@@ -13,3 +13,4 @@ mod p2p;
 mod p2p_files;
 mod reorg;
 mod support;
+mod wallet;
