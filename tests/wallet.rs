@@ -6,7 +6,7 @@ use crate::api::{api_addr, get, mine_regtest, stop};
 use crate::support::node::{dir_arg, run, Node};
 use ed25519_dalek::SigningKey;
 use pouwd::chain::Hash32;
-use pouwd::tx::{TxFields, TxKind, TX_VERSION};
+use pouwd::tx::{Tx, TxFields, TxKind, TX_VERSION};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -90,6 +90,10 @@ fn cookie(dir: &Path) -> (String, u32) {
 
 fn json_of(out: &crate::support::node::Output) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+fn tx_chain(genesis: &Value) -> Hash32 {
+    Hash32::from_hex(genesis.as_str().unwrap()).unwrap()
 }
 
 /// A data dir with a key and a regtest store, and no blocks.
@@ -395,6 +399,29 @@ fn the_write_api_takes_signed_transactions_with_the_cookie_only() {
     );
     let (status, _, body) = post_tx(addr, Some(&again), &bytes);
     assert_eq!(status, 200, "{body}");
+    // `send --out` signs with the next nonce and writes the bytes, which
+    // POST /tx takes as they are.
+    let file = tmp.path().join("tx.bin");
+    let out = run(&[
+        "send",
+        "--data-dir",
+        &d,
+        "--to",
+        &to.to_hex(),
+        "--amount",
+        "0.5",
+        "--out",
+        &dir_arg(&file),
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    let written = std::fs::read(&file).unwrap();
+    let tx = Tx::from_bytes(&written).unwrap();
+    assert_eq!(tx.fields.nonce, 1, "after the pending one");
+    assert_eq!(out.stdout.trim(), tx.id().to_hex());
+    assert_eq!(get(addr, "/mempool")["count"], 1, "written, not sent");
+    let (status, _, body) = post_tx(addr, Some(&again), &written);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], tx.id().to_hex());
     stop(node, "INT");
     assert!(!dir.join("api.cookie").exists());
 }
@@ -439,6 +466,35 @@ fn send_needs_a_running_node_that_serves_the_api() {
     }
     let out = run(&["tx", "--data-dir", &d, "nothex"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
+    // Signed without a node, for later: the stored chain's nonce.
+    let out = run(&[
+        "send",
+        "--data-dir",
+        &d,
+        "--to",
+        &to,
+        "--amount",
+        "1",
+        "--out",
+        "-",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(out.stderr.contains("no node is running"), "{}", out.stderr);
+    let tx = Tx::from_bytes(&out.stdout_bytes).unwrap();
+    let key = node_key(&dir);
+    assert_eq!(tx.fields.from, id_of(&key));
+    assert_eq!(tx.fields.nonce, 0);
+    assert_eq!(tx.fields.fee, 1_000);
+    assert_eq!(
+        tx.fields.kind,
+        TxKind::Transfer {
+            to: Hash32::from_hex(&to).unwrap(),
+            amount: TOKEN
+        }
+    );
+    let genesis = json_of(&run(&["status", "--data-dir", &d, "--json"]))["genesis"].clone();
+    assert_eq!(tx.fields.chain.to_hex(), genesis.as_str().unwrap());
+    pouwd::tx::check_tx(tx, &tx_chain(&genesis)).expect("signed by the data dir's key");
 
     // A node without --api: send and tx say so; wallet reads its status file.
     std::fs::write(dir.join("api.cookie"), "stale").unwrap();

@@ -6,7 +6,8 @@
 //! transactions (`GET /accounts/{id}`), and takes the signed transaction
 //! (`POST /tx`, with the token of `DATA_DIR/api.cookie`). Prints the
 //! transaction's id; a refused transaction prints the node's reason and
-//! exits 1.
+//! exits 1. `--out FILE` writes the signed bytes instead, with or without
+//! a running node.
 
 use super::running::{access, Access, API_TIMEOUT};
 use super::DataDirArg;
@@ -16,6 +17,8 @@ use crate::chain::{strict_key, Hash32};
 use crate::node::DataDir;
 use crate::tx::{amount, TxFields, TxKind, TX_VERSION};
 use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
 
 /// The fee `send` pays without `--fee`: 0.00001 tokens, 1000 base units.
 /// A transfer encodes in at most 192 bytes, so the default minimum relay
@@ -39,6 +42,12 @@ pub struct SendArgs {
     #[arg(long, value_name = "TOKENS", default_value = DEFAULT_FEE,
           value_parser = |text: &str| amount::parse(text))]
     pub fee: u64,
+    /// Write the signed transaction's bytes to FILE (`-` for stdout)
+    /// instead of handing it to the node, e.g. for `POST /tx`. Works
+    /// without a running node too: the nonce is then the stored chain's,
+    /// not counting pending transactions.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 fn parse_recipient(text: &str) -> Result<Hash32, String> {
@@ -62,33 +71,44 @@ fn parse_amount(text: &str) -> Result<u64, String> {
 pub fn run(args: SendArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
     let root = dir.root.display();
-    let node = match access(&dir)? {
-        Access::Stopped(store) => {
-            drop(store);
-            bail!(
-                "no node is running on {root}: `pouwd send` hands the transaction to the \
-                 node running on the data dir, through its API; start one with \
-                 `pouwd start --data-dir {root} --api`, then send again"
-            );
-        }
-        Access::Running(node) => node,
-    };
-    let addr = node.require_api(&dir, "`pouwd send`")?;
-    let unreachable = || format!("the node's API at {addr} does not answer");
-    let status = node
-        .live_status(addr, API_TIMEOUT)
-        .with_context(unreachable)?;
-    let genesis = status["genesis"]
-        .as_str()
-        .and_then(|g| Hash32::from_hex(g).ok())
-        .context("the node's /status has no genesis hash")?;
+    let access = access(&dir)?;
     let key = dir.load_key()?;
     let from = Hash32(key.verifying_key().to_bytes());
-    let account =
-        get_json(addr, &format!("/accounts/{from}"), API_TIMEOUT).with_context(unreachable)?;
-    let nonce = account["next_nonce"]
-        .as_u64()
-        .context("the node's /accounts answer has no next_nonce")?;
+    let (genesis, nonce, node) = match access {
+        Access::Stopped(store) => {
+            if args.out.is_none() {
+                bail!(
+                    "no node is running on {root}: `pouwd send` hands the transaction to the \
+                     node running on the data dir, through its API; start one with \
+                     `pouwd start --data-dir {root} --api`, then send again (or write the \
+                     signed transaction to a file with --out FILE)"
+                );
+            }
+            let nonce = store.account(&from)?.nonce;
+            eprintln!(
+                "note: no node is running on {root}: nonce {nonce} is the account's on the \
+                 stored chain; transactions a node may hold pending are not counted"
+            );
+            (store.genesis_hash(), nonce, None)
+        }
+        Access::Running(node) => {
+            let addr = node.require_api(&dir, "`pouwd send`")?;
+            let unreachable = || format!("the node's API at {addr} does not answer");
+            let status = node
+                .live_status(addr, API_TIMEOUT)
+                .with_context(unreachable)?;
+            let genesis = status["genesis"]
+                .as_str()
+                .and_then(|g| Hash32::from_hex(g).ok())
+                .context("the node's /status has no genesis hash")?;
+            let account = get_json(addr, &format!("/accounts/{from}"), API_TIMEOUT)
+                .with_context(unreachable)?;
+            let nonce = account["next_nonce"]
+                .as_u64()
+                .context("the node's /accounts answer has no next_nonce")?;
+            (genesis, nonce, Some((addr, account)))
+        }
+    };
     let tx = TxFields {
         version: TX_VERSION,
         chain: genesis,
@@ -101,6 +121,31 @@ pub fn run(args: SendArgs) -> Result<()> {
         },
     }
     .sign(&key);
+    let what = format!(
+        "{} tokens to {} with a fee of {} (nonce {nonce})",
+        amount::format(args.amount),
+        args.to,
+        amount::format(args.fee),
+    );
+    if let Some(path) = &args.out {
+        let bytes = tx.to_bytes();
+        let mut out = super::output(path)?;
+        out.write_all(&bytes)?;
+        out.flush()?;
+        if path.as_os_str() != "-" {
+            println!("{}", tx.id());
+        }
+        eprintln!(
+            "wrote transaction {} ({} bytes) to {}: {what}; not sent",
+            tx.id(),
+            bytes.len(),
+            path.display()
+        );
+        return Ok(());
+    }
+    let Some((addr, account)) = node else {
+        bail!("no node to send to");
+    };
     let cookie_path = dir.cookie_path();
     let token = cookie::read(&cookie_path).with_context(|| {
         format!(
@@ -125,15 +170,14 @@ pub fn run(args: SendArgs) -> Result<()> {
             account["immature_tokens"].as_str().unwrap_or("?"),
             account["pending"]
         ),
-        Err(e) => return Err(e).with_context(unreachable),
+        Err(e) => {
+            return Err(e).with_context(|| format!("the node's API at {addr} does not answer"))
+        }
     }
     println!("{}", tx.id());
     eprintln!(
-        "sent {} tokens to {} with a fee of {} (nonce {nonce}); the node holds it in its pool \
-         until a block includes it: `pouwd tx --data-dir {root} {}`",
-        amount::format(args.amount),
-        args.to,
-        amount::format(args.fee),
+        "sent {what}; the node holds it in its pool until a block includes it: \
+         `pouwd tx --data-dir {root} {}`",
         tx.id()
     );
     Ok(())
