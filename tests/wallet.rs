@@ -232,6 +232,27 @@ fn the_write_api_takes_signed_transactions_with_the_cookie_only() {
         "transaction is 2048 bytes, over the limit of 1024",
     );
     refused(addr, &token, &[0; 2049], 413, "larger than 2048 bytes");
+    // A body that stops short is given up after 5 s: 408.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let asked = Instant::now();
+    write!(
+        slow,
+        "POST /tx HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n\r\n",
+        bytes.len()
+    )
+    .unwrap();
+    slow.write_all(&bytes[..10]).unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
     // A chunked body without a length is cut off at the limit too.
     let mut chunked = Vec::new();
     for _ in 0..3 {
