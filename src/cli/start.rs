@@ -437,7 +437,11 @@ async fn supervise(
     shared.stop.store(true, Ordering::SeqCst);
     let result = match result {
         Some(result) => result,
-        None => worker.await.context("the miner task failed")?,
+        // The API and the network stop whatever the miner task did.
+        None => worker
+            .await
+            .context("the miner task failed")
+            .and_then(|r| r),
     };
     if let Some(api) = api {
         api.shutdown().await;
