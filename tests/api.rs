@@ -56,7 +56,7 @@ pub(crate) fn api_addr(node: &Node) -> SocketAddr {
     line["api: listening on ".len()..].parse().unwrap()
 }
 
-fn mine_regtest(dir: &Path, height: u64) {
+pub(crate) fn mine_regtest(dir: &Path, height: u64) {
     let out = run(&[
         "start",
         "--data-dir",
@@ -76,7 +76,7 @@ fn status_json(dir: &Path) -> (Value, String) {
     (serde_json::from_str(&out.stdout).unwrap(), out.stderr)
 }
 
-fn stop(mut node: Node, signal: &str) {
+pub(crate) fn stop(mut node: Node, signal: &str) {
     node.signal(signal);
     assert_eq!(node.wait(STOP), Some(0), "stderr: {}", node.stderr());
     assert!(

@@ -15,3 +15,4 @@ mod reorg;
 mod support;
 mod transactions;
 mod tx_relay;
+mod wallet;

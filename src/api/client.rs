@@ -1,7 +1,7 @@
-//! A minimal blocking client for the local API, so `pouwd status` can ask
-//! a running node without an HTTP library: one `GET` over a std
-//! `TcpStream`, `Connection: close`, every step under a timeout and the
-//! response bounded in size.
+//! A minimal blocking client for the local API, so `pouwd status`,
+//! `wallet`, `send` and `tx` can ask a running node without an HTTP
+//! library: one request over a std `TcpStream`, `Connection: close`,
+//! every step under a timeout and the response bounded in size.
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -26,15 +26,61 @@ pub enum ClientError {
     NotJson(#[from] serde_json::Error),
 }
 
+impl ClientError {
+    /// The HTTP status of a response that was not 200.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 /// `GET path` from the API at `addr`; the JSON body of a 200 response.
 pub fn get_json(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Value, ClientError> {
+    request(addr, "GET", path, &[], None, timeout)
+}
+
+/// `POST /tx` of a transaction's bytes to the API at `addr`, with the
+/// node's token; the JSON body of a 200 response.
+pub fn post_tx(
+    addr: SocketAddr,
+    token: &str,
+    tx: &[u8],
+    timeout: Duration,
+) -> Result<Value, ClientError> {
+    let authorization = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", authorization.as_str()),
+        ("Content-Type", "application/octet-stream"),
+    ];
+    request(addr, "POST", "/tx", &headers, Some(tx), timeout)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Value, ClientError> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&bytes)?;
     let mut response = Vec::new();
     stream
         .take(MAX_RESPONSE_BYTES + 1)

@@ -1,5 +1,6 @@
-//! The local HTTP API: read-only JSON views of a running node, for
-//! operators, scripts and tests.
+//! The local HTTP API: JSON views of a running node for operators,
+//! scripts and tests, and one write: handing the node a signed
+//! transaction.
 //!
 //! `pouwd start --api [ADDR]` serves, over plain HTTP/1.1 on the node's
 //! tokio runtime:
@@ -9,27 +10,49 @@
 //! - `GET /peers`: connected peers and banned ones;
 //! - `GET /blocks/{height|hash}`: one block, as `pouwd inspect --json`;
 //! - `GET /model[?limit=N]`: the tip's model, as `pouwd export-model`,
-//!   plus the scores of the last N blocks of its chain.
+//!   plus the scores of the last N blocks of its chain;
+//! - `GET /accounts/{id}`: an account's balances and nonce at the tip, and
+//!   the next nonce once its pending transactions are counted;
+//! - `GET /mempool[?limit=N]`: the pool's size and limits, and its best N
+//!   pending transactions by fee per byte;
+//! - `GET /tx/{id}`: a transaction and where it is: pending in the pool,
+//!   or in a block of the best chain;
+//! - `POST /tx`: one signed transaction, its canonical bytes as the body
+//!   (`application/octet-stream`, schema/transactions.md), into the pool.
 //!
-//! It never writes: no endpoint changes the chain, the store, the peers or
-//! any file, and only `GET` is accepted. It has no authentication either,
-//! which is why it binds a loopback address unless told `--api-public`.
+//! Reads need no authentication, which is why the API binds a loopback
+//! address unless told `--api-public`. The one write, `POST /tx`, needs the
+//! token the node writes to `DATA_DIR/api.cookie` at every start
+//! ([`cookie`]), as `Authorization: Bearer TOKEN`: 401 without it. It
+//! answers 200 with the transaction's id, 400 naming the broken rule, 409
+//! for a transaction the pool holds already, 413 for a body over
+//! [`MAX_TX_BODY_BYTES`], 503 when the pool is full of transactions that
+//! pay more per byte. Nothing else writes: no endpoint changes the chain,
+//! the store, the peers or any file.
+//!
 //! What a client can cost the node is bounded: at most
 //! [`MAX_CONNECTIONS`] at once (more wait in the listen backlog), request
-//! headers of at most 16 KiB read within 5 s, request bodies never read,
-//! every connection closed after 30 s, and every store read on the
-//! blocking pool so a slow read never stalls the network's timers.
+//! headers of at most 16 KiB read within 5 s, request bodies read only by
+//! an authorised `POST /tx` (at most [`MAX_TX_BODY_BYTES`], within 5 s),
+//! listings bounded by `?limit=`, every connection closed after 30 s, and
+//! every store read and pool lock on the blocking pool so a slow read
+//! never stalls the network's timers.
 
 pub mod client;
+pub mod cookie;
 
-use crate::node::state::Shared;
+use crate::chain::Hash32;
+use crate::node::mempool::MempoolError;
+use crate::node::state::{Shared, TxSubmitError};
 use crate::node::status::status_json;
 use crate::node::views::{self, BlockRef, ViewError};
 use crate::p2p::net::{BanInfo, PeerInfo, SyncState};
 use crate::p2p::Network;
-use http_body_util::Full;
+use crate::tx::{Tx, TxError, MAX_TX_BYTES};
+use cookie::Cookie;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::{header, Method, Request, Response, StatusCode};
+use hyper::{header, HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
@@ -50,10 +73,19 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_HISTORY: usize = 100;
 /// Most blocks of score history `/model` returns.
 pub const MAX_HISTORY: usize = 10_000;
+/// Pending transactions `/mempool` lists without `?limit=`.
+pub const DEFAULT_MEMPOOL_LISTING: usize = 100;
+/// Most pending transactions `/mempool` lists.
+pub const MAX_MEMPOOL_LISTING: usize = 10_000;
+/// The largest body `POST /tx` reads: twice the largest transaction, so a
+/// transaction over its own limit is refused naming that limit, and
+/// anything larger is refused unread (413).
+pub const MAX_TX_BODY_BYTES: usize = 2 * MAX_TX_BYTES;
 
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Error)]
@@ -107,19 +139,23 @@ struct Context {
     shared: Arc<Shared>,
     network: Option<Arc<Network>>,
     addr: SocketAddr,
+    /// The token `POST /tx` needs.
+    cookie: Arc<Cookie>,
 }
 
 /// The API while it serves.
 pub struct Api {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    cookie: Arc<Cookie>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Api {
-    /// Serve on `listener` (from [`bind`]); `network` is `None` when the
-    /// node runs without peers. Must run inside the tokio runtime.
+    /// Write a fresh token to the data dir's `api.cookie` and serve on
+    /// `listener` (from [`bind`]); `network` is `None` when the node runs
+    /// without peers. Must run inside the tokio runtime.
     pub fn start(
         listener: std::net::TcpListener,
         shared: Arc<Shared>,
@@ -127,18 +163,33 @@ impl Api {
     ) -> std::io::Result<Api> {
         let addr = listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let path = shared.dir.cookie_path();
+        let cookie = Cookie::create(&path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot write the API's token to {}: {e}", path.display()),
+            )
+        })?;
+        let cookie = Arc::new(cookie);
         shared.set_api_addr(Some(addr));
+        // Record the address before saying it, so whoever waits for the
+        // line finds it in the status file (`pouwd status`, `send`).
+        if let Err(e) = shared.write_status() {
+            eprintln!("warning: cannot write the status file: {e:#}");
+        }
         crate::say!("api: listening on {addr}");
         let context = Arc::new(Context {
             shared: Arc::clone(&shared),
             network,
             addr,
+            cookie: Arc::clone(&cookie),
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, context, stopped));
         Ok(Api {
             addr,
             shared,
+            cookie,
             stop,
             task,
         })
@@ -148,12 +199,18 @@ impl Api {
         self.addr
     }
 
-    /// Stop accepting, give open requests a moment to finish, and take the
-    /// address out of the status file's view.
+    /// Stop accepting, give open requests a moment to finish, take the
+    /// address out of the status file's view and remove the token.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         self.shared.set_api_addr(None);
+        if let Err(e) = self.cookie.remove() {
+            eprintln!(
+                "warning: cannot remove the API's token {}: {e}",
+                self.cookie.path().display()
+            );
+        }
     }
 }
 
@@ -216,6 +273,10 @@ impl Failure {
         }
     }
 
+    fn bad_request(message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::BAD_REQUEST, message)
+    }
+
     fn internal(error: impl std::fmt::Display) -> Failure {
         Failure::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
     }
@@ -234,6 +295,18 @@ impl From<ViewError> for Failure {
     }
 }
 
+impl From<TxSubmitError> for Failure {
+    fn from(error: TxSubmitError) -> Failure {
+        let status = match &error {
+            e if e.is_invalid() => StatusCode::BAD_REQUEST,
+            TxSubmitError::Pool(MempoolError::AlreadyKnown { .. }) => StatusCode::CONFLICT,
+            TxSubmitError::Pool(MempoolError::Full) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure::new(status, error.to_string())
+    }
+}
+
 /// What a request asks for.
 #[derive(Debug, PartialEq)]
 enum Route {
@@ -241,56 +314,91 @@ enum Route {
     Peers,
     Block(BlockRef),
     Model { history: usize },
+    Account(Hash32),
+    Mempool { limit: usize },
+    Tx(Hash32),
+    SubmitTx,
 }
 
-const ENDPOINTS: &str = "/status, /peers, /blocks/{height|hash} and /model";
+const ENDPOINTS: &str = "GET /status, /peers, /blocks/{height|hash}, /model, /accounts/{id}, \
+                         /mempool and /tx/{id}, and POST /tx";
+
+/// The one method a known path answers; `None` for an unknown path.
+fn method_of(segments: &[&str]) -> Option<Method> {
+    match segments {
+        ["tx"] => Some(Method::POST),
+        ["status"]
+        | ["peers"]
+        | ["model"]
+        | ["mempool"]
+        | ["blocks", _]
+        | ["accounts", _]
+        | ["tx", _] => Some(Method::GET),
+        _ => None,
+    }
+}
 
 fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Failure> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let known = matches!(
-        segments.as_slice(),
-        ["status"] | ["peers"] | ["model"] | ["blocks", _]
-    );
-    if !known {
+    let Some(allowed) = method_of(&segments) else {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
             format!("no endpoint {path}; there are {ENDPOINTS}"),
         ));
+    };
+    if *method != allowed {
+        let message = if allowed == Method::GET {
+            format!(
+                "{method} is not served on {path}: it is read-only and answers GET only \
+                 (the one write is POST /tx)"
+            )
+        } else {
+            format!(
+                "{method} is not served on {path}: it takes POST only, with a signed transaction"
+            )
+        };
+        return Err(Failure::new(StatusCode::METHOD_NOT_ALLOWED, message));
     }
-    if method != Method::GET {
-        return Err(Failure::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not served: the API is read-only and answers GET only"),
-        ));
-    }
+    let hash = |text: &str, what: &str| {
+        Hash32::from_hex(text).map_err(|e| Failure::bad_request(format!("{what} {text:?}: {e}")))
+    };
     Ok(match segments.as_slice() {
         ["status"] => Route::Status,
         ["peers"] => Route::Peers,
-        ["blocks", which] => Route::Block(
-            BlockRef::parse(which)
-                .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?,
-        ),
+        ["blocks", which] => {
+            Route::Block(BlockRef::parse(which).map_err(|e| Failure::bad_request(e.to_string()))?)
+        }
+        ["accounts", id] => Route::Account(hash(id, "account id")?),
+        ["mempool"] => Route::Mempool {
+            limit: limit(
+                query,
+                DEFAULT_MEMPOOL_LISTING,
+                MAX_MEMPOOL_LISTING,
+                "transactions",
+            )?,
+        },
+        ["tx", id] => Route::Tx(hash(id, "transaction id")?),
+        ["tx"] => Route::SubmitTx,
         _ => Route::Model {
-            history: history_limit(query)?,
+            history: limit(query, DEFAULT_HISTORY, MAX_HISTORY, "blocks")?,
         },
     })
 }
 
-/// `limit=N` from `/model`'s query, bounded by [`MAX_HISTORY`].
-fn history_limit(query: Option<&str>) -> Result<usize, Failure> {
+/// `limit=N` from a query: `default` without one, at most `max`.
+fn limit(query: Option<&str>, default: usize, max: usize, what: &str) -> Result<usize, Failure> {
     let Some(text) = query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("limit="))
     else {
-        return Ok(DEFAULT_HISTORY);
+        return Ok(default);
     };
     match text.parse::<usize>() {
-        Ok(limit) if limit <= MAX_HISTORY => Ok(limit),
-        _ => Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("limit={text:?}: expected a number of blocks from 0 to {MAX_HISTORY}"),
-        )),
+        Ok(limit) if limit <= max => Ok(limit),
+        _ => Err(Failure::bad_request(format!(
+            "limit={text:?}: expected a number of {what} from 0 to {max}"
+        ))),
     }
 }
 
@@ -298,8 +406,10 @@ async fn answer(
     context: Arc<Context>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let uri = request.uri();
-    let result = match route(request.method(), uri.path(), uri.query()) {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let result = match route(&parts.method, path, parts.uri.query()) {
+        Ok(Route::SubmitTx) => submit_tx(&context, &parts.headers, body).await,
         Ok(route) => respond(&context, route).await,
         Err(failure) => Err(failure),
     };
@@ -307,7 +417,7 @@ async fn answer(
         Ok(body) => (StatusCode::OK, body),
         Err(failure) => {
             if failure.status.is_server_error() {
-                crate::say!("api: {} failed: {}", uri.path(), failure.message);
+                crate::say!("api: {} {path} failed: {}", parts.method, failure.message);
             }
             (failure.status, json!({ "error": failure.message }))
         }
@@ -322,7 +432,18 @@ async fn answer(
         header::HeaderValue::from_static("application/json"),
     );
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let allow = match method_of(&segments) {
+            Some(Method::POST) => "POST",
+            _ => "GET",
+        };
+        headers.insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"pouwd\""),
+        );
     }
     Ok(response)
 }
@@ -375,7 +496,109 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
             })
             .await
         }
+        Route::Account(id) => {
+            read_store(context, move |shared| {
+                // The pool is locked while the account is read, as when a
+                // transaction is admitted, so the two agree.
+                let pool = shared.pool();
+                let account = shared.chain.store.account(&id).map_err(Failure::internal)?;
+                let next_nonce = pool.next_nonce(&id, &account);
+                drop(pool);
+                Ok(views::account_json(&id, &account, next_nonce))
+            })
+            .await
+        }
+        Route::Mempool { limit } => {
+            read_store(context, move |shared| {
+                let pool = shared.pool();
+                let listed: Vec<Tx> = pool.iter().take(limit).map(|c| c.tx().clone()).collect();
+                let (count, bytes, limits) = (pool.len(), pool.bytes(), pool.limits().clone());
+                drop(pool);
+                Ok(json!({
+                    "count": count,
+                    "bytes": bytes,
+                    "limits": {
+                        "max_bytes": limits.max_bytes,
+                        "max_count": limits.max_count,
+                        "min_fee_per_kb": limits.min_fee_per_kb,
+                    },
+                    "listed": listed.len(),
+                    "transactions": listed.iter().map(views::tx_json).collect::<Vec<_>>(),
+                }))
+            })
+            .await
+        }
+        Route::Tx(id) => {
+            read_store(context, move |shared| {
+                let store = &shared.chain.store;
+                if let Some(found) = views::tx_in_chain(store, &id)? {
+                    return Ok(found);
+                }
+                if let Some(pending) = shared.pool().get(&id) {
+                    return Ok(views::pending_tx_json(pending.tx()));
+                }
+                // Mined between the two looks: a block is stored before
+                // its transactions leave the pool.
+                Ok(views::tx_in_chain(store, &id)?.ok_or(ViewError::UnknownTx(id))?)
+            })
+            .await
+        }
+        Route::SubmitTx => Err(Failure::internal("POST /tx is answered by submit_tx")),
     }
+}
+
+/// `POST /tx`: check the token, read the body within its bounds, decode
+/// it strictly and hand the transaction to the pool.
+async fn submit_tx(
+    context: &Context,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Value, Failure> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !context.cookie.authorizes(authorization) {
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "POST /tx needs the token of the node's {} as `Authorization: Bearer TOKEN`",
+                cookie::FILE_NAME
+            ),
+        ));
+    }
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {MAX_TX_BODY_BYTES} bytes; a transaction has at most \
+                 {MAX_TX_BYTES}"
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_TX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let read = Limited::new(body, MAX_TX_BODY_BYTES).collect();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Err(_) => {
+            return Err(Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+            ))
+        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Ok(Err(e)) => return Err(Failure::bad_request(format!("cannot read the body: {e}"))),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let tx = Tx::from_bytes(&bytes)
+        .map_err(|e| Failure::from(TxSubmitError::Invalid(TxError::Decode(e))))?;
+    let shared = Arc::clone(&context.shared);
+    let (id, _evicted) = tokio::task::spawn_blocking(move || shared.submit_tx(tx))
+        .await
+        .map_err(Failure::internal)??;
+    Ok(json!({ "id": id.to_hex() }))
 }
 
 /// `sync` of `/status`: `idle` or `syncing` towards `target_height` from
@@ -464,7 +687,7 @@ mod tests {
     }
 
     #[test]
-    fn routes_answer_get_only_and_name_what_is_wrong() {
+    fn routes_answer_their_one_method_and_name_what_is_wrong() {
         let get = &Method::GET;
         assert_eq!(route(get, "/status", None), Ok(Route::Status));
         assert_eq!(route(get, "/peers", None), Ok(Route::Peers));
@@ -514,6 +737,92 @@ mod tests {
         for method in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD] {
             assert_eq!(status(&method, "/status", None), 405, "{method}");
         }
+    }
+
+    #[test]
+    fn wallet_routes_take_ids_and_bounded_limits() {
+        let get = &Method::GET;
+        let id = Hash32([0xab; 32]);
+        let hex = id.to_hex();
+        assert_eq!(
+            route(get, &format!("/accounts/{hex}"), None),
+            Ok(Route::Account(id))
+        );
+        assert_eq!(route(get, &format!("/tx/{hex}"), None), Ok(Route::Tx(id)));
+        assert_eq!(route(&Method::POST, "/tx", None), Ok(Route::SubmitTx));
+        assert_eq!(
+            route(get, "/mempool", None),
+            Ok(Route::Mempool {
+                limit: DEFAULT_MEMPOOL_LISTING
+            })
+        );
+        assert_eq!(
+            route(get, "/mempool", Some("limit=0")),
+            Ok(Route::Mempool { limit: 0 })
+        );
+        assert_eq!(
+            route(get, "/mempool", Some("limit=10000")),
+            Ok(Route::Mempool {
+                limit: MAX_MEMPOOL_LISTING
+            })
+        );
+        let failure = |method: &Method, path: &str, query: Option<&str>| {
+            route(method, path, query).unwrap_err()
+        };
+        let f = failure(get, "/mempool", Some("limit=10001"));
+        assert_eq!(f.status, 400);
+        assert!(f.message.contains("0 to 10000"), "{}", f.message);
+        for bad in ["/accounts/xyz", "/accounts/abab", "/accounts/", "/tx/12"] {
+            assert_eq!(failure(get, bad, None).status, 400, "{bad}");
+        }
+        let f = failure(get, &format!("/tx/{}", "g".repeat(64)), None);
+        assert!(f.message.contains("transaction id"), "{}", f.message);
+        for unknown in ["/accounts", "/tx/a/b", "/mempool/x", "/txs"] {
+            let f = failure(get, unknown, None);
+            assert_eq!(f.status, 404, "{unknown}");
+            assert!(f.message.contains("POST /tx"), "{}", f.message);
+        }
+        // POST /tx is the only write; /tx takes nothing else, and the
+        // reads take nothing but GET.
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            let f = failure(&method, "/tx", None);
+            assert_eq!(f.status, 405, "{method}");
+            assert!(f.message.contains("POST only"), "{}", f.message);
+        }
+        for path in [
+            "/mempool",
+            &format!("/accounts/{hex}"),
+            &format!("/tx/{hex}"),
+        ] {
+            let f = failure(&Method::POST, path, None);
+            assert_eq!(f.status, 405, "{path}");
+            assert!(f.message.contains("read-only"), "{}", f.message);
+        }
+    }
+
+    #[test]
+    fn refused_transactions_map_to_their_statuses() {
+        let status = |e: TxSubmitError| Failure::from(e).status;
+        assert_eq!(status(TxError::BadSignature.into()), 400);
+        assert_eq!(
+            status(TxSubmitError::Pool(MempoolError::NonceGap {
+                expected: 0,
+                found: 1
+            })),
+            400
+        );
+        assert_eq!(
+            status(TxSubmitError::Pool(MempoolError::AlreadyKnown {
+                id: Hash32::ZERO
+            })),
+            409
+        );
+        assert_eq!(status(TxSubmitError::Pool(MempoolError::Full)), 503);
+        let failure = Failure::from(TxSubmitError::from(TxError::ZeroAmount));
+        assert_eq!(
+            failure.message, "invalid transaction: a transfer of 0 base units",
+            "the message names the broken rule"
+        );
     }
 
     #[test]

@@ -24,13 +24,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let info = block_json(&store, store.params(), &hash)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
-    } else if let serde_json::Value::Object(map) = info {
-        for (key, value) in map {
-            match value {
-                serde_json::Value::String(s) => println!("{key}: {s}"),
-                other => println!("{key}: {other}"),
-            }
-        }
+    } else {
+        super::print_fields(&info, &["reward", "fees"]);
     }
     Ok(())
 }

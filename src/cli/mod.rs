@@ -8,8 +8,12 @@ mod id;
 mod inspect;
 mod masternode;
 mod model;
+mod running;
+mod send;
 mod start;
 mod status;
+mod tx;
+mod wallet;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -46,6 +50,12 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Print the node's id (its public key), as peers pin it in `ID@host:port`.
     Id(DataDirArg),
+    /// Show the data dir's account: balance, spendable, immature, nonce.
+    Wallet(wallet::WalletArgs),
+    /// Sign a transfer with the data dir's key and hand it to its running node.
+    Send(send::SendArgs),
+    /// Show a transaction and whether it is pending or in a block.
+    Tx(tx::TxArgs),
 }
 
 /// Options every command that reads a data dir takes.
@@ -66,6 +76,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ExportModel(args) => model::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Id(args) => id::run(args),
+        Command::Wallet(args) => wallet::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Tx(args) => tx::run(args),
+    }
+}
+
+/// Print a JSON object's fields as `key: value` lines, the fields named in
+/// `amounts` (integers of base units) as tokens with 8 decimals.
+fn print_fields(value: &serde_json::Value, amounts: &[&str]) {
+    use serde_json::Value;
+    let Value::Object(map) = value else {
+        println!("{value}");
+        return;
+    };
+    for (key, value) in map {
+        let amount = value.as_u64().filter(|_| amounts.contains(&key.as_str()));
+        match (amount, value) {
+            (Some(amount), _) => println!("{key}: {}", crate::tx::amount::format(amount)),
+            (None, Value::String(s)) => println!("{key}: {s}"),
+            (None, other) => println!("{key}: {other}"),
+        }
     }
 }
 

@@ -63,11 +63,12 @@ pub struct StartArgs {
     /// Most inbound connections from one IP address.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_inbound_per_ip: usize,
-    /// Serve the read-only JSON API on this TCP address: a port, or IP:port
-    /// (127.0.0.1:8645 when given without a value).
+    /// Serve the JSON API on this TCP address: a port, or IP:port
+    /// (127.0.0.1:8645 when given without a value). Reads are open; the one
+    /// write, POST /tx, needs the token of DIR/api.cookie.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = api::DEFAULT_ADDR)]
     pub api: Option<String>,
-    /// Allow --api on an address other machines can reach. The API has no
+    /// Allow --api on an address other machines can reach. Its reads have no
     /// authentication: anyone who reaches it can read the node's state.
     #[arg(long, requires = "api")]
     pub api_public: bool,
@@ -246,6 +247,12 @@ pub fn run(args: StartArgs) -> Result<()> {
     let chain = Chain::new(store, &files, &config.ort)?;
     let key = dir.load_key()?;
     let shared = Arc::new(Shared::with_mempool(chain, dir, key, config.mempool)?);
+    if api.is_none() {
+        // A token left by a node that did not stop cleanly opens nothing.
+        let path = shared.dir.cookie_path();
+        api::cookie::remove_stale(&path)
+            .with_context(|| format!("cannot remove the stale API token {}", path.display()))?;
+    }
     // The status file is written before the node says it started, so
     // whoever waits for that line reads this run's status.
     shared.write_status()?;
@@ -407,12 +414,6 @@ async fn supervise(
         }
         None => None,
     };
-    if api.is_some() {
-        // Record the API's address, so `pouwd status` asks it.
-        if let Err(e) = shared.write_status() {
-            eprintln!("warning: cannot write the status file: {e:#}");
-        }
-    }
     let stop_at = options.stop_at_height;
     let worker = {
         let shared = Arc::clone(&shared);
@@ -436,7 +437,11 @@ async fn supervise(
     shared.stop.store(true, Ordering::SeqCst);
     let result = match result {
         Some(result) => result,
-        None => worker.await.context("the miner task failed")?,
+        // The API and the network stop whatever the miner task did.
+        None => worker
+            .await
+            .context("the miner task failed")
+            .and_then(|r| r),
     };
     if let Some(api) = api {
         api.shutdown().await;

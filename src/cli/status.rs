@@ -4,19 +4,20 @@
 //! locked) it asks the node's API when the node serves one, and otherwise
 //! shows the status file the node wrote at its last block.
 
-use super::DataDirArg;
-use crate::api::client::get_json;
+use super::running::{access, Access, RunningNode};
+use super::{print_fields, DataDirArg};
 use crate::chain::Hash32;
 use crate::node::status::status_json;
 use crate::node::DataDir;
-use crate::store::{Store, StoreError};
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How long `pouwd status` waits on each step of a running node's API.
 const API_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Fields shown in tokens in the text output (base units in JSON).
+const AMOUNTS: [&str; 3] = ["balance", "spendable", "reward_amount"];
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -29,22 +30,15 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
-    if !dir.exists() {
-        bail!(
-            "{} is not a pouwd data dir (no store/ inside)",
-            dir.root.display()
-        );
-    }
-    let status = match Store::open(&dir.store_path()) {
-        Ok(store) => {
+    let status = match access(&dir)? {
+        Access::Stopped(store) => {
             let key = dir.load_key()?;
             let mut status = status_json(&store, &Hash32(key.verifying_key().to_bytes()))?;
             status["running"] = false.into();
             status["source"] = "store".into();
             status
         }
-        Err(StoreError::Locked { .. }) => running_status(&dir)?,
-        Err(e) => return Err(e.into()),
+        Access::Running(node) => running_status(node),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -63,64 +57,30 @@ pub fn run(args: StatusArgs) -> Result<()> {
                 status["pid"]
             );
         }
-        if let Value::Object(map) = &status {
-            for (key, value) in map {
-                match value {
-                    Value::String(s) => println!("{key}: {s}"),
-                    other => println!("{key}: {other}"),
-                }
-            }
-        }
+        print_fields(&status, &AMOUNTS);
     }
     Ok(())
 }
 
 /// A running node's status: from its API when it serves one and answers,
 /// otherwise from the status file it wrote into its data dir.
-fn running_status(dir: &DataDir) -> Result<Value> {
-    let mut status = status_file(dir)?;
-    if let Some(api) = status["api"].as_str().map(str::to_string) {
-        match api_status(&api, &status["pid"]) {
-            Ok(live) => return Ok(live),
+fn running_status(node: RunningNode) -> Value {
+    let api = node.api();
+    if let Ok(Some(addr)) = api {
+        match node.live_status(addr, API_TIMEOUT) {
+            Ok(mut live) => {
+                live["source"] = "api".into();
+                return live;
+            }
             Err(e) => eprintln!(
-                "note: the node's API at {api} did not answer ({e:#}); \
+                "note: the node's API at {addr} did not answer ({e:#}); \
                  showing the status file the node wrote at its last block"
             ),
         }
+    } else if let Err(e) = api {
+        eprintln!("note: {e:#}; showing the status file the node wrote at its last block");
     }
+    let mut status = node.status;
     status["source"] = "status_file".into();
-    Ok(status)
-}
-
-/// `/status` from the API at `api`, if the process that answers is the
-/// node that wrote the status file (`pid`).
-fn api_status(api: &str, pid: &Value) -> Result<Value> {
-    let addr: SocketAddr = api
-        .parse()
-        .with_context(|| format!("the status file's api {api:?} is not an address"))?;
-    let mut status = get_json(addr, "/status", API_TIMEOUT)?;
-    if status["pid"] != *pid {
-        bail!(
-            "it is process {}, not the node's process {pid}",
-            status["pid"]
-        );
-    }
-    status["source"] = "api".into();
-    Ok(status)
-}
-
-/// The status file a running node keeps in its data dir.
-fn status_file(dir: &DataDir) -> Result<Value> {
-    let path = dir.status_path();
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "a node is running on {} (its store is locked) but its status file {} cannot be read",
-            dir.root.display(),
-            path.display()
-        )
-    })?;
-    let mut status: Value = serde_json::from_str(&text)
-        .with_context(|| format!("status file {} is not JSON", path.display()))?;
-    status["running"] = true.into();
-    Ok(status)
+    status
 }

@@ -8,6 +8,7 @@
 //! DIR/dataset/FILE.partial  a file being fetched from peers (p2p::files)
 //! DIR/store/            the sled store (schema/storage.md)
 //! DIR/status.json       written by a running node after every block
+//! DIR/api.cookie        the API's write token while a node serves it, mode 0600
 //! ```
 
 use super::chain::TaskFiles;
@@ -193,6 +194,10 @@ impl DataDir {
     }
     pub fn status_path(&self) -> PathBuf {
         self.root.join("status.json")
+    }
+    /// The API's write token, while a node serves the API (crate::api::cookie).
+    pub fn cookie_path(&self) -> PathBuf {
+        self.root.join(crate::api::cookie::FILE_NAME)
     }
     pub fn dataset_path(&self, params: &ChainParams) -> PathBuf {
         self.file_path(&params.task.dataset.file)

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 pub fn status_json(store: &Store, miner: &Hash32) -> Result<Value> {
     let tip = store.tip()?;
     let meta = store.meta(&tip.hash)?;
-    let balance = store.balance(miner)?;
+    let account = store.account(miner)?;
     let params = store.params();
     Ok(json!({
         "network": params.network,
@@ -20,8 +20,9 @@ pub fn status_json(store: &Store, miner: &Hash32) -> Result<Value> {
         "target": meta.as_ref().map(|m| m.target.to_hex()),
         "cumulative_work": tip.cumulative_work.to_string(),
         "miner": miner.to_hex(),
-        "balance": balance.total,
-        "spendable": balance.spendable,
+        "balance": account.spendable.saturating_add(account.immature),
+        "spendable": account.spendable,
+        "nonce": account.nonce,
         "reward_amount": params.reward_amount,
     }))
 }

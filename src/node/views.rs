@@ -1,6 +1,10 @@
-//! JSON views of stored blocks and models, shared by the command line
-//! (`pouwd inspect --json`, `pouwd export-model`) and the local API, so
-//! both always show the same fields.
+//! JSON views of stored blocks, models, accounts and transactions, shared
+//! by the command line (`pouwd inspect --json`, `pouwd export-model`,
+//! `pouwd wallet --json`, `pouwd tx --json`) and the local API, so both
+//! always show the same fields.
+//!
+//! Amounts are integers of base units; beside each, a `…_tokens` field
+//! gives it as tokens with 8 decimals ([`crate::tx::amount::format`]).
 //!
 //! Views only read the store; they never write to it.
 
@@ -8,6 +12,7 @@ use super::chain::TaskInputs;
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
 use crate::store::{Store, StoreError};
+use crate::tx::{amount, Account, Tx, TxKind};
 use crate::work::{self, Run};
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -26,6 +31,10 @@ pub enum ViewError {
     MissingMeta(Hash32),
     #[error("the store has no model for block {0}")]
     MissingModel(Hash32),
+    #[error("no transaction {0} in the pool or on the best chain")]
+    UnknownTx(Hash32),
+    #[error("the store's index puts transaction {tx} in block {block}, which does not hold it")]
+    MissingTx { tx: Hash32, block: Hash32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -43,7 +52,7 @@ impl ViewError {
     pub fn is_unknown(&self) -> bool {
         matches!(
             self,
-            ViewError::UnknownHash(_) | ViewError::UnknownHeight { .. }
+            ViewError::UnknownHash(_) | ViewError::UnknownHeight { .. } | ViewError::UnknownTx(_)
         )
     }
 }
@@ -151,26 +160,6 @@ pub fn block_json(store: &Store, params: &ChainParams, hash: &Hash32) -> Result<
     }))
 }
 
-/// A transaction's fields as JSON: amounts in base units.
-pub fn tx_json(t: &crate::tx::Tx) -> Value {
-    let f = &t.fields;
-    let mut out = json!({
-        "id": t.id().to_hex(),
-        "from": f.from.to_hex(),
-        "nonce": f.nonce,
-        "fee": f.fee,
-        "size_bytes": t.to_bytes().len(),
-    });
-    match &f.kind {
-        crate::tx::TxKind::Transfer { to, amount } => {
-            out["kind"] = "transfer".into();
-            out["to"] = to.to_hex().into();
-            out["amount"] = (*amount).into();
-        }
-    }
-    out
-}
-
 /// The model of block `hash` as `pouwd export-model` writes it: weights,
 /// bias, normalisation and the prediction formula, usable outside the node.
 pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<Value, ViewError> {
@@ -239,6 +228,88 @@ pub fn score_history(store: &Store, hash: &Hash32, limit: usize) -> Result<Value
     Ok(Value::Array(history))
 }
 
+/// An account: its balances in base units and in tokens, its nonce, and
+/// `next_nonce`, the nonce its next transaction takes once the pending
+/// ones (`pending` of them) are counted.
+pub fn account_json(id: &Hash32, account: &Account, next_nonce: u64) -> Value {
+    let total = account.spendable.saturating_add(account.immature);
+    json!({
+        "id": id.to_hex(),
+        "total": total,
+        "spendable": account.spendable,
+        "immature": account.immature,
+        "total_tokens": amount::format(total),
+        "spendable_tokens": amount::format(account.spendable),
+        "immature_tokens": amount::format(account.immature),
+        "nonce": account.nonce,
+        "next_nonce": next_nonce,
+        "pending": next_nonce.saturating_sub(account.nonce),
+    })
+}
+
+/// A transaction's fields, its id and size, and its fee per byte.
+pub fn tx_json(tx: &Tx) -> Value {
+    let f = &tx.fields;
+    let bytes = tx.to_bytes().len();
+    let mut out = json!({
+        "id": tx.id().to_hex(),
+        "version": f.version,
+        "chain": f.chain.to_hex(),
+        "from": f.from.to_hex(),
+        "nonce": f.nonce,
+        "fee": f.fee,
+        "fee_tokens": amount::format(f.fee),
+        "bytes": bytes,
+        "fee_per_byte": f.fee as f64 / bytes as f64,
+    });
+    match &f.kind {
+        TxKind::Transfer { to, amount: value } => {
+            out["kind"] = "transfer".into();
+            out["to"] = to.to_hex().into();
+            out["amount"] = (*value).into();
+            out["amount_tokens"] = amount::format(*value).into();
+        }
+    }
+    out
+}
+
+/// A transaction waiting in the pool: [`tx_json`] with `state: pending`.
+pub fn pending_tx_json(tx: &Tx) -> Value {
+    let mut out = tx_json(tx);
+    out["state"] = "pending".into();
+    out
+}
+
+/// Transaction `id` in a block of the best chain: [`tx_json`] with
+/// `state: in_block`, the block's `height` and `block` hash, its `index`
+/// in the block and its `confirmations` (1 in the tip); `None` when the
+/// best chain does not hold it.
+pub fn tx_in_chain(store: &Store, id: &Hash32) -> Result<Option<Value>, ViewError> {
+    let Some((height, hash)) = store.tx_location(id)? else {
+        return Ok(None);
+    };
+    let missing = || ViewError::MissingTx {
+        tx: *id,
+        block: hash,
+    };
+    let block = store.block(&hash)?.ok_or_else(missing)?;
+    let (index, tx) = block
+        .body
+        .txs
+        .iter()
+        .enumerate()
+        .find(|(_, tx)| tx.id() == *id)
+        .ok_or_else(missing)?;
+    let tip = store.tip()?.height;
+    let mut out = tx_json(tx);
+    out["state"] = "in_block".into();
+    out["height"] = height.into();
+    out["block"] = hash.to_hex().into();
+    out["index"] = index.into();
+    out["confirmations"] = (tip.saturating_sub(height) + 1).into();
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +329,57 @@ mod tests {
         }
         let e = BlockRef::parse(&"zz".repeat(32)).unwrap_err();
         assert!(e.is_malformed(), "{e}");
+    }
+
+    #[test]
+    fn accounts_and_transactions_show_base_units_and_tokens() {
+        let id = Hash32([1; 32]);
+        let account = Account {
+            spendable: 150_000_000,
+            immature: 5_000_000_000,
+            nonce: 3,
+        };
+        assert_eq!(
+            account_json(&id, &account, 5),
+            json!({
+                "id": id.to_hex(),
+                "total": 5_150_000_000u64,
+                "spendable": 150_000_000,
+                "immature": 5_000_000_000u64,
+                "total_tokens": "51.50000000",
+                "spendable_tokens": "1.50000000",
+                "immature_tokens": "50.00000000",
+                "nonce": 3,
+                "next_nonce": 5,
+                "pending": 2,
+            })
+        );
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let tx = crate::tx::TxFields {
+            version: crate::tx::TX_VERSION,
+            chain: Hash32([7; 32]),
+            from: Hash32(key.verifying_key().to_bytes()),
+            nonce: 4,
+            fee: 1_000,
+            kind: TxKind::Transfer {
+                to: id,
+                amount: 123_456_789,
+            },
+        }
+        .sign(&key);
+        let bytes = tx.to_bytes().len();
+        let view = pending_tx_json(&tx);
+        assert_eq!(view["state"], "pending");
+        assert_eq!(view["id"], tx.id().to_hex());
+        assert_eq!(view["from"], hex::encode(key.verifying_key().to_bytes()));
+        assert_eq!(view["to"], id.to_hex());
+        assert_eq!(view["kind"], "transfer");
+        assert_eq!(view["nonce"], 4);
+        assert_eq!(view["amount"], 123_456_789);
+        assert_eq!(view["amount_tokens"], "1.23456789");
+        assert_eq!(view["fee"], 1_000);
+        assert_eq!(view["fee_tokens"], "0.00001000");
+        assert_eq!(view["bytes"], bytes);
+        assert_eq!(view["fee_per_byte"], 1_000.0 / bytes as f64);
     }
 }
