@@ -13,7 +13,7 @@ const STOP: Duration = Duration::from_secs(30);
 
 /// One request over a fresh connection: the status code, the headers and
 /// the JSON body.
-fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, Value) {
+pub(crate) fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, Value) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -146,8 +146,14 @@ impl Mempool {
     }
 
     /// The next nonce this pool takes from `sender` whose account is `account`.
+    /// Pending nonces below the account's (mined in a block the pool has
+    /// not followed yet) do not count.
     pub fn next_nonce(&self, sender: &Hash32, account: &Account) -> u64 {
-        account.nonce + self.senders.get(sender).map_or(0, |c| c.len() as u64)
+        account.nonce
+            + self
+                .senders
+                .get(sender)
+                .map_or(0, |c| c.range(account.nonce..).count() as u64)
     }
 
     /// Admit a transaction whose sender's account at the tip is `account`.
@@ -158,6 +164,9 @@ impl Mempool {
             return Err(MempoolError::AlreadyKnown { id });
         }
         let f = tx.fields();
+        // The account may be newer than the pool (a block stored, the pool
+        // not yet told): first drop what it no longer allows.
+        self.revalidate(&f.from, account);
         let bytes = tx.tx().to_bytes().len();
         let min_fee = (u128::from(self.limits.min_fee_per_kb) * bytes as u128).div_ceil(1000);
         if u128::from(f.fee) < min_fee {
@@ -735,6 +744,27 @@ mod tests {
         );
         assert_eq!(pool.len(), 1);
         assert!(pool.contains(&tx(2, 0, 200).id()));
+    }
+
+    /// A block is stored before the pool is told of it: an admission with
+    /// the new account drops the sender's mined nonces first, and the next
+    /// nonce counts only the pending ones at or above the account's.
+    #[test]
+    fn an_admission_with_a_newer_account_drops_what_it_mined() {
+        let mut pool = pool(10);
+        pool.admit(tx(1, 0, 200), &rich(0)).expect("A0");
+        pool.admit(tx(1, 1, 200), &rich(0)).expect("A1");
+        // A block with A0 is stored; the account moved on, the pool not yet.
+        assert_eq!(pool.next_nonce(&id(1), &rich(1)), 2, "A1 still pending");
+        assert_eq!(pool.next_nonce(&id(1), &rich(2)), 2, "A0 and A1 mined");
+        assert_eq!(pool.next_nonce(&id(1), &rich(0)), 2);
+        pool.admit(tx(1, 2, 200), &rich(1)).expect("A2 follows A1");
+        assert!(!pool.contains(&tx(1, 0, 200).id()), "A0 was mined");
+        assert_eq!(pool.len(), 2);
+        // Both mined: A3 is next, not a gap.
+        pool.admit(tx(1, 3, 200), &rich(3)).expect("A3");
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.next_nonce(&id(1), &rich(3)), 4);
     }
 
     /// After a block, a sender's pending chain keeps exactly what the new
