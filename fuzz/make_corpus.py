@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Regenerate the seed corpus in fuzz/corpus/ from a real chain export.
 
-    ./target/release/pouwd start --data-dir /tmp/fz --chain regtest --mine --stop-at-height 20
-    ./target/release/pouwd export-chain --data-dir /tmp/fz --out /tmp/fz.pouw
+    P=./target/release/pouwd
+    $P start --data-dir /tmp/fz --chain regtest --mine --stop-at-height 12
+    $P start --data-dir /tmp/to --chain regtest --stop-at-height 0
+    $P start --data-dir /tmp/fz --mine --api 127.0.0.1:0 &
+    sleep 2; for a in 1 2 3.5 0.00000001; do $P send --data-dir /tmp/fz --to $($P id --data-dir /tmp/to) --amount $a; done
+    sleep 1; kill %1; wait
+    $P export-chain --data-dir /tmp/fz --out /tmp/fz.pouw
     python3 fuzz/make_corpus.py /tmp/fz.pouw
 
 Splits the stream (src/node/export.rs) into blocks, cuts each block's header
@@ -40,6 +45,21 @@ def header_len(block):
     for field in "v v 32 v 32 32 v v 32 32 v 32 32 64".split():
         pos = varint(block, pos)[1] if field == "v" else pos + int(field)
     return pos
+
+
+def tx_count(block):
+    """Number of transactions in a block's body."""
+    pos = header_len(block)
+    count, pos = varint(block, pos)
+    pos += 8 * count
+    openings, pos = varint(block, pos)
+    for _ in range(openings):
+        pos = varint(block, pos)[1]
+        count, pos = varint(block, pos)
+        pos += 8 * count
+        count, pos = varint(block, pos)
+        pos += 32 * count
+    return varint(block, pos)[0]
 
 
 def body_end(block, pos):
@@ -101,13 +121,18 @@ def main(path):
             if not old.name.startswith("regression-"):
                 old.unlink()
 
-    # Blocks: a few real ones, the one with the most openings, and variants.
+    # Blocks: a few real ones, the one with the most openings, those with
+    # transactions (at most 4), and variants.
+    with_txs = [b for b in blocks if tx_count(b) > 0][:4]
+    assert with_txs, "the chain should carry some transactions (pouwd send)"
     real = [blocks[0], blocks[1], blocks[len(blocks) // 2], blocks[-1]]
     real.append(max(blocks, key=lambda b: len(b)))
+    real.extend(with_txs)
     for block in real:
         assert body_end(block, header_len(block)) == len(block)
         write("block_decode", "valid", block)
-    block = blocks[-1]
+    # A block of height below 128, whose height is one varint byte.
+    block = blocks[min(len(blocks), 20) - 1]
     hlen = header_len(block)
     write("block_decode", "truncated-header", block[: hlen // 2])
     write("block_decode", "truncated-body", block[:-5])
@@ -141,7 +166,9 @@ def main(path):
     write("header_decode", "empty", b"")
 
     # Streams: whole, short, empty, and broken in each part of the format.
-    write("export_stream", "valid-20-blocks", stream(preamble, blocks))
+    write("export_stream", "valid-20-blocks", stream(preamble, blocks[:20]))
+    # Structurally valid (each block decodes), though not a chain.
+    write("export_stream", "valid-with-transactions", stream(preamble, blocks[:2] + with_txs))
     write("export_stream", "valid-3-blocks", stream(preamble, blocks[:3]))
     write("export_stream", "valid-no-blocks", stream(preamble, []))
     write("export_stream", "invalid-block-inside", stream(preamble, [blocks[0][:-1]]))
@@ -152,7 +179,8 @@ def main(path):
     write("export_stream", "trailing-byte", whole + b"\0")
     write("export_stream", "record-too-large", preamble + struct.pack("<I", 0xFFFF_FFFF))
     write("export_stream", "bad-magic", b"POUWEXQ\0" + whole[8:])
-    write("export_stream", "version-2", whole[:8] + struct.pack("<I", 2) + whole[12:])
+    write("export_stream", "version-1", whole[:8] + struct.pack("<I", 1) + whole[12:])
+    write("export_stream", "version-3", whole[:8] + struct.pack("<I", 3) + whole[12:])
     write("export_stream", "wrong-genesis", preamble[:-1] + bytes([preamble[-1] ^ 1]))
 
 
