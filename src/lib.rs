@@ -3,17 +3,20 @@
 //! Miners train a machine-learning model instead of burning hashes. Every
 //! block carries the model as it stands after its miner's training, and
 //! every node checks that training by re-running a few randomly chosen
-//! segments of it. The design is in PROTOCOL.md; the byte-exact formats and
-//! rules are in `schema/`.
+//! segments of it. Blocks also carry signed transfers between accounts
+//! (protocol 2). The byte-exact formats and rules are in `schema/`, and
+//! `schema/decisions.md` says why they are as they are.
 //!
 //! ## Map of the modules
 //!
 //! The consensus core is pure (no I/O, no clock): [`chain`] (blocks,
 //! headers, canonical encoding), [`consensus`] (parameters and rules),
 //! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
-//! [`ledger`] (accounts and their undo), [`model`] and [`dataset`]. Around it: [`store`] (sled), [`node`] (the running node,
-//! import and export), [`p2p`] (the peer network), [`api`] (the local,
-//! read-only JSON API) and [`cli`] (the `pouwd` commands).
+//! [`ledger`] (accounts and their undo), [`model`] and [`dataset`]. Around
+//! it: [`store`] (sled), [`node`] (the running node, its mempool, import
+//! and export), [`p2p`] (the peer network and transaction relay), [`api`]
+//! (the local JSON API; writing needs the data dir's cookie) and [`cli`]
+//! (the `pouwd` commands).
 
 pub mod api;
 pub mod chain;
