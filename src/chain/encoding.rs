@@ -206,6 +206,68 @@ mod tests {
         );
     }
 
+    /// A body may carry `max_txs` transactions, not one more.
+    #[test]
+    fn the_transaction_count_bound_holds_at_the_limit_and_one_past_it() {
+        use crate::chain::{HeaderFields, HEADER_VERSION};
+        use crate::tx::{TxFields, TxKind, TX_VERSION};
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let tx = |nonce| {
+            TxFields {
+                version: TX_VERSION,
+                chain: crate::chain::Hash32([1; 32]),
+                from: crate::chain::Hash32(key.verifying_key().to_bytes()),
+                nonce,
+                fee: 1,
+                kind: TxKind::Transfer {
+                    to: crate::chain::Hash32([2; 32]),
+                    amount: 1,
+                },
+            }
+            .sign(&key)
+        };
+        let block = |n: u64| Block {
+            header: Header {
+                fields: HeaderFields {
+                    version: HEADER_VERSION,
+                    height: 1,
+                    parent: crate::chain::Hash32([0; 32]),
+                    timestamp_ms: 1,
+                    target: crate::chain::Hash32([0xff; 32]),
+                    miner: crate::chain::Hash32([4; 32]),
+                    lane: 0,
+                    steps: 1,
+                    model_hash: crate::chain::Hash32([5; 32]),
+                    ckpt_root: crate::chain::Hash32([6; 32]),
+                    score_ppm: 0,
+                    body_hash: crate::chain::Hash32([7; 32]),
+                    tx_root: crate::chain::Hash32([8; 32]),
+                },
+                signature: [9; 64],
+            },
+            body: Body {
+                params: vec![0.0],
+                openings: Vec::new(),
+                txs: (0..n).map(tx).collect(),
+            },
+        };
+        let limits = Limits {
+            max_txs: 3,
+            ..Limits::default()
+        };
+        let at = block(3);
+        assert_eq!(decode_block(&encode(&at), &limits), Ok(at));
+        assert_eq!(
+            decode_block(&encode(&block(4)), &limits),
+            Err(DecodeError::TooMany {
+                what: "body",
+                item: "transactions",
+                found: 4,
+                limit: 3
+            })
+        );
+    }
+
     /// The size bound is checked first: a value of exactly the limit is
     /// decoded, one byte more is refused before any decoding.
     #[test]
