@@ -247,6 +247,9 @@ fn check_pool(pool: &Mempool, limits: &MempoolLimits, accounts: &HashMap<Hash32,
         pool.len()
     );
     assert!(pool.bytes() <= limits.max_bytes, "{} bytes", pool.bytes());
+    if let Err(e) = pool.check_indexes() {
+        panic!("the pool's indexes disagree: {e}");
+    }
     let bytes: usize = pool.iter().map(|t| t.tx().to_bytes().len()).sum();
     assert_eq!(bytes, pool.bytes());
     let mut chains: HashMap<Hash32, Vec<&CheckedTx>> = HashMap::new();

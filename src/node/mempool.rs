@@ -100,6 +100,11 @@ pub struct Mempool {
     /// Per sender, nonce → id: a run of consecutive nonces.
     senders: HashMap<Hash32, BTreeMap<u64, Hash32>>,
     by_rate: BTreeSet<EvictKey>,
+    /// The last pending transaction of each sender, in eviction order:
+    /// the only ones eviction may take.
+    ends: BTreeSet<EvictKey>,
+    /// Per sender, what its pending transactions cost together.
+    costs: HashMap<Hash32, u128>,
     bytes: usize,
     next_seq: u64,
 }
@@ -166,7 +171,14 @@ impl Mempool {
         let f = tx.fields();
         // The account may be newer than the pool (a block stored, the pool
         // not yet told): first drop what it no longer allows.
-        self.revalidate(&f.from, account);
+        let stale = self
+            .senders
+            .get(&f.from)
+            .and_then(|c| c.keys().next())
+            .is_some_and(|&first| first < account.nonce);
+        if stale {
+            self.revalidate(&f.from, account);
+        }
         let bytes = tx.tx().to_bytes().len();
         let min_fee = (u128::from(self.limits.min_fee_per_kb) * bytes as u128).div_ceil(1000);
         if u128::from(f.fee) < min_fee {
@@ -196,11 +208,7 @@ impl Mempool {
                 found: f.nonce,
             });
         }
-        let pending_cost: u128 = chain
-            .into_iter()
-            .flat_map(|c| c.values())
-            .map(|id| self.cost(id))
-            .sum();
+        let pending_cost = self.costs.get(&f.from).copied().unwrap_or(0);
         // check_tx refused an overflowing cost.
         let needed = pending_cost + u128::from(f.cost().unwrap_or(u64::MAX));
         if needed > u128::from(account.spendable) {
@@ -221,7 +229,14 @@ impl Mempool {
         let nonce = f.nonce;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_rate.insert((rate, std::cmp::Reverse(seq), id));
+        let key = (rate, std::cmp::Reverse(seq), id);
+        self.by_rate.insert(key);
+        if let Some(old_end) = self.end_key(&sender) {
+            self.ends.remove(&old_end);
+        }
+        // The next nonce: the new end of the sender's chain.
+        self.ends.insert(key);
+        *self.costs.entry(sender).or_default() += u128::from(f.cost().unwrap_or(u64::MAX));
         self.senders.entry(sender).or_default().insert(nonce, id);
         self.bytes += bytes;
         self.entries.insert(
@@ -234,6 +249,53 @@ impl Mempool {
             },
         );
         Ok(evicted)
+    }
+
+    /// Check that the pool's indexes agree with its entries: the fee
+    /// order, the chain ends, each sender's total cost and the bytes. For
+    /// tests and fuzzing; `Err` names the first disagreement.
+    #[doc(hidden)]
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let keys: BTreeSet<EvictKey> = self
+            .entries
+            .iter()
+            .map(|(id, e)| (e.rate, std::cmp::Reverse(e.seq), *id))
+            .collect();
+        if keys != self.by_rate {
+            return Err("the fee order does not match the entries".into());
+        }
+        let ends: BTreeSet<EvictKey> = self
+            .senders
+            .keys()
+            .filter_map(|s| self.end_key(s))
+            .collect();
+        if ends != self.ends {
+            return Err(format!("chain ends {:?}, expected {:?}", self.ends, ends));
+        }
+        for (sender, chain) in &self.senders {
+            let cost: u128 = chain.values().map(|id| self.cost(id)).sum();
+            if self.costs.get(sender) != Some(&cost) {
+                return Err(format!(
+                    "sender {sender} costs {cost}, the index says {:?}",
+                    self.costs.get(sender)
+                ));
+            }
+        }
+        if self.costs.len() != self.senders.len() {
+            return Err("costs of senders with nothing pending".into());
+        }
+        let bytes: usize = self.entries.values().map(|e| e.bytes).sum();
+        if bytes != self.bytes {
+            return Err(format!("{bytes} bytes, the pool counts {}", self.bytes));
+        }
+        Ok(())
+    }
+
+    /// The eviction key of `sender`'s last pending transaction.
+    fn end_key(&self, sender: &Hash32) -> Option<EvictKey> {
+        let id = self.senders.get(sender)?.values().next_back()?;
+        let e = &self.entries[id];
+        Some((e.rate, std::cmp::Reverse(e.seq), *id))
     }
 
     fn cost(&self, id: &Hash32) -> u128 {
@@ -256,44 +318,68 @@ impl Mempool {
         let mut free_bytes = self.limits.max_bytes - self.bytes.min(self.limits.max_bytes);
         let mut free_slots = self.limits.max_count.saturating_sub(self.entries.len());
         let mut evicted = Vec::new();
-        // Chain ends as they will be once the evicted ones are gone.
+        // Chain ends as they will be once the evicted ones are gone: the
+        // pool's ends but those taken, and the transactions they uncover.
         let mut taken: HashMap<Hash32, usize> = HashMap::new();
+        let mut taken_ids: HashSet<Hash32> = HashSet::new();
+        let mut uncovered: BTreeSet<EvictKey> = BTreeSet::new();
         while free_bytes < bytes || free_slots == 0 {
-            let victim = self.by_rate.iter().find(|(_, _, id)| {
-                let e = &self.entries[id];
-                let from = e.tx.fields().from;
-                if from == *sender {
-                    return false;
-                }
-                // The chain end: the sender's highest nonce not yet taken.
-                let chain = &self.senders[&from];
-                let gone = taken.get(&from).copied().unwrap_or(0);
-                chain.values().rev().nth(gone) == Some(id)
+            let from_pool = self.ends.iter().find(|(_, _, id)| {
+                !taken_ids.contains(id) && self.entries[id].tx.fields().from != *sender
             });
-            let Some(&(victim_rate, _, victim)) = victim else {
-                return Err(MempoolError::Full);
+            let victim = match (from_pool, uncovered.first()) {
+                (Some(a), Some(b)) => *a.min(b),
+                (Some(a), None) => *a,
+                (None, Some(b)) => *b,
+                (None, None) => return Err(MempoolError::Full),
             };
+            let (victim_rate, _, victim_id) = victim;
             if victim_rate >= rate {
                 return Err(MempoolError::Full);
             }
-            let e = &self.entries[&victim];
-            *taken.entry(e.tx.fields().from).or_default() += 1;
+            uncovered.remove(&victim);
+            taken_ids.insert(victim_id);
+            let e = &self.entries[&victim_id];
+            let from = e.tx.fields().from;
+            let gone = taken.entry(from).or_default();
+            *gone += 1;
+            // The sender's next highest nonce is its chain's end now.
+            if let Some(next) = self.senders[&from].values().rev().nth(*gone) {
+                let n = &self.entries[next];
+                uncovered.insert((n.rate, std::cmp::Reverse(n.seq), *next));
+            }
             free_bytes += e.bytes;
             free_slots += 1;
-            evicted.push(victim);
+            evicted.push(victim_id);
         }
         Ok(evicted)
     }
 
     fn remove(&mut self, id: &Hash32) -> Option<CheckedTx> {
+        if !self.entries.contains_key(id) {
+            return None;
+        }
+        let from = self.entries[id].tx.fields().from;
+        if let Some(old_end) = self.end_key(&from) {
+            self.ends.remove(&old_end);
+        }
         let entry = self.entries.remove(id)?;
         self.by_rate
             .remove(&(entry.rate, std::cmp::Reverse(entry.seq), *id));
-        let from = entry.tx.fields().from;
         if let Some(chain) = self.senders.get_mut(&from) {
             chain.remove(&entry.tx.fields().nonce);
             if chain.is_empty() {
                 self.senders.remove(&from);
+            }
+        }
+        if let Some(end) = self.end_key(&from) {
+            self.ends.insert(end);
+        }
+        let cost = u128::from(entry.tx.fields().cost().unwrap_or(u64::MAX));
+        if let Some(total) = self.costs.get_mut(&from) {
+            *total -= cost;
+            if !self.senders.contains_key(&from) {
+                self.costs.remove(&from);
             }
         }
         self.bytes -= entry.bytes;
@@ -744,6 +830,87 @@ mod tests {
         );
         assert_eq!(pool.len(), 1);
         assert!(pool.contains(&tx(2, 0, 200).id()));
+    }
+
+    /// The eviction order the chain-ends index gives is exactly that of a
+    /// scan of the whole fee order for chain ends, on random pools and
+    /// newcomers; the indexes stay consistent through admissions,
+    /// evictions, blocks and reorgs.
+    #[test]
+    fn eviction_by_the_chain_ends_index_equals_a_full_scan() {
+        fn reference(
+            pool: &Mempool,
+            bytes: usize,
+            rate: FeeRate,
+            sender: &Hash32,
+        ) -> Option<Vec<Hash32>> {
+            let mut free_bytes = pool.limits.max_bytes - pool.bytes.min(pool.limits.max_bytes);
+            let mut free_slots = pool.limits.max_count.saturating_sub(pool.entries.len());
+            let mut evicted = Vec::new();
+            let mut taken: HashMap<Hash32, usize> = HashMap::new();
+            while free_bytes < bytes || free_slots == 0 {
+                let &(victim_rate, _, victim) = pool.by_rate.iter().find(|(_, _, id)| {
+                    let from = pool.entries[id].tx.fields().from;
+                    if from == *sender {
+                        return false;
+                    }
+                    let gone = taken.get(&from).copied().unwrap_or(0);
+                    pool.senders[&from].values().rev().nth(gone) == Some(id)
+                })?;
+                if victim_rate >= rate {
+                    return None;
+                }
+                let e = &pool.entries[&victim];
+                *taken.entry(e.tx.fields().from).or_default() += 1;
+                free_bytes += e.bytes;
+                free_slots += 1;
+                evicted.push(victim);
+            }
+            Some(evicted)
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20 {
+            let mut pool = Mempool::new(MempoolLimits {
+                max_bytes: 40 * 166,
+                max_count: 30,
+                min_fee_per_kb: 1_000,
+            });
+            let mut evictions = 0;
+            for _ in 0..200 {
+                let sender = (next() % 6) as u8 + 1;
+                let fee = 170 + next() % 2000;
+                let t = tx(sender, pool.next_nonce(&id(sender), &rich(0)), fee);
+                let bytes = t.tx().to_bytes().len();
+                let rate = FeeRate {
+                    fee,
+                    bytes: bytes as u64,
+                };
+                let expected = reference(&pool, bytes, rate, &id(sender));
+                let found = pool.make_room(bytes, rate, &id(sender)).ok();
+                assert_eq!(found, expected, "round {round}");
+                if let Ok(evicted) = pool.admit(t, &rich(0)) {
+                    evictions += evicted.len();
+                }
+                pool.check_indexes().expect("consistent indexes");
+            }
+            assert!(evictions > 10, "round {round} evicted only {evictions}");
+            let block = pool.select(10 * 166, 10);
+            let mut accounts: HashMap<Hash32, Account> = HashMap::new();
+            for t in &block {
+                let a = accounts.entry(t.fields().from).or_insert(rich(0));
+                *a = crate::tx::spend(t, a).expect("the pool offers what applies");
+            }
+            pool.block_connected(&block, |who| accounts.get(who).copied().unwrap_or(rich(0)));
+            pool.check_indexes().expect("consistent after a block");
+            pool.reorganised(block, |_| rich(0));
+            pool.check_indexes().expect("consistent after a reorg");
+        }
     }
 
     /// A block is stored before the pool is told of it: an admission with
