@@ -42,10 +42,10 @@
 //!    - `verify (1 thread)`, each part timed on its own; the transactions'
 //!      `check_tx` is also timed apart, outside the total.
 //!
-//!    `import_chain` verifies and stores `BATCH_BLOCKS` (256) blocks at a
-//!    time and overlaps the store of one batch with the checks of the
-//!    next; the default 112 blocks are a single batch, so its store runs
-//!    after its checks. `POUWD_BENCH_TX_BLOCKS=500` gives two batches.
+//!    `import_chain` verifies and stores a batch at a time, at most
+//!    `BATCH_BLOCKS` (256) blocks and `BATCH_BYTES` (2 MiB), and overlaps
+//!    the store of one batch with the checks of the next; the default
+//!    112 blocks of ~150 KB are 8 batches.
 //!    `POUWD_BENCH_IMPORT_ONLY=1` runs nothing but the imports, for
 //!    profilers.
 //! 3. `mempool`: `POUWD_BENCH_FLOOD` (100,000) transactions with fees
@@ -75,7 +75,7 @@ use pouwd::consensus::{
 };
 use pouwd::ledger::Ledger;
 use pouwd::node::export::{StreamReader, StreamWriter};
-use pouwd::node::import::{import_chain, BATCH_BLOCKS};
+use pouwd::node::import::{import_chain, BATCH_BLOCKS, BATCH_BYTES};
 use pouwd::node::mempool::{Mempool, MempoolError, MempoolLimits};
 use pouwd::node::{now_ms, Chain, ChainSource, DataDir};
 use pouwd::tx::{check_tx, spend, Account, CheckedTx, Tx, TxFields, TxKind, TX_VERSION};
@@ -802,9 +802,8 @@ fn bench_import(chain: &Chain, accounts: &Accounts, runs: usize, threads: usize)
     assert_eq!(blocks as u64, EMPTY_BLOCKS + 1 + tx_blocks as u64);
     let now = now_ms().max(last_timestamp(chain.params(), blocks));
     println!(
-        "\n2. import-chain: {blocks} regtest blocks, {tx_blocks} of {ACCOUNTS} transfers after the funding block ({txs} transactions, {} bytes), {threads} threads, {runs} runs, {} import batch(es) of up to {BATCH_BLOCKS} blocks",
+        "\n2. import-chain: {blocks} regtest blocks, {tx_blocks} of {ACCOUNTS} transfers after the funding block ({txs} transactions, {} bytes), {threads} threads, {runs} runs, import batches of up to {BATCH_BLOCKS} blocks and {BATCH_BYTES} bytes",
         stream.len(),
-        blocks.div_ceil(BATCH_BLOCKS)
     );
     if std::env::var_os("POUWD_BENCH_IMPORT_ONLY").is_some() {
         // For profilers: nothing but imports.

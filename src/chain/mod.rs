@@ -21,9 +21,21 @@ pub use hash::{tagged_sha256, Hash32};
 /// (y < p) and the point is not of small order; `None` otherwise. So one
 /// key has exactly one id, as a miner and as a sender.
 pub fn strict_key(id: &Hash32) -> Option<ed25519_dalek::VerifyingKey> {
+    if !y_below_p(&id.0) {
+        return None;
+    }
+    // With y < p the encoding is canonical unless x = 0 and the sign bit
+    // is set; x = 0 only for y = ±1, both of small order, refused below.
     ed25519_dalek::VerifyingKey::from_bytes(&id.0)
         .ok()
-        .filter(|k| !k.is_weak() && k.to_edwards().compress().0 == id.0)
+        .filter(|k| !k.is_weak())
+}
+
+/// Whether the 255-bit little-endian y of a point encoding (the sign bit
+/// of byte 31 aside) is below p = 2^255 − 19: it is at least p only when
+/// bits 8..254 are all ones and the low byte is 0xed or more.
+fn y_below_p(bytes: &[u8; 32]) -> bool {
+    !(bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
 }
 
 /// The only header version this node knows: protocol 2's, whose header
@@ -133,5 +145,78 @@ impl Block {
     /// Strictly decode a block: within `limits`, canonical, nothing trailing.
     pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Block, DecodeError> {
         encoding::decode_block(bytes, limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first form of the rule: decompress, refuse small order, and
+    /// require that the point compresses back to the same bytes.
+    fn by_recompression(id: &Hash32) -> bool {
+        ed25519_dalek::VerifyingKey::from_bytes(&id.0)
+            .ok()
+            .filter(|k| !k.is_weak() && k.to_edwards().compress().0 == id.0)
+            .is_some()
+    }
+
+    /// `strict_key` accepts exactly what decompressing and compressing
+    /// again accepts: every non-canonical y (p to 2^255 − 1) with both
+    /// signs, the small-order points, the edges of p, and random bytes.
+    #[test]
+    fn the_canonical_check_equals_recompression() {
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        for low in 0xe0..=0xffu8 {
+            for sign in [0u8, 0x80] {
+                let mut b = [0xffu8; 32];
+                b[0] = low;
+                b[31] = 0x7f | sign;
+                cases.push(b);
+            }
+        }
+        for y in [0u8, 1, 2] {
+            for sign in [0u8, 0x80] {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                b[31] = sign;
+                cases.push(b);
+            }
+        }
+        // p − 1 (y = −1, of order 2) and its neighbours below.
+        for low in [0xeau8, 0xeb, 0xec] {
+            let mut b = [0xffu8; 32];
+            b[0] = low;
+            b[31] = 0x7f;
+            cases.push(b);
+        }
+        let mut seed = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..2000 {
+            let mut b = [0u8; 32];
+            for chunk in b.chunks_mut(8) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                chunk.copy_from_slice(&seed.to_le_bytes());
+            }
+            cases.push(b);
+        }
+        for n in 0..64u8 {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[n; 32]);
+            cases.push(key.verifying_key().to_bytes());
+        }
+        let mut accepted = 0;
+        for b in cases {
+            let id = Hash32(b);
+            let expected = by_recompression(&id);
+            assert_eq!(strict_key(&id).is_some(), expected, "{id}");
+            accepted += usize::from(expected);
+        }
+        assert!(accepted >= 64, "real keys are accepted");
+        // y = p exactly, sign clear: decompresses (as y = 0) but is not canonical.
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert!(strict_key(&Hash32(p)).is_none());
     }
 }

@@ -36,6 +36,10 @@ use thiserror::Error;
 
 /// Blocks verified and stored together.
 pub const BATCH_BLOCKS: usize = 256;
+/// A batch also ends once its blocks take this many bytes: blocks full of
+/// transactions cost more to check and store than their count says, and
+/// smaller batches let one be stored while the next is checked.
+pub const BATCH_BYTES: usize = 2 << 20;
 
 #[derive(Debug, Error)]
 pub enum ImportError {
@@ -198,10 +202,18 @@ struct Records {
 fn read_batch<R: Read>(reader: &mut StreamReader<R>) -> Records {
     let mut records = Vec::with_capacity(BATCH_BLOCKS);
     let mut stream_error = None;
-    while records.len() < BATCH_BLOCKS {
+    let mut bytes_read = 0;
+    let mut ended = false;
+    while records.len() < BATCH_BLOCKS && bytes_read < BATCH_BYTES {
         match reader.next_block() {
-            Ok(Some(bytes)) => records.push((reader.blocks_read(), bytes)),
-            Ok(None) => break,
+            Ok(Some(bytes)) => {
+                bytes_read += bytes.len();
+                records.push((reader.blocks_read(), bytes));
+            }
+            Ok(None) => {
+                ended = true;
+                break;
+            }
             Err(e) => {
                 stream_error = Some(e);
                 break;
@@ -209,7 +221,7 @@ fn read_batch<R: Read>(reader: &mut StreamReader<R>) -> Records {
         }
     }
     Records {
-        finished: records.len() < BATCH_BLOCKS || stream_error.is_some(),
+        finished: ended || stream_error.is_some(),
         read: reader.blocks_read(),
         records,
         stream_error,
