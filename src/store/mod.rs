@@ -52,8 +52,11 @@ fn account_key(id: &Hash32) -> Vec<u8> {
 fn undo_key(hash: &Hash32) -> Vec<u8> {
     key(b"u/", &hash.0)
 }
+/// The transaction index is keyed by the first 16 bytes of the id: short
+/// keys and values keep its writes cheap, and a lookup confirms the whole
+/// id in the block it names.
 fn tx_key(id: &Hash32) -> Vec<u8> {
-    key(b"t/", &id.0)
+    key(b"t/", &id.0[..16])
 }
 
 #[derive(Debug, Error)]
@@ -380,7 +383,7 @@ impl Store {
         overlay.put(undo_key(hash), encoding::encode(&undo));
         overlay.put(height_key(meta.height), hash.0.to_vec());
         for tx in txs {
-            overlay.put(tx_key(&tx.id()), hash.0.to_vec());
+            overlay.put(tx_key(&tx.id()), meta.height.to_be_bytes().to_vec());
         }
         Ok(())
     }
@@ -482,11 +485,18 @@ impl Store {
         let Some(bytes) = self.db.get(tx_key(id))? else {
             return Ok(None);
         };
-        let block = decode_hash(&bytes, "transaction index entry")?;
-        let meta = self
-            .meta(&block)?
-            .ok_or_else(|| StoreError::Corrupt(format!("block {block} has no metadata")))?;
-        Ok(Some((meta.height, block)))
+        let height =
+            u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt("a transaction index entry is not 8 bytes".into())
+            })?);
+        let block = self
+            .hash_at(height)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
+        // Another id with the same first 16 bytes is not this one.
+        let holds = self
+            .block(&block)?
+            .is_some_and(|b| b.body.txs.iter().any(|t| t.id() == *id));
+        Ok(holds.then_some((height, block)))
     }
 
     pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
