@@ -372,6 +372,11 @@ fn a_transfer_moves_its_amount_and_its_fee_matures_with_the_reward() {
         store.tx_location(&t.id()).expect("index"),
         Some((12, block[0].id()))
     );
+    // The index is keyed by the id's first 16 bytes: an id that shares them
+    // is not taken for this transaction.
+    let mut twin = t.id();
+    twin.0[31] ^= 1;
+    assert_eq!(store.tx_location(&twin).expect("index"), None);
     let tip = chain.tip;
     let later = mine_with_txs(&mut chain, tip, &key(4), 10, |_| Vec::new());
     submit_all(&node, &later[..9], now, &Stored::Extended);
