@@ -175,7 +175,11 @@ impl Mempool {
             .senders
             .get(&f.from)
             .and_then(|c| c.keys().next())
-            .is_some_and(|&first| first < account.nonce);
+            .is_some_and(|&first| first < account.nonce)
+            || self
+                .costs
+                .get(&f.from)
+                .is_some_and(|&cost| cost > u128::from(account.spendable));
         if stale {
             self.revalidate(&f.from, account);
         }
@@ -932,6 +936,41 @@ mod tests {
         pool.admit(tx(1, 3, 200), &rich(3)).expect("A3");
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.next_nonce(&id(1), &rich(3)), 4);
+    }
+
+    /// A reorg took away funds the sender's pending transactions relied
+    /// on, and the pool has not been told: an admission drops what the
+    /// account no longer covers first, and then judges the newcomer.
+    #[test]
+    fn an_admission_with_a_poorer_account_drops_what_it_no_longer_covers() {
+        let mut pool = pool(10);
+        let rich = Account {
+            spendable: 1_000,
+            immature: 0,
+            nonce: 0,
+        };
+        pool.admit(tx(1, 0, 200), &rich).expect("A0 costs 201");
+        let poorer = Account {
+            spendable: 180,
+            ..rich
+        };
+        assert_eq!(
+            pool.admit(tx(1, 1, 200), &poorer),
+            Err(MempoolError::NonceGap {
+                expected: 0,
+                found: 1
+            }),
+            "A0 is gone, so nonce 1 leaves a gap"
+        );
+        assert!(!pool.contains(&tx(1, 0, 200).id()));
+        pool.check_indexes().expect("consistent");
+        let cheap = tx(1, 0, 170);
+        pool.admit(cheap.clone(), &poorer)
+            .expect("a nonce 0 it can pay for");
+        assert!(pool.contains(&cheap.id()));
+        // As rich as before: nothing pending is dropped.
+        pool.admit(tx(1, 1, 200), &rich).expect("A1");
+        assert_eq!(pool.len(), 2);
     }
 
     /// After a block, a sender's pending chain keeps exactly what the new
