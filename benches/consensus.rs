@@ -37,7 +37,7 @@ use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::{self, target, AncestorInfo, ParentContext};
 use pouwd::dataset::{CsvDataset, Prepared};
 use pouwd::model::{initial_params, linear, model_hash};
-use pouwd::work::{self, merkle, miner, Run, Task, Trainer};
+use pouwd::work::{merkle, miner, Run, Task, Trainer};
 use primitive_types::U256;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ fn bench_run() -> Run {
 /// Parameters part-way through training, so the numbers are not all zero.
 fn warm_params(task: &Task) -> Vec<f64> {
     let mut params = initial_params(task.data.features());
-    Trainer::new(task, bench_run()).steps(&mut params, 1, 1000);
+    Trainer::new(task, bench_run(), 0).steps(&mut params, 1, 1000);
     params
 }
 
@@ -85,7 +85,7 @@ fn train(c: &mut Criterion) {
 
     group.throughput(Throughput::Elements(interval));
     group.bench_function("step", |b| {
-        let mut trainer = Trainer::new(task, bench_run());
+        let mut trainer = Trainer::new(task, bench_run(), 0);
         let mut params = warm_params(task);
         let mut next = 1u64;
         b.iter(|| {
@@ -97,7 +97,7 @@ fn train(c: &mut Criterion) {
         black_box(&params);
     });
     group.bench_function("miner_step", |b| {
-        let mut trainer = Trainer::new(task, bench_run());
+        let mut trainer = Trainer::new(task, bench_run(), 0);
         let mut params = warm_params(task);
         let mut frontier = merkle::Frontier::default();
         let mut ckpt_root = frontier.root();
@@ -135,11 +135,11 @@ fn train(c: &mut Criterion) {
         let mut indices = vec![0u32; task.batch_size];
         let mut bytes = vec![0u8; task.batch_size * 4];
         run.batch_indices(1, task.data.train_rows() as u32, &mut indices, &mut bytes);
-        let mut scratch = linear::StepScratch::new(task.batch_size);
+        let mut scratch = linear::StepScratch::new(task.batch_size, task.data.features());
         let mut params = warm_params(task);
-        let scale = task.learning_rate * 2.0 / task.batch_size as f64;
+        let rate = task.step_rate(0);
         b.iter(|| {
-            linear::sgd_step(&mut params, &task.data, &indices, scale, &mut scratch);
+            linear::sgd_step(&mut params, &task.data, &indices, rate, &mut scratch);
         });
         black_box(&params);
     });
@@ -174,7 +174,7 @@ fn mine_never_winning(task: &Task, parent_model: &[f64]) -> u64 {
         miner: tagged_sha256(b"bench/miner", &[]),
         lane: 0,
         target: U256::zero(),
-        validation_rows: &[],
+        job_block: 0,
         accept_score: &|_| true,
     };
     let stop_at = MINE_POLLS * miner::POLL_STEPS;
@@ -221,12 +221,10 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
     let ctx = ParentContext {
         median_time_past_ms: genesis.timestamp_ms,
         required_target: genesis.target,
-        window_hashes: vec![genesis.hash],
         window_max_score: genesis.score_ppm,
         parent: genesis,
     };
     let parent_model = initial_params(task.data.features());
-    let rows = work::validation_set(task, &ctx.window_hashes);
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let miner_key = Hash32(key.verifying_key().to_bytes());
     let accept = |score| consensus::passes_gate(&params, score, ctx.window_max_score);
@@ -237,7 +235,7 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
         miner: miner_key,
         lane: 0,
         target: params.initial_target_u256(),
-        validation_rows: &rows,
+        job_block: 0,
         accept_score: &accept,
     };
     let started = Instant::now();

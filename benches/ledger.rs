@@ -79,7 +79,6 @@ use pouwd::node::import::{import_chain, BATCH_BLOCKS, BATCH_BYTES};
 use pouwd::node::mempool::{Mempool, MempoolError, MempoolLimits};
 use pouwd::node::{now_ms, Chain, ChainSource, DataDir};
 use pouwd::tx::{check_tx, spend, Account, CheckedTx, Tx, TxFields, TxKind, TX_VERSION};
-use pouwd::work;
 use pouwd::work::miner::{self, Job, Mined, Placement};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hint::black_box;
@@ -500,7 +499,6 @@ fn mine_child(
     let params = chain.params();
     let task = &chain.task;
     let ctx = ParentContext::build(params, headers, &parent).expect("parent known");
-    let rows = work::validation_set(task, &ctx.window_hashes);
     let gate = |score| passes_gate(params, score, ctx.window_max_score);
     let height = ctx.child_height();
     for lane in 0..256 {
@@ -511,7 +509,7 @@ fn mine_child(
             miner: id_of(key),
             lane,
             target: to_u256(&ctx.required_target),
-            validation_rows: &rows,
+            job_block: ctx.job_block(),
             accept_score: &gate,
         };
         let Mined::Found(solution) = miner::mine(&job, |_| true) else {

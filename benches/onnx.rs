@@ -184,7 +184,7 @@ fn mining_run() -> Run {
 /// one, as every parent model is.
 fn parent_model(task: &Task) -> Vec<f64> {
     let mut params = initial_params(task.data.features());
-    Trainer::new(task, mining_run()).steps(&mut params, 1, 1000);
+    Trainer::new(task, mining_run(), 0).steps(&mut params, 1, 1000);
     task.snap(&mut params);
     params
 }
@@ -200,7 +200,7 @@ fn mine_never_winning(task: &Task, parent_model: &[f64]) -> u64 {
         miner: tagged_sha256(b"bench/miner", &[]),
         lane: 0,
         target: U256::zero(),
-        validation_rows: &[],
+        job_block: 0,
         accept_score: &|_| true,
     };
     let stop_at = MINE_POLLS * miner::POLL_STEPS;
@@ -215,7 +215,7 @@ fn mine_never_winning(task: &Task, parent_model: &[f64]) -> u64 {
 /// rounded value.
 fn checkpoints(task: &Task, parent: &[f64]) -> Vec<Vec<f64>> {
     let c = task.checkpoint_interval;
-    let mut trainer = Trainer::new(task, mining_run());
+    let mut trainer = Trainer::new(task, mining_run(), 0);
     let mut params = parent.to_vec();
     let mut out = vec![params.clone()];
     for s in 1..=u64::from(task.spot_checks) + 1 {
@@ -230,7 +230,7 @@ fn checkpoints(task: &Task, parent: &[f64]) -> Vec<Vec<f64>> {
 /// opened start, compared with the opened end.
 fn reexecute(task: &Task, checkpoints: &[Vec<f64>]) {
     let c = task.checkpoint_interval;
-    let mut trainer = Trainer::new(task, mining_run());
+    let mut trainer = Trainer::new(task, mining_run(), 0);
     let mut scratch = vec![0.0; task.dim()];
     for s in 1..checkpoints.len() as u64 {
         scratch.copy_from_slice(&checkpoints[s as usize - 1]);

@@ -8,7 +8,7 @@ use pouwd::consensus::params::{ChainParams, ModelKind};
 use pouwd::model::onnx::{ExecutionProvider, OrtSetup, SessionConfig};
 use pouwd::node::chain::{prepare_task, TaskFiles};
 use pouwd::node::datadir::{DEVNET_ONNX_JSON, DIABETES_CSV, TRANSFORMER_ENCODER_ONNX};
-use pouwd::work::{score_ppm, validation_set, Run, Task, Trainer};
+use pouwd::work::{score_ppm, Run, Task, Trainer};
 
 fn task(batch: u32, threads: usize) -> Task {
     let mut params = ChainParams::from_json(DEVNET_ONNX_JSON).expect("devnet-onnx parses");
@@ -57,18 +57,18 @@ fn main() {
         let run = Run::new(&parent, &miner, 0);
         let mut start = vec![0.0; reference.dim()];
         // Warm up: round * 20k steps.
-        let mut warm = Trainer::new(&reference, run.clone());
+        let mut warm = Trainer::new(&reference, run.clone(), 0);
         warm.steps(&mut start, 1, 1 + u64::from(round) * 20_000);
         reference.snap(&mut start);
         let mut ours = start.clone();
-        Trainer::new(&reference, run.clone()).steps(&mut ours, 1, 1000);
-        let rows = validation_set(&reference, &[parent]);
+        Trainer::new(&reference, run.clone(), 0).steps(&mut ours, 1, 1000);
+        let rows = reference.validation().to_vec();
         let mut snapped = ours.clone();
         reference.snap(&mut snapped);
         let our_score = score_ppm(&reference, &snapped, &rows);
         for v in &variants {
             let mut theirs = start.clone();
-            Trainer::new(v, run.clone()).steps(&mut theirs, 1, 1000);
+            Trainer::new(v, run.clone(), 0).steps(&mut theirs, 1, 1000);
             let d = ours
                 .iter()
                 .zip(&theirs)

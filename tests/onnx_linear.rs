@@ -351,11 +351,10 @@ fn blocks_mined_on_real_encoder_outputs_of_another_batch_size_validate() {
 fn gridded_mining_matches_known_answer() {
     use pouwd::chain::tagged_sha256;
     use pouwd::model::{initial_params, model_hash};
-    use pouwd::work::{miner, validation_set};
+    use pouwd::work::miner;
     let params = params();
     let task = task(&params, 0.0);
     let parent = tagged_sha256(b"test/parent", &[]);
-    let rows = validation_set(&task, &[parent]);
     let zero = initial_params(task.data.features());
     let job = miner::Job {
         task: &task,
@@ -364,7 +363,7 @@ fn gridded_mining_matches_known_answer() {
         miner: tagged_sha256(b"test/miner", &[]),
         lane: 7,
         target: primitive_types::U256::MAX / 100,
-        validation_rows: &rows,
+        job_block: 0,
         accept_score: &|_| true,
     };
     let miner::Mined::Found(solution) = miner::mine(&job, |_| true) else {
@@ -383,7 +382,7 @@ fn gridded_mining_matches_known_answer() {
         ),
         (
             147,
-            350_651,
+            452_560,
             "013a1f396d4d1d3b7ed8a64a7fe5d47f2a7a57c86c7c44f9d87bff258a6857ab".to_string(),
             "40f0cc25af33ecd518cf71eaa6d5cc64973ebd4f35fac218b3e22e25cf41b835".to_string(),
             "3d3468058d734371889cf9e78a29cd7191b0df05509a5f2c433bf18138df79c9".to_string(),

@@ -57,8 +57,6 @@ pub struct ParentContext {
     pub parent: AncestorInfo,
     pub median_time_past_ms: u64,
     pub required_target: Hash32,
-    /// Hashes of the validation window: the parent and its ancestors.
-    pub window_hashes: Vec<Hash32>,
     /// Highest score in the validation window.
     pub window_max_score: u32,
 }
@@ -104,7 +102,6 @@ impl ParentContext {
         Some(ParentContext {
             median_time_past_ms,
             required_target,
-            window_hashes: window_blocks.iter().map(|a| a.hash).collect(),
             window_max_score: window_blocks.iter().map(|a| a.score_ppm).max()?,
             parent: parent_info,
         })
@@ -112,6 +109,13 @@ impl ParentContext {
 
     pub fn child_height(&self) -> u64 {
         self.parent.height + 1
+    }
+
+    /// The child's number within the job it trains, `n` of the learning
+    /// rate `lr0 · h / (h + n)`: every block trains the genesis task, so
+    /// block 1 is its block 0.
+    pub fn job_block(&self) -> u64 {
+        self.parent.height
     }
 }
 
@@ -243,23 +247,19 @@ mod tests {
         // The last 11 blocks, 2..=12: sorted, the middle one is block 7's 60.
         assert_eq!(ctx.median_time_past_ms, g + 60);
         // The window is 12, 11 and 10; its best is 3, not the parent's.
-        let window: Vec<Hash32> = (10..=12).rev().map(Line::hash).collect();
-        assert_eq!(ctx.window_hashes, window);
         assert_eq!(ctx.window_max_score, 3);
+        assert_eq!(ctx.job_block(), 12);
         assert_eq!(ctx.required_target, params.initial_target);
         // It reads the 11 blocks of the median, no more.
         assert_eq!(line.deepest.get(), MEDIAN_TIME_SPAN);
 
         // Near genesis the window and the median take what there is.
         let ctx = ParentContext::build(&params, &line, &Line::hash(1)).expect("known");
-        assert_eq!(
-            ctx.window_hashes,
-            vec![Line::hash(1), params.genesis_hash()]
-        );
         assert_eq!(ctx.window_max_score, 9);
         assert_eq!(ctx.median_time_past_ms, g + 50);
         let ctx = ParentContext::build(&params, &line, &Line::hash(0)).expect("known");
         assert_eq!(ctx.child_height(), 1);
+        assert_eq!(ctx.job_block(), 0);
         assert_eq!(ctx.median_time_past_ms, g);
         assert_eq!(ctx.window_max_score, 0);
         assert_eq!(ParentContext::build(&params, &line, &Hash32([9; 32])), None);

@@ -14,6 +14,14 @@ use thiserror::Error;
 /// of another version are refused with both versions named.
 pub const PROTOCOL_VERSION: u32 = 2;
 
+/// The largest learning rate a task may start at. With the gradient
+/// clipped to [`crate::model::GRADIENT_CLIP_NORM`], a step moves the model
+/// by at most this times the clip norm, so a model stays finite.
+pub const MAX_LEARNING_RATE: f64 = 1000.0;
+
+/// The largest `lr_half_life_blocks`.
+pub const MAX_LR_HALF_LIFE_BLOCKS: u64 = 1_000_000_000;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainParams {
@@ -47,10 +55,14 @@ pub struct TaskParams {
     pub dataset: DatasetParams,
     pub model: ModelKind,
     pub batch_size: u32,
+    /// `lr0`, the learning rate of a job's first block.
     pub learning_rate: f64,
+    /// `h`: block `n` of a job trains at `lr0 · h / (h + n)`.
+    pub lr_half_life_blocks: u64,
     pub checkpoint_interval: u64,
     pub spot_checks: u32,
     pub holdout_every: u32,
+    /// The most holdout rows in the fixed validation set (`work::validation_set`).
     pub validation_rows: u32,
     pub max_steps_per_block: u64,
 }
@@ -245,10 +257,16 @@ impl ChainParams {
         if task.batch_size == 0 || task.batch_size > 4096 {
             return Err(invalid("task.batch_size", "must be 1 to 4096"));
         }
-        if !(task.learning_rate.is_finite() && task.learning_rate > 0.0) {
+        if !(task.learning_rate > 0.0 && task.learning_rate <= MAX_LEARNING_RATE) {
             return Err(invalid(
                 "task.learning_rate",
-                "must be a positive finite number",
+                format!("must be above 0 and at most {MAX_LEARNING_RATE}"),
+            ));
+        }
+        if task.lr_half_life_blocks == 0 || task.lr_half_life_blocks > MAX_LR_HALF_LIFE_BLOCKS {
+            return Err(invalid(
+                "task.lr_half_life_blocks",
+                format!("must be 1 to {MAX_LR_HALF_LIFE_BLOCKS}"),
             ));
         }
         if task.checkpoint_interval == 0 {
@@ -433,7 +451,17 @@ mod tests {
         refused(b, "task.batch_size", |p| p.task.batch_size = 0);
         refused(b, "task.batch_size", |p| p.task.batch_size = 4097);
         accepted(b, |p| p.task.learning_rate = f64::MIN_POSITIVE);
-        for lr in [0.0, -0.01, f64::INFINITY, f64::NAN] {
+        accepted(b, |p| p.task.learning_rate = MAX_LEARNING_RATE);
+        accepted(b, |p| p.task.lr_half_life_blocks = 1);
+        accepted(b, |p| p.task.lr_half_life_blocks = MAX_LR_HALF_LIFE_BLOCKS);
+        refused(b, "task.lr_half_life_blocks", |p| {
+            p.task.lr_half_life_blocks = 0
+        });
+        refused(b, "task.lr_half_life_blocks", |p| {
+            p.task.lr_half_life_blocks = MAX_LR_HALF_LIFE_BLOCKS + 1
+        });
+        let past = f64::from_bits(MAX_LEARNING_RATE.to_bits() + 1);
+        for lr in [0.0, -0.01, past, f64::INFINITY, f64::NAN] {
             let mut params = b();
             params.task.learning_rate = lr;
             assert_eq!(

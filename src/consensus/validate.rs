@@ -360,7 +360,7 @@ fn check_body_rules(
             &body.openings[at].params
         }
     };
-    let mut trainer = Trainer::new(task, Run::new(&f.parent, &f.miner, f.lane));
+    let mut trainer = Trainer::new(task, Run::new(&f.parent, &f.miner, f.lane), ctx.job_block());
     let mut scratch = vec![0.0; task.dim()];
     for segment in work::challenged_segments(work_hash, m, task.spot_checks) {
         let (first, last) = ((segment - 1) * c + 1, segment * c);
@@ -385,8 +385,7 @@ fn check_body_rules(
             last: f.steps,
         });
     }
-    let rows = work::validation_set(task, &ctx.window_hashes);
-    let score = work::score_ppm(task, &body.params, &rows);
+    let score = work::score_ppm(task, &body.params, task.validation());
     if !task.score_matches(score, f.score_ppm) {
         return Err(BlockError::ScoreMismatch {
             expected: score,

@@ -24,12 +24,15 @@ fn predict_with_bias(weights: &[f64], bias: f64, row: &[f64]) -> f64 {
 #[derive(Clone, Debug)]
 pub struct StepScratch {
     errors: Vec<f64>,
+    /// The weights' gradient in the general kernel.
+    grad: Vec<f64>,
 }
 
 impl StepScratch {
-    pub fn new(batch_size: usize) -> StepScratch {
+    pub fn new(batch_size: usize, features: usize) -> StepScratch {
         StepScratch {
             errors: vec![0.0; batch_size],
+            grad: vec![0.0; features],
         }
     }
 }
@@ -41,16 +44,33 @@ const ROW_LANES: usize = 4;
 /// Parameters whose gradient sums are accumulated together, in registers.
 const GRAD_LANES: usize = 4;
 
+/// The constants of one training step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRate {
+    /// The learning rate of the block the step belongs to.
+    pub learning_rate: f64,
+    /// `2.0 / batch_size`: the gradient of the mean squared error is this
+    /// times the sums `Σ e_b x_b`.
+    pub grad_scale: f64,
+    /// The largest Euclidean norm a step's gradient keeps
+    /// ([`super::GRADIENT_CLIP_NORM`]).
+    pub clip_norm: f64,
+}
+
 /// One mini-batch gradient-descent step on MSE over the training rows
-/// `indices`: `W ← W − scale · Σ_b e_b x_b`, with `e_b = pred_b − y_b` and
-/// `scale = learning_rate · 2 / batch_size`. The bias is the last parameter.
+/// `indices`, with the gradient clipped to a global norm. The bias is the
+/// last parameter.
 ///
 /// The evaluation order is consensus (schema/consensus.md):
 /// - `pred_b` starts at the bias and adds `w_j · x_bj` in ascending `j`
 ///   (as [`predict`]); `e_b = pred_b − y_b`;
-/// - the gradient `g_j` starts at `0.0` and adds `e_b · x_bj` in ascending
-///   batch position `b`; the bias gradient adds `e_b` the same way;
-/// - `w_j ← w_j − scale · g_j`.
+/// - the sum `s_j` starts at `0.0` and adds `e_b · x_bj` in ascending
+///   batch position `b`; the bias's sum adds `e_b` the same way;
+/// - `g_j = grad_scale · s_j`; `n = sqrt(Σ g_j²)` over `j = 0 … d` (the
+///   bias last), each square added in that order from `0.0`;
+/// - when `n` is not finite the step changes nothing; when
+///   `n > clip_norm`, `f = clip_norm / n` and every `g_j = g_j · f`;
+/// - `w_j ← w_j − learning_rate · g_j`.
 ///
 /// Each of those is a separate product and sum, never fused. Rows are read
 /// in place from the training data. The loops are blocked only across
@@ -63,7 +83,7 @@ pub fn sgd_step(
     params: &mut [f64],
     data: &Prepared,
     indices: &[u32],
-    scale: f64,
+    rate: StepRate,
     scratch: &mut StepScratch,
 ) {
     let d = data.features();
@@ -77,13 +97,48 @@ pub fn sgd_step(
                 $($width => {
                     let weights: &mut [f64; $width] =
                         weights.try_into().expect("split at the width");
-                    sgd_step_fixed(weights, bias, x, y, indices, scale, errors)
+                    sgd_step_fixed(weights, bias, x, y, indices, rate, errors)
                 })*
-                _ => sgd_step_any(weights, bias, x, y, indices, scale, errors),
+                _ => sgd_step_any(weights, bias, x, y, indices, rate, errors, &mut scratch.grad),
             }
         };
     }
     fixed_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+}
+
+/// Scale the gradient sums (`grad` the weights', `grad_bias` the
+/// bias's) to the gradient, clip it to `rate.clip_norm` and apply it, in
+/// the order [`sgd_step`] documents.
+#[inline]
+fn apply_gradient(
+    grad: &mut [f64],
+    grad_bias: f64,
+    weights: &mut [f64],
+    bias: &mut f64,
+    rate: StepRate,
+) {
+    let mut squares = 0.0;
+    for g in grad.iter_mut() {
+        *g *= rate.grad_scale;
+        squares += *g * *g;
+    }
+    let mut grad_bias = rate.grad_scale * grad_bias;
+    squares += grad_bias * grad_bias;
+    let norm = squares.sqrt();
+    if !norm.is_finite() {
+        return;
+    }
+    if norm > rate.clip_norm {
+        let factor = rate.clip_norm / norm;
+        for g in grad.iter_mut() {
+            *g *= factor;
+        }
+        grad_bias *= factor;
+    }
+    for (w, g) in weights.iter_mut().zip(grad.iter()) {
+        *w -= rate.learning_rate * g;
+    }
+    *bias -= rate.learning_rate * grad_bias;
 }
 
 /// [`sgd_step`] for `D` features.
@@ -94,7 +149,7 @@ fn sgd_step_fixed<const D: usize>(
     x: &[f64],
     y: &[f64],
     indices: &[u32],
-    scale: f64,
+    rate: StepRate,
     errors: &mut [f64],
 ) {
     let row = |r: u32| -> &[f64; D] {
@@ -132,21 +187,20 @@ fn sgd_step_fixed<const D: usize>(
         }
         grad_bias += e;
     }
-    for j in 0..D {
-        weights[j] -= scale * grad[j];
-    }
-    *bias -= scale * grad_bias;
+    apply_gradient(&mut grad, grad_bias, weights, bias, rate);
 }
 
-/// [`sgd_step`] for any number of features.
+/// [`sgd_step`] for any number of features; `grad` holds at least `d` values.
+#[allow(clippy::too_many_arguments)]
 fn sgd_step_any(
     weights: &mut [f64],
     bias: &mut f64,
     x: &[f64],
     y: &[f64],
     indices: &[u32],
-    scale: f64,
+    rate: StepRate,
     errors: &mut [f64],
+    grad: &mut [f64],
 ) {
     let d = weights.len();
     let row = |r: u32| -> &[f64] { &x[r as usize * d..][..d] };
@@ -174,30 +228,28 @@ fn sgd_step_any(
     let errors = &*errors;
     let mut j = 0;
     while j + GRAD_LANES <= d {
-        let mut grad = [0.0; GRAD_LANES];
+        let mut sums = [0.0; GRAD_LANES];
         for (&r, e) in indices.iter().zip(errors) {
             let xs = &row(r)[j..j + GRAD_LANES];
             for l in 0..GRAD_LANES {
-                grad[l] += e * xs[l];
+                sums[l] += e * xs[l];
             }
         }
-        for l in 0..GRAD_LANES {
-            weights[j + l] -= scale * grad[l];
-        }
+        grad[j..j + GRAD_LANES].copy_from_slice(&sums);
         j += GRAD_LANES;
     }
-    for (j, w) in weights.iter_mut().enumerate().skip(j) {
-        let mut grad = 0.0;
+    for (j, g) in grad.iter_mut().enumerate().take(d).skip(j) {
+        let mut sum = 0.0;
         for (&r, e) in indices.iter().zip(errors) {
-            grad += e * row(r)[j];
+            sum += e * row(r)[j];
         }
-        *w -= scale * grad;
+        *g = sum;
     }
     let mut grad_bias = 0.0;
     for e in errors {
         grad_bias += e;
     }
-    *bias -= scale * grad_bias;
+    apply_gradient(&mut grad[..d], grad_bias, weights, bias, rate);
 }
 
 /// `max(0, R²)` in parts per million of `params` on the holdout rows
@@ -238,7 +290,7 @@ mod tests {
 
     /// The step as first written: rows copied out, one sum at a time, no
     /// blocking. The fast kernels must match it bit for bit.
-    fn reference_step(params: &mut [f64], data: &Prepared, indices: &[u32], scale: f64) {
+    fn reference_step(params: &mut [f64], data: &Prepared, indices: &[u32], rate: StepRate) {
         let d = data.features();
         let rows: Vec<&[f64]> = indices
             .iter()
@@ -256,8 +308,31 @@ mod tests {
             }
             grad[d] += e;
         }
+        let grad: Vec<f64> = grad.iter().map(|g| rate.grad_scale * g).collect();
+        let norm = grad.iter().fold(0.0, |acc, g| acc + g * g).sqrt();
+        if !norm.is_finite() {
+            return;
+        }
+        let factor = if norm > rate.clip_norm {
+            rate.clip_norm / norm
+        } else {
+            1.0
+        };
         for (p, g) in params.iter_mut().zip(&grad) {
-            *p -= scale * g;
+            let g = if norm > rate.clip_norm {
+                g * factor
+            } else {
+                *g
+            };
+            *p -= rate.learning_rate * g;
+        }
+    }
+
+    fn rate(learning_rate: f64, batch: usize, clip_norm: f64) -> StepRate {
+        StepRate {
+            learning_rate,
+            grad_scale: 2.0 / batch as f64,
+            clip_norm,
         }
     }
 
@@ -301,11 +376,13 @@ mod tests {
                     .collect();
                 let mut fast = vec![0.0; features + 1];
                 let mut slow = fast.clone();
-                let mut scratch = StepScratch::new(batch);
+                let mut scratch = StepScratch::new(batch, features);
                 for step in 0..20 {
-                    let scale = 1e-3 * (step + 1) as f64;
-                    sgd_step(&mut fast, &data, &indices, scale, &mut scratch);
-                    reference_step(&mut slow, &data, &indices, scale);
+                    // Every other step is clipped hard; the others barely.
+                    let clip = if step % 2 == 0 { 1e-2 } else { 1e6 };
+                    let rate = rate(1e-3 * (step + 1) as f64, batch, clip);
+                    sgd_step(&mut fast, &data, &indices, rate, &mut scratch);
+                    reference_step(&mut slow, &data, &indices, rate);
                     let fast_bits: Vec<u64> = fast.iter().map(|p| p.to_bits()).collect();
                     let slow_bits: Vec<u64> = slow.iter().map(|p| p.to_bits()).collect();
                     assert_eq!(fast_bits, slow_bits, "{features} features, batch {batch}");
@@ -319,10 +396,17 @@ mod tests {
                     &data.train_x,
                     &data.train_y,
                     &indices,
-                    0.01,
+                    rate(0.01, batch, 1.0),
                     &mut scratch.errors[..batch],
+                    &mut scratch.grad,
                 );
-                sgd_step(&mut fixed, &data, &indices, 0.01, &mut scratch);
+                sgd_step(
+                    &mut fixed,
+                    &data,
+                    &indices,
+                    rate(0.01, batch, 1.0),
+                    &mut scratch,
+                );
                 let general_bits: Vec<u64> = general.iter().map(|p| p.to_bits()).collect();
                 let fixed_bits: Vec<u64> = fixed.iter().map(|p| p.to_bits()).collect();
                 assert_eq!(
@@ -331,5 +415,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// One row `x = [3]`, `y = 0`, from `w = [0], b = 1`: e = 1, the sums
+    /// are [3, 1], the gradient with batch 1 is [6, 2], of norm √40.
+    fn one_row() -> Prepared {
+        let mut data = synthetic(1, 1, 1);
+        data.train_x = vec![3.0];
+        data.train_y = vec![0.0];
+        data
+    }
+
+    #[test]
+    fn a_gradient_at_the_clip_norm_is_kept_and_one_past_it_is_scaled() {
+        let data = one_row();
+        let norm = 40f64.sqrt();
+        let mut scratch = StepScratch::new(1, 1);
+        // At the norm: the plain step, w = 0 − 0.5·6, b = 1 − 0.5·2.
+        let mut params = vec![0.0, 1.0];
+        sgd_step(&mut params, &data, &[0], rate(0.5, 1, norm), &mut scratch);
+        assert_eq!(params, vec![-3.0, 0.0]);
+        // Just under it: scaled by clip / norm.
+        let clip = f64::from_bits(norm.to_bits() - 1);
+        let mut params = vec![0.0, 1.0];
+        sgd_step(&mut params, &data, &[0], rate(0.5, 1, clip), &mut scratch);
+        let factor = clip / norm;
+        assert_eq!(
+            params,
+            vec![0.0 - 0.5 * (6.0 * factor), 1.0 - 0.5 * (2.0 * factor)]
+        );
+        assert_ne!(params, vec![-3.0, 0.0]);
+        // Far under it: the step moves the parameters by lr · clip.
+        let mut params = vec![0.0, 1.0];
+        sgd_step(&mut params, &data, &[0], rate(0.5, 1, 1.0), &mut scratch);
+        let moved = (params[0] * params[0] + (params[1] - 1.0) * (params[1] - 1.0)).sqrt();
+        assert!((moved - 0.5).abs() < 1e-15, "moved {moved}");
+    }
+
+    #[test]
+    fn a_huge_learning_rate_stays_finite_and_a_non_finite_gradient_changes_nothing() {
+        let data = synthetic(40, 5, 3);
+        let indices: Vec<u32> = (0..8).collect();
+        let mut scratch = StepScratch::new(8, 5);
+        let mut params = vec![0.0; 6];
+        for _ in 0..10_000 {
+            sgd_step(
+                &mut params,
+                &data,
+                &indices,
+                rate(1e6, 8, 8.0),
+                &mut scratch,
+            );
+        }
+        assert!(params.iter().all(|p| p.is_finite()), "{params:?}");
+        // A gradient that overflows: the step is skipped.
+        let mut params = vec![f64::MAX; 6];
+        let before = params.clone();
+        sgd_step(
+            &mut params,
+            &data,
+            &indices,
+            rate(1.0, 8, 8.0),
+            &mut scratch,
+        );
+        assert_eq!(params, before);
     }
 }

@@ -62,3 +62,10 @@ pub fn first_non_finite(params: &[f64]) -> Option<usize> {
 pub fn initial_params(features: usize) -> Vec<f64> {
     vec![0.0; features + 1]
 }
+
+/// The largest Euclidean norm a training step's gradient keeps: a larger
+/// one is scaled down to it (schema/consensus.md). Standardised data give
+/// healthy linear gradients a norm near 2; the clip bounds how far one
+/// step can move a model whose learning rate is far too large, so that it
+/// stays finite and merely scores 0.
+pub const GRADIENT_CLIP_NORM: f64 = 8.0;

@@ -7,7 +7,7 @@ use super::state::Shared;
 use crate::chain::Hash32;
 use crate::consensus::{passes_gate, target};
 use crate::store::Stored;
-use crate::work::{self, miner};
+use crate::work::miner;
 use anyhow::Result;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,7 +70,6 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         }
         let ctx = chain.context(&tip.hash)?;
         let parent_model = chain.model(&tip.hash)?;
-        let rows = work::validation_set(&chain.task, &ctx.window_hashes);
         let accept = |score: u32| passes_gate(params, score, ctx.window_max_score);
         let lane = index.wrapping_add(threads.wrapping_mul(round));
         let job = miner::Job {
@@ -80,7 +79,7 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             miner: miner_id,
             lane,
             target: target::to_u256(&ctx.required_target),
-            validation_rows: &rows,
+            job_block: ctx.job_block(),
             accept_score: &accept,
         };
         let started = Instant::now();

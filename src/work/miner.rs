@@ -22,8 +22,8 @@ pub struct Job<'a> {
     pub miner: Hash32,
     pub lane: u32,
     pub target: U256,
-    /// The validation rows of the next block.
-    pub validation_rows: &'a [u32],
+    /// The block's number within its job: it sets the learning rate.
+    pub job_block: u64,
     /// The quality gate: whether a score is high enough for this parent.
     pub accept_score: &'a dyn Fn(u32) -> bool,
 }
@@ -58,7 +58,11 @@ pub enum Mined {
 pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
     let task = job.task;
     let c = task.checkpoint_interval;
-    let mut trainer = Trainer::new(task, Run::new(&job.parent, &job.miner, job.lane));
+    let mut trainer = Trainer::new(
+        task,
+        Run::new(&job.parent, &job.miner, job.lane),
+        job.job_block,
+    );
     let mut params = job.parent_model.to_vec();
     let mut frontier = merkle::Frontier::default();
     let mut ckpt_root = frontier.root();
@@ -110,7 +114,7 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
         if final_params.iter().any(|p| !p.is_finite()) {
             return Mined::Exhausted;
         }
-        let score_ppm = super::score_ppm(task, final_params, job.validation_rows);
+        let score_ppm = super::score_ppm(task, final_params, task.validation());
         if !(job.accept_score)(score_ppm) {
             continue;
         }

@@ -21,15 +21,18 @@ use sha2::{Digest, Sha256};
 pub struct Task {
     pub data: Prepared,
     pub batch_size: usize,
+    /// `lr0`: the learning rate of a job's first block.
     pub learning_rate: f64,
+    /// `h`: block `n` of a job trains at `lr0 · h / (h + n)`.
+    pub lr_half_life_blocks: u64,
     pub checkpoint_interval: u64,
     pub spot_checks: u32,
     pub validation_rows: u32,
     pub max_steps_per_block: u64,
     /// How re-executed parameters are compared with claimed ones.
     pub reexecution: Reexecution,
-    /// `learning_rate · 2 / batch_size`, the factor of every step.
-    step_scale: f64,
+    /// The holdout rows every score is computed on ([`validation_set`]).
+    validation: Vec<u32>,
 }
 
 /// How a validator compares the parameters it re-executes with the ones a
@@ -93,9 +96,9 @@ impl Task {
     pub fn new(params: &TaskParams, data: Prepared) -> Task {
         let batch_size = params.batch_size as usize;
         Task {
-            data,
             batch_size,
             learning_rate: params.learning_rate,
+            lr_half_life_blocks: params.lr_half_life_blocks,
             checkpoint_interval: params.checkpoint_interval,
             spot_checks: params.spot_checks,
             validation_rows: params.validation_rows,
@@ -108,8 +111,31 @@ impl Task {
                     onnx.score_tolerance_ppm,
                 )),
             },
-            step_scale: params.learning_rate * 2.0 / batch_size as f64,
+            validation: validation_set(data.holdout_rows(), params.validation_rows),
+            data,
         }
+    }
+
+    /// The learning rate of block `n` of the job (n = 0, 1, …):
+    /// `lr0 · h / (h + n)`, evaluated in that order, with `h + n` as an
+    /// exact integer (saturating) converted to f64.
+    pub fn learning_rate_at(&self, n: u64) -> f64 {
+        let h = self.lr_half_life_blocks;
+        self.learning_rate * h as f64 / h.saturating_add(n) as f64
+    }
+
+    /// The constants of every step of block `n` of the job.
+    pub fn step_rate(&self, n: u64) -> linear::StepRate {
+        linear::StepRate {
+            learning_rate: self.learning_rate_at(n),
+            grad_scale: 2.0 / self.batch_size as f64,
+            clip_norm: crate::model::GRADIENT_CLIP_NORM,
+        }
+    }
+
+    /// The holdout rows every score of this task is computed on.
+    pub fn validation(&self) -> &[u32] {
+        &self.validation
     }
 
     /// Number of model parameters (features + bias).
@@ -266,18 +292,22 @@ pub struct Trainer<'a> {
     rows: RowModulus,
     indices: Vec<u32>,
     bytes: Vec<u8>,
+    rate: linear::StepRate,
     scratch: linear::StepScratch,
 }
 
 impl<'a> Trainer<'a> {
-    pub fn new(task: &'a Task, run: Run) -> Trainer<'a> {
+    /// A trainer of `run` for block `job_block` of the task's job, which
+    /// sets the learning rate ([`Task::learning_rate_at`]).
+    pub fn new(task: &'a Task, run: Run, job_block: u64) -> Trainer<'a> {
         Trainer {
             task,
             run,
             rows: RowModulus::new(task.data.train_rows() as u32),
             indices: vec![0; task.batch_size],
             bytes: vec![0; task.batch_size * 4],
-            scratch: linear::StepScratch::new(task.batch_size),
+            rate: task.step_rate(job_block),
+            scratch: linear::StepScratch::new(task.batch_size, task.data.features()),
         }
     }
 
@@ -294,7 +324,7 @@ impl<'a> Trainer<'a> {
             params,
             &self.task.data,
             &self.indices,
-            self.task.step_scale,
+            self.rate,
             &mut self.scratch,
         );
     }
@@ -345,26 +375,16 @@ pub fn required_openings(
     indices
 }
 
-/// The validation rows of a block: for each block hash of its validation
-/// window (parent first), `validation_rows` holdout indices from the
-/// BLAKE3 XOF of `"pouw/holdout" ‖ hash`, as u32 words modulo the holdout size.
-pub fn validation_set(task: &Task, window_hashes: &[Hash32]) -> Vec<u32> {
-    let per_block = task.validation_rows as usize;
-    let holdout = task.data.holdout_rows() as u32;
-    let mut rows = Vec::with_capacity(per_block * window_hashes.len());
-    let mut bytes = vec![0u8; per_block * 4];
-    for hash in window_hashes {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"pouw/holdout");
-        hasher.update(&hash.0);
-        hasher.finalize_xof().fill(&mut bytes);
-        rows.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) % holdout),
-        );
+/// The fixed validation set of a task with `holdout` holdout rows: every
+/// holdout row when there are at most `limit`, else `limit` rows spread
+/// evenly, row `floor(i · holdout / limit)` for `i = 0 … limit − 1`
+/// (integer arithmetic). The same model always gets the same score.
+pub fn validation_set(holdout: usize, limit: u32) -> Vec<u32> {
+    let (holdout, limit) = (holdout as u64, u64::from(limit));
+    if holdout <= limit {
+        return (0..holdout as u32).collect();
     }
-    rows
+    (0..limit).map(|i| (i * holdout / limit) as u32).collect()
 }
 
 /// Score of `params` on the validation rows, in ppm.
@@ -406,7 +426,7 @@ mod tests {
     /// `steps` steps from zero parameters, with every ticket folded into
     /// one digest.
     fn replay(task: &Task, steps: u64) -> (Vec<f64>, Hash32, Hash32) {
-        let mut trainer = Trainer::new(task, fixed_run());
+        let mut trainer = Trainer::new(task, fixed_run(), 0);
         let mut params = initial_params(task.data.features());
         let mut frontier = merkle::Frontier::default();
         let mut ckpt_root = frontier.root();
@@ -471,6 +491,47 @@ mod tests {
         );
     }
 
+    /// `lr0 · h / (h + n)`: the first block trains at `lr0`, block `h` at
+    /// half of it; the values are pinned to the bit.
+    #[test]
+    fn the_learning_rate_decays_as_the_schedule_says() {
+        let mut task = devnet_task();
+        task.learning_rate = 0.01;
+        task.lr_half_life_blocks = 100;
+        assert_eq!(task.learning_rate_at(0), 0.01);
+        assert_eq!(task.learning_rate_at(100), 0.005);
+        assert_eq!(task.learning_rate_at(300), 0.0025);
+        // Python's `0.01 * 100.0 / 101.0` and `/ 107.0` give the same bits.
+        assert_eq!(task.learning_rate_at(1).to_bits(), 0x3f8446f86562d9fb);
+        assert_eq!(task.learning_rate_at(7).to_bits(), 0x3f8323e34a2b10bf);
+        // Decreasing, and never zero or negative, even at the end of u64.
+        let mut last = f64::INFINITY;
+        for n in [0, 1, 2, 99, 100, 10_000, u64::MAX / 2, u64::MAX] {
+            let lr = task.learning_rate_at(n);
+            assert!(lr > 0.0 && lr <= last, "block {n}: {lr}");
+            last = lr;
+        }
+        assert_eq!(task.step_rate(100).learning_rate, 0.005);
+        assert_eq!(task.step_rate(0).grad_scale, 2.0 / 32.0);
+        assert_eq!(
+            task.step_rate(0).clip_norm,
+            crate::model::GRADIENT_CLIP_NORM
+        );
+    }
+
+    /// Every holdout row up to the limit; past it, rows spread evenly.
+    #[test]
+    fn the_validation_set_is_fixed_and_bounded() {
+        assert_eq!(validation_set(5, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(validation_set(5, 6), vec![0, 1, 2, 3, 4]);
+        assert_eq!(validation_set(6, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(validation_set(10, 4), vec![0, 2, 5, 7]);
+        assert_eq!(validation_set(0, 4), Vec::<u32>::new());
+        let task = devnet_task();
+        assert_eq!(task.data.holdout_rows(), 88);
+        assert_eq!(task.validation(), (0..88).collect::<Vec<u32>>());
+    }
+
     #[test]
     fn batch_draw_matches_known_answer() {
         let run = fixed_run();
@@ -485,7 +546,6 @@ mod tests {
     fn mining_an_easy_target_matches_known_answer() {
         let task = devnet_task();
         let parent = tagged_sha256(b"test/parent", &[]);
-        let rows = validation_set(&task, &[parent]);
         let zero = initial_params(task.data.features());
         let job = miner::Job {
             task: &task,
@@ -495,7 +555,7 @@ mod tests {
             lane: 7,
             // One ticket in about 3000 wins.
             target: primitive_types::U256::MAX / 3000,
-            validation_rows: &rows,
+            job_block: 0,
             accept_score: &|_| true,
         };
         let miner::Mined::Found(solution) = miner::mine(&job, |_| true) else {
@@ -510,7 +570,7 @@ mod tests {
             solution.ckpt_root.to_hex(),
             "15414ceda9d3760ccf37d393381a39fefd6b32d95906397a594b81550f635fe2"
         );
-        assert_eq!(solution.score_ppm, 305_879);
+        assert_eq!(solution.score_ppm, 442_737);
         assert_eq!(solution.checkpoints.len() as u64, solution.steps / 1000);
     }
 
@@ -609,7 +669,6 @@ mod tests {
     fn job_with<'a>(
         task: &'a Task,
         zero: &'a [f64],
-        rows: &'a [u32],
         target: primitive_types::U256,
     ) -> miner::Job<'a> {
         miner::Job {
@@ -619,7 +678,7 @@ mod tests {
             miner: tagged_sha256(b"test/miner", &[]),
             lane: 7,
             target,
-            validation_rows: rows,
+            job_block: 0,
             accept_score: &|_| true,
         }
     }
@@ -629,18 +688,18 @@ mod tests {
     #[test]
     fn a_ticket_equal_to_the_target_wins_and_one_above_does_not() {
         let task = devnet_task();
-        let rows = validation_set(&task, &[tagged_sha256(b"test/parent", &[])]);
         let zero = initial_params(task.data.features());
-        let first = |target| match miner::mine(&job_with(&task, &zero, &rows, target), |i| {
+        let first = |target| match miner::mine(&job_with(&task, &zero, target), |i| {
             i < miner::POLL_STEPS
         }) {
             miner::Mined::Found(solution) => Some(solution.steps),
             _ => None,
         };
-        let miner::Mined::Found(any) = miner::mine(
-            &job_with(&task, &zero, &rows, primitive_types::U256::MAX),
-            |_| true,
-        ) else {
+        let miner::Mined::Found(any) =
+            miner::mine(&job_with(&task, &zero, primitive_types::U256::MAX), |_| {
+                true
+            })
+        else {
             panic!("every ticket wins the largest target");
         };
         assert_eq!(any.steps, 1);
@@ -658,9 +717,8 @@ mod tests {
     #[test]
     fn the_miner_stops_when_asked_at_its_poll() {
         let task = devnet_task();
-        let rows = validation_set(&task, &[tagged_sha256(b"test/parent", &[])]);
         let zero = initial_params(task.data.features());
-        let job = job_with(&task, &zero, &rows, primitive_types::U256::zero());
+        let job = job_with(&task, &zero, primitive_types::U256::zero());
         let mut asked = Vec::new();
         let mined = miner::mine(&job, |done| {
             assert_eq!(done % miner::POLL_STEPS, 0, "asked after {done} steps");
@@ -679,7 +737,6 @@ mod tests {
     #[test]
     fn a_gridded_run_that_wins_at_a_checkpoint_ends_on_it() {
         let task = gridded_task();
-        let rows = validation_set(&task, &[tagged_sha256(b"test/parent", &[])]);
         let zero = initial_params(task.data.features());
         let calls = std::cell::Cell::new(0u64);
         let c = task.checkpoint_interval;
@@ -687,7 +744,7 @@ mod tests {
             calls.set(calls.get() + 1);
             calls.get() == c
         };
-        let mut job = job_with(&task, &zero, &rows, primitive_types::U256::MAX);
+        let mut job = job_with(&task, &zero, primitive_types::U256::MAX);
         job.accept_score = &at_checkpoint;
         let miner::Mined::Found(solution) = miner::mine(&job, |_| true) else {
             panic!("every ticket wins");

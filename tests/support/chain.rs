@@ -282,9 +282,9 @@ impl TestChain {
         &self.ancestry.get(hash).expect("block is known").model
     }
 
-    /// The validation rows of a child of the context's parent.
-    pub fn validation_rows(&self, ctx: &ParentContext) -> Vec<u32> {
-        work::validation_set(&self.task, &ctx.window_hashes)
+    /// The validation rows every block of the task is scored on.
+    pub fn validation_rows(&self) -> &[u32] {
+        self.task.validation()
     }
 
     /// Mine an honest child of `parent` under the chain's rules, lane 0 first.
@@ -303,7 +303,6 @@ impl TestChain {
         options: &MineOptions,
     ) -> MinedBlock {
         let ctx = self.context(parent);
-        let rows = self.validation_rows(&ctx);
         let chain_gate = |score| passes_gate(&self.params, score, ctx.window_max_score);
         let accept_score: &dyn Fn(u32) -> bool = options.accept_score.unwrap_or(&chain_gate);
         let search_target = options.search_target.unwrap_or(ctx.required_target);
@@ -316,7 +315,7 @@ impl TestChain {
                 miner: miner_id(key),
                 lane,
                 target: to_u256(&search_target),
-                validation_rows: &rows,
+                job_block: ctx.job_block(),
                 accept_score,
             };
             let solution = match miner::mine(&job, |_| true) {
@@ -351,7 +350,7 @@ impl TestChain {
         let k = forgery.steps;
         let m = k / c;
         let run = Run::new(parent, &miner_id(key), forgery.lane);
-        let mut trainer = Trainer::new(task, run.clone());
+        let mut trainer = Trainer::new(task, run.clone(), ctx.job_block());
         let mut params = self.model(parent).to_vec();
         let mut checkpoints = Vec::new();
         for segment in 1..=m {
@@ -385,7 +384,7 @@ impl TestChain {
             model_hash: final_hash,
             ckpt_root,
             work_hash: run.work_hash(k, &final_hash, &ckpt_root),
-            score_ppm: work::score_ppm(task, &params, &self.validation_rows(&ctx)),
+            score_ppm: work::score_ppm(task, &params, self.validation_rows()),
             params,
             checkpoints,
             leaves,
