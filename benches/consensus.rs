@@ -248,6 +248,8 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
         height: 1,
         timestamp_ms: ctx.median_time_past_ms + 1,
         target: params.initial_target,
+        job: pouwd::ledger::GENESIS_JOB,
+        job_block: 0,
     };
     let block = miner::seal(task, &solution, &placement, &key);
     let c = task.checkpoint_interval;

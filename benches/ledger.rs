@@ -327,7 +327,8 @@ fn bench_validate(
         let started = Instant::now();
         for bytes in &encoded {
             let tx = Tx::from_bytes(bytes).expect("a valid encoding");
-            let tx = check_tx(tx, &genesis).expect("a valid transaction");
+            let tx = check_tx(tx, &genesis, &pouwd::tx::JobLimits::default())
+                .expect("a valid transaction");
             apply(&mut map, &tx);
         }
         let elapsed = started.elapsed();
@@ -393,7 +394,9 @@ fn apply(map: &mut HashMap<Hash32, Account>, tx: &CheckedTx) {
     let sender = map.get(&f.from).copied().unwrap_or_default();
     let after = spend(tx, &sender).expect("the account allows it");
     map.insert(f.from, after);
-    let TxKind::Transfer { to, amount } = &f.kind;
+    let TxKind::Transfer { to, amount } = &f.kind else {
+        unreachable!("the bench makes transfers")
+    };
     let recipient = map.entry(*to).or_default();
     recipient.spendable = recipient
         .spendable
@@ -521,6 +524,8 @@ fn mine_child(
             timestamp_ms: (params.genesis_time_ms + height * params.target_block_ms)
                 .max(ctx.median_time_past_ms + 1),
             target: ctx.required_target,
+            job: pouwd::ledger::GENESIS_JOB,
+            job_block: ctx.job_block(),
         };
         return miner::seal_with(task, &solution, &placement, key, txs);
     }
@@ -752,7 +757,7 @@ fn time_tx_checks(chain: &Chain, records: &[Vec<u8>]) -> (Duration, usize) {
     let count = txs.len();
     let started = Instant::now();
     for tx in txs {
-        black_box(check_tx(tx, &genesis).expect("valid"));
+        black_box(check_tx(tx, &genesis, &pouwd::tx::JobLimits::default()).expect("valid"));
     }
     (started.elapsed(), count)
 }

@@ -40,9 +40,9 @@ def header_len(block):
     """Length of the header at the start of a block's canonical bytes."""
     pos = 0
     # version, height, parent, timestamp_ms, target, miner, lane, steps,
-    # model_hash, ckpt_root, score_ppm, body_hash, tx_root, then the
-    # signature.
-    for field in "v v 32 v 32 32 v v 32 32 v 32 32 64".split():
+    # model_hash, ckpt_root, score_ppm, job, job_block, body_hash, tx_root,
+    # then the signature.
+    for field in "v v 32 v 32 32 v v 32 32 v 32 v 32 32 64".split():
         pos = varint(block, pos)[1] if field == "v" else pos + int(field)
     return pos
 

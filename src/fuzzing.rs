@@ -16,7 +16,7 @@ use crate::chain::encoding::{decode_block, decode_header, encode, DecodeError};
 use crate::chain::{Block, Body, Hash32, Limits};
 use crate::node::export::{self, StreamReader};
 use crate::node::mempool::{Mempool, MempoolLimits};
-use crate::tx::{self, Account, CheckedTx, Tx, TxFields, TxKind, MAX_TX_BYTES, TX_VERSION};
+use crate::tx::{self, Account, CheckedTx, Tx, TxFields, TxKind, MAX_ENCODED_TX_BYTES, TX_VERSION};
 use ed25519_dalek::SigningKey;
 use std::collections::HashMap;
 
@@ -114,7 +114,7 @@ pub fn export_stream(data: &[u8]) -> bool {
 /// decoded.
 pub fn tx(data: &[u8]) -> bool {
     let decoded = Tx::from_bytes(data);
-    if data.len() > MAX_TX_BYTES {
+    if data.len() > MAX_ENCODED_TX_BYTES {
         assert!(
             matches!(decoded, Err(DecodeError::TooLarge { .. })),
             "a transaction over the size limit must be refused before decoding"
@@ -134,7 +134,7 @@ pub fn tx(data: &[u8]) -> bool {
     // The chain field is whatever the input says: check it against its own
     // chain, so the signature check is reached too.
     let chain = decoded.fields.chain;
-    if let Ok(checked) = tx::check_tx(decoded, &chain) {
+    if let Ok(checked) = tx::check_tx(decoded, &chain, &tx::JobLimits::default()) {
         assert_eq!(checked.id(), checked.tx().id());
         assert!(checked.fields().cost().is_some());
     }
@@ -194,8 +194,12 @@ pub fn mempool(data: &[u8]) -> usize {
                         amount: 1 + u64::from(op[4]) * 3,
                     },
                 };
-                let checked = tx::check_tx(fields.sign(&keys[sender]), &GENESIS)
-                    .expect("a transfer signed by its sender is valid");
+                let checked = tx::check_tx(
+                    fields.sign(&keys[sender]),
+                    &GENESIS,
+                    &tx::JobLimits::default(),
+                )
+                .expect("a transfer signed by its sender is valid");
                 if pool.admit(checked, &account).is_ok() {
                     admitted += 1;
                 }
@@ -212,6 +216,7 @@ pub fn mempool(data: &[u8]) -> usize {
                             let recipient = accounts.get_mut(&to).expect("a known recipient");
                             recipient.spendable += amount;
                         }
+                        TxKind::SubmitJob(_) => unreachable!("the fuzz target makes transfers"),
                     }
                 }
                 pool.block_connected(&block, |id| accounts[id]);
@@ -227,6 +232,7 @@ pub fn mempool(data: &[u8]) -> usize {
                             let recipient = accounts.get_mut(&to).expect("a known recipient");
                             recipient.spendable -= amount;
                         }
+                        TxKind::SubmitJob(_) => unreachable!("the fuzz target makes transfers"),
                     }
                     let sender = accounts.get_mut(&f.from).expect("a known sender");
                     sender.spendable += f.cost().expect("no overflow");

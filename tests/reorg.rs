@@ -660,6 +660,35 @@ fn a_store_of_a_protocol_1_format_is_refused_naming_both_versions() {
     }
 }
 
+#[test]
+fn a_store_of_format_3_is_refused_saying_to_start_a_new_data_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    drop(Store::create(&path, &regtest_params()).expect("create store"));
+    {
+        let db = sled::open(&path).expect("open the sled tree");
+        db.insert(&b"meta/format"[..], &3u32.to_le_bytes())
+            .expect("write the format");
+        db.flush().expect("flush");
+    }
+    let error = Store::open(&path)
+        .err()
+        .expect("a format 3 store is refused");
+    let text = error.to_string();
+    assert!(
+        matches!(
+            error,
+            StoreError::OldFormat {
+                found: 3,
+                supported: 4,
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("start a new data dir"), "{text}");
+}
+
 /// What the store answers about the blocks it holds, on both branches of
 /// a fork, and about blocks it does not hold.
 #[test]

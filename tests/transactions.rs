@@ -242,6 +242,7 @@ fn the_transaction_bytes_bound_holds_at_the_limit_and_one_past_it() {
     for (limit, fits) in [(bytes, true), (bytes - 1, false)] {
         let mut params = regtest_params();
         params.max_block_tx_bytes = limit as u32;
+        params.jobs.max_job_bytes = 1024;
         let chain = TestChain::new(params);
         let (txs, found) = sizes(&chain);
         assert_eq!(found, bytes, "the size does not depend on the genesis");

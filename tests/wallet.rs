@@ -222,16 +222,22 @@ fn the_write_api_takes_signed_transactions_with_the_cookie_only() {
         400,
         "malformed: transaction does not decode",
     );
-    // Bodies: the limit (2048 bytes) is read and refused as a transaction
-    // over its 1024 bytes; one byte more is not read at all.
+    // Bodies: the limit (2 MiB) is read and refused as a transaction over
+    // its 1 MiB; one byte more is not read at all.
     refused(
         addr,
         &token,
-        &[0; 2048],
+        &vec![0; 2 << 20],
         400,
-        "transaction is 2048 bytes, over the limit of 1024",
+        "transaction is 2097152 bytes, over the limit of 1048576",
     );
-    refused(addr, &token, &[0; 2049], 413, "larger than 2048 bytes");
+    refused(
+        addr,
+        &token,
+        &vec![0; (2 << 20) + 1],
+        413,
+        "larger than 2097152 bytes",
+    );
     // A body that stops short is given up after 5 s: 408.
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(20)))
@@ -255,7 +261,8 @@ fn the_write_api_takes_signed_transactions_with_the_cookie_only() {
     );
     // A chunked body without a length is cut off at the limit too.
     let mut chunked = Vec::new();
-    for _ in 0..3 {
+    // 2 MiB and 1 KiB in chunks of 1 KiB.
+    for _ in 0..2049 {
         chunked.extend(b"400\r\n");
         chunked.extend([0u8; 0x400]);
         chunked.extend(b"\r\n");
@@ -515,7 +522,8 @@ fn send_needs_a_running_node_that_serves_the_api() {
     );
     let genesis = json_of(&run(&["status", "--data-dir", &d, "--json"]))["genesis"].clone();
     assert_eq!(tx.fields.chain.to_hex(), genesis.as_str().unwrap());
-    pouwd::tx::check_tx(tx, &tx_chain(&genesis)).expect("signed by the data dir's key");
+    pouwd::tx::check_tx(tx, &tx_chain(&genesis), &pouwd::tx::JobLimits::default())
+        .expect("signed by the data dir's key");
 
     // A node without --api: send and tx say so; wallet reads its status file.
     std::fs::write(dir.join("api.cookie"), "stale").unwrap();

@@ -48,7 +48,7 @@ use crate::node::status::status_json;
 use crate::node::views::{self, BlockRef, ViewError};
 use crate::p2p::net::{BanInfo, PeerInfo, SyncState};
 use crate::p2p::Network;
-use crate::tx::{Tx, TxError, MAX_TX_BYTES};
+use crate::tx::{Tx, TxError, MAX_ENCODED_TX_BYTES};
 use cookie::Cookie;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -80,7 +80,7 @@ pub const MAX_MEMPOOL_LISTING: usize = 10_000;
 /// The largest body `POST /tx` reads: twice the largest transaction, so a
 /// transaction over its own limit is refused naming that limit, and
 /// anything larger is refused unread (413).
-pub const MAX_TX_BODY_BYTES: usize = 2 * MAX_TX_BYTES;
+pub const MAX_TX_BODY_BYTES: usize = 2 * MAX_ENCODED_TX_BYTES;
 
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -569,7 +569,7 @@ async fn submit_tx(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the body is larger than {MAX_TX_BODY_BYTES} bytes; a transaction has at most \
-                 {MAX_TX_BYTES}"
+                 {MAX_ENCODED_TX_BYTES}"
             ),
         )
     };

@@ -240,6 +240,8 @@ mod tests {
                     model_hash: crate::chain::Hash32([5; 32]),
                     ckpt_root: crate::chain::Hash32([6; 32]),
                     score_ppm: 0,
+                    job: crate::chain::Hash32([0; 32]),
+                    job_block: 0,
                     body_hash: crate::chain::Hash32([7; 32]),
                     tx_root: crate::chain::Hash32([8; 32]),
                 },

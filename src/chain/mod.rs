@@ -63,6 +63,11 @@ pub struct HeaderFields {
     pub ckpt_root: Hash32,
     /// Score of `W_k` on this block's validation set, parts per million of `max(0, R²)`.
     pub score_ppm: u32,
+    /// The training job the block trains (the id of its `SubmitJob`
+    /// transaction), all zeros for the genesis task.
+    pub job: Hash32,
+    /// The block's number within that job, from 0: it sets the learning rate.
+    pub job_block: u64,
     /// `SHA-256("pouw/body" ‖ body bytes)`.
     pub body_hash: Hash32,
     /// RFC 6962 root over the ids of the body's transactions, in order

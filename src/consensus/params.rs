@@ -46,6 +46,8 @@ pub struct ChainParams {
     pub max_block_txs: u32,
     /// The most bytes the transactions of one block may take, encoded.
     pub max_block_tx_bytes: u32,
+    /// The bounds on training jobs.
+    pub jobs: crate::tx::JobLimits,
     pub task: TaskParams,
 }
 
@@ -233,6 +235,7 @@ impl ChainParams {
                 ),
             ));
         }
+        check_jobs(&self.jobs, tx_bytes)?;
         if self.network.is_empty() || self.network.len() > 64 {
             return Err(invalid("network", "must be 1 to 64 characters"));
         }
@@ -295,6 +298,41 @@ impl ChainParams {
         }
         Ok(())
     }
+}
+
+/// The bounds on jobs: each at least 1 and at most what any node can run.
+fn check_jobs(jobs: &crate::tx::JobLimits, max_block_tx_bytes: usize) -> Result<(), ParamsError> {
+    let job_bytes = jobs.max_job_bytes as usize;
+    let most = crate::tx::job::MAX_JOB_TX_BYTES.min(max_block_tx_bytes);
+    if !(crate::tx::MAX_TX_BYTES..=most).contains(&job_bytes) {
+        return Err(invalid(
+            "jobs.max_job_bytes",
+            format!(
+                "must be {} to {most} (the smaller of {} and max_block_tx_bytes)",
+                crate::tx::MAX_TX_BYTES,
+                crate::tx::job::MAX_JOB_TX_BYTES
+            ),
+        ));
+    }
+    let bounded = [
+        ("jobs.max_rows", jobs.max_rows, 10_000_000),
+        ("jobs.max_features", jobs.max_features, 4096),
+        ("jobs.max_hidden", jobs.max_hidden, 4096),
+        ("jobs.max_params", jobs.max_params, 1 << 20),
+        ("jobs.max_blocks", jobs.max_blocks, 100_000_000),
+    ];
+    for (name, value, limit) in bounded {
+        if value == 0 || value > limit {
+            return Err(invalid(name, format!("must be 1 to {limit}")));
+        }
+    }
+    if jobs.allow_encoder {
+        return Err(invalid(
+            "jobs.allow_encoder",
+            "must be false: this pouwd does not yet train jobs with an ONNX encoder",
+        ));
+    }
+    Ok(())
 }
 
 fn is_plain_file_name(name: &str) -> bool {
@@ -607,12 +645,59 @@ mod tests {
     }
 
     #[test]
+    fn job_bounds_hold_at_their_limits() {
+        accepted(regtest, |p| p.jobs.max_job_bytes = 1024);
+        refused(regtest, "jobs.max_job_bytes", |p| {
+            p.jobs.max_job_bytes = 1023
+        });
+        // At most the block's bytes, and at most 1 MiB.
+        accepted(regtest, |p| p.jobs.max_job_bytes = 1 << 20);
+        refused(regtest, "jobs.max_job_bytes", |p| {
+            p.jobs.max_job_bytes = (1 << 20) + 1
+        });
+        refused(regtest, "jobs.max_job_bytes", |p| {
+            p.max_block_tx_bytes = 500_000;
+            p.jobs.max_job_bytes = 500_001;
+        });
+        accepted(regtest, |p| {
+            p.max_block_tx_bytes = 500_000;
+            p.jobs.max_job_bytes = 500_000;
+        });
+        accepted(regtest, |p| p.jobs.max_rows = 1);
+        refused(regtest, "jobs.max_rows", |p| p.jobs.max_rows = 0);
+        accepted(regtest, |p| p.jobs.max_rows = 10_000_000);
+        refused(regtest, "jobs.max_rows", |p| p.jobs.max_rows = 10_000_001);
+        accepted(regtest, |p| p.jobs.max_features = 4096);
+        refused(regtest, "jobs.max_features", |p| p.jobs.max_features = 4097);
+        refused(regtest, "jobs.max_features", |p| p.jobs.max_features = 0);
+        accepted(regtest, |p| p.jobs.max_hidden = 4096);
+        refused(regtest, "jobs.max_hidden", |p| p.jobs.max_hidden = 4097);
+        refused(regtest, "jobs.max_hidden", |p| p.jobs.max_hidden = 0);
+        accepted(regtest, |p| p.jobs.max_params = 1 << 20);
+        refused(regtest, "jobs.max_params", |p| {
+            p.jobs.max_params = (1 << 20) + 1
+        });
+        refused(regtest, "jobs.max_params", |p| p.jobs.max_params = 0);
+        accepted(regtest, |p| p.jobs.max_blocks = 100_000_000);
+        refused(regtest, "jobs.max_blocks", |p| {
+            p.jobs.max_blocks = 100_000_001
+        });
+        refused(regtest, "jobs.max_blocks", |p| p.jobs.max_blocks = 0);
+        refused(regtest, "jobs.allow_encoder", |p| {
+            p.jobs.allow_encoder = true
+        });
+    }
+
+    #[test]
     fn block_transaction_bounds_hold_at_their_limits() {
         accepted(regtest, |p| p.max_block_txs = 1);
         refused(regtest, "max_block_txs", |p| p.max_block_txs = 0);
         accepted(regtest, |p| p.max_block_txs = 16_384);
         refused(regtest, "max_block_txs", |p| p.max_block_txs = 16_385);
-        accepted(regtest, |p| p.max_block_tx_bytes = 1024);
+        accepted(regtest, |p| {
+            p.max_block_tx_bytes = 1024;
+            p.jobs.max_job_bytes = 1024;
+        });
         refused(regtest, "max_block_tx_bytes", |p| {
             p.max_block_tx_bytes = 1023
         });

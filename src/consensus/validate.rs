@@ -38,6 +38,10 @@ pub enum BlockError {
     TimestampTooFarAhead { limit_ms: u64, found_ms: u64 },
     #[error("target is {found}, the retarget rule requires {expected}")]
     WrongTarget { expected: Hash32, found: Hash32 },
+    #[error("the block trains job {job}, which this chain does not know")]
+    UnknownJob { job: Hash32 },
+    #[error("the block says it is block {found} of its job, but it is block {expected}")]
+    WrongJobBlock { expected: u64, found: u64 },
     #[error("steps {found} outside 1..={limit}")]
     WrongStepCount { limit: u64, found: u64 },
     #[error("miner key {key} is not a canonically encoded ed25519 key, or has small order")]
@@ -194,6 +198,15 @@ pub fn check_header(
             found: f.target,
         });
     }
+    if f.job != crate::ledger::GENESIS_JOB {
+        return Err(BlockError::UnknownJob { job: f.job });
+    }
+    if f.job_block != ctx.job_block() {
+        return Err(BlockError::WrongJobBlock {
+            expected: ctx.job_block(),
+            found: f.job_block,
+        });
+    }
     let max_steps = params.task.max_steps_per_block;
     if f.steps == 0 || f.steps > max_steps {
         return Err(BlockError::WrongStepCount {
@@ -291,11 +304,12 @@ fn check_txs(params: &ChainParams, block: &Block) -> Result<Vec<CheckedTx>, Bloc
         if !seen.insert(id) {
             return Err(BlockError::DuplicateTx { index, id });
         }
-        let tx = tx::check_tx(t.clone(), &genesis).map_err(|error| BlockError::Tx {
-            index,
-            id,
-            error: Box::new(error),
-        })?;
+        let tx =
+            tx::check_tx(t.clone(), &genesis, &params.jobs).map_err(|error| BlockError::Tx {
+                index,
+                id,
+                error: Box::new(error),
+            })?;
         checked.push(tx);
     }
     Ok(checked)

@@ -11,8 +11,11 @@
 //! it, bit for bit, so a reorg leaves the same state as a replay of the
 //! new branch from genesis.
 
+pub mod jobs;
+
 use crate::chain::Hash32;
 use crate::tx::{spend, Account, CheckedTx, TxError, TxKind};
+pub use jobs::{BlockTraining, JobState, JobStatus, Schedule, GENESIS_JOB};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use thiserror::Error;
@@ -35,6 +38,16 @@ pub enum LedgerError {
     WrongUndo { tip: u64, found: u64 },
     #[error("the credit of block {height}, which matures now, is unknown")]
     MissingCredit { height: u64 },
+    #[error("the block trains job {found}, but the job scheduled after its parent is {expected}")]
+    WrongJob { expected: Hash32, found: Hash32 },
+    #[error("the block says it is block {found} of job {job}, but the job has trained {expected} blocks")]
+    WrongJobBlock {
+        job: Hash32,
+        expected: u64,
+        found: u64,
+    },
+    #[error("job {job} is scheduled but its state is unknown")]
+    MissingJob { job: Hash32 },
 }
 
 /// What one block credits its miner: the reward and the fees, immature
@@ -53,6 +66,10 @@ pub struct Undo {
     /// Each account the block touched, as it was before (`None`: absent),
     /// by ascending id.
     accounts: Vec<(Hash32, Option<Account>)>,
+    /// Each job the block touched, as it was before, by ascending id.
+    jobs: Vec<(Hash32, Option<JobState>)>,
+    /// The schedule before the block.
+    schedule: Schedule,
 }
 
 /// Where a ledger's state lives: a map in memory, or the store's tables.
@@ -64,12 +81,40 @@ pub trait LedgerState<E: From<LedgerError>> {
     fn set_account(&mut self, id: Hash32, account: Option<Account>) -> Result<(), E>;
     /// The credit of the chain's block at `height` (1 or more).
     fn credit_at(&self, height: u64) -> Result<Option<Credit>, E>;
+    /// A job's state; `None` for one never included.
+    fn get_job(&self, id: &Hash32) -> Result<Option<JobState>, E>;
+    /// Set a job, or remove it with `None`; the queue follows its status.
+    fn set_job(&mut self, id: Hash32, job: Option<JobState>) -> Result<(), E>;
+    /// The queued job that becomes active next: the highest pay per
+    /// block, then the first included.
+    fn queue_head(&self) -> Result<Option<Hash32>, E>;
+    fn get_schedule(&self) -> Result<Schedule, E>;
+    fn set_schedule(&mut self, schedule: Schedule) -> Result<(), E>;
+}
+
+/// The job a child of the ledger's block trains: the active one, else the
+/// head of the queue, else the genesis task.
+pub fn scheduled_job<E: From<LedgerError>>(state: &impl LedgerState<E>) -> Result<Hash32, E> {
+    let schedule = state.get_schedule()?;
+    Ok(match schedule.active {
+        Some(id) => id,
+        None => state.queue_head()?.unwrap_or(GENESIS_JOB),
+    })
+}
+
+/// What connecting a block touched, as it was before.
+#[derive(Default)]
+struct Before {
+    accounts: BTreeMap<Hash32, Option<Account>>,
+    jobs: BTreeMap<Hash32, Option<JobState>>,
 }
 
 /// Connect the block at `height` to `state`, the ledger at its parent:
-/// its transactions in order, then `reward` plus the fees to `miner` as
-/// immature, then the block `maturity` below matures. On an error the
-/// accounts are left as they were.
+/// the job it trains (`training`, which must be the scheduled one) pays
+/// its miner and may end with a refund, then its transactions in order,
+/// then `reward`, the fees and the job's pay go to `miner` as immature,
+/// then the block `maturity` below matures. On an error the state is left
+/// as it was.
 pub fn connect_block<E: From<LedgerError>>(
     state: &mut impl LedgerState<E>,
     maturity: u64,
@@ -77,21 +122,46 @@ pub fn connect_block<E: From<LedgerError>>(
     miner: &Hash32,
     reward: u64,
     txs: &[CheckedTx],
+    training: &BlockTraining,
 ) -> Result<Undo, E> {
-    let mut before = BTreeMap::new();
-    match apply(state, maturity, height, miner, reward, txs, &mut before) {
+    let mut before = Before::default();
+    let schedule = state.get_schedule()?;
+    match apply(
+        state,
+        maturity,
+        height,
+        miner,
+        reward,
+        txs,
+        training,
+        &mut before,
+    ) {
         Ok(credit) => Ok(Undo {
             height,
             credit,
-            accounts: before.into_iter().collect(),
+            accounts: before.accounts.into_iter().collect(),
+            jobs: before.jobs.into_iter().collect(),
+            schedule,
         }),
         Err(error) => {
-            for (id, account) in before {
-                state.set_account(id, account)?;
-            }
+            restore(state, before, schedule)?;
             Err(error)
         }
     }
+}
+
+fn restore<E: From<LedgerError>>(
+    state: &mut impl LedgerState<E>,
+    before: Before,
+    schedule: Schedule,
+) -> Result<(), E> {
+    for (id, account) in before.accounts {
+        state.set_account(id, account)?;
+    }
+    for (id, job) in before.jobs {
+        state.set_job(id, job)?;
+    }
+    state.set_schedule(schedule)
 }
 
 /// Take the block of `undo` back off `state`, the ledger at that block.
@@ -99,12 +169,14 @@ pub fn disconnect_block<E: From<LedgerError>>(
     state: &mut impl LedgerState<E>,
     undo: Undo,
 ) -> Result<(), E> {
-    for (id, account) in undo.accounts {
-        state.set_account(id, account)?;
-    }
-    Ok(())
+    let before = Before {
+        accounts: undo.accounts.into_iter().collect(),
+        jobs: undo.jobs.into_iter().collect(),
+    };
+    restore(state, before, undo.schedule)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply<E: From<LedgerError>>(
     state: &mut impl LedgerState<E>,
     maturity: u64,
@@ -112,11 +184,54 @@ fn apply<E: From<LedgerError>>(
     miner: &Hash32,
     reward: u64,
     txs: &[CheckedTx],
-    before: &mut BTreeMap<Hash32, Option<Account>>,
+    training: &BlockTraining,
+    before: &mut Before,
 ) -> Result<Credit, E> {
     let overflow = |account: &Hash32| LedgerError::BalanceOverflow { account: *account };
+    let mut schedule = state.get_schedule()?;
+    let expected = scheduled_job(state)?;
+    if training.job != expected {
+        return Err(LedgerError::WrongJob {
+            expected,
+            found: training.job,
+        }
+        .into());
+    }
+    let mut job_pay = 0;
+    if expected != GENESIS_JOB {
+        let old = state
+            .get_job(&expected)?
+            .ok_or(LedgerError::MissingJob { job: expected })?;
+        if training.job_block != u64::from(old.blocks) {
+            return Err(LedgerError::WrongJobBlock {
+                job: expected,
+                expected: u64::from(old.blocks),
+                found: training.job_block,
+            }
+            .into());
+        }
+        let mut job = old.clone();
+        job_pay = jobs::train_block(&mut job, training, height);
+        schedule.active = Some(expected);
+        if job.is_ended() {
+            schedule.active = None;
+            let refund = job.escrow;
+            job.escrow = 0;
+            job.refunded = refund;
+            if refund > 0 {
+                let old = state.get_account(&job.sender)?;
+                let mut account = old.unwrap_or_default();
+                account.spendable = account
+                    .spendable
+                    .checked_add(refund)
+                    .ok_or(overflow(&job.sender))?;
+                put(state, before, job.sender, old, account)?;
+            }
+        }
+        put_job(state, before, expected, Some(old), job)?;
+    }
     let mut seen = HashSet::with_capacity(txs.len());
-    let mut fees = 0u64;
+    let mut fees = job_pay;
     for (index, tx) in txs.iter().enumerate() {
         let id = tx.id();
         if !seen.insert(id) {
@@ -139,6 +254,11 @@ fn apply<E: From<LedgerError>>(
                     .checked_add(*amount)
                     .ok_or(overflow(to))?;
                 put(state, before, *to, old, recipient)?;
+            }
+            TxKind::SubmitJob(spec) => {
+                let job = JobState::queued(spec, f.from, schedule.next_seq, height);
+                schedule.next_seq += 1;
+                put_job(state, before, id, None, job)?;
             }
         }
         fees = fees.checked_add(f.fee).ok_or(overflow(miner))?;
@@ -168,6 +288,7 @@ fn apply<E: From<LedgerError>>(
             .ok_or(overflow(&credit.miner))?;
         put(state, before, credit.miner, old, account)?;
     }
+    state.set_schedule(schedule)?;
     Ok(Credit {
         miner: *miner,
         amount,
@@ -177,13 +298,25 @@ fn apply<E: From<LedgerError>>(
 /// Write `account` for `id`, keeping the first value `old` for the undo record.
 fn put<E: From<LedgerError>>(
     state: &mut impl LedgerState<E>,
-    before: &mut BTreeMap<Hash32, Option<Account>>,
+    before: &mut Before,
     id: Hash32,
     old: Option<Account>,
     account: Account,
 ) -> Result<(), E> {
-    before.entry(id).or_insert(old);
+    before.accounts.entry(id).or_insert(old);
     state.set_account(id, Some(account))
+}
+
+/// Write `job` for `id`, keeping the first value `old` for the undo record.
+fn put_job<E: From<LedgerError>>(
+    state: &mut impl LedgerState<E>,
+    before: &mut Before,
+    id: Hash32,
+    old: Option<JobState>,
+    job: JobState,
+) -> Result<(), E> {
+    before.jobs.entry(id).or_insert(old);
+    state.set_job(id, Some(job))
 }
 
 /// All accounts at one block of the chain, in memory.
@@ -193,6 +326,9 @@ pub struct Ledger {
     accounts: BTreeMap<Hash32, Account>,
     /// The credit of every block, by height from 1.
     credits: Vec<Credit>,
+    jobs: BTreeMap<Hash32, JobState>,
+    queue: BTreeMap<jobs::QueueKey, Hash32>,
+    schedule: Schedule,
 }
 
 impl LedgerState<LedgerError> for Ledger {
@@ -212,6 +348,43 @@ impl LedgerState<LedgerError> for Ledger {
         let index = height.checked_sub(1).and_then(|i| usize::try_from(i).ok());
         Ok(index.and_then(|i| self.credits.get(i)).copied())
     }
+
+    fn get_job(&self, id: &Hash32) -> Result<Option<JobState>, LedgerError> {
+        Ok(self.jobs.get(id).cloned())
+    }
+
+    fn set_job(&mut self, id: Hash32, job: Option<JobState>) -> Result<(), LedgerError> {
+        if let Some(old) = self.jobs.get(&id) {
+            if old.status == JobStatus::Queued {
+                self.queue.remove(&old.queue_key());
+            }
+        }
+        match job {
+            Some(job) => {
+                if job.status == JobStatus::Queued {
+                    self.queue.insert(job.queue_key(), id);
+                }
+                self.jobs.insert(id, job);
+            }
+            None => {
+                self.jobs.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_head(&self) -> Result<Option<Hash32>, LedgerError> {
+        Ok(self.queue.values().next().copied())
+    }
+
+    fn get_schedule(&self) -> Result<Schedule, LedgerError> {
+        Ok(self.schedule)
+    }
+
+    fn set_schedule(&mut self, schedule: Schedule) -> Result<(), LedgerError> {
+        self.schedule = schedule;
+        Ok(())
+    }
 }
 
 impl Ledger {
@@ -222,6 +395,9 @@ impl Ledger {
             maturity,
             accounts: BTreeMap::new(),
             credits: Vec::new(),
+            jobs: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            schedule: Schedule::default(),
         }
     }
 
@@ -239,14 +415,47 @@ impl Ledger {
         &self.accounts
     }
 
-    /// Connect the next block ([`connect_block`]). Nothing changes on an
-    /// error.
+    /// Every job ever included, by id.
+    pub fn jobs(&self) -> &BTreeMap<Hash32, JobState> {
+        &self.jobs
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// The job the next block trains.
+    pub fn next_job(&self) -> Hash32 {
+        scheduled_job(self).unwrap_or(GENESIS_JOB)
+    }
+
+    /// Connect the next block ([`connect_block`]) on the genesis task, or
+    /// on whatever job is scheduled, as block `training.job_block` of it.
+    /// Nothing changes on an error.
     pub fn connect(
         &mut self,
         height: u64,
         miner: &Hash32,
         reward: u64,
         txs: &[CheckedTx],
+    ) -> Result<Undo, LedgerError> {
+        let training = BlockTraining {
+            block: Hash32::ZERO,
+            job: GENESIS_JOB,
+            job_block: height - 1,
+            score_ppm: 0,
+        };
+        self.connect_training(height, miner, reward, txs, &training)
+    }
+
+    /// [`Ledger::connect`] of a block that trains as `training` says.
+    pub fn connect_training(
+        &mut self,
+        height: u64,
+        miner: &Hash32,
+        reward: u64,
+        txs: &[CheckedTx],
+        training: &BlockTraining,
     ) -> Result<Undo, LedgerError> {
         if height != self.height() + 1 {
             return Err(LedgerError::WrongHeight {
@@ -255,7 +464,7 @@ impl Ledger {
             });
         }
         let maturity = self.maturity;
-        let undo = connect_block(self, maturity, height, miner, reward, txs)?;
+        let undo = connect_block(self, maturity, height, miner, reward, txs, training)?;
         self.credits.push(undo.credit);
         Ok(undo)
     }
@@ -301,7 +510,12 @@ mod tests {
             fee,
             kind: TxKind::Transfer { to: id(to), amount },
         };
-        check_tx(fields.sign(&key(from)), &GENESIS).expect("a valid transfer")
+        check_tx(
+            fields.sign(&key(from)),
+            &GENESIS,
+            &crate::tx::JobLimits::default(),
+        )
+        .expect("a valid transfer")
     }
 
     fn account(spendable: u64, immature: u64, nonce: u64) -> Account {

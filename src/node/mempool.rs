@@ -554,7 +554,12 @@ mod tests {
                 amount: 1,
             },
         };
-        check_tx(fields.sign(&key(from)), &GENESIS).expect("valid")
+        check_tx(
+            fields.sign(&key(from)),
+            &GENESIS,
+            &crate::tx::JobLimits::default(),
+        )
+        .expect("valid")
     }
 
     fn rich(nonce: u64) -> Account {
@@ -637,7 +642,12 @@ mod tests {
                 amount: 1 << 62,
             },
         };
-        let large = check_tx(fields.sign(&key(3)), &GENESIS).expect("valid");
+        let large = check_tx(
+            fields.sign(&key(3)),
+            &GENESIS,
+            &crate::tx::JobLimits::default(),
+        )
+        .expect("valid");
         let size = large.tx().to_bytes().len();
         assert!(size > 166 && size < 2 * 166, "{size} bytes");
         let whale = Account {

@@ -100,6 +100,8 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             height: ctx.child_height(),
             timestamp_ms: now_ms().max(ctx.median_time_past_ms + 1),
             target: ctx.required_target,
+            job: crate::ledger::GENESIS_JOB,
+            job_block: ctx.job_block(),
         };
         let txs = shared.block_txs(&tip.hash)?;
         let tx_count = txs.len();

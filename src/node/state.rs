@@ -116,7 +116,11 @@ impl Shared {
     /// the ids it evicted.
     pub fn submit_tx(&self, tx: Tx) -> Result<(Hash32, Vec<Hash32>), TxSubmitError> {
         // The signature is checked before any lock is taken.
-        let checked = tx::check_tx(tx, &self.chain.store.genesis_hash())?;
+        let checked = tx::check_tx(
+            tx,
+            &self.chain.store.genesis_hash(),
+            &self.chain.params().jobs,
+        )?;
         let id = checked.id();
         let evicted = {
             let mut pool = self.pool();
@@ -169,6 +173,7 @@ impl Shared {
                     recipient.spendable = credited;
                     accounts.insert(*to, recipient);
                 }
+                TxKind::SubmitJob(_) => {}
             }
             out.push(checked.into_tx());
         }

@@ -269,8 +269,34 @@ pub fn tx_json(tx: &Tx) -> Value {
             out["amount"] = (*value).into();
             out["amount_tokens"] = amount::format(*value).into();
         }
+        TxKind::SubmitJob(spec) => {
+            out["kind"] = "submit_job".into();
+            out["job"] = job_spec_json(spec);
+        }
     }
     out
+}
+
+/// What a job asks for: everything but the dataset's bytes.
+pub fn job_spec_json(spec: &crate::tx::JobSpec) -> Value {
+    json!({
+        "name": spec.name,
+        "dataset_bytes": spec.dataset.len(),
+        "target": spec.target,
+        "features": spec.features,
+        "encoder_bytes": spec.encoder.as_ref().map(Vec::len),
+        "head": spec.head.name(),
+        "batch_size": spec.batch_size,
+        "learning_rate": spec.learning_rate,
+        "lr_half_life_blocks": spec.lr_half_life_blocks,
+        "holdout_every": spec.holdout_every,
+        "max_blocks": spec.max_blocks,
+        "patience": spec.patience,
+        "min_improvement_ppm": spec.min_improvement_ppm,
+        "bounty": spec.bounty,
+        "bounty_tokens": amount::format(spec.bounty),
+        "pay_per_block": spec.pay_per_block(),
+    })
 }
 
 /// A transaction waiting in the pool: [`tx_json`] with `state: pending`.

@@ -935,9 +935,14 @@ impl Network {
             Request::GetTxs(ids) => {
                 let txs: Vec<Vec<u8>> = {
                     let pool = shared.pool();
+                    let mut total = 0;
                     ids.iter()
                         .filter_map(|i| pool.get(i))
                         .map(|t| t.tx().to_bytes())
+                        .take_while(|bytes| {
+                            total += bytes.len() + 4;
+                            total <= wire::MAX_TXS_RESPONSE_BYTES
+                        })
                         .collect()
                 };
                 let mut peers = lock(&self.tx_peers);

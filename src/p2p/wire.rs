@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 2;
 /// No message is ever longer.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// The most transaction bytes one `Txs` answer carries: those asked for
+/// past it are left out, as if no longer pending, and fetched again when
+/// announced again.
+pub const MAX_TXS_RESPONSE_BYTES: usize = MAX_MESSAGE_BYTES - (64 << 10);
 /// Longest request.
 pub const MAX_REQUEST_BYTES: usize = 8 << 10;
 /// Most hashes in a locator.
@@ -99,8 +103,9 @@ impl Request {
     pub fn response_limit(&self) -> usize {
         match self {
             Request::Hello(_) | Request::Announce { .. } | Request::AnnounceTxs(_) => 1024,
-            // Each transaction: a length varint (2 bytes) and its bytes.
-            Request::GetTxs(_) => 16 + MAX_TX_IDS * (2 + crate::tx::MAX_TX_BYTES),
+            // Transfers are small, but a job carries its dataset: the
+            // answer stops before [`MAX_TXS_RESPONSE_BYTES`] of them.
+            Request::GetTxs(_) => MAX_MESSAGE_BYTES,
             Request::GetHashes { .. } => 16 + 32 * MAX_HASHES,
             Request::GetBlocks(_) | Request::GetFile { .. } => MAX_MESSAGE_BYTES,
             Request::GetAddrs => 16 + 128 * MAX_ADDRS,
@@ -212,7 +217,7 @@ mod tests {
                 1024,
             ),
             (Request::AnnounceTxs(vec![hash]), 1024),
-            (Request::GetTxs(vec![hash]), 16 + 128 * (2 + 1024)),
+            (Request::GetTxs(vec![hash]), 4 << 20),
         ];
         for (request, limit) in cases {
             assert_eq!(request.response_limit(), limit, "{request:?}");
@@ -223,6 +228,8 @@ mod tests {
             ));
         }
         assert_eq!(MAX_MESSAGE_BYTES, 4 << 20);
+        // The largest job fits a `Txs` answer, with its framing.
+        const { assert!(crate::tx::MAX_ENCODED_TX_BYTES + 16 <= MAX_TXS_RESPONSE_BYTES) };
         // The largest block of any chain fits one message with its framing.
         let largest = crate::chain::Limits::default().max_block_bytes();
         assert!(largest + 16 <= MAX_MESSAGE_BYTES, "{largest}");

@@ -14,7 +14,9 @@
 use crate::chain::{encoding, Block, Hash32, Limits};
 use crate::consensus::params::ChainParams;
 use crate::consensus::{self, AncestorInfo, Ancestry, CheckedBlock};
-use crate::ledger::{self, Credit, LedgerError, LedgerState, Undo};
+use crate::ledger::{
+    self, BlockTraining, Credit, JobState, JobStatus, LedgerError, LedgerState, Schedule, Undo,
+};
 use crate::tx::{Account, CheckedTx};
 use primitive_types::U256;
 use serde::{Deserialize, Serialize};
@@ -24,7 +26,7 @@ use thiserror::Error;
 
 /// Version of the layout below. Versions 1 and 2 hold protocol 1 chains,
 /// which this node cannot read; a store of another version is refused.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const KEY_FORMAT: &[u8] = b"meta/format";
 const KEY_PARAMS: &[u8] = b"meta/params";
@@ -48,6 +50,15 @@ fn work_key(work_hash: &Hash32) -> Vec<u8> {
 fn account_key(id: &Hash32) -> Vec<u8> {
     key(b"a/", &id.0)
 }
+
+fn job_key(id: &Hash32) -> Vec<u8> {
+    key(b"j/", &id.0)
+}
+const QUEUE_PREFIX: &[u8] = b"q/";
+fn queue_key(job: &JobState) -> Vec<u8> {
+    key(QUEUE_PREFIX, &job.queue_key().to_bytes())
+}
+const KEY_SCHEDULE: &[u8] = b"meta/schedule";
 
 fn undo_key(hash: &Hash32) -> Vec<u8> {
     key(b"u/", &hash.0)
@@ -87,6 +98,12 @@ pub enum StoreError {
         found: u32,
         protocol: u32,
         runs: u32,
+    },
+    #[error("the store at {path} is of format {found}, written before training jobs changed the chains' genesis; this pouwd reads format {supported}: start a new data dir")]
+    OldFormat {
+        path: String,
+        found: u32,
+        supported: u32,
     },
     #[error("a block breaks a ledger rule: {0}")]
     Ledger(#[from] LedgerError),
@@ -129,6 +146,12 @@ pub struct BlockMeta {
     pub miner: Hash32,
     /// Big-endian cumulative work up to and including this block.
     pub cumulative_work: Hash32,
+    /// The job the block trains, and its number within it (the header's).
+    pub job: Hash32,
+    pub job_block: u64,
+    /// The last block at or before this one that trains the genesis task
+    /// (genesis itself when none does): where the genesis task resumes.
+    pub genesis_task_tip: Hash32,
 }
 
 impl BlockMeta {
@@ -220,6 +243,66 @@ impl LedgerState<StoreError> for Overlay<'_> {
         Ok(())
     }
 
+    fn get_job(&self, id: &Hash32) -> Result<Option<JobState>, StoreError> {
+        self.get(&job_key(id))?
+            .map(|bytes| decode_value(&bytes, "job"))
+            .transpose()
+    }
+
+    fn set_job(&mut self, id: Hash32, job: Option<JobState>) -> Result<(), StoreError> {
+        if let Some(old) = self.get_job(&id)? {
+            if old.status == JobStatus::Queued {
+                self.remove(queue_key(&old));
+            }
+        }
+        match job {
+            Some(job) => {
+                if job.status == JobStatus::Queued {
+                    self.put(queue_key(&job), id.0.to_vec());
+                }
+                self.put(job_key(&id), encoding::encode(&job));
+            }
+            None => self.remove(job_key(&id)),
+        }
+        Ok(())
+    }
+
+    /// The first `q/` key of the tree with the pending writes applied.
+    fn queue_head(&self) -> Result<Option<Hash32>, StoreError> {
+        let pending = self
+            .writes
+            .range(QUEUE_PREFIX.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(QUEUE_PREFIX))
+            .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        let mut stored = None;
+        for entry in self.tree.scan_prefix(QUEUE_PREFIX) {
+            let (k, v) = entry?;
+            if !self.writes.contains_key(k.as_ref()) {
+                stored = Some((k.to_vec(), v.to_vec()));
+                break;
+            }
+        }
+        let head = match (pending, stored) {
+            (Some(p), Some(s)) => Some(if p.0 <= s.0 { p } else { s }),
+            (p, s) => p.or(s),
+        };
+        head.map(|(_, id)| decode_hash(&id, "queue entry"))
+            .transpose()
+    }
+
+    fn get_schedule(&self) -> Result<Schedule, StoreError> {
+        Ok(self
+            .get(KEY_SCHEDULE)?
+            .map(|bytes| decode_value(&bytes, "job schedule"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    fn set_schedule(&mut self, schedule: Schedule) -> Result<(), StoreError> {
+        self.put(KEY_SCHEDULE.to_vec(), encoding::encode(&schedule));
+        Ok(())
+    }
+
     /// The credit is in the undo record of the best chain's block there.
     fn credit_at(&self, height: u64) -> Result<Option<Credit>, StoreError> {
         let Some(hash) = self.get(&height_key(height))? else {
@@ -282,6 +365,9 @@ impl Store {
             score_ppm: 0,
             miner: Hash32::ZERO,
             cumulative_work: Hash32::ZERO,
+            job: Hash32::ZERO,
+            job_block: 0,
+            genesis_task_tip: genesis,
         };
         let mut batch = sled::Batch::default();
         batch.insert(KEY_PARAMS, params.to_json().as_bytes());
@@ -333,6 +419,13 @@ impl Store {
                 supported: FORMAT_VERSION,
             });
         }
+        if format == 3 {
+            return Err(StoreError::OldFormat {
+                path: path.display().to_string(),
+                found: format,
+                supported: FORMAT_VERSION,
+            });
+        }
         if format < FORMAT_VERSION {
             return Err(StoreError::OldProtocol {
                 path: path.display().to_string(),
@@ -363,6 +456,12 @@ impl Store {
         meta: &BlockMeta,
         txs: &[CheckedTx],
     ) -> Result<(), StoreError> {
+        let training = BlockTraining {
+            block: *hash,
+            job: meta.job,
+            job_block: meta.job_block,
+            score_ppm: meta.score_ppm,
+        };
         let undo = ledger::connect_block(
             overlay,
             u64::from(self.params.validation_window),
@@ -370,6 +469,7 @@ impl Store {
             &meta.miner,
             self.params.reward_amount,
             txs,
+            &training,
         )
         .map_err(|e| match e {
             StoreError::Ledger(error) => StoreError::InvalidBlock {
@@ -596,6 +696,13 @@ impl Store {
             score_ppm: fields.score_ppm,
             miner: fields.miner,
             cumulative_work: Hash32(work.to_big_endian()),
+            job: fields.job,
+            job_block: fields.job_block,
+            genesis_task_tip: if fields.job == ledger::GENESIS_JOB {
+                id
+            } else {
+                parent_meta.genesis_task_tip
+            },
         };
         overlay.put(block_key(&id), checked.block().to_bytes());
         overlay.put(meta_key(&id), encoding::encode(&meta));

@@ -9,25 +9,32 @@
 //! then the signature, then the account.
 
 pub mod amount;
+pub mod job;
 
 use crate::chain::encoding::{decode_strict, encode, DecodeError};
 use crate::chain::{strict_key, tagged_sha256, Hash32};
 use crate::work::merkle;
 use ed25519_dalek::Signature;
+pub use job::{Head, JobError, JobLimits, JobSpec};
 use serde::{Deserialize, Serialize};
 use serde_big_array::BigArray;
 use thiserror::Error;
 
 /// The only transaction version this node knows.
 pub const TX_VERSION: u16 = 1;
-/// The largest transaction encoding any chain accepts.
+/// The largest transfer encoding any chain accepts.
 pub const MAX_TX_BYTES: usize = 1024;
+/// The largest transaction encoding of any kind any chain accepts: a
+/// `SubmitJob` carries its dataset ([`job::MAX_JOB_TX_BYTES`]).
+pub const MAX_ENCODED_TX_BYTES: usize = job::MAX_JOB_TX_BYTES;
 
 /// What a transaction does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxKind {
     /// Move `amount` base units from the sender's spendable balance to `to`.
     Transfer { to: Hash32, amount: u64 },
+    /// Queue a training job, with `spec.bounty` taken into escrow.
+    SubmitJob(Box<JobSpec>),
 }
 
 /// The fields the sender signs: everything but the signature.
@@ -68,6 +75,7 @@ impl TxFields {
     pub fn cost(&self) -> Option<u64> {
         match &self.kind {
             TxKind::Transfer { amount, .. } => amount.checked_add(self.fee),
+            TxKind::SubmitJob(spec) => spec.bounty.checked_add(self.fee),
         }
     }
 }
@@ -89,9 +97,9 @@ impl Tx {
         encode(self)
     }
 
-    /// Strictly decode one transaction of at most [`MAX_TX_BYTES`].
+    /// Strictly decode one transaction of at most [`MAX_ENCODED_TX_BYTES`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Tx, DecodeError> {
-        decode_strict(bytes, MAX_TX_BYTES, "transaction")
+        decode_strict(bytes, MAX_ENCODED_TX_BYTES, "transaction")
     }
 }
 
@@ -126,6 +134,8 @@ pub enum TxError {
     NonceUsed { expected: u64, found: u64 },
     #[error("nonce {found} leaves a gap: the account's next nonce is {expected}")]
     NonceGap { expected: u64, found: u64 },
+    #[error("the job is invalid: {0}")]
+    Job(#[from] JobError),
     #[error("spends {needed} base units, but only {spendable} are spendable ({immature} more are immature)")]
     Overspend {
         needed: u64,
@@ -163,9 +173,9 @@ impl CheckedTx {
     }
 }
 
-/// The rules that need no ledger: version, chain, amounts, key and
-/// signature.
-pub fn check_tx(tx: Tx, genesis: &Hash32) -> Result<CheckedTx, TxError> {
+/// The rules that need no ledger: version, chain, amounts, a job's own
+/// rules within the chain's `jobs` bounds, key and signature.
+pub fn check_tx(tx: Tx, genesis: &Hash32, jobs: &JobLimits) -> Result<CheckedTx, TxError> {
     let f = &tx.fields;
     if f.version != TX_VERSION {
         return Err(TxError::UnknownVersion {
@@ -182,14 +192,22 @@ pub fn check_tx(tx: Tx, genesis: &Hash32) -> Result<CheckedTx, TxError> {
     match &f.kind {
         TxKind::Transfer { amount: 0, .. } => return Err(TxError::ZeroAmount),
         TxKind::Transfer { .. } => {}
+        // Every number first: cheap, and the cost below needs the bounty.
+        TxKind::SubmitJob(spec) => job::check_job_fields(spec, jobs)?,
     }
     if f.cost().is_none() {
         return Err(TxError::Overflow);
     }
+
     let key = strict_key(&f.from).ok_or(TxError::BadSenderKey { key: f.from })?;
     let id = f.id();
     key.verify_strict(&id.0, &Signature::from_bytes(&tx.signature))
         .map_err(|_| TxError::BadSignature)?;
+    // The dearest check last: a job's dataset is parsed and prepared.
+    // A transfer's fields bound its encoding (at most 192 bytes).
+    if let TxKind::SubmitJob(spec) = &f.kind {
+        job::check_job(spec, jobs, encode(&tx).len())?;
+    }
     Ok(CheckedTx { tx, id })
 }
 
@@ -207,8 +225,12 @@ pub fn tx_root_of_ids(ids: &[Hash32]) -> Hash32 {
 }
 
 /// Decode and check one transaction from untrusted bytes.
-pub fn decode_and_check(bytes: &[u8], genesis: &Hash32) -> Result<CheckedTx, TxError> {
-    check_tx(Tx::from_bytes(bytes)?, genesis)
+pub fn decode_and_check(
+    bytes: &[u8],
+    genesis: &Hash32,
+    jobs: &JobLimits,
+) -> Result<CheckedTx, TxError> {
+    check_tx(Tx::from_bytes(bytes)?, genesis, jobs)
 }
 
 /// The rules against the sender's account: the nonce is the next one and
@@ -279,7 +301,7 @@ mod tests {
     }
 
     fn checked(tx: Tx) -> CheckedTx {
-        check_tx(tx, &GENESIS).expect("a valid transaction")
+        check_tx(tx, &GENESIS, &crate::tx::JobLimits::default()).expect("a valid transaction")
     }
 
     #[test]
@@ -287,7 +309,8 @@ mod tests {
         let tx = transfer(0, 10, 1);
         let bytes = tx.to_bytes();
         assert!(bytes.len() <= MAX_TX_BYTES);
-        let again = decode_and_check(&bytes, &GENESIS).expect("valid");
+        let again =
+            decode_and_check(&bytes, &GENESIS, &crate::tx::JobLimits::default()).expect("valid");
         assert_eq!(again.tx(), &tx);
         assert_eq!(again.id(), tx.id());
         assert_eq!(
@@ -301,14 +324,23 @@ mod tests {
     fn a_bad_signature_is_refused() {
         let mut tx = transfer(0, 10, 1);
         tx.signature[5] ^= 1;
-        assert_eq!(check_tx(tx, &GENESIS), Err(TxError::BadSignature));
+        assert_eq!(
+            check_tx(tx, &GENESIS, &crate::tx::JobLimits::default()),
+            Err(TxError::BadSignature)
+        );
         // Signed by another key than the sender's.
         let tx = fields(&key(1), 0, 10, 1).sign(&key(3));
-        assert_eq!(check_tx(tx, &GENESIS), Err(TxError::BadSignature));
+        assert_eq!(
+            check_tx(tx, &GENESIS, &crate::tx::JobLimits::default()),
+            Err(TxError::BadSignature)
+        );
         // The fields changed after signing.
         let mut tx = transfer(0, 10, 1);
         tx.fields.fee = 2;
-        assert_eq!(check_tx(tx, &GENESIS), Err(TxError::BadSignature));
+        assert_eq!(
+            check_tx(tx, &GENESIS, &crate::tx::JobLimits::default()),
+            Err(TxError::BadSignature)
+        );
     }
 
     #[test]
@@ -324,7 +356,7 @@ mod tests {
             let mut tx = transfer(0, 10, 1);
             tx.fields.from = from;
             assert_eq!(
-                check_tx(tx, &GENESIS),
+                check_tx(tx, &GENESIS, &crate::tx::JobLimits::default()),
                 Err(TxError::BadSenderKey { key: from })
             );
         }
@@ -335,7 +367,7 @@ mod tests {
         let other = Hash32([8; 32]);
         let tx = transfer(0, 10, 1);
         assert_eq!(
-            check_tx(tx.clone(), &other),
+            check_tx(tx.clone(), &other, &crate::tx::JobLimits::default()),
             Err(TxError::WrongChain {
                 expected: other,
                 found: GENESIS
@@ -349,7 +381,7 @@ mod tests {
         let mut f = fields(&key(1), 0, 10, 1);
         f.version = TX_VERSION + 1;
         assert_eq!(
-            check_tx(f.sign(&key(1)), &GENESIS),
+            check_tx(f.sign(&key(1)), &GENESIS, &crate::tx::JobLimits::default()),
             Err(TxError::UnknownVersion {
                 found: TX_VERSION + 1,
                 known: TX_VERSION
@@ -360,18 +392,30 @@ mod tests {
     #[test]
     fn zero_and_overflowing_amounts_are_refused() {
         assert_eq!(
-            check_tx(transfer(0, 0, 1), &GENESIS),
+            check_tx(
+                transfer(0, 0, 1),
+                &GENESIS,
+                &crate::tx::JobLimits::default()
+            ),
             Err(TxError::ZeroAmount)
         );
         checked(transfer(0, 1, 0));
         // amount + fee at u64::MAX is fine, one more overflows.
         checked(transfer(0, u64::MAX - 5, 5));
         assert_eq!(
-            check_tx(transfer(0, u64::MAX - 5, 6), &GENESIS),
+            check_tx(
+                transfer(0, u64::MAX - 5, 6),
+                &GENESIS,
+                &crate::tx::JobLimits::default()
+            ),
             Err(TxError::Overflow)
         );
         assert_eq!(
-            check_tx(transfer(0, u64::MAX, 1), &GENESIS),
+            check_tx(
+                transfer(0, u64::MAX, 1),
+                &GENESIS,
+                &crate::tx::JobLimits::default()
+            ),
             Err(TxError::Overflow)
         );
     }
@@ -472,13 +516,13 @@ mod tests {
             })
         );
         let mut oversized = bytes.clone();
-        oversized.resize(MAX_TX_BYTES + 1, 0);
+        oversized.resize(MAX_ENCODED_TX_BYTES + 1, 0);
         assert_eq!(
-            decode_and_check(&oversized, &GENESIS),
+            decode_and_check(&oversized, &GENESIS, &crate::tx::JobLimits::default()),
             Err(TxError::Decode(DecodeError::TooLarge {
                 what: "transaction",
-                found: MAX_TX_BYTES + 1,
-                limit: MAX_TX_BYTES
+                found: MAX_ENCODED_TX_BYTES + 1,
+                limit: MAX_ENCODED_TX_BYTES
             }))
         );
     }

@@ -168,6 +168,9 @@ pub struct Placement {
     pub height: u64,
     pub timestamp_ms: u64,
     pub target: Hash32,
+    /// The job the block trains, and its number within it.
+    pub job: Hash32,
+    pub job_block: u64,
 }
 
 /// The block of `solution`: its body, and the header that commits to it,
@@ -199,6 +202,8 @@ pub fn seal_with(
         model_hash: solution.model_hash,
         ckpt_root: solution.ckpt_root,
         score_ppm: solution.score_ppm,
+        job: at.job,
+        job_block: at.job_block,
         body_hash: body.hash(),
         tx_root: tx::tx_root(&body.txs),
     };

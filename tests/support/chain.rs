@@ -429,6 +429,8 @@ impl TestChain {
             height: ctx.child_height(),
             timestamp_ms,
             target,
+            job: pouwd::ledger::GENESIS_JOB,
+            job_block: ctx.job_block(),
         };
         miner::seal(&self.task, solution, &placement, key)
     }
