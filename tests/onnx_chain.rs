@@ -403,7 +403,7 @@ fn an_exported_onnx_model_predicts_what_the_node_predicts() {
         let target = csv.columns.iter().position(|c| c == "progression").unwrap();
         let mut raw = Vec::new();
         let mut ours = Vec::new();
-        for (r, row) in csv.rows.iter().enumerate() {
+        for (r, row) in csv.numeric_rows().unwrap().iter().enumerate() {
             let inputs = if r % 5 == 4 {
                 holdout.next()
             } else {
