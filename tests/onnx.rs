@@ -303,7 +303,7 @@ fn cuda_is_cuda_or_an_error_never_a_silent_cpu() {
     assert_eq!(model.run(&[0.0; 10]).unwrap().len(), 1);
 }
 
-fn eval(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) fn eval(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut command = Command::new(BIN);
     command.arg("eval").args(args).current_dir(ROOT);
     command.env("ORT_DYLIB_PATH", library());
