@@ -88,9 +88,16 @@ fn onnx_graph(
         .model(hash, inputs.dim())?
         .with_context(|| format!("block {hash} has no stored model"))?;
     let chain = store.params();
+    // The graph does not one-hot encode; say so where a reader of the
+    // metadata looks first.
+    let input = if inputs.feature_sources.iter().any(|s| s.category.is_some()) {
+        "raw, text columns one-hot encoded as pouwd.features lists"
+    } else {
+        "raw"
+    };
     let metadata: Vec<(String, String)> = [
         ("pouwd.kind", chain.task.model.name().to_string()),
-        ("pouwd.input", "raw".to_string()),
+        ("pouwd.input", input.to_string()),
         ("pouwd.feature_names", inputs.feature_names.join(",")),
         (
             "pouwd.features",
