@@ -606,8 +606,9 @@ impl Prepared {
 
     /// The same rows with other features: `encoded` holds `width` values
     /// per row in file order (an encoder's outputs), used as they are.
-    /// The target is unchanged. `None` when `encoded` is not `width`
-    /// values for every row.
+    /// The target is unchanged, and each new feature's source is a
+    /// numeric column of its name (the encoder's output, not a CSV
+    /// column). `None` when `encoded` is not `width` values for every row.
     pub fn with_features(&self, names: Vec<String>, encoded: &[f64]) -> Option<Prepared> {
         let width = names.len();
         let rows = self.train_rows() + self.holdout_rows();
