@@ -35,7 +35,7 @@ use ed25519_dalek::SigningKey;
 use pouwd::chain::{tagged_sha256, Block, Hash32};
 use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::{self, target, AncestorInfo, ParentContext};
-use pouwd::dataset::{CsvDataset, Prepared};
+use pouwd::dataset::{CsvDataset, Prepared, DEFAULT_MAX_CATEGORIES};
 use pouwd::model::{initial_params, linear, model_hash};
 use pouwd::work::{merkle, miner, Run, Task, Trainer};
 use primitive_types::U256;
@@ -58,6 +58,7 @@ static DEVNET: LazyLock<Devnet> = LazyLock::new(|| {
         &spec.dataset.target,
         spec.dataset.features.as_deref(),
         spec.holdout_every,
+        DEFAULT_MAX_CATEGORIES,
     )
     .expect("the devnet dataset prepares");
     let task = Task::new(spec, data);

@@ -79,7 +79,8 @@ fn rows() -> Vec<f32> {
         .position(|c| c == "progression")
         .expect("target column");
     let mut rows = Vec::with_capacity(1024 * 10);
-    for row in data.rows.iter().cycle().take(1024) {
+    let all = data.numeric_rows().expect("diabetes.csv is numeric");
+    for row in all.iter().cycle().take(1024) {
         for (c, v) in row.iter().enumerate() {
             if c != target {
                 rows.push(*v as f32);

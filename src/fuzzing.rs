@@ -297,3 +297,73 @@ fn assert_same_body(left: &Body, right: &Body) {
         assert_eq!(l.proof, r.proof);
     }
 }
+
+/// Read `data` as a task's CSV and prepare it with its first column as
+/// the target, checking the column kinds and the one-hot encoding: numeric
+/// columns hold finite numbers, a text column's first text cell does not
+/// parse, categories are distinct, sorted and within the bound, and every
+/// prepared value is finite. Returns whether the CSV was read.
+pub fn dataset(data: &[u8]) -> bool {
+    use crate::dataset::{Column, CsvDataset, Prepared};
+    const MAX_CATEGORIES: usize = 8;
+    let csv = match CsvDataset::from_bytes("fuzz.csv", data) {
+        Ok(csv) => csv,
+        Err(e) => {
+            assert!(e.to_string().starts_with("fuzz.csv: "), "{e}");
+            return false;
+        }
+    };
+    assert_eq!(csv.data.len(), csv.columns.len());
+    assert!(csv.rows() > 0);
+    for column in &csv.data {
+        match column {
+            Column::Numeric(values) => {
+                assert_eq!(values.len(), csv.rows());
+                assert!(values.iter().all(|v| v.is_finite()));
+            }
+            Column::Text { cells, first } => {
+                assert_eq!(cells.len(), csv.rows());
+                assert!(first.value.parse::<f64>().is_err());
+                assert!(cells.contains(&first.value));
+            }
+        }
+    }
+    let Some(target) = csv.columns.first() else {
+        return true;
+    };
+    let prepared = match Prepared::new(&csv, target, None, 2, MAX_CATEGORIES) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            assert!(e.to_string().starts_with("fuzz.csv"), "{e}");
+            return true;
+        }
+    };
+    let d = prepared.features();
+    assert_eq!(prepared.feature_sources.len(), d);
+    assert_eq!(prepared.feature_scaling.len(), d);
+    for (name, source) in prepared.feature_names.iter().zip(&prepared.feature_sources) {
+        assert_eq!(*name, source.name());
+    }
+    for pair in prepared.feature_sources.windows(2) {
+        if let (Some(a), Some(b)) = (&pair[0].category, &pair[1].category) {
+            if pair[0].column == pair[1].column {
+                assert!(a < b, "categories are distinct and sorted");
+            }
+        }
+    }
+    let raw = csv
+        .encode(&prepared.feature_sources)
+        .expect("a prepared task's sources encode its own file");
+    assert_eq!(raw.len(), csv.rows() * d);
+    for (j, source) in prepared.feature_sources.iter().enumerate() {
+        if source.category.is_some() {
+            assert!(raw.iter().skip(j).step_by(d).all(|&v| v == 0.0 || v == 1.0));
+        }
+    }
+    assert_eq!(prepared.train_x.len(), prepared.train_rows() * d);
+    assert_eq!(prepared.holdout_x.len(), prepared.holdout_rows() * d);
+    for v in prepared.train_x.iter().chain(&prepared.holdout_x) {
+        assert!(v.is_finite());
+    }
+    true
+}

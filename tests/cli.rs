@@ -826,7 +826,14 @@ fn the_exported_model_predicts_outside_the_node() {
     // The same predictions as the node's own arithmetic.
     let csv = std::fs::read(format!("{ROOT}/data/diabetes.csv")).unwrap();
     let data = pouwd::dataset::CsvDataset::from_bytes("diabetes.csv", &csv).unwrap();
-    let prepared = pouwd::dataset::Prepared::new(&data, "progression", None, 5).unwrap();
+    let prepared = pouwd::dataset::Prepared::new(
+        &data,
+        "progression",
+        None,
+        5,
+        pouwd::dataset::DEFAULT_MAX_CATEGORIES,
+    )
+    .unwrap();
     let mut params: Vec<f64> = model["weights"]
         .as_array()
         .unwrap()
@@ -840,7 +847,7 @@ fn the_exported_model_predicts_outside_the_node() {
         .map(|l| l.parse().unwrap())
         .collect();
     assert_eq!(python.len(), 442);
-    for (row, predicted) in data.rows.iter().zip(&python) {
+    for (row, predicted) in data.numeric_rows().unwrap().iter().zip(&python) {
         let z: Vec<f64> = (0..10)
             .map(|j| prepared.feature_scaling[j].apply(row[j]))
             .collect();

@@ -61,3 +61,9 @@ fn mempool_corpus_keeps_the_pool_invariants() {
     });
     assert!(admitted > 0, "no run of the corpus admits a transaction");
 }
+
+#[test]
+fn dataset_corpus_keeps_the_column_and_encoding_rules() {
+    let read = replay("dataset_decode", pouwd::fuzzing::dataset);
+    assert!(read > 0, "no CSV in the corpus is read");
+}

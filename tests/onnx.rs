@@ -5,7 +5,7 @@
 //! test needs a GPU.
 
 use crate::support::node::BIN;
-use pouwd::dataset::{CsvDataset, Prepared};
+use pouwd::dataset::{CsvDataset, Prepared, DEFAULT_MAX_CATEGORIES};
 use pouwd::model::onnx::{
     self, ActiveProvider, ExecutionProvider, ModelSpec, OnnxError, OnnxModel, Runtime,
     SessionConfig,
@@ -82,20 +82,22 @@ fn raw_rows() -> Vec<f32> {
         .iter()
         .position(|c| c == "progression")
         .unwrap();
-    data.rows
-        .iter()
+    data.numeric_rows()
+        .unwrap()
+        .into_iter()
         .flat_map(|row| {
-            row.iter()
+            row.into_iter()
                 .enumerate()
                 .filter(move |(c, _)| *c != target)
-                .map(|(_, v)| *v as f32)
+                .map(|(_, v)| v as f32)
         })
         .collect()
 }
 
 /// Every row standardised as the node does (holdout_every 5), as f32.
 fn standardised_rows() -> Vec<f32> {
-    let prepared = Prepared::new(&diabetes(), "progression", None, 5).unwrap();
+    let prepared =
+        Prepared::new(&diabetes(), "progression", None, 5, DEFAULT_MAX_CATEGORIES).unwrap();
     prepared
         .train_x
         .iter()
@@ -301,7 +303,7 @@ fn cuda_is_cuda_or_an_error_never_a_silent_cpu() {
     assert_eq!(model.run(&[0.0; 10]).unwrap().len(), 1);
 }
 
-fn eval(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) fn eval(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut command = Command::new(BIN);
     command.arg("eval").args(args).current_dir(ROOT);
     command.env("ORT_DYLIB_PATH", library());
@@ -530,7 +532,8 @@ fn feature_rows(inputs: Inputs) -> Vec<Vec<f64>> {
         .iter()
         .position(|c| c == "progression")
         .unwrap();
-    data.rows
+    data.numeric_rows()
+        .unwrap()
         .iter()
         .map(|row| {
             row.iter()
@@ -546,7 +549,7 @@ fn feature_rows(inputs: Inputs) -> Vec<Vec<f64>> {
 }
 
 fn prepared() -> Prepared {
-    Prepared::new(&diabetes(), "progression", None, 5).unwrap()
+    Prepared::new(&diabetes(), "progression", None, 5, DEFAULT_MAX_CATEGORIES).unwrap()
 }
 
 /// Every row in file order standardised as the node does, in f64.
@@ -660,7 +663,9 @@ fn fitted_head(encoder: &str, prepared: &Prepared) -> Vec<f64> {
             continue;
         }
         let x: Vec<f64> = as_f64(e).into_iter().chain([1.0]).collect();
-        let y = prepared.target_scaling.apply(data.rows[r][target]);
+        let y = prepared
+            .target_scaling
+            .apply(data.numeric("progression").unwrap()[r]);
         for i in 0..n {
             for j in 0..n {
                 a[i][j] += x[i] * x[j];
@@ -832,7 +837,7 @@ fn holdout_r2(predictions: &[f64]) -> f64 {
         .position(|c| c == "progression")
         .unwrap();
     let (mut predicted, mut actual) = (Vec::new(), Vec::new());
-    for (r, row) in data.rows.iter().enumerate() {
+    for (r, row) in data.numeric_rows().unwrap().iter().enumerate() {
         if r % 5 == 4 {
             predicted.push(predictions[r]);
             actual.push(row[target]);

@@ -403,7 +403,7 @@ fn an_exported_onnx_model_predicts_what_the_node_predicts() {
         let target = csv.columns.iter().position(|c| c == "progression").unwrap();
         let mut raw = Vec::new();
         let mut ours = Vec::new();
-        for (r, row) in csv.rows.iter().enumerate() {
+        for (r, row) in csv.numeric_rows().unwrap().iter().enumerate() {
             let inputs = if r % 5 == 4 {
                 holdout.next()
             } else {
@@ -434,4 +434,184 @@ fn an_exported_onnx_model_predicts_what_the_node_predicts() {
         let spread = ours.iter().fold(0.0f64, |m, y| m.max((y - ours[0]).abs()));
         assert!(spread > 10.0, "{name}: predictions vary ({spread})");
     }
+}
+
+/// A chain on data/diamonds-small.csv, whose cut, color and clarity are text:
+/// the node one-hot encodes them, and both exports predict new rows as
+/// the node would, a category the training rows never had included: the
+/// JSON through tools/predict.py, the ONNX graph through `pouwd eval`.
+#[test]
+fn a_chain_with_text_columns_exports_models_that_encode_new_rows_alike() {
+    use pouwd::dataset::{CsvDataset, FeatureSource};
+    use pouwd::model::linear;
+    const DIAMONDS_CSV: &[u8] = include_bytes!("../data/diamonds-small.csv");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut params = crate::support::chain::regtest_params();
+    params.network = "regtest-diamonds".into();
+    params.task.dataset.file = "diamonds.csv".into();
+    params.task.dataset.blake3 = Hash32(*blake3::hash(DIAMONDS_CSV).as_bytes());
+    params.task.dataset.target = "price".into();
+    let dir = tmp.path().join("chain");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("chain.json"), params.to_json()).unwrap();
+    std::fs::write(dir.join("diamonds.csv"), DIAMONDS_CSV).unwrap();
+    let node = tmp.path().join("node");
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &arg(&node),
+        "--chain",
+        &arg(&dir.join("chain.json")),
+        "--mine",
+        "--stop-at-height",
+        "3",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+
+    let out = run(&["export-model", "--data-dir", &arg(&node), "--out", "-"]);
+    assert!(out.ok(), "{}", out.stderr);
+    let model: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = model["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    // carat, then cut's five categories sorted byte-wise, and so on.
+    assert_eq!(
+        names[..6],
+        [
+            "carat",
+            "cut=Fair",
+            "cut=Good",
+            "cut=Ideal",
+            "cut=Premium",
+            "cut=Very Good"
+        ]
+    );
+    assert_eq!(names.len(), 1 + 5 + 7 + 8 + 2);
+    let features = model["normalisation"]["features"].as_array().unwrap();
+    assert_eq!(features[3]["column"], "cut");
+    assert_eq!(features[3]["category"], "Ideal");
+    assert_eq!(features[0]["column"], "carat");
+    assert!(features[0].get("category").is_none());
+
+    // New rows: the first twenty, one with a cut and one with a colour
+    // the chain never saw, and a cell with spaces around it.
+    let text = String::from_utf8(DIAMONDS_CSV.to_vec()).unwrap();
+    let mut lines: Vec<String> = text.lines().take(21).map(str::to_string).collect();
+    lines[3] = lines[3].replacen("Ideal", "Astounding", 1);
+    lines[4] = lines[4].replacen(",J,", ",Z,", 1);
+    lines[7] = lines[7].replacen(",Ideal,", ", Ideal ,", 1);
+    let new_csv = tmp.path().join("new.csv");
+    std::fs::write(&new_csv, lines.join("\n") + "\n").unwrap();
+
+    // The node's arithmetic on the new rows, in f64.
+    let sources: Vec<FeatureSource> = features
+        .iter()
+        .map(|f| serde_json::from_value(f.clone()).unwrap())
+        .collect();
+    let bytes = std::fs::read(&new_csv).unwrap();
+    let data = CsvDataset::from_bytes("new.csv", &bytes).unwrap();
+    let raw = data.encode(&sources).unwrap();
+    let d = sources.len();
+    assert_eq!(raw[2 * d + 1..2 * d + 6], [0.0; 5], "unseen cut: all zeros");
+    assert_eq!(raw[6 * d + 3], 1.0, "the trimmed cell is Ideal");
+    assert_eq!(
+        raw[3 * d + 6..3 * d + 13],
+        [0.0; 7],
+        "unseen color: all zeros"
+    );
+    let mut params: Vec<f64> = model["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_f64().unwrap())
+        .collect();
+    params.push(model["bias"].as_f64().unwrap());
+    let target = &model["normalisation"]["target"];
+    let (mean, std) = (
+        target["mean"].as_f64().unwrap(),
+        target["std"].as_f64().unwrap(),
+    );
+    let ours: Vec<f64> = raw
+        .chunks(d)
+        .map(|row| {
+            let z: Vec<f64> = row
+                .iter()
+                .zip(features)
+                .map(|(x, f)| (x - f["mean"].as_f64().unwrap()) / f["std"].as_f64().unwrap())
+                .collect();
+            linear::predict(&params, &z) * std + mean
+        })
+        .collect();
+    assert_eq!(ours.len(), 20);
+
+    // tools/predict.py on the JSON.
+    let json_file = tmp.path().join("model.json");
+    std::fs::write(&json_file, &out.stdout).unwrap();
+    let predictions = tmp.path().join("pred.txt");
+    let py = Command::new("python3")
+        .arg(format!("{}/tools/predict.py", env!("CARGO_MANIFEST_DIR")))
+        .args(["--model", &arg(&json_file), "--csv", &arg(&new_csv)])
+        .args(["--out", &arg(&predictions)])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let python: Vec<f64> = std::fs::read_to_string(&predictions)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(python.len(), ours.len());
+    for (a, b) in ours.iter().zip(&python) {
+        assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{a} vs {b}");
+    }
+
+    // pouwd eval on the ONNX graph scores the same predictions.
+    let onnx_file = tmp.path().join("model.onnx");
+    let out = run(&[
+        "export-model",
+        "--data-dir",
+        &arg(&node),
+        "--format",
+        "onnx",
+        "--out",
+        &arg(&onnx_file),
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    let (ok, stdout, stderr) = crate::onnx::eval(
+        &[
+            "--model",
+            &arg(&onnx_file),
+            "--dataset",
+            &arg(&new_csv),
+            "--target",
+            "price",
+            "--ort-ep",
+            "cpu",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let scored: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(scored["rows"], 20);
+    assert_eq!(scored["features"].as_array().unwrap().len(), d);
+    let actual = data.numeric("price").unwrap();
+    let mse = ours
+        .iter()
+        .zip(actual)
+        .map(|(p, y)| (p - y) * (p - y))
+        .sum::<f64>()
+        / 20.0;
+    let eval_mse = scored["mse"].as_f64().unwrap();
+    assert!(
+        (eval_mse - mse).abs() <= 1e-5 * mse,
+        "eval's MSE {eval_mse}, the node's {mse}"
+    );
 }

@@ -2,12 +2,15 @@
 //! model trained offline can be compared with the chain's.
 //!
 //! The model's input takes the CSV's feature columns as raw values: the
-//! columns named in the model's `pouwd.feature_names` metadata when the
-//! exporter stored them (tools/train_*.py do), else every column but the
-//! target, in file order. A CSV whose columns do not fit the model's input
-//! is refused before anything runs.
+//! inputs listed in the model's `pouwd.features` metadata when it has them
+//! (`pouwd export-model` stores them: each a numeric column, or one
+//! category of a text column, 1.0 when the cell equals it and 0.0
+//! otherwise), else the columns named in `pouwd.feature_names` (the
+//! training scripts store those), else every column but the target, in
+//! file order. A CSV whose columns do not fit the model's input is refused
+//! before anything runs.
 
-use crate::dataset::CsvDataset;
+use crate::dataset::{Column, CsvDataset, FeatureSource};
 use crate::model::onnx::{self, ExecutionProvider, ModelSpec, OnnxModel, OrtSetup, SessionConfig};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -51,7 +54,7 @@ pub struct EvalArgs {
     /// The ONNX model: one float32 input [batch, features], one prediction per row.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
-    /// A CSV file with a header row and numeric cells.
+    /// A CSV file with a header row; the target and the numeric inputs must be numbers.
     #[arg(long, value_name = "FILE")]
     pub dataset: PathBuf,
     /// The column the model predicts.
@@ -85,7 +88,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         std::fs::read(&args.model).with_context(|| format!("cannot read {model_file}"))?;
     let csv_bytes =
         std::fs::read(&args.dataset).with_context(|| format!("cannot read {csv_file}"))?;
-    let data = CsvDataset::from_bytes(&csv_file, &csv_bytes)?;
+    let mut data = CsvDataset::from_bytes(&csv_file, &csv_bytes)?;
     let runtime = onnx::runtime(args.ort.ort_lib.as_deref())?;
     let spec = ModelSpec {
         blake3: args.blake3.clone(),
@@ -108,9 +111,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
 
-    let named: Option<Vec<String>> = model
-        .metadata("pouwd.feature_names")
-        .map(|names| names.split(',').map(str::to_string).collect());
+    let sources = match model.metadata("pouwd.features") {
+        Some(text) => serde_json::from_str::<Vec<FeatureSource>>(&text).with_context(|| {
+            format!("{model_file}: metadata pouwd.features is not a list of features: {text}")
+        })?,
+        None => {
+            let named: Option<Vec<String>> = model
+                .metadata("pouwd.feature_names")
+                .map(|names| names.split(',').map(str::to_string).collect());
+            data.resolve_features(&args.target, named.as_deref())?
+                .iter()
+                .map(|name| FeatureSource::numeric(name))
+                .collect()
+        }
+    };
     if let Some(trained) = model.metadata("pouwd.target") {
         if trained != args.target {
             eprintln!(
@@ -119,7 +133,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             );
         }
     }
-    let features = data.resolve_features(&args.target, named.as_deref())?;
+    let features: Vec<String> = sources.iter().map(FeatureSource::name).collect();
     if features.len() != model.features() {
         bail!(
             "{csv_file} does not fit {model_file}: the model's input {:?} takes {} values per row, \
@@ -131,16 +145,29 @@ pub fn run(args: EvalArgs) -> Result<()> {
             features.join(",")
         );
     }
-    let column = |name: &str| data.columns.iter().position(|c| c == name);
-    let feature_cols: Vec<usize> = features.iter().filter_map(|n| column(n)).collect();
-    let target_col = column(&args.target).context("target column vanished")?;
+    // A one-hot input compares the cells of its column as text, even where
+    // this CSV's column holds only numbers.
+    let one_hot: Vec<&str> = sources
+        .iter()
+        .filter(|s| s.category.is_some())
+        .map(|s| s.column.as_str())
+        .collect();
+    let read_as_numbers = |name: &&str| {
+        data.column_index(name)
+            .is_ok_and(|c| matches!(data.data[c], Column::Numeric(_)))
+    };
+    if one_hot.iter().any(read_as_numbers) {
+        data = CsvDataset::from_bytes_with_text(&csv_file, &csv_bytes, &one_hot)?;
+    }
+    let raw = data.encode(&sources)?;
+    let target = data.numeric(&args.target)?;
 
-    let scored: Vec<&Vec<f64>> = match args.holdout_every {
+    let scored: Vec<usize> = match args.holdout_every {
         Some(k) => {
             let k = k as usize;
-            data.rows.iter().skip(k - 1).step_by(k).collect()
+            (0..data.rows()).skip(k - 1).step_by(k).collect()
         }
-        None => data.rows.iter().collect(),
+        None => (0..data.rows()).collect(),
     };
     if scored.len() < 2 {
         bail!(
@@ -150,9 +177,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let d = model.features();
     let mut rows = Vec::with_capacity(scored.len() * d);
-    for row in &scored {
+    for &r in &scored {
         // f64 to the nearest f32: the model's input type.
-        rows.extend(feature_cols.iter().map(|&c| row[c] as f32));
+        rows.extend(raw[r * d..(r + 1) * d].iter().map(|&v| v as f32));
     }
     let batch = args.batch as usize;
     let mut predictions = Vec::with_capacity(scored.len());
@@ -162,7 +189,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
 
-    let actual: Vec<f64> = scored.iter().map(|row| row[target_col]).collect();
+    let actual: Vec<f64> = scored.iter().map(|&r| target[r]).collect();
     let (r2, mse) = r2_and_mse(&predictions, &actual);
     let rows_per_s = actual.len() as f64 / seconds.max(1e-9);
     if args.json {

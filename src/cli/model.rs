@@ -2,6 +2,11 @@
 //! node: as JSON (the parameters and the standardisation, schema/export.md)
 //! or as one ONNX graph (raw CSV features in, the prediction out; for an
 //! `onnx_linear` chain the encoder and its head together).
+//!
+//! The graph does not one-hot encode: a text column's input is its
+//! one-hot columns as 0.0/1.0 values, one per category, and the metadata
+//! `pouwd.features` lists every input's column and category so that
+//! `pouwd eval` (or any caller) can encode a CSV's text cells first.
 
 use super::{output, DataDirArg};
 use crate::chain::Hash32;
@@ -25,7 +30,9 @@ pub struct ExportModelArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// `json`, or `onnx`: one graph with input `features` [batch, d] of raw
-    /// CSV values and output `prediction` [batch, 1] in the target's units.
+    /// CSV values (a text column as its one-hot 0/1 columns, listed in the
+    /// metadata `pouwd.features`) and output `prediction` [batch, 1] in the
+    /// target's units.
     #[arg(long, value_name = "FORMAT", default_value = "json")]
     pub format: ModelFormat,
 }
@@ -81,10 +88,21 @@ fn onnx_graph(
         .model(hash, inputs.dim())?
         .with_context(|| format!("block {hash} has no stored model"))?;
     let chain = store.params();
+    // The graph does not one-hot encode; say so where a reader of the
+    // metadata looks first.
+    let input = if inputs.feature_sources.iter().any(|s| s.category.is_some()) {
+        "raw, text columns one-hot encoded as pouwd.features lists"
+    } else {
+        "raw"
+    };
     let metadata: Vec<(String, String)> = [
         ("pouwd.kind", chain.task.model.name().to_string()),
-        ("pouwd.input", "raw".to_string()),
+        ("pouwd.input", input.to_string()),
         ("pouwd.feature_names", inputs.feature_names.join(",")),
+        (
+            "pouwd.features",
+            serde_json::to_string(&inputs.feature_sources)?,
+        ),
         ("pouwd.target", inputs.target_name.clone()),
         ("pouwd.holdout_every", chain.task.holdout_every.to_string()),
         ("pouwd.network", chain.network.clone()),

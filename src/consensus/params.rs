@@ -317,6 +317,7 @@ fn check_jobs(jobs: &crate::tx::JobLimits, max_block_tx_bytes: usize) -> Result<
     let bounded = [
         ("jobs.max_rows", jobs.max_rows, 10_000_000),
         ("jobs.max_features", jobs.max_features, 4096),
+        ("jobs.max_categories", jobs.max_categories, 4096),
         ("jobs.max_hidden", jobs.max_hidden, 4096),
         ("jobs.max_params", jobs.max_params, 1 << 20),
         ("jobs.max_blocks", jobs.max_blocks, 100_000_000),
@@ -670,6 +671,13 @@ mod tests {
         accepted(regtest, |p| p.jobs.max_features = 4096);
         refused(regtest, "jobs.max_features", |p| p.jobs.max_features = 4097);
         refused(regtest, "jobs.max_features", |p| p.jobs.max_features = 0);
+        accepted(regtest, |p| p.jobs.max_categories = 4096);
+        refused(regtest, "jobs.max_categories", |p| {
+            p.jobs.max_categories = 4097
+        });
+        refused(regtest, "jobs.max_categories", |p| {
+            p.jobs.max_categories = 0
+        });
         accepted(regtest, |p| p.jobs.max_hidden = 4096);
         refused(regtest, "jobs.max_hidden", |p| p.jobs.max_hidden = 4097);
         refused(regtest, "jobs.max_hidden", |p| p.jobs.max_hidden = 0);

@@ -350,6 +350,9 @@ mod tests {
         };
         Prepared {
             feature_names: (0..features).map(|j| format!("x{j}")).collect(),
+            feature_sources: (0..features)
+                .map(|j| crate::dataset::FeatureSource::numeric(&format!("x{j}")))
+                .collect(),
             target_name: "y".into(),
             feature_scaling: Vec::new(),
             target_scaling: crate::dataset::Scaling {

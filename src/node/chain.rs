@@ -5,7 +5,7 @@ use super::datadir::DataDir;
 use crate::chain::{Block, Hash32, Limits};
 use crate::consensus::params::{ChainParams, OnnxLinearParams};
 use crate::consensus::{self, BlockError, CheckedBlock, ParentContext};
-use crate::dataset::{CsvDataset, Prepared, Scaling};
+use crate::dataset::{CsvDataset, FeatureSource, Prepared, Scaling};
 use crate::model::onnx::{self, ModelSpec, OnnxError, OnnxModel, OrtSetup};
 use crate::store::{Store, StoreError, Stored};
 use crate::work::Task;
@@ -75,6 +75,9 @@ impl TaskFiles {
 #[derive(Clone, Debug)]
 pub struct TaskInputs {
     pub feature_names: Vec<String>,
+    /// Where each feature column comes from: a numeric column, or one
+    /// category of a one-hot encoded text column.
+    pub feature_sources: Vec<FeatureSource>,
     pub feature_scaling: Vec<Scaling>,
     pub target_name: String,
     pub target_scaling: Scaling,
@@ -110,6 +113,7 @@ pub fn prepare_inputs(params: &ChainParams, files: &TaskFiles) -> Result<(Prepar
         &spec.target,
         spec.features.as_deref(),
         params.task.holdout_every,
+        params.jobs.max_categories as usize,
     )?;
     let encoder = match params.task.model.onnx() {
         None => None,
@@ -125,6 +129,7 @@ pub fn prepare_inputs(params: &ChainParams, files: &TaskFiles) -> Result<(Prepar
     };
     let inputs = TaskInputs {
         feature_names: prepared.feature_names.clone(),
+        feature_sources: prepared.feature_sources.clone(),
         feature_scaling: prepared.feature_scaling.clone(),
         target_name: prepared.target_name.clone(),
         target_scaling: prepared.target_scaling,

@@ -171,8 +171,20 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
     let features: Vec<Value> = inputs
         .feature_names
         .iter()
+        .zip(&inputs.feature_sources)
         .zip(&inputs.feature_scaling)
-        .map(|(name, s)| json!({"name": name, "mean": s.mean, "std": s.std}))
+        .map(|((name, source), s)| {
+            let mut feature = json!({
+                "name": name,
+                "column": source.column,
+                "mean": s.mean,
+                "std": s.std,
+            });
+            if let Some(category) = &source.category {
+                feature["category"] = json!(category);
+            }
+            feature
+        })
         .collect();
     let target = &inputs.target_scaling;
     let mut model = json!({
@@ -191,7 +203,9 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
         },
         "score_ppm": meta.score_ppm,
         "score_r2": f64::from(meta.score_ppm) / 1e6,
-        "predict": "z_j = (x_j - features[j].mean) / features[j].std; \
+        "predict": "x_j = the CSV cell of features[j].column, or, when features[j] has a \
+                    category, 1 if that cell equals it, else 0; \
+                    z_j = (x_j - features[j].mean) / features[j].std; \
                     y = (bias + sum_j weights[j] * z_j) * target.std + target.mean",
     });
     if let Some(encoder) = &inputs.encoder {
@@ -201,7 +215,9 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
             "output_width": encoder.output_width,
         });
         model["predict"] = json!(
-            "z_j = (x_j - features[j].mean) / features[j].std; e = encoder(float32(z)); \
+            "x_j = the CSV cell of features[j].column, or, when features[j] has a category, \
+             1 if that cell equals it, else 0; \
+             z_j = (x_j - features[j].mean) / features[j].std; e = encoder(float32(z)); \
              y = (bias + sum_k weights[k] * e_k) * target.std + target.mean"
         );
     }

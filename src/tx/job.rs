@@ -124,6 +124,9 @@ pub struct JobLimits {
     pub max_rows: u32,
     /// The most features after one-hot encoding.
     pub max_features: u32,
+    /// The most categories of one text column (one-hot encoded), for
+    /// jobs and for the genesis task.
+    pub max_categories: u32,
     /// The most hidden units of an `mlp` head.
     pub max_hidden: u32,
     /// The most parameters a job's head may have.
@@ -142,6 +145,7 @@ impl Default for JobLimits {
             max_job_bytes: 1_000_000,
             max_rows: 100_000,
             max_features: 256,
+            max_categories: 64,
             max_hidden: 256,
             max_params: 65_536,
             max_blocks: 100_000,
@@ -285,10 +289,10 @@ pub fn check_job(spec: &JobSpec, limits: &JobLimits, encoded: usize) -> Result<P
     }
     check_job_fields(spec, limits)?;
     let csv = CsvDataset::from_bytes(&spec.name, &spec.dataset)?;
-    if csv.rows.len() > limits.max_rows as usize {
+    if csv.rows() > limits.max_rows as usize {
         return Err(JobError::TooManyRows {
             file: spec.name.clone(),
-            found: csv.rows.len(),
+            found: csv.rows(),
             limit: limits.max_rows as usize,
         });
     }
@@ -297,6 +301,7 @@ pub fn check_job(spec: &JobSpec, limits: &JobLimits, encoded: usize) -> Result<P
         &spec.target,
         spec.features.as_deref(),
         spec.holdout_every,
+        limits.max_categories as usize,
     )?;
     let features = prepared.features();
     if features > limits.max_features as usize {

@@ -396,7 +396,7 @@ pub fn score_ppm(task: &Task, params: &[f64], rows: &[u32]) -> u32 {
 mod tests {
     use super::*;
     use crate::consensus::params::ChainParams;
-    use crate::dataset::CsvDataset;
+    use crate::dataset::{CsvDataset, DEFAULT_MAX_CATEGORIES};
     use crate::model::{initial_params, model_hash};
 
     /// The devnet task, built from the files the repository ships.
@@ -411,6 +411,7 @@ mod tests {
             &task.dataset.target,
             task.dataset.features.as_deref(),
             task.holdout_every,
+            DEFAULT_MAX_CATEGORIES,
         )
         .expect("dataset prepares");
         Task::new(task, data)

@@ -18,7 +18,7 @@ use pouwd::consensus::target::to_u256;
 use pouwd::consensus::{
     passes_gate, validate_block, AncestorInfo, Ancestry, BlockError, CheckedBlock, ParentContext,
 };
-use pouwd::dataset::{CsvDataset, Prepared};
+use pouwd::dataset::{CsvDataset, Prepared, DEFAULT_MAX_CATEGORIES};
 use pouwd::model::{initial_params, model_hash};
 use pouwd::tx::{tx_root, Tx, TxFields, TxKind, TX_VERSION};
 use pouwd::work::miner::{self, Job, Mined, Solution};
@@ -58,6 +58,7 @@ pub fn load_task(params: &ChainParams) -> Task {
         &dataset.target,
         dataset.features.as_deref(),
         params.task.holdout_every,
+        DEFAULT_MAX_CATEGORIES,
     )
     .expect("diabetes.csv fits the task");
     Task::new(&params.task, prepared)
