@@ -145,14 +145,15 @@ pub fn score_ppm(params: &[f64], hidden: usize, data: &Prepared, rows: &[u32]) -
 /// scratch has grown to the task's sizes.
 #[derive(Clone, Debug, Default)]
 pub struct StepScratch {
-    /// The batch's features transposed, `d × B`: `xt[j·B + q] = X[r_q][j]`.
-    xt: Vec<f64>,
-    /// Hidden activations, unit-major, `H × B`: `h[u·B + q] = relu(z_qu)`.
+    /// `W1` transposed, `d × H`: `w1t[j·H + u] = W1[u][j]`, so that one
+    /// input's weights of consecutive units are contiguous.
+    w1t: Vec<f64>,
+    /// Hidden activations, row-major, `B × H`: `h[q·H + u] = relu(z_qu)`.
     h: Vec<f64>,
-    /// For each unit `u`, the first `active_len[u]` entries of
-    /// `active[u·B ..]` are the batch positions `q` with `z_qu > 0`, ascending.
-    active: Vec<u32>,
-    active_len: Vec<usize>,
+    /// Active rows of each unit as bits: word `k` of unit `u` is
+    /// `active[u·W + k]` (`W = ⌈B / 64⌉`), bit `i` set iff `z_qu > 0` for
+    /// `q = 64·k + i`.
+    active: Vec<u64>,
     /// `s_q = c · e_q`: the loss's derivative by the prediction of row `q`.
     s: Vec<f64>,
     /// The gradient, in parameter layout.
@@ -171,26 +172,24 @@ impl StepScratch {
     /// Grow (never shrink) to the sizes of a step; allocates only when a
     /// size grows.
     fn fit(&mut self, features: usize, hidden: usize, batch_size: usize) {
-        fn at_least(v: &mut Vec<f64>, n: usize) {
+        fn at_least<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
             if v.len() < n {
-                v.resize(n, 0.0);
+                v.resize(n, T::default());
             }
         }
-        at_least(&mut self.xt, features * batch_size);
+        at_least(&mut self.w1t, features * hidden);
         at_least(&mut self.h, hidden * batch_size);
+        at_least(&mut self.active, hidden * batch_size.div_ceil(64));
         at_least(&mut self.s, batch_size);
         at_least(&mut self.grad, param_count(features, hidden));
-        if self.active.len() < hidden * batch_size {
-            self.active.resize(hidden * batch_size, 0);
-        }
-        if self.active_len.len() < hidden {
-            self.active_len.resize(hidden, 0);
-        }
     }
 }
 
-/// Batch rows whose pre-activations are accumulated together for one unit:
-/// independent sums, kept in registers.
+/// Hidden units whose pre-activations for one row are accumulated
+/// together: independent sums, kept in registers.
+const UNIT_LANES: usize = 16;
+
+/// Batch rows whose predictions are accumulated together.
 const ROW_LANES: usize = 8;
 
 /// One step of clipped mini-batch SGD on `(1/B) Σ_q (p_q − y_q)²` over the
@@ -294,87 +293,91 @@ fn gradient<const D: usize>(
 ) -> f64 {
     let d = if D == 0 { d } else { D };
     let b = batch.indices.len();
+    let words = b.div_ceil(64);
     let layout = Layout::new(d, hidden);
     let (w1, rest) = params.split_at(layout.b1);
     let (b1, rest) = rest.split_at(hidden);
     let (w2, b2) = rest.split_at(hidden);
     let b2 = b2[0];
     let StepScratch {
-        xt,
+        w1t,
         h,
         active,
-        active_len,
         s,
         grad,
     } = scratch;
-    let xt = &mut xt[..d * b];
-    let h = &mut h[..hidden * b];
-    let active = &mut active[..hidden * b];
-    let active_len = &mut active_len[..hidden];
+    let w1t = &mut w1t[..d * hidden];
+    let h = &mut h[..b * hidden];
+    let active = &mut active[..hidden * words];
     let s = &mut s[..b];
     let grad = &mut grad[..layout.b2 + 1];
 
-    // The batch, transposed, so that one input of consecutive rows is
-    // contiguous.
-    for (q, &r) in batch.indices.iter().enumerate() {
-        let row = &batch.x[r as usize * d..][..d];
+    for u in 0..hidden {
         for j in 0..d {
-            xt[j * b + q] = row[j];
+            w1t[j * hidden + u] = w1[u * d + j];
         }
     }
 
-    // Hidden layer: for each unit, ROW_LANES rows' sums at a time; each
-    // z_qu adds its inputs in ascending j.
-    for u in 0..hidden {
-        let weights = &w1[u * d..][..d];
-        let bias = b1[u];
-        let out = &mut h[u * b..][..b];
-        let mut q0 = 0;
-        while q0 + ROW_LANES <= b {
-            let mut acc = [bias; ROW_LANES];
-            for j in 0..d {
-                let w = weights[j];
-                let xs: &[f64; ROW_LANES] = xt[j * b + q0..][..ROW_LANES]
+    // Hidden layer: UNIT_LANES units' sums of one row at a time; each z_qu
+    // adds its inputs in ascending j. The active bits of a block of units
+    // are gathered in registers and written once per 64 rows.
+    let mut u0 = 0;
+    while u0 < hidden {
+        let lanes = UNIT_LANES.min(hidden - u0);
+        let mut bits = [0u64; UNIT_LANES];
+        for (q, &r) in batch.indices.iter().enumerate() {
+            let x = &batch.x[r as usize * d..][..d];
+            let out = &mut h[q * hidden + u0..][..lanes];
+            if lanes == UNIT_LANES {
+                let mut acc: [f64; UNIT_LANES] = b1[u0..u0 + UNIT_LANES]
                     .try_into()
-                    .expect("ROW_LANES values");
-                for l in 0..ROW_LANES {
-                    acc[l] += w * xs[l];
+                    .expect("UNIT_LANES values");
+                for j in 0..d {
+                    let xj = x[j];
+                    let w: &[f64; UNIT_LANES] = w1t[j * hidden + u0..][..UNIT_LANES]
+                        .try_into()
+                        .expect("UNIT_LANES values");
+                    for l in 0..UNIT_LANES {
+                        acc[l] += w[l] * xj;
+                    }
+                }
+                // relu by a mask, which vectorises: +0.0 unless z > 0.
+                let bit = 1u64 << (q % 64);
+                for l in 0..UNIT_LANES {
+                    let keep = if acc[l] > 0.0 { u64::MAX } else { 0 };
+                    out[l] = f64::from_bits(acc[l].to_bits() & keep);
+                    bits[l] |= keep & bit;
+                }
+            } else {
+                for l in 0..lanes {
+                    let mut z = b1[u0 + l];
+                    for j in 0..d {
+                        z += w1t[j * hidden + u0 + l] * x[j];
+                    }
+                    out[l] = relu(z);
+                    bits[l] |= u64::from(z > 0.0) << (q % 64);
                 }
             }
-            for l in 0..ROW_LANES {
-                out[q0 + l] = relu(acc[l]);
+            if q % 64 == 63 || q + 1 == b {
+                for l in 0..lanes {
+                    active[(u0 + l) * words + q / 64] = bits[l];
+                }
+                bits = [0; UNIT_LANES];
             }
-            q0 += ROW_LANES;
         }
-        for q in q0..b {
-            let mut z = bias;
-            for j in 0..d {
-                z += weights[j] * xt[j * b + q];
-            }
-            out[q] = relu(z);
-        }
-        // Active rows, ascending, written without branches.
-        let list = &mut active[u * b..][..b];
-        let mut len = 0;
-        for (q, &v) in out.iter().enumerate() {
-            list[len] = q as u32;
-            len += usize::from(v > 0.0);
-        }
-        active_len[u] = len;
+        u0 += lanes;
     }
 
     // Output: each p_q adds the units in ascending u.
     let c = 2.0 / b as f64;
     let mut q0 = 0;
     while q0 + ROW_LANES <= b {
+        let rows: [&[f64]; ROW_LANES] = std::array::from_fn(|l| &h[(q0 + l) * hidden..][..hidden]);
         let mut acc = [b2; ROW_LANES];
         for u in 0..hidden {
             let w = w2[u];
-            let hs: &[f64; ROW_LANES] = h[u * b + q0..][..ROW_LANES]
-                .try_into()
-                .expect("ROW_LANES values");
             for l in 0..ROW_LANES {
-                acc[l] += w * hs[l];
+                acc[l] += w * rows[l][u];
             }
         }
         for l in 0..ROW_LANES {
@@ -384,9 +387,10 @@ fn gradient<const D: usize>(
         q0 += ROW_LANES;
     }
     for q in q0..b {
+        let hs = &h[q * hidden..][..hidden];
         let mut p = b2;
         for u in 0..hidden {
-            p += w2[u] * h[u * b + q];
+            p += w2[u] * hs[u];
         }
         let e = p - batch.y[batch.indices[q] as usize];
         s[q] = c * e;
@@ -397,9 +401,9 @@ fn gradient<const D: usize>(
         grad_b2 += sq;
     }
 
-    // Backward, one unit at a time over its active rows. The sum of
-    // squares takes W1's gradients as each unit's are done, which is their
-    // layout order.
+    // Backward, one unit at a time over its active rows, ascending. The
+    // sum of squares takes W1's gradients as each unit's are done, which
+    // is their layout order.
     let (g_w1, g_rest) = grad.split_at_mut(layout.b1);
     let (g_b1, g_rest) = g_rest.split_at_mut(hidden);
     let (g_w2, g_b2) = g_rest.split_at_mut(hidden);
@@ -407,8 +411,6 @@ fn gradient<const D: usize>(
     let mut squares = 0.0;
     for u in 0..hidden {
         let w = w2[u];
-        let hs = &h[u * b..][..b];
-        let rows = &active[u * b..][..active_len[u]];
         let mut sum_w2 = 0.0;
         let mut sum_b1 = 0.0;
         let mut local = [0.0; D];
@@ -419,15 +421,19 @@ fn gradient<const D: usize>(
         } else {
             &mut local
         };
-        for &q in rows {
-            let q = q as usize;
-            let sq = s[q];
-            sum_w2 += sq * hs[q];
-            let delta = sq * w;
-            sum_b1 += delta;
-            let x = &batch.x[batch.indices[q] as usize * d..][..d];
-            for j in 0..d {
-                sums[j] += delta * x[j];
+        for (k, &bits) in active[u * words..][..words].iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let q = 64 * k + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let sq = s[q];
+                sum_w2 += sq * h[q * hidden + u];
+                let delta = sq * w;
+                sum_b1 += delta;
+                let x = &batch.x[batch.indices[q] as usize * d..][..d];
+                for j in 0..d {
+                    sums[j] += delta * x[j];
+                }
             }
         }
         if D != 0 {
@@ -700,8 +706,8 @@ mod tests {
         // 1..=16 inputs take the fixed-width kernels, the rest the general one.
         for features in 1..=19 {
             let data = synthetic(rows, features, features as u64, true);
-            for hidden in [1usize, 3, 8, 17] {
-                for batch in [1usize, 7, 8, 9, 32, 33] {
+            for hidden in [1usize, 3, 8, 16, 17, 33] {
+                for batch in [1usize, 7, 8, 9, 32, 33, 64, 65, 130] {
                     let indices: Vec<u32> = (0..batch)
                         .map(|q| ((q * 7 + features + hidden) % rows) as u32)
                         .collect();
@@ -953,7 +959,9 @@ mod tests {
         }
         assert_ne!(g[layout.w2 + 2], 0.0);
         assert_ne!(g[layout.b1 + 2], 0.0);
-        assert!(scratch.h[..20].iter().all(|h| h.to_bits() == 0));
+        for q in 0..10 {
+            assert_eq!(bits(&scratch.h[q * 3..q * 3 + 2]), [0, 0]);
+        }
     }
 
     #[test]
