@@ -1,13 +1,14 @@
 //! Models: their parameter vectors, canonical hash, and the native linear
-//! model's arithmetic; [`onnx`] runs exported ONNX graphs through ONNX
+//! model's arithmetic, the native [`mlp`] head's; [`onnx`] runs exported ONNX graphs through ONNX
 //! Runtime, outside the consensus arithmetic.
 //!
 //! A model is a flat `Vec<f64>` of parameters. For [`linear`] the layout is
-//! `[w_0, …, w_{d-1}, bias]`. All arithmetic follows the determinism rules
+//! `[w_0, …, w_{d-1}, bias]`; for [`mlp`], see there. All arithmetic follows the determinism rules
 //! of schema/consensus.md: fixed evaluation order, no fused multiply-add,
 //! no libm calls.
 
 pub mod linear;
+pub mod mlp;
 pub mod onnx;
 pub mod onnx_export;
 
@@ -69,3 +70,38 @@ pub fn initial_params(features: usize) -> Vec<f64> {
 /// step can move a model whose learning rate is far too large, so that it
 /// stays finite and merely scores 0.
 pub const GRADIENT_CLIP_NORM: f64 = 8.0;
+
+/// `max(0, R²)` in parts per million, floored, of the predictions
+/// `predict(r)` against `holdout_y[r]` for the holdout rows `rows` (repeats
+/// allowed); 0 when `rows` is empty, the targets do not vary or the
+/// residual is not finite. This is the formula and order of
+/// schema/consensus.md §Score and of [`linear::score_ppm`], for heads
+/// whose prediction is computed differently.
+pub fn r2_score_ppm(holdout_y: &[f64], rows: &[u32], mut predict: impl FnMut(usize) -> f64) -> u32 {
+    if rows.is_empty() {
+        return 0;
+    }
+    let mut sum = 0.0;
+    for &r in rows {
+        sum += holdout_y[r as usize];
+    }
+    let mean = sum / rows.len() as f64;
+    let mut total = 0.0;
+    let mut residual = 0.0;
+    for &r in rows {
+        let r = r as usize;
+        let y = holdout_y[r];
+        let pred = predict(r);
+        total += (y - mean) * (y - mean);
+        residual += (pred - y) * (pred - y);
+    }
+    if total <= 0.0 || !residual.is_finite() {
+        return 0;
+    }
+    let r2 = 1.0 - residual / total;
+    if r2 <= 0.0 {
+        0
+    } else {
+        (r2 * 1_000_000.0).floor().min(1_000_000.0) as u32
+    }
+}
