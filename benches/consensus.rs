@@ -35,7 +35,9 @@ use ed25519_dalek::SigningKey;
 use pouwd::chain::{tagged_sha256, Block, Hash32};
 use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::{self, target, AncestorInfo, ParentContext};
+use pouwd::consensus::{JobContext, Training};
 use pouwd::dataset::{CsvDataset, Prepared, DEFAULT_MAX_CATEGORIES};
+use pouwd::ledger::GENESIS_JOB;
 use pouwd::model::{initial_params, linear, model_hash};
 use pouwd::work::{merkle, miner, Run, Task, Trainer};
 use primitive_types::U256;
@@ -202,6 +204,7 @@ fn mine(c: &mut Criterion) {
 struct MinedBlock {
     params: ChainParams,
     ctx: ParentContext,
+    job: JobContext,
     parent_model: Vec<f64>,
     block: Block,
     now_ms: u64,
@@ -222,13 +225,12 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
     let ctx = ParentContext {
         median_time_past_ms: genesis.timestamp_ms,
         required_target: genesis.target,
-        window_max_score: genesis.score_ppm,
         parent: genesis,
     };
     let parent_model = initial_params(task.data.features());
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let miner_key = Hash32(key.verifying_key().to_bytes());
-    let accept = |score| consensus::passes_gate(&params, score, ctx.window_max_score);
+    let accept = |_| true;
     let job = miner::Job {
         task,
         parent: ctx.parent.hash,
@@ -267,11 +269,28 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
     MinedBlock {
         now_ms: block.header.fields.timestamp_ms,
         params,
+        job: JobContext {
+            job: GENESIS_JOB,
+            job_block: 0,
+            start: Some(ctx.parent.hash),
+            window_max_score: 0,
+        },
         ctx,
         parent_model,
         block,
     }
 });
+
+impl MinedBlock {
+    fn training(&self) -> Training<'_> {
+        Training {
+            task: &DEVNET.task,
+            job: &self.job,
+            reference_cost: DEVNET.task.cost,
+            start_model: &self.parent_model,
+        }
+    }
+}
 
 fn no_owner(_: &Hash32) -> Option<Hash32> {
     None
@@ -280,9 +299,8 @@ fn no_owner(_: &Hash32) -> Option<Hash32> {
 fn validate(mined: &MinedBlock) {
     let checked = consensus::validate_block(
         &mined.params,
-        &DEVNET.task,
         &mined.ctx,
-        &mined.parent_model,
+        &mined.training(),
         mined.block.clone(),
         mined.now_ms,
         &no_owner,
@@ -295,8 +313,15 @@ fn verify(c: &mut Criterion) {
     group.bench_function("check_header", |b| {
         let m = &*MINED;
         b.iter(|| {
-            consensus::check_header(&m.params, &m.ctx, &m.block.header, m.now_ms, &no_owner)
-                .expect("header checks")
+            consensus::check_header(
+                &m.params,
+                &m.ctx,
+                &m.training(),
+                &m.block.header,
+                m.now_ms,
+                &no_owner,
+            )
+            .expect("header checks")
         });
     });
     group.bench_function("validate_block", |b| {
@@ -306,9 +331,8 @@ fn verify(c: &mut Criterion) {
             |block| {
                 consensus::validate_block(
                     &m.params,
-                    &DEVNET.task,
                     &m.ctx,
-                    &m.parent_model,
+                    &m.training(),
                     block,
                     m.now_ms,
                     &no_owner,

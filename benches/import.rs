@@ -44,6 +44,8 @@ use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::{
     check_body, check_header, AncestorInfo, Ancestry, CheckedBlock, CheckedHeader, ParentContext,
 };
+use pouwd::consensus::{JobContext, Training};
+use pouwd::ledger::GENESIS_JOB;
 use pouwd::node::export::StreamReader;
 use pouwd::node::import::import_chain;
 use pouwd::node::{now_ms, Chain, ChainSource, DataDir};
@@ -178,6 +180,7 @@ struct Decoded {
     blocks: Vec<Block>,
     contexts: Vec<ParentContext>,
     parent_models: Vec<Vec<f64>>,
+    jobs: Vec<JobContext>,
 }
 
 /// Decode every block and build its parent context from the headers
@@ -198,19 +201,16 @@ fn decode_all(chain: &Chain, records: &[Vec<u8>]) -> Decoded {
         blocks: Vec::with_capacity(records.len()),
         contexts: Vec::with_capacity(records.len()),
         parent_models: Vec::with_capacity(records.len()),
+        jobs: Vec::with_capacity(records.len()),
     };
     for bytes in records {
         let block = chain.decode(bytes).expect("a valid block decodes");
         let fields = &block.header.fields;
         let ctx = ParentContext::build(params, &headers, &fields.parent).expect("parent known");
+        let job = JobContext::build(params, &headers, &ctx.parent, &GENESIS_JOB).expect("known");
         let id = block.id();
-        let info = AncestorInfo {
-            hash: id,
-            height: fields.height,
-            timestamp_ms: fields.timestamp_ms,
-            target: fields.target,
-            score_ppm: fields.score_ppm,
-        };
+        let info = AncestorInfo::of_header(id, fields, &ctx.parent);
+        decoded.jobs.push(job);
         headers.infos.insert(id, (info, fields.parent));
         decoded.parent_models.push(models[&fields.parent].clone());
         models.insert(id, block.body.params.clone());
@@ -311,15 +311,22 @@ fn verify(chain: &Chain, records: &[Vec<u8>], threads: usize, shape: Shape) -> P
         blocks,
         contexts,
         parent_models,
+        jobs,
     } = decoded;
+    let training = |i: usize| Training {
+        task,
+        job: &jobs[i],
+        reference_cost: task.cost,
+        start_model: &parent_models[i],
+    };
 
     let work_hashes: Vec<Hash32> = if shape == Shape::Parallel && threads > 1 {
         let started = Instant::now();
         let work = on_threads(blocks, threads, |i, block| {
             let ctx = &contexts[i];
-            let header =
-                check_header(params, ctx, &block.header, now, &no_owner).expect("a valid header");
-            check_body(params, task, ctx, &parent_models[i], block, header)
+            let header = check_header(params, ctx, &training(i), &block.header, now, &no_owner)
+                .expect("a valid header");
+            check_body(params, &training(i), block, header)
                 .expect("a valid body")
                 .work_hash()
         });
@@ -330,8 +337,10 @@ fn verify(chain: &Chain, records: &[Vec<u8>], threads: usize, shape: Shape) -> P
         let headers: Vec<CheckedHeader> = blocks
             .iter()
             .zip(&contexts)
-            .map(|(block, ctx)| {
-                check_header(params, ctx, &block.header, now, &no_owner).expect("a valid header")
+            .enumerate()
+            .map(|(i, (block, ctx))| {
+                check_header(params, ctx, &training(i), &block.header, now, &no_owner)
+                    .expect("a valid header")
             })
             .collect();
         parts.headers = started.elapsed();
@@ -339,8 +348,7 @@ fn verify(chain: &Chain, records: &[Vec<u8>], threads: usize, shape: Shape) -> P
         let items: Vec<(Block, CheckedHeader)> = blocks.into_iter().zip(headers).collect();
         let work = on_threads(items, threads, |i, (block, header)| {
             let checked: CheckedBlock =
-                check_body(params, task, &contexts[i], &parent_models[i], block, header)
-                    .expect("a valid body");
+                check_body(params, &training(i), block, header).expect("a valid body");
             checked.work_hash()
         });
         parts.bodies = started.elapsed();

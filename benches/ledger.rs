@@ -73,7 +73,9 @@ use pouwd::consensus::target::to_u256;
 use pouwd::consensus::{
     check_body, check_header, passes_gate, AncestorInfo, Ancestry, CheckedBlock, ParentContext,
 };
+use pouwd::consensus::{JobContext, Training};
 use pouwd::ledger::Ledger;
+use pouwd::ledger::GENESIS_JOB;
 use pouwd::node::export::{StreamReader, StreamWriter};
 use pouwd::node::import::{import_chain, BATCH_BLOCKS, BATCH_BYTES};
 use pouwd::node::mempool::{Mempool, MempoolError, MempoolLimits};
@@ -452,6 +454,20 @@ fn print_validate(f: &ValidateFigures) {
 // --- 2. import-chain of blocks with transactions --------------------------
 
 /// Headers of the chain so far, in memory, for the parent contexts.
+/// What validating a block of the genesis task needs besides its context.
+fn training<'a>(
+    task: &'a pouwd::work::Task,
+    job: &'a JobContext,
+    start_model: &'a [f64],
+) -> Training<'a> {
+    Training {
+        task,
+        job,
+        reference_cost: task.cost,
+        start_model,
+    }
+}
+
 #[derive(Default)]
 struct Headers {
     infos: HashMap<Hash32, (AncestorInfo, Hash32)>,
@@ -461,13 +477,8 @@ impl Headers {
     fn insert(&mut self, block: &Block) -> Hash32 {
         let fields = &block.header.fields;
         let id = block.id();
-        let info = AncestorInfo {
-            hash: id,
-            height: fields.height,
-            timestamp_ms: fields.timestamp_ms,
-            target: fields.target,
-            score_ppm: fields.score_ppm,
-        };
+        let parent = self.infos[&fields.parent].0.clone();
+        let info = AncestorInfo::of_header(id, fields, &parent);
         self.infos.insert(id, (info, fields.parent));
         id
     }
@@ -502,7 +513,8 @@ fn mine_child(
     let params = chain.params();
     let task = &chain.task;
     let ctx = ParentContext::build(params, headers, &parent).expect("parent known");
-    let gate = |score| passes_gate(params, score, ctx.window_max_score);
+    let job = JobContext::build(params, headers, &ctx.parent, &GENESIS_JOB).expect("known");
+    let gate = |score| passes_gate(params, score, job.window_max_score);
     let height = ctx.child_height();
     for lane in 0..256 {
         let job = Job {
@@ -512,7 +524,7 @@ fn mine_child(
             miner: id_of(key),
             lane,
             target: to_u256(&ctx.required_target),
-            job_block: ctx.job_block(),
+            job_block: job.job_block,
             accept_score: &gate,
         };
         let Mined::Found(solution) = miner::mine(&job, |_| true) else {
@@ -525,7 +537,7 @@ fn mine_child(
                 .max(ctx.median_time_past_ms + 1),
             target: ctx.required_target,
             job: pouwd::ledger::GENESIS_JOB,
-            job_block: ctx.job_block(),
+            job_block: job.job_block,
         };
         return miner::seal_with(task, &solution, &placement, key, txs);
     }
@@ -682,19 +694,21 @@ fn verify(chain: &Chain, records: &[Vec<u8>], threads: usize) -> Parts {
         let block = chain.decode(bytes).expect("a valid block decodes");
         let parent = block.header.fields.parent;
         let ctx = ParentContext::build(params, &headers, &parent).expect("parent known");
+        let job = JobContext::build(params, &headers, &ctx.parent, &GENESIS_JOB).expect("known");
         let id = headers.insert(&block);
         let parent_model = models[&parent].clone();
         models.insert(id, block.body.params.clone());
-        items.push((block, ctx, parent_model));
+        items.push((block, ctx, (job, parent_model)));
     }
     parts.decode = started.elapsed();
 
     let checked: Vec<CheckedBlock> = if threads > 1 {
         let started = Instant::now();
-        let checked = on_threads(items, threads, |_, (block, ctx, parent_model)| {
-            let header =
-                check_header(params, &ctx, &block.header, now, &no_owner).expect("a valid header");
-            check_body(params, task, &ctx, &parent_model, block, header).expect("a valid body")
+        let checked = on_threads(items, threads, |_, (block, ctx, (job, parent_model))| {
+            let training = training(task, &job, &parent_model);
+            let header = check_header(params, &ctx, &training, &block.header, now, &no_owner)
+                .expect("a valid header");
+            check_body(params, &training, block, header).expect("a valid body")
         });
         parts.checks = started.elapsed();
         checked
@@ -702,18 +716,26 @@ fn verify(chain: &Chain, records: &[Vec<u8>], threads: usize) -> Parts {
         let started = Instant::now();
         let with_headers: Vec<_> = items
             .into_iter()
-            .map(|(block, ctx, parent_model)| {
-                let header = check_header(params, &ctx, &block.header, now, &no_owner)
-                    .expect("a valid header");
-                (block, ctx, parent_model, header)
+            .map(|(block, ctx, (job, parent_model))| {
+                let header = check_header(
+                    params,
+                    &ctx,
+                    &training(task, &job, &parent_model),
+                    &block.header,
+                    now,
+                    &no_owner,
+                )
+                .expect("a valid header");
+                (block, (job, parent_model), header)
             })
             .collect();
         parts.checks = started.elapsed();
         let started = Instant::now();
         let checked = with_headers
             .into_iter()
-            .map(|(block, ctx, parent_model, header)| {
-                check_body(params, task, &ctx, &parent_model, block, header).expect("a valid body")
+            .map(|(block, (job, parent_model), header)| {
+                check_body(params, &training(task, &job, &parent_model), block, header)
+                    .expect("a valid body")
             })
             .collect();
         parts.bodies = started.elapsed();

@@ -47,7 +47,14 @@ fn env_number(name: &str, default: usize) -> usize {
 fn diabetes() -> Prepared {
     let csv = CsvDataset::from_bytes("diabetes.csv", include_bytes!("../data/diabetes.csv"))
         .expect("data/diabetes.csv parses");
-    Prepared::new(&csv, "progression", None, 5).expect("the dataset prepares")
+    Prepared::new(
+        &csv,
+        "progression",
+        None,
+        5,
+        pouwd::dataset::DEFAULT_MAX_CATEGORIES,
+    )
+    .expect("the dataset prepares")
 }
 
 /// Nanoseconds this thread has run on a CPU (the first field of

@@ -12,9 +12,11 @@ use crate::support::chain::{
 };
 use pouwd::chain::{encoding, Block, CheckpointOpening, DecodeError, Hash32};
 use pouwd::consensus::target::{from_u256, to_u256};
+use pouwd::consensus::JobContext;
 use pouwd::consensus::{
     check_header, validate_block, Ancestry, BlockError, CheckedBlock, ParentContext,
 };
+use pouwd::ledger::GENESIS_JOB;
 use pouwd::work::{self, miner};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -120,11 +122,11 @@ fn a_block_checked_against_another_parent_is_refused() {
     let child = chain.mine_child(&first.id(), &key(1), now).block;
     let genesis_ctx = chain.context(&chain.genesis);
     let genesis_model = chain.model(&chain.genesis);
+    let genesis_job = chain.job(&genesis_ctx);
     let err = validate_block(
         &chain.params,
-        &chain.task,
         &genesis_ctx,
-        genesis_model,
+        &chain.training(&genesis_job, genesis_model),
         child,
         now,
         &|_| None,
@@ -469,11 +471,11 @@ fn work_above_target_is_refused() {
     let mut loose = mined.block.clone();
     loose.header.fields.target = max_target();
     resign(&mut loose, &key(1));
+    let job = chain.job(&loose_ctx);
     validate_block(
         &chain.params,
-        &chain.task,
         &loose_ctx,
-        chain.model(&chain.genesis),
+        &chain.training(&job, chain.model(&chain.genesis)),
         loose,
         now,
         &|_| None,
@@ -503,11 +505,11 @@ fn work_hash_equal_to_the_target_is_accepted_and_one_above_is_refused() {
         let mut block = mined.block.clone();
         block.header.fields.target = target;
         resign(&mut block, &key(1));
+        let job = chain.job(&ctx);
         validate_block(
             &chain.params,
-            &chain.task,
             &ctx,
-            chain.model(&chain.genesis),
+            &chain.training(&job, chain.model(&chain.genesis)),
             block,
             now,
             &|_| None,
@@ -516,9 +518,15 @@ fn work_hash_equal_to_the_target_is_accepted_and_one_above_is_refused() {
     let checked = under(work_hash).expect("a work hash equal to the target wins");
     assert_eq!(checked.work_hash(), work_hash);
     // The header check alone derives the same work hash.
-    let header = check_header(&chain.params, &mined.ctx, &mined.block.header, now, &|_| {
-        None
-    })
+    let job = chain.job(&mined.ctx);
+    let header = check_header(
+        &chain.params,
+        &mined.ctx,
+        &chain.training(&job, chain.model(&chain.genesis)),
+        &mined.block.header,
+        now,
+        &|_| None,
+    )
     .expect("the header is valid");
     assert_eq!(header.work_hash(), work_hash);
     let below = from_u256(to_u256(&work_hash) - 1);
@@ -977,11 +985,11 @@ fn the_gate_reads_the_best_score_of_the_whole_window() {
             ancestry.insert(stored.parent, info, stored.model.clone());
         }
         let ctx = ParentContext::build(&gated, &ancestry, &tip).expect("known tip");
+        let job = JobContext::build(&gated, &ancestry, &ctx.parent, &GENESIS_JOB).expect("known");
         validate_block(
             &gated,
-            &chain.task,
             &ctx,
-            chain.model(&tip),
+            &chain.training(&job, chain.model(&tip)),
             child.block.clone(),
             now,
             &|_| None,

@@ -12,11 +12,12 @@ pub mod target;
 pub mod validate;
 
 use crate::chain::Hash32;
+use crate::ledger::GENESIS_JOB;
 use params::ChainParams;
 use primitive_types::U256;
 
 pub use validate::{
-    check_body, check_header, validate_block, BlockError, CheckedBlock, CheckedHeader,
+    check_body, check_header, validate_block, BlockError, CheckedBlock, CheckedHeader, Training,
 };
 
 /// What consensus needs to know about one block of the chain (genesis included).
@@ -27,16 +28,49 @@ pub struct AncestorInfo {
     pub timestamp_ms: u64,
     pub target: Hash32,
     pub score_ppm: u32,
+    /// The job the block trains and its number within it.
+    pub job: Hash32,
+    pub job_block: u64,
+    /// The last block at or before this one that trains the genesis
+    /// task; genesis itself when none does.
+    pub genesis_task_tip: Hash32,
 }
 
 impl AncestorInfo {
     pub fn genesis(params: &ChainParams) -> AncestorInfo {
+        let hash = params.genesis_hash();
         AncestorInfo {
-            hash: params.genesis_hash(),
+            hash,
             height: 0,
             timestamp_ms: params.genesis_time_ms,
             target: params.initial_target,
             score_ppm: 0,
+            job: GENESIS_JOB,
+            job_block: 0,
+            genesis_task_tip: hash,
+        }
+    }
+
+    /// The fields of a block whose header is `fields`, its id `hash` and
+    /// its parent `parent`.
+    pub fn of_header(
+        hash: Hash32,
+        fields: &crate::chain::HeaderFields,
+        parent: &AncestorInfo,
+    ) -> AncestorInfo {
+        AncestorInfo {
+            hash,
+            height: fields.height,
+            timestamp_ms: fields.timestamp_ms,
+            target: fields.target,
+            score_ppm: fields.score_ppm,
+            job: fields.job,
+            job_block: fields.job_block,
+            genesis_task_tip: if fields.job == GENESIS_JOB {
+                hash
+            } else {
+                parent.genesis_task_tip
+            },
         }
     }
 }
@@ -57,8 +91,6 @@ pub struct ParentContext {
     pub parent: AncestorInfo,
     pub median_time_past_ms: u64,
     pub required_target: Hash32,
-    /// Highest score in the validation window.
-    pub window_max_score: u32,
 }
 
 impl ParentContext {
@@ -71,8 +103,7 @@ impl ParentContext {
         let child_height = chain.walk_back(parent, 1)?.first()?.height + 1;
         let first = target::retarget_first_height(params, child_height);
         let retarget_span = first.map_or(0, |f| (child_height - f) as usize);
-        let window = params.validation_window as usize;
-        let depth = MEDIAN_TIME_SPAN.max(window).max(retarget_span);
+        let depth = MEDIAN_TIME_SPAN.max(retarget_span);
         let ancestors = chain.walk_back(parent, depth)?;
         let parent_info = ancestors.first()?.clone();
 
@@ -98,11 +129,9 @@ impl ParentContext {
             }
             None => parent_info.target,
         };
-        let window_blocks = &ancestors[..window.min(ancestors.len())];
         Some(ParentContext {
             median_time_past_ms,
             required_target,
-            window_max_score: window_blocks.iter().map(|a| a.score_ppm).max()?,
             parent: parent_info,
         })
     }
@@ -110,12 +139,85 @@ impl ParentContext {
     pub fn child_height(&self) -> u64 {
         self.parent.height + 1
     }
+}
 
-    /// The child's number within the job it trains, `n` of the learning
-    /// rate `lr0 · h / (h + n)`: every block trains the genesis task, so
-    /// block 1 is its block 0.
-    pub fn job_block(&self) -> u64 {
-        self.parent.height
+/// Where a child of a parent stands in the job its header names: what
+/// its training and gate depend on, read from the headers of its
+/// ancestors (schema/jobs.md). Whether the job is the one scheduled is a
+/// ledger rule, checked when the block connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobContext {
+    pub job: Hash32,
+    /// The child's number within the job.
+    pub job_block: u64,
+    /// The block whose final model the child starts from; `None` for the
+    /// job's first block, which starts from the job's initial model.
+    pub start: Option<Hash32>,
+    /// The best score of the job's last `validation_window` blocks before
+    /// the child (0 when there are none).
+    pub window_max_score: u32,
+}
+
+impl JobContext {
+    /// The context of a child of `parent` that trains `job`. A job other
+    /// than the genesis task trains consecutive blocks, so its earlier
+    /// blocks are the parent's run of ancestors on it; the genesis task
+    /// resumes where its last block left off, found through
+    /// `genesis_task_tip`. `None` when an ancestor is unknown.
+    pub fn build(
+        params: &ChainParams,
+        chain: &impl Ancestry,
+        parent: &AncestorInfo,
+        job: &Hash32,
+    ) -> Option<JobContext> {
+        let window = params.validation_window as usize;
+        if *job != GENESIS_JOB {
+            if parent.job != *job || parent.height == 0 {
+                return Some(JobContext {
+                    job: *job,
+                    job_block: 0,
+                    start: None,
+                    window_max_score: 0,
+                });
+            }
+            let run = chain.walk_back(&parent.hash, window)?;
+            let window_max_score = run
+                .iter()
+                .take_while(|a| a.job == *job && a.height > 0)
+                .map(|a| a.score_ppm)
+                .max()
+                .unwrap_or(0);
+            return Some(JobContext {
+                job: *job,
+                job_block: parent.job_block + 1,
+                start: Some(parent.hash),
+                window_max_score,
+            });
+        }
+        // The genesis task: its last block, then each one before it.
+        let last = parent.genesis_task_tip;
+        let mut window_max_score = 0;
+        let mut at = last;
+        let mut job_block = 0;
+        for i in 0..window {
+            // The block and its parent, whose tip is the one before it.
+            let pair = chain.walk_back(&at, 2)?;
+            let info = pair.first()?;
+            if i == 0 && info.height > 0 {
+                job_block = info.job_block + 1;
+            }
+            window_max_score = window_max_score.max(info.score_ppm);
+            if info.height == 0 {
+                break;
+            }
+            at = pair.get(1)?.genesis_task_tip;
+        }
+        Some(JobContext {
+            job: GENESIS_JOB,
+            job_block,
+            start: Some(last),
+            window_max_score,
+        })
     }
 }
 
@@ -162,7 +264,9 @@ mod tests {
             scores: impl Fn(u64) -> u32,
         ) -> Line {
             let mut blocks = HashMap::new();
-            let genesis = AncestorInfo::genesis(params);
+            let mut genesis = AncestorInfo::genesis(params);
+            // Genesis is stored under its line hash.
+            genesis.genesis_task_tip = Line::hash(0);
             blocks.insert(Line::hash(0), genesis);
             for h in 1..=n {
                 let info = AncestorInfo {
@@ -171,6 +275,9 @@ mod tests {
                     timestamp_ms: times(h),
                     target: params.initial_target,
                     score_ppm: scores(h),
+                    job: GENESIS_JOB,
+                    job_block: h - 1,
+                    genesis_task_tip: Line::hash(h),
                 };
                 blocks.insert(info.hash, info);
             }
@@ -246,22 +353,28 @@ mod tests {
         assert_eq!(ctx.parent, line.blocks[&Line::hash(12)]);
         // The last 11 blocks, 2..=12: sorted, the middle one is block 7's 60.
         assert_eq!(ctx.median_time_past_ms, g + 60);
-        // The window is 12, 11 and 10; its best is 3, not the parent's.
-        assert_eq!(ctx.window_max_score, 3);
-        assert_eq!(ctx.job_block(), 12);
+        // The genesis task's window is 12, 11 and 10; its best is 3, not
+        // the parent's.
+        let job = JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(job.window_max_score, 3);
+        assert_eq!(job.job_block, 12);
+        assert_eq!(job.start, Some(Line::hash(12)));
         assert_eq!(ctx.required_target, params.initial_target);
         // It reads the 11 blocks of the median, no more.
         assert_eq!(line.deepest.get(), MEDIAN_TIME_SPAN);
 
         // Near genesis the window and the median take what there is.
         let ctx = ParentContext::build(&params, &line, &Line::hash(1)).expect("known");
-        assert_eq!(ctx.window_max_score, 9);
+        let job = JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(job.window_max_score, 9);
         assert_eq!(ctx.median_time_past_ms, g + 50);
         let ctx = ParentContext::build(&params, &line, &Line::hash(0)).expect("known");
         assert_eq!(ctx.child_height(), 1);
-        assert_eq!(ctx.job_block(), 0);
+        let job = JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(job.job_block, 0);
+        assert_eq!(job.start, Some(Line::hash(0)));
         assert_eq!(ctx.median_time_past_ms, g);
-        assert_eq!(ctx.window_max_score, 0);
+        assert_eq!(job.window_max_score, 0);
         assert_eq!(ParentContext::build(&params, &line, &Hash32([9; 32])), None);
     }
 

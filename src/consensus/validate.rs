@@ -7,7 +7,7 @@
 //! [`CheckedBlock`], and the store accepts nothing else.
 
 use super::params::ChainParams;
-use super::{passes_gate, ParentContext};
+use super::{passes_gate, JobContext, ParentContext};
 use crate::chain::{encoding, strict_key, Block, DecodeError, Hash32, Header, HEADER_VERSION};
 use crate::ledger::LedgerError;
 use crate::model::{first_non_finite, model_hash};
@@ -38,8 +38,12 @@ pub enum BlockError {
     TimestampTooFarAhead { limit_ms: u64, found_ms: u64 },
     #[error("target is {found}, the retarget rule requires {expected}")]
     WrongTarget { expected: Hash32, found: Hash32 },
+    #[error("the block trains job {found}, but its context is for job {expected}")]
+    WrongJob { expected: Hash32, found: Hash32 },
     #[error("the block trains job {job}, which this chain does not know")]
     UnknownJob { job: Hash32 },
+    #[error("the job's dataset cannot be trained: {reason}")]
+    UntrainableJob { reason: String },
     #[error("the block says it is block {found} of its job, but it is block {expected}")]
     WrongJobBlock { expected: u64, found: u64 },
     #[error("steps {found} outside 1..={limit}")]
@@ -151,11 +155,26 @@ impl CheckedHeader {
     }
 }
 
+/// The job a block trains, as a validator sees it: the job's task, where
+/// the block stands in it, and the model it starts from.
+#[derive(Clone, Copy, Debug)]
+pub struct Training<'a> {
+    pub task: &'a Task,
+    pub job: &'a JobContext,
+    /// The step cost of the chain's genesis task: ticket targets scale by
+    /// `task.cost / reference_cost`.
+    pub reference_cost: u64,
+    /// The final model of the block `job.start` names, or the job's
+    /// initial model.
+    pub start_model: &'a [f64],
+}
+
 /// Header checks (§7 steps 1–4). `work_owner` finds the block that already
 /// carries a work hash, if any.
 pub fn check_header(
     params: &ChainParams,
     ctx: &ParentContext,
+    training: &Training,
     header: &Header,
     now_ms: u64,
     work_owner: &dyn Fn(&Hash32) -> Option<Hash32>,
@@ -198,16 +217,19 @@ pub fn check_header(
             found: f.target,
         });
     }
-    if f.job != crate::ledger::GENESIS_JOB {
-        return Err(BlockError::UnknownJob { job: f.job });
+    if f.job != training.job.job {
+        return Err(BlockError::WrongJob {
+            expected: training.job.job,
+            found: f.job,
+        });
     }
-    if f.job_block != ctx.job_block() {
+    if f.job_block != training.job.job_block {
         return Err(BlockError::WrongJobBlock {
-            expected: ctx.job_block(),
+            expected: training.job.job_block,
             found: f.job_block,
         });
     }
-    let max_steps = params.task.max_steps_per_block;
+    let max_steps = training.task.max_steps_per_block;
     if f.steps == 0 || f.steps > max_steps {
         return Err(BlockError::WrongStepCount {
             limit: max_steps,
@@ -221,10 +243,13 @@ pub fn check_header(
         .map_err(|_| BlockError::BadSignature)?;
     let run = Run::new(&f.parent, &f.miner, f.lane);
     let work_hash = run.work_hash(f.steps, &f.model_hash, &f.ckpt_root);
-    if U256::from_big_endian(&work_hash.0) > U256::from_big_endian(&f.target.0) {
+    let ticket_target = training
+        .task
+        .ticket_target(&f.target, training.reference_cost);
+    if U256::from_big_endian(&work_hash.0) > ticket_target {
         return Err(BlockError::WorkAboveTarget {
             work_hash,
-            target: f.target,
+            target: Hash32(ticket_target.to_big_endian()),
         });
     }
     if let Some(existing) = work_owner(&work_hash) {
@@ -257,16 +282,14 @@ fn check_params(task: &Task, what: impl Fn() -> String, params: &[f64]) -> Resul
 }
 
 /// Body checks (§7 steps 5–7) for a block whose header passed
-/// [`check_header`]. `parent_model` is the parent's `W`.
+/// [`check_header`].
 pub fn check_body(
     params: &ChainParams,
-    task: &Task,
-    ctx: &ParentContext,
-    parent_model: &[f64],
+    training: &Training,
     block: Block,
     header: CheckedHeader,
 ) -> Result<CheckedBlock, BlockError> {
-    check_body_rules(params, task, ctx, parent_model, &block, &header.work_hash)?;
+    check_body_rules(params, training, &block, &header.work_hash)?;
     let txs = check_txs(params, &block)?;
     Ok(CheckedBlock {
         id: block.id(),
@@ -317,12 +340,12 @@ fn check_txs(params: &ChainParams, block: &Block) -> Result<Vec<CheckedTx>, Bloc
 
 fn check_body_rules(
     params: &ChainParams,
-    task: &Task,
-    ctx: &ParentContext,
-    parent_model: &[f64],
+    training: &Training,
     block: &Block,
     work_hash: &Hash32,
 ) -> Result<(), BlockError> {
+    let task = training.task;
+    let parent_model = training.start_model;
     let f = &block.header.fields;
     let body = &block.body;
     let body_hash = body.hash();
@@ -374,7 +397,11 @@ fn check_body_rules(
             &body.openings[at].params
         }
     };
-    let mut trainer = Trainer::new(task, Run::new(&f.parent, &f.miner, f.lane), ctx.job_block());
+    let mut trainer = Trainer::new(
+        task,
+        Run::new(&f.parent, &f.miner, f.lane),
+        training.job.job_block,
+    );
     let mut scratch = vec![0.0; task.dim()];
     for segment in work::challenged_segments(work_hash, m, task.spot_checks) {
         let (first, last) = ((segment - 1) * c + 1, segment * c);
@@ -409,11 +436,12 @@ fn check_body_rules(
     // The header's score: the one every node agrees on, and the one the
     // window's later gates read.
     let score = f.score_ppm;
-    if !passes_gate(params, score, ctx.window_max_score) {
+    let window_max = training.job.window_max_score;
+    if !passes_gate(params, score, window_max) {
         return Err(BlockError::ScoreBelowGate {
             score,
             threshold_ppm: params.validation_threshold_ppm,
-            window_max: ctx.window_max_score,
+            window_max,
         });
     }
     Ok(())
@@ -422,13 +450,12 @@ fn check_body_rules(
 /// Every rule of §7: the header checks, then the body checks.
 pub fn validate_block(
     params: &ChainParams,
-    task: &Task,
     ctx: &ParentContext,
-    parent_model: &[f64],
+    training: &Training,
     block: Block,
     now_ms: u64,
     work_owner: &dyn Fn(&Hash32) -> Option<Hash32>,
 ) -> Result<CheckedBlock, BlockError> {
-    let header = check_header(params, ctx, &block.header, now_ms, work_owner)?;
-    check_body(params, task, ctx, parent_model, block, header)
+    let header = check_header(params, ctx, training, &block.header, now_ms, work_owner)?;
+    check_body(params, training, block, header)
 }

@@ -592,13 +592,23 @@ mod tests {
             holdout_x: (0..rows * features).map(|_| next()).collect(),
             holdout_y: (0..rows).map(|_| next()).collect(),
             holdout_every: 2,
+            feature_sources: (0..features)
+                .map(|j| crate::dataset::FeatureSource::numeric(&format!("x{j}")))
+                .collect(),
         }
     }
 
     fn diabetes() -> Prepared {
         let csv = CsvDataset::from_bytes("diabetes.csv", include_bytes!("../../data/diabetes.csv"))
             .expect("dataset parses");
-        Prepared::new(&csv, "progression", None, 5).expect("dataset prepares")
+        Prepared::new(
+            &csv,
+            "progression",
+            None,
+            5,
+            crate::dataset::DEFAULT_MAX_CATEGORIES,
+        )
+        .expect("dataset prepares")
     }
 
     fn fixed_run() -> Run {
@@ -996,12 +1006,17 @@ mod tests {
         let data = diabetes();
         let d = data.features();
         let mut linear_params = vec![0.0; d + 1];
-        let mut scratch = linear::StepScratch::new(32);
+        let mut scratch = linear::StepScratch::new(32, d);
         let run = fixed_run();
         let (mut indices, mut bytes) = ([0u32; 32], [0u8; 128]);
         for i in 1..=500 {
             run.batch_indices(i, data.train_rows() as u32, &mut indices, &mut bytes);
-            linear::sgd_step(&mut linear_params, &data, &indices, 0.002, &mut scratch);
+            let rate = linear::StepRate {
+                learning_rate: 0.002 * 16.0,
+                grad_scale: 2.0 / 32.0,
+                clip_norm: f64::INFINITY,
+            };
+            linear::sgd_step(&mut linear_params, &data, &indices, rate, &mut scratch);
         }
         let (w, bias) = linear_params.split_at(d);
         let layout = Layout::new(d, 2);

@@ -4,12 +4,15 @@
 use super::datadir::DataDir;
 use crate::chain::{Block, Hash32, Limits};
 use crate::consensus::params::{ChainParams, OnnxLinearParams};
-use crate::consensus::{self, BlockError, CheckedBlock, ParentContext};
+use crate::consensus::{self, BlockError, CheckedBlock, JobContext, ParentContext, Training};
 use crate::dataset::{CsvDataset, FeatureSource, Prepared, Scaling};
+use crate::ledger::GENESIS_JOB;
 use crate::model::onnx::{self, ModelSpec, OnnxError, OnnxModel, OrtSetup};
 use crate::store::{Store, StoreError, Stored};
+use crate::tx::JobSpec;
 use crate::work::Task;
 use anyhow::{bail, Context, Result};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -39,9 +42,63 @@ pub fn ledger_invalid(error: StoreError) -> SubmitError {
 
 pub struct Chain {
     pub store: Store,
-    pub task: Task,
+    /// The genesis task (job 0).
+    pub task: Arc<Task>,
     pub inputs: TaskInputs,
     pub limits: Limits,
+    /// The tasks of the jobs trained lately, prepared once.
+    jobs: Mutex<JobTasks>,
+}
+
+/// How many jobs' prepared tasks a node keeps.
+const JOB_TASKS_KEPT: usize = 8;
+
+/// Prepared job tasks, the most recently used last.
+#[derive(Default)]
+struct JobTasks {
+    tasks: Vec<(Hash32, Arc<Task>)>,
+}
+
+impl JobTasks {
+    fn get(&mut self, job: &Hash32) -> Option<Arc<Task>> {
+        let at = self.tasks.iter().position(|(id, _)| id == job)?;
+        let entry = self.tasks.remove(at);
+        let task = Arc::clone(&entry.1);
+        self.tasks.push(entry);
+        Some(task)
+    }
+
+    fn put(&mut self, job: Hash32, task: Arc<Task>) {
+        if self.tasks.len() >= JOB_TASKS_KEPT {
+            self.tasks.remove(0);
+        }
+        self.tasks.push((job, task));
+    }
+}
+
+/// Prepare the task of a job from its spec, as every node does: the
+/// dataset under the chain's category bound, the chain's task constants
+/// scaled by the job's step cost against the genesis task's.
+pub fn job_task(
+    params: &ChainParams,
+    spec: &JobSpec,
+    reference_cost: u64,
+) -> Result<Task, BlockError> {
+    let prepare = || -> Result<Prepared, crate::dataset::DatasetError> {
+        let csv = CsvDataset::from_bytes(&spec.name, &spec.dataset)?;
+        Prepared::new(
+            &csv,
+            &spec.target,
+            spec.features.as_deref(),
+            spec.holdout_every,
+            params.jobs.max_categories as usize,
+        )
+    };
+    // The job's transaction passed check_job, which prepares the same way.
+    let data = prepare().map_err(|e| BlockError::UntrainableJob {
+        reason: e.to_string(),
+    })?;
+    Ok(Task::for_job(spec, data, &params.task, reference_cost))
 }
 
 /// Milliseconds since the Unix epoch, for `now_ms`.
@@ -222,12 +279,17 @@ impl Chain {
     pub fn new(store: Store, files: &TaskFiles, ort: &OrtSetup) -> Result<Chain> {
         let (task, inputs) =
             prepare_task(store.params(), files, ort).context("preparing the chain's task")?;
-        let limits = store.params().limits(task.data.features());
+        let mut limits = store.params().limits(task.data.features());
+        // A job's head may have more parameters than the genesis task's.
+        limits.max_params = limits
+            .max_params
+            .max(store.params().jobs.max_params as usize);
         Ok(Chain {
             store,
-            task,
+            task: Arc::new(task),
             inputs,
             limits,
+            jobs: Mutex::new(JobTasks::default()),
         })
     }
 
@@ -245,6 +307,56 @@ impl Chain {
             .ok_or(BlockError::UnknownParent { parent: *parent })
     }
 
+    /// The task of `job`: the genesis task, or a job's, prepared from its
+    /// spec when first needed; `find_spec` finds the spec of a job not
+    /// prepared yet. `UnknownJob` when there is no such job.
+    pub fn job_task(
+        &self,
+        job: &Hash32,
+        find_spec: impl FnOnce() -> Result<Option<JobSpec>, StoreError>,
+    ) -> Result<Arc<Task>, SubmitError> {
+        if *job == GENESIS_JOB {
+            return Ok(Arc::clone(&self.task));
+        }
+        if let Some(task) = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(job) {
+            return Ok(task);
+        }
+        let spec = find_spec()?.ok_or(BlockError::UnknownJob { job: *job })?;
+        let task = Arc::new(job_task(self.params(), &spec, self.task.cost)?);
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(*job, Arc::clone(&task));
+        Ok(task)
+    }
+
+    /// The task of `job` for a child of `parent`, whose spec is on the
+    /// best chain or on the branch that ends at `parent`.
+    pub fn task_for(&self, job: &Hash32, parent: &Hash32) -> Result<Arc<Task>, SubmitError> {
+        self.job_task(job, || self.store.job_spec(job, parent))
+    }
+
+    /// The model a block of `job` starts from.
+    pub fn start_model(&self, job: &JobContext, task: &Task) -> Result<Vec<f64>, SubmitError> {
+        match job.start {
+            Some(hash) => self.model(&hash),
+            None => Ok(task.initial_params(&job.job)),
+        }
+    }
+
+    /// Where a child of `parent` stands in `job`.
+    pub fn job_context(
+        &self,
+        ctx: &ParentContext,
+        job: &Hash32,
+    ) -> Result<JobContext, SubmitError> {
+        JobContext::build(self.params(), &self.store, &ctx.parent, job).ok_or(SubmitError::Invalid(
+            BlockError::UnknownParent {
+                parent: ctx.parent.hash,
+            },
+        ))
+    }
+
     pub fn model(&self, hash: &Hash32) -> Result<Vec<f64>, SubmitError> {
         self.store
             .model(hash, self.task.dim())?
@@ -260,14 +372,22 @@ impl Chain {
     /// Check a block against every rule.
     pub fn validate(&self, block: Block, now_ms: u64) -> Result<CheckedBlock, SubmitError> {
         let parent = block.header.fields.parent;
+        let job = block.header.fields.job;
         let ctx = self.context(&parent)?;
-        let parent_model = self.model(&parent)?;
+        let task = self.task_for(&job, &parent)?;
+        let job = self.job_context(&ctx, &job)?;
+        let start_model = self.start_model(&job, &task)?;
+        let training = Training {
+            task: &task,
+            job: &job,
+            reference_cost: self.task.cost,
+            start_model: &start_model,
+        };
         let owner = self.work_owner();
         Ok(consensus::validate_block(
             self.params(),
-            &self.task,
             &ctx,
-            &parent_model,
+            &training,
             block,
             now_ms,
             &owner,

@@ -25,12 +25,17 @@
 use super::chain::Chain;
 use super::export::{StreamError, StreamReader};
 use crate::chain::{Block, Hash32};
-use crate::consensus::{self, AncestorInfo, Ancestry, BlockError, CheckedBlock, ParentContext};
+use crate::consensus::{
+    self, AncestorInfo, Ancestry, BlockError, CheckedBlock, JobContext, ParentContext, Training,
+};
 use crate::store::{StoreError, Stored};
+use crate::tx::{JobSpec, TxKind};
 use crate::work::Run;
+use crate::work::Task;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use thiserror::Error;
 
@@ -85,16 +90,10 @@ struct PendingBlock {
     model: Vec<f64>,
 }
 
-fn pending_block(id: Hash32, block: &Block) -> PendingBlock {
+fn pending_block(id: Hash32, block: &Block, parent: &AncestorInfo) -> PendingBlock {
     let fields = &block.header.fields;
     PendingBlock {
-        info: AncestorInfo {
-            hash: id,
-            height: fields.height,
-            timestamp_ms: fields.timestamp_ms,
-            target: fields.target,
-            score_ppm: fields.score_ppm,
-        },
+        info: AncestorInfo::of_header(id, fields, parent),
         parent: fields.parent,
         model: block.body.params.clone(),
     }
@@ -112,16 +111,29 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn of(valid: &[CheckedBlock]) -> InFlight {
+    /// The layer of `valid`, whose first blocks' parents are stored.
+    fn of(valid: &[CheckedBlock], store: &crate::store::Store) -> Result<InFlight, StoreError> {
         let mut in_flight = InFlight::default();
         for checked in valid {
             let id = checked.id();
+            let parent_hash = checked.block().header.fields.parent;
+            let parent = match in_flight.blocks.get(&parent_hash) {
+                Some(parent) => parent.info.clone(),
+                None => store
+                    .walk_back(&parent_hash, 1)
+                    .and_then(|mut v| v.pop())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "parent {parent_hash} of a valid block is not stored"
+                        ))
+                    })?,
+            };
             in_flight
                 .blocks
-                .insert(id, pending_block(id, checked.block()));
+                .insert(id, pending_block(id, checked.block(), &parent));
             in_flight.work.insert(checked.work_hash(), id);
         }
-        in_flight
+        Ok(in_flight)
     }
 }
 
@@ -167,7 +179,11 @@ struct Unverified {
     id: Hash32,
     block: Block,
     ctx: ParentContext,
-    parent_model: Vec<f64>,
+    /// The task of the job the block trains, where the block stands in
+    /// it, and the model it starts from.
+    task: Arc<Task>,
+    job: JobContext,
+    start_model: Vec<f64>,
     /// The work hash its header claims, and the block that carried it
     /// before (stored, or in flight when this block was prepared).
     work_hash: Hash32,
@@ -258,7 +274,14 @@ pub fn import_chain(
         return (report, Some(error));
     }
     let no_work = HashMap::new();
-    let mut prepared = match prepare(chain, &[], &no_work, read_batch(&mut reader)) {
+    let mut job_specs = JobSpecs::new();
+    let mut prepared = match prepare(
+        chain,
+        &[],
+        &no_work,
+        &mut job_specs,
+        read_batch(&mut reader),
+    ) {
         Ok(prepared) => prepared,
         Err(e) => return (report, Some(e.into())),
     };
@@ -284,7 +307,13 @@ pub fn import_chain(
                     inner.spawn(|| check(chain, items, &in_flight.work, threads, now_ms));
                 let next = more.then(|| {
                     let layers = [&blocks, &in_flight.blocks];
-                    prepare(chain, &layers, &in_flight.work, read_batch(&mut reader))
+                    prepare(
+                        chain,
+                        &layers,
+                        &in_flight.work,
+                        &mut job_specs,
+                        read_batch(&mut reader),
+                    )
                 });
                 (join(checking), next)
             });
@@ -312,7 +341,10 @@ pub fn import_chain(
                     return (report, error);
                 }
             };
-            in_flight = InFlight::of(&valid);
+            in_flight = match InFlight::of(&valid, &chain.store) {
+                Ok(layer) => layer,
+                Err(e) => return (report, Some(e.into())),
+            };
             writer = Some((scope.spawn(move || chain.store.insert(&valid)), read));
             prepared = next;
         }
@@ -403,7 +435,7 @@ pub fn store_blocks(
         finished: true,
         stream_error: None,
     };
-    let prepared = prepare(chain, &[], &HashMap::new(), records)?;
+    let prepared = prepare(chain, &[], &HashMap::new(), &mut JobSpecs::new(), records)?;
     let (valid, bad_block) = check(chain, prepared.items, &HashMap::new(), threads, now_ms);
     let error = bad_block.or(prepared.error);
     report.already_known += known_before(&prepared.known, error.as_ref());
@@ -417,10 +449,15 @@ pub fn store_blocks(
 /// own work), and build its parent's context and model from the claimed
 /// blocks before it. A context built on a block that later fails is never
 /// used: the import stops at that block.
+/// The jobs submitted by blocks read so far, by id: later blocks of the
+/// same import may train them before they are stored.
+type JobSpecs = HashMap<Hash32, JobSpec>;
+
 fn prepare(
     chain: &Chain,
     layers: &[&Layer],
     in_flight_work: &HashMap<Hash32, Hash32>,
+    job_specs: &mut JobSpecs,
     records: Records,
 ) -> Result<Prepared, StoreError> {
     let Records {
@@ -467,17 +504,40 @@ fn prepare(
             }));
             break;
         };
-        let parent_model = match pending.get(&fields.parent) {
-            Some(parent) => parent.model.clone(),
-            None => match chain.model(&fields.parent) {
-                Ok(model) => model,
-                Err(super::SubmitError::Store(e)) => return Err(e),
-                Err(super::SubmitError::Invalid(reason)) => {
-                    error = Some(unknown_parent(reason));
-                    break;
-                }
-            },
+        let job_id = fields.job;
+        let found = chain
+            .job_task(&job_id, || match job_specs.get(&job_id) {
+                Some(spec) => Ok(Some(spec.clone())),
+                None => chain.store.job_spec(&job_id, &fields.parent),
+            })
+            .and_then(|task| {
+                let job = JobContext::build(params, &pending, &ctx.parent, &job_id).ok_or(
+                    BlockError::UnknownParent {
+                        parent: fields.parent,
+                    },
+                )?;
+                let start_model = match job.start {
+                    Some(hash) => match pending.get(&hash) {
+                        Some(block) => block.model.clone(),
+                        None => chain.model(&hash)?,
+                    },
+                    None => task.initial_params(&job_id),
+                };
+                Ok((task, job, start_model))
+            });
+        let (task, job, start_model) = match found {
+            Ok(found) => found,
+            Err(super::SubmitError::Store(e)) => return Err(e),
+            Err(super::SubmitError::Invalid(reason)) => {
+                error = Some(unknown_parent(reason));
+                break;
+            }
         };
+        for t in &block.body.txs {
+            if let TxKind::SubmitJob(spec) = &t.fields.kind {
+                job_specs.insert(t.id(), (**spec).clone());
+            }
+        }
         // The duplicate-work lookup happens here rather than on the
         // workers: sled's reads wait while another thread applies a batch,
         // and this thread has the time to spare.
@@ -490,13 +550,17 @@ fn prepare(
             Some(owner) => Some(*owner),
             None => chain.store.work_owner(&work_hash)?,
         };
-        pending.batch.insert(id, pending_block(id, &block));
+        pending
+            .batch
+            .insert(id, pending_block(id, &block, &ctx.parent));
         items.push(Unverified {
             index,
             id,
             block,
             ctx,
-            parent_model,
+            task,
+            job,
+            start_model,
             work_hash,
             work_owner,
         });
@@ -565,9 +629,16 @@ fn check(
                         let Some(item) = slots[i].lock().ok().and_then(|mut s| s.take()) else {
                             continue;
                         };
+                        let training = Training {
+                            task: &item.task,
+                            job: &item.job,
+                            reference_cost: chain.task.cost,
+                            start_model: &item.start_model,
+                        };
                         let header = consensus::check_header(
                             params,
                             &item.ctx,
+                            &training,
                             &item.block.header,
                             now_ms,
                             &|work_hash| owner(&item, work_hash),
@@ -576,14 +647,7 @@ fn check(
                             Err(reason) => Verdict::BadHeader(reason),
                             Ok(header) => {
                                 let work_hash = header.work_hash();
-                                match consensus::check_body(
-                                    params,
-                                    &chain.task,
-                                    &item.ctx,
-                                    &item.parent_model,
-                                    item.block,
-                                    header,
-                                ) {
+                                match consensus::check_body(params, &training, item.block, header) {
                                     Ok(checked) => Verdict::Valid(Box::new(checked)),
                                     Err(reason) => Verdict::BadBody(work_hash, reason),
                                 }

@@ -5,7 +5,7 @@
 use super::chain::now_ms;
 use super::state::Shared;
 use crate::chain::Hash32;
-use crate::consensus::{passes_gate, target};
+use crate::consensus::passes_gate;
 use crate::store::Stored;
 use crate::work::miner;
 use anyhow::Result;
@@ -69,17 +69,20 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             round = 0;
         }
         let ctx = chain.context(&tip.hash)?;
-        let parent_model = chain.model(&tip.hash)?;
-        let accept = |score: u32| passes_gate(params, score, ctx.window_max_score);
+        let job_id = chain.store.scheduled_job()?;
+        let task = chain.task_for(&job_id, &tip.hash)?;
+        let job_ctx = chain.job_context(&ctx, &job_id)?;
+        let start_model = chain.start_model(&job_ctx, &task)?;
+        let accept = |score: u32| passes_gate(params, score, job_ctx.window_max_score);
         let lane = index.wrapping_add(threads.wrapping_mul(round));
         let job = miner::Job {
-            task: &chain.task,
+            task: &task,
             parent: tip.hash,
-            parent_model: &parent_model,
+            parent_model: &start_model,
             miner: miner_id,
             lane,
-            target: target::to_u256(&ctx.required_target),
-            job_block: ctx.job_block(),
+            target: task.ticket_target(&ctx.required_target, chain.task.cost),
+            job_block: job_ctx.job_block,
             accept_score: &accept,
         };
         let started = Instant::now();
@@ -100,12 +103,12 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             height: ctx.child_height(),
             timestamp_ms: now_ms().max(ctx.median_time_past_ms + 1),
             target: ctx.required_target,
-            job: crate::ledger::GENESIS_JOB,
-            job_block: ctx.job_block(),
+            job: job_id,
+            job_block: job_ctx.job_block,
         };
         let txs = shared.block_txs(&tip.hash)?;
         let tx_count = txs.len();
-        let block = miner::seal_with(&chain.task, &solution, &placement, &shared.key, txs);
+        let block = miner::seal_with(&task, &solution, &placement, &shared.key, txs);
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {

@@ -17,7 +17,7 @@ use crate::consensus::{self, AncestorInfo, Ancestry, CheckedBlock};
 use crate::ledger::{
     self, BlockTraining, Credit, JobState, JobStatus, LedgerError, LedgerState, Schedule, Undo,
 };
-use crate::tx::{Account, CheckedTx};
+use crate::tx::{Account, CheckedTx, JobSpec, TxKind};
 use primitive_types::U256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -599,6 +599,77 @@ impl Store {
         Ok(holds.then_some((height, block)))
     }
 
+    /// The spec of job `id`: from the best chain's transaction index, or
+    /// else from the blocks of the branch that ends at `branch`, back to
+    /// where it meets the best chain. `None` when neither holds it.
+    pub fn job_spec(&self, id: &Hash32, branch: &Hash32) -> Result<Option<JobSpec>, StoreError> {
+        let spec_in = |block: &Hash32| -> Result<Option<JobSpec>, StoreError> {
+            Ok(self.block(block)?.and_then(|b| {
+                b.body
+                    .txs
+                    .into_iter()
+                    .find(|t| t.id() == *id)
+                    .and_then(|t| match t.fields.kind {
+                        TxKind::SubmitJob(spec) => Some(*spec),
+                        TxKind::Transfer { .. } => None,
+                    })
+            }))
+        };
+        if let Some((_, block)) = self.tx_location(id)? {
+            return spec_in(&block);
+        }
+        let mut at = *branch;
+        while let Some(meta) = self.meta(&at)? {
+            if meta.height == 0 || self.hash_at(meta.height)? == Some(at) {
+                break;
+            }
+            if let Some(spec) = spec_in(&at)? {
+                return Ok(Some(spec));
+            }
+            at = meta.parent;
+        }
+        Ok(None)
+    }
+
+    /// A job's state on the best chain.
+    pub fn job(&self, id: &Hash32) -> Result<Option<JobState>, StoreError> {
+        self.reader().get_job(id)
+    }
+
+    /// The job the next block on the best chain trains.
+    pub fn scheduled_job(&self) -> Result<Hash32, StoreError> {
+        ledger::scheduled_job(&self.reader())
+    }
+
+    /// Every job on the best chain, in inclusion order.
+    pub fn jobs(&self) -> Result<Vec<(Hash32, JobState)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(b"j/") {
+            let (key, value) = entry?;
+            let id = decode_hash(&key[2..], "job key")?;
+            out.push((id, decode_value::<JobState>(&value, "job")?));
+        }
+        out.sort_by_key(|(_, job)| job.seq);
+        Ok(out)
+    }
+
+    /// The queued jobs in the order they become active.
+    pub fn job_queue(&self) -> Result<Vec<Hash32>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(QUEUE_PREFIX) {
+            out.push(decode_hash(&entry?.1, "queue entry")?);
+        }
+        Ok(out)
+    }
+
+    /// Reads of the best chain's ledger state.
+    fn reader(&self) -> Overlay<'_> {
+        Overlay {
+            tree: &self.db,
+            writes: BTreeMap::new(),
+        }
+    }
+
     pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
         let account = self.account(miner)?;
         Ok(Balance {
@@ -818,6 +889,9 @@ impl Ancestry for Store {
                 timestamp_ms: meta.timestamp_ms,
                 target: meta.target,
                 score_ppm: meta.score_ppm,
+                job: meta.job,
+                job_block: meta.job_block,
+                genesis_task_tip: meta.genesis_task_tip,
             });
             if meta.height == 0 {
                 break;

@@ -13,7 +13,9 @@ pub mod miner;
 use crate::chain::{tagged_sha256, Hash32};
 use crate::consensus::params::{grid_step, TaskParams};
 use crate::dataset::Prepared;
-use crate::model::linear;
+use crate::model::{linear, mlp};
+use crate::tx::{Head, JobSpec};
+use primitive_types::{U256, U512};
 use sha2::{Digest, Sha256};
 
 /// A task ready to train: the prepared data and the task's constants.
@@ -33,6 +35,25 @@ pub struct Task {
     pub reexecution: Reexecution,
     /// The holdout rows every score is computed on ([`validation_set`]).
     validation: Vec<u32>,
+    /// The model trained on the features.
+    pub head: Head,
+    /// What one step costs ([`step_cost`]).
+    pub cost: u64,
+}
+
+/// The fixed cost of one training step in the units of [`step_cost`]:
+/// the batch draw, the ticket's hash and the loop around them.
+pub const STEP_OVERHEAD_COST: u64 = 1024;
+
+/// What one training step costs, in work units: `params · (batch + 2) +
+/// 1024` (schema/jobs.md). The forward and backward passes touch every
+/// parameter once per batch row, the model hash reads each parameter's 8
+/// bytes, and the rest does not depend on the model.
+pub fn step_cost(head: Head, features: usize, batch_size: usize) -> u64 {
+    let params = head.param_count(features) as u64;
+    params
+        .saturating_mul(batch_size as u64 + 2)
+        .saturating_add(STEP_OVERHEAD_COST)
 }
 
 /// How a validator compares the parameters it re-executes with the ones a
@@ -112,8 +133,64 @@ impl Task {
                 )),
             },
             validation: validation_set(data.holdout_rows(), params.validation_rows),
+            head: Head::Linear,
+            cost: step_cost(Head::Linear, data.features(), batch_size),
             data,
         }
+    }
+
+    /// The task of a training job: its data, head and constants, with the
+    /// chain's spot checks and validation bound, and the checkpoint
+    /// interval and step bound of the chain's task scaled by
+    /// `reference_cost / cost` (at least 1), so that a block takes the same
+    /// time and the same verification share on any job.
+    pub fn for_job(
+        spec: &JobSpec,
+        data: Prepared,
+        chain: &TaskParams,
+        reference_cost: u64,
+    ) -> Task {
+        let batch_size = spec.batch_size as usize;
+        let cost = step_cost(spec.head, data.features(), batch_size);
+        let scaled = |value: u64| {
+            (u128::from(value) * u128::from(reference_cost) / u128::from(cost.max(1)))
+                .clamp(1, u128::from(u64::MAX)) as u64
+        };
+        Task {
+            batch_size,
+            learning_rate: spec.learning_rate,
+            lr_half_life_blocks: spec.lr_half_life_blocks,
+            checkpoint_interval: scaled(chain.checkpoint_interval),
+            spot_checks: chain.spot_checks,
+            validation_rows: chain.validation_rows,
+            max_steps_per_block: scaled(chain.max_steps_per_block),
+            reexecution: Reexecution::Exact,
+            validation: validation_set(data.holdout_rows(), chain.validation_rows),
+            head: spec.head,
+            cost,
+            data,
+        }
+    }
+
+    /// The initial model of a job whose id is `job`: zeros for `linear`,
+    /// the hash-derived weights of schema/consensus.md for `mlp`.
+    pub fn initial_params(&self, job: &Hash32) -> Vec<f64> {
+        match self.head {
+            Head::Linear => crate::model::initial_params(self.data.features()),
+            Head::Mlp { hidden } => {
+                crate::model::mlp::initial_params(self.data.features(), hidden as usize, job)
+            }
+        }
+    }
+
+    /// The ticket target of this task under the chain's `target`:
+    /// `floor(target · cost / reference_cost)` in exact integers, so that
+    /// dearer steps need fewer of them, at most the largest target. The
+    /// genesis task's is the chain's target itself.
+    pub fn ticket_target(&self, target: &Hash32, reference_cost: u64) -> U256 {
+        let target = U512::from_big_endian(&target.0);
+        let scaled = target * U512::from(self.cost) / U512::from(reference_cost.max(1));
+        U256::try_from(scaled).unwrap_or(U256::MAX)
     }
 
     /// The learning rate of block `n` of the job (n = 0, 1, …):
@@ -138,9 +215,9 @@ impl Task {
         &self.validation
     }
 
-    /// Number of model parameters (features + bias).
+    /// Number of model parameters.
     pub fn dim(&self) -> usize {
-        self.data.features() + 1
+        self.head.param_count(self.data.features())
     }
 
     /// Round parameters to the task's grid, if it has one: what every
@@ -293,7 +370,13 @@ pub struct Trainer<'a> {
     indices: Vec<u32>,
     bytes: Vec<u8>,
     rate: linear::StepRate,
-    scratch: linear::StepScratch,
+    scratch: HeadScratch,
+}
+
+/// The scratch space of the task's head.
+enum HeadScratch {
+    Linear(linear::StepScratch),
+    Mlp(mlp::StepScratch),
 }
 
 impl<'a> Trainer<'a> {
@@ -307,7 +390,17 @@ impl<'a> Trainer<'a> {
             indices: vec![0; task.batch_size],
             bytes: vec![0; task.batch_size * 4],
             rate: task.step_rate(job_block),
-            scratch: linear::StepScratch::new(task.batch_size, task.data.features()),
+            scratch: match task.head {
+                Head::Linear => HeadScratch::Linear(linear::StepScratch::new(
+                    task.batch_size,
+                    task.data.features(),
+                )),
+                Head::Mlp { hidden } => HeadScratch::Mlp(mlp::StepScratch::new(
+                    task.data.features(),
+                    hidden as usize,
+                    task.batch_size,
+                )),
+            },
         }
     }
 
@@ -320,13 +413,21 @@ impl<'a> Trainer<'a> {
     pub fn step(&mut self, params: &mut [f64], i: u64) {
         self.run
             .draw_batch(i, self.rows, &mut self.indices, &mut self.bytes);
-        linear::sgd_step(
-            params,
-            &self.task.data,
-            &self.indices,
-            self.rate,
-            &mut self.scratch,
-        );
+        match (&mut self.scratch, self.task.head) {
+            (HeadScratch::Linear(scratch), _) => {
+                linear::sgd_step(params, &self.task.data, &self.indices, self.rate, scratch)
+            }
+            (HeadScratch::Mlp(scratch), Head::Mlp { hidden }) => mlp::sgd_step(
+                params,
+                &self.task.data,
+                hidden as usize,
+                &self.indices,
+                self.rate.learning_rate,
+                self.rate.clip_norm,
+                scratch,
+            ),
+            (HeadScratch::Mlp(_), Head::Linear) => unreachable!("the scratch follows the head"),
+        }
     }
 
     /// Steps `first ..= last`.
@@ -389,7 +490,10 @@ pub fn validation_set(holdout: usize, limit: u32) -> Vec<u32> {
 
 /// Score of `params` on the validation rows, in ppm.
 pub fn score_ppm(task: &Task, params: &[f64], rows: &[u32]) -> u32 {
-    linear::score_ppm(params, &task.data, rows)
+    match task.head {
+        Head::Linear => linear::score_ppm(params, &task.data, rows),
+        Head::Mlp { hidden } => mlp::score_ppm(params, hidden as usize, &task.data, rows),
+    }
 }
 
 #[cfg(test)]

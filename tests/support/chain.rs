@@ -18,7 +18,9 @@ use pouwd::consensus::target::to_u256;
 use pouwd::consensus::{
     passes_gate, validate_block, AncestorInfo, Ancestry, BlockError, CheckedBlock, ParentContext,
 };
+use pouwd::consensus::{JobContext, Training};
 use pouwd::dataset::{CsvDataset, Prepared, DEFAULT_MAX_CATEGORIES};
+use pouwd::ledger::GENESIS_JOB;
 use pouwd::model::{initial_params, model_hash};
 use pouwd::tx::{tx_root, Tx, TxFields, TxKind, TX_VERSION};
 use pouwd::work::miner::{self, Job, Mined, Solution};
@@ -278,6 +280,23 @@ impl TestChain {
         ParentContext::build(&self.params, &self.ancestry, parent).expect("parent is known")
     }
 
+    /// Where a child of the context's parent stands in the genesis task,
+    /// which every block of a test chain trains.
+    pub fn job(&self, ctx: &ParentContext) -> JobContext {
+        JobContext::build(&self.params, &self.ancestry, &ctx.parent, &GENESIS_JOB)
+            .expect("the ancestors are known")
+    }
+
+    /// What validating a child of the genesis task needs.
+    pub fn training<'a>(&'a self, job: &'a JobContext, start_model: &'a [f64]) -> Training<'a> {
+        Training {
+            task: &self.task,
+            job,
+            reference_cost: self.task.cost,
+            start_model,
+        }
+    }
+
     /// The final model of a known block.
     pub fn model(&self, hash: &Hash32) -> &[f64] {
         &self.ancestry.get(hash).expect("block is known").model
@@ -304,7 +323,8 @@ impl TestChain {
         options: &MineOptions,
     ) -> MinedBlock {
         let ctx = self.context(parent);
-        let chain_gate = |score| passes_gate(&self.params, score, ctx.window_max_score);
+        let job_ctx = self.job(&ctx);
+        let chain_gate = |score| passes_gate(&self.params, score, job_ctx.window_max_score);
         let accept_score: &dyn Fn(u32) -> bool = options.accept_score.unwrap_or(&chain_gate);
         let search_target = options.search_target.unwrap_or(ctx.required_target);
         let parent_model = self.model(parent);
@@ -316,7 +336,7 @@ impl TestChain {
                 miner: miner_id(key),
                 lane,
                 target: to_u256(&search_target),
-                job_block: ctx.job_block(),
+                job_block: job_ctx.job_block,
                 accept_score,
             };
             let solution = match miner::mine(&job, |_| true) {
@@ -351,7 +371,7 @@ impl TestChain {
         let k = forgery.steps;
         let m = k / c;
         let run = Run::new(parent, &miner_id(key), forgery.lane);
-        let mut trainer = Trainer::new(task, run.clone(), ctx.job_block());
+        let mut trainer = Trainer::new(task, run.clone(), self.job(&ctx).job_block);
         let mut params = self.model(parent).to_vec();
         let mut checkpoints = Vec::new();
         for segment in 1..=m {
@@ -430,8 +450,8 @@ impl TestChain {
             height: ctx.child_height(),
             timestamp_ms,
             target,
-            job: pouwd::ledger::GENESIS_JOB,
-            job_block: ctx.job_block(),
+            job: GENESIS_JOB,
+            job_block: self.job(ctx).job_block,
         };
         miner::seal(&self.task, solution, &placement, key)
     }
@@ -452,11 +472,11 @@ impl TestChain {
     ) -> Result<CheckedBlock, BlockError> {
         let parent = block.header.fields.parent;
         let ctx = self.context(&parent);
+        let job = self.job(&ctx);
         validate_block(
             &self.params,
-            &self.task,
             &ctx,
-            self.model(&parent),
+            &self.training(&job, self.model(&parent)),
             block,
             now_ms,
             work_owner,
@@ -466,13 +486,8 @@ impl TestChain {
     /// Add a checked block to the chain and make it the tip.
     pub fn accept(&mut self, checked: &CheckedBlock) {
         let f = &checked.block().header.fields;
-        let info = AncestorInfo {
-            hash: checked.id(),
-            height: f.height,
-            timestamp_ms: f.timestamp_ms,
-            target: f.target,
-            score_ppm: f.score_ppm,
-        };
+        let parent = &self.ancestry.get(&f.parent).expect("parent known").info;
+        let info = AncestorInfo::of_header(checked.id(), f, parent);
         self.ancestry
             .insert(Some(f.parent), info, checked.block().body.params.clone());
         self.work_owners.insert(checked.work_hash(), checked.id());
