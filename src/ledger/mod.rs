@@ -487,7 +487,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tx::{check_tx, TxFields, TX_VERSION};
+    use crate::tx::{check_tx, JobSpec, TxFields, TX_VERSION};
     use ed25519_dalek::SigningKey;
 
     const GENESIS: Hash32 = Hash32([7; 32]);
@@ -734,5 +734,275 @@ mod tests {
             assert_eq!(ledger, replay(maturity, &chain), "round {round}");
         }
         assert!(transfers > 50, "only {transfers} transfers were made");
+    }
+
+    /// A small job: 8 rows, `holdout_every` 2.
+    fn job_spec(bounty: u64, max_blocks: u32, patience: u32, min_improvement_ppm: u32) -> JobSpec {
+        JobSpec {
+            name: "tiny.csv".into(),
+            dataset: b"x,y\n1,2\n2,4\n3,6\n4,8\n5,10\n6,12\n7,14\n8,17\n".to_vec(),
+            target: "y".into(),
+            features: None,
+            encoder: None,
+            head: crate::tx::Head::Linear,
+            batch_size: 4,
+            learning_rate: 0.01,
+            lr_half_life_blocks: 10,
+            holdout_every: 2,
+            max_blocks,
+            patience,
+            min_improvement_ppm,
+            bounty,
+        }
+    }
+
+    fn submit(from: u8, nonce: u64, spec: JobSpec, fee: u64) -> CheckedTx {
+        let fields = TxFields {
+            version: TX_VERSION,
+            chain: GENESIS,
+            from: id(from),
+            nonce,
+            fee,
+            kind: TxKind::SubmitJob(Box::new(spec)),
+        };
+        check_tx(
+            fields.sign(&key(from)),
+            &GENESIS,
+            &crate::tx::JobLimits::default(),
+        )
+        .expect("a valid job")
+    }
+
+    /// A ledger whose account 1 holds 10,000 spendable units: block 1 pays
+    /// it, and blocks up to `maturity + 1` mature it.
+    fn funded(maturity: u64) -> Ledger {
+        let mut ledger = Ledger::genesis(maturity);
+        ledger.connect(1, &id(1), 10_000, &[]).expect("block 1");
+        for h in 2..=maturity + 1 {
+            ledger.connect(h, &id(9), 0, &[]).expect("empty block");
+        }
+        assert_eq!(ledger.account(&id(1)).spendable, 10_000);
+        ledger
+    }
+
+    /// Connect the next block, training what the ledger schedules with
+    /// `score`, mined by 8 with no reward.
+    fn train(ledger: &mut Ledger, score: u32) -> Result<Undo, LedgerError> {
+        let job = ledger.next_job();
+        let job_block = match ledger.jobs().get(&job) {
+            Some(state) => u64::from(state.blocks),
+            None => ledger.height(),
+        };
+        let height = ledger.height() + 1;
+        let training = BlockTraining {
+            block: Hash32([height as u8; 32]),
+            job,
+            job_block,
+            score_ppm: score,
+        };
+        ledger.connect_training(height, &id(8), 0, &[], &training)
+    }
+
+    #[test]
+    fn a_job_takes_its_bounty_into_escrow_and_is_trained_next() {
+        let mut ledger = funded(2);
+        let tx = submit(1, 0, job_spec(1000, 4, 4, 0), 7);
+        let job = tx.id();
+        let height = ledger.height() + 1;
+        ledger.connect(height, &id(8), 0, &[tx]).expect("included");
+        assert_eq!(ledger.account(&id(1)), account(10_000 - 1000 - 7, 0, 1));
+        let state = &ledger.jobs()[&job];
+        assert_eq!(state.status, JobStatus::Queued);
+        assert_eq!(
+            (state.escrow, state.pay_per_block, state.seq),
+            (1000, 250, 0)
+        );
+        assert_eq!(ledger.next_job(), job);
+        // A block that trains the genesis task instead is refused, and so
+        // is one that says it is not the job's first block.
+        let wrong = BlockTraining {
+            block: Hash32([1; 32]),
+            job: GENESIS_JOB,
+            job_block: 3,
+            score_ppm: 0,
+        };
+        let before = ledger.clone();
+        assert_eq!(
+            ledger.connect_training(height + 1, &id(8), 0, &[], &wrong),
+            Err(LedgerError::WrongJob {
+                expected: job,
+                found: GENESIS_JOB
+            })
+        );
+        let late = BlockTraining {
+            job,
+            job_block: 1,
+            ..wrong
+        };
+        assert_eq!(
+            ledger.connect_training(height + 1, &id(8), 0, &[], &late),
+            Err(LedgerError::WrongJobBlock {
+                job,
+                expected: 0,
+                found: 1
+            })
+        );
+        assert_eq!(ledger, before, "a refused block changes nothing");
+    }
+
+    #[test]
+    fn the_queue_runs_the_best_pay_first_and_an_active_job_to_its_end() {
+        let mut ledger = funded(2);
+        // Pay per block: 100, 250, 250 (the first two tie at 250 below).
+        let cheap = submit(1, 0, job_spec(400, 4, 4, 0), 1);
+        let first = submit(1, 1, job_spec(1000, 4, 4, 0), 1);
+        let second = submit(1, 2, job_spec(500, 2, 2, 0), 1);
+        let (cheap, first, second) = (cheap.clone(), first.clone(), second.clone());
+        let height = ledger.height() + 1;
+        ledger
+            .connect(
+                height,
+                &id(8),
+                0,
+                &[cheap.clone(), first.clone(), second.clone()],
+            )
+            .expect("included");
+        // 250 ties: the one included first.
+        assert_eq!(ledger.next_job(), first.id());
+        train(&mut ledger, 10).expect("first, block 0");
+        // A better-paying job arrives: the active one keeps going.
+        let rich = submit(1, 3, job_spec(4000, 4, 4, 0), 1);
+        let height = ledger.height() + 1;
+        let training = BlockTraining {
+            block: Hash32([77; 32]),
+            job: first.id(),
+            job_block: 1,
+            score_ppm: 20,
+        };
+        ledger
+            .connect_training(height, &id(8), 0, std::slice::from_ref(&rich), &training)
+            .expect("first, block 1, with the rich job");
+        assert_eq!(ledger.next_job(), first.id());
+        for score in [30, 40] {
+            train(&mut ledger, score).expect("first");
+        }
+        assert!(ledger.jobs()[&first.id()].is_ended());
+        // Then the rich one, then `second` (250 before 100), then `cheap`.
+        assert_eq!(ledger.next_job(), rich.id());
+        for score in [1, 2, 3, 4] {
+            train(&mut ledger, score).expect("rich");
+        }
+        assert_eq!(ledger.next_job(), second.id());
+        train(&mut ledger, 5).expect("second");
+        train(&mut ledger, 6).expect("second");
+        assert_eq!(ledger.next_job(), cheap.id());
+        for score in [1, 2, 3, 4] {
+            train(&mut ledger, score).expect("cheap");
+        }
+        // An empty queue: the genesis task.
+        assert_eq!(ledger.next_job(), GENESIS_JOB);
+        assert_eq!(ledger.schedule().active, None);
+    }
+
+    #[test]
+    fn a_job_ends_at_max_blocks_and_not_one_block_before() {
+        let mut ledger = funded(2);
+        let tx = submit(1, 0, job_spec(900, 3, 3, 0), 0);
+        let job = tx.id();
+        let height = ledger.height() + 1;
+        ledger.connect(height, &id(8), 0, &[tx]).expect("included");
+        train(&mut ledger, 1).expect("block 0");
+        train(&mut ledger, 2).expect("block 1");
+        let state = &ledger.jobs()[&job];
+        assert_eq!(state.status, JobStatus::Active);
+        assert_eq!((state.blocks, state.escrow, state.paid), (2, 300, 600));
+        train(&mut ledger, 3).expect("block 2");
+        let state = ledger.jobs()[&job].clone();
+        assert!(matches!(
+            state.status,
+            JobStatus::Ended {
+                reason: jobs::EndReason::MaxBlocks,
+                ..
+            }
+        ));
+        assert_eq!((state.escrow, state.paid, state.refunded), (0, 900, 0));
+        // The miner got 3 × 300 on top of its (zero) rewards.
+        let miner = ledger.account(&id(8));
+        assert_eq!(miner.immature + miner.spendable, 900);
+    }
+
+    #[test]
+    fn patience_ends_a_job_exactly_after_that_many_blocks_without_improvement() {
+        let mut ledger = funded(2);
+        // 10 blocks at most, patience 2, a rise counts from 100 ppm.
+        let tx = submit(1, 0, job_spec(1000, 10, 2, 100), 0);
+        let job = tx.id();
+        let height = ledger.height() + 1;
+        ledger.connect(height, &id(8), 0, &[tx]).expect("included");
+        train(&mut ledger, 1000).expect("block 0: the first mark");
+        train(&mut ledger, 1099).expect("block 1: 99 over the mark is not a rise");
+        assert_eq!(ledger.jobs()[&job].status, JobStatus::Active);
+        train(&mut ledger, 1100).expect("block 2: exactly 100 over is");
+        train(&mut ledger, 1150).expect("block 3");
+        assert_eq!(ledger.jobs()[&job].status, JobStatus::Active);
+        train(&mut ledger, 900).expect("block 4: two blocks since the rise");
+        let state = ledger.jobs()[&job].clone();
+        assert!(
+            matches!(
+                state.status,
+                JobStatus::Ended {
+                    reason: jobs::EndReason::Patience,
+                    ..
+                }
+            ),
+            "{state:?}"
+        );
+        // The best is block 3's 1150; 5 blocks paid 100 each, 500 back.
+        let best = state.best.expect("a best block");
+        assert_eq!((best.score_ppm, best.job_block), (1150, 3));
+        assert_eq!((state.paid, state.refunded, state.escrow), (500, 500, 0));
+        assert_eq!(ledger.account(&id(1)).spendable, 10_000 - 1000 + 500);
+        assert_eq!(ledger.next_job(), GENESIS_JOB);
+    }
+
+    #[test]
+    fn the_best_block_is_the_earliest_of_equal_scores() {
+        let mut ledger = funded(2);
+        let tx = submit(1, 0, job_spec(300, 3, 3, 0), 0);
+        let job = tx.id();
+        let height = ledger.height() + 1;
+        ledger.connect(height, &id(8), 0, &[tx]).expect("included");
+        for score in [5, 7, 7] {
+            train(&mut ledger, score).expect("trained");
+        }
+        let best = ledger.jobs()[&job].best.expect("best");
+        assert_eq!((best.score_ppm, best.job_block), (7, 1));
+    }
+
+    #[test]
+    fn disconnecting_job_blocks_restores_jobs_queue_escrow_and_refunds() {
+        let mut ledger = funded(2);
+        let start = ledger.clone();
+        let mut undos = Vec::new();
+        let a = submit(1, 0, job_spec(500, 2, 2, 0), 3);
+        let b = submit(1, 1, job_spec(600, 3, 1, 1000), 3);
+        let height = ledger.height() + 1;
+        undos.push(
+            ledger
+                .connect(height, &id(8), 0, &[a, b])
+                .expect("included"),
+        );
+        for score in [1, 2, 3, 4, 5, 6, 7] {
+            let before = ledger.clone();
+            let undo = train(&mut ledger, score).expect("trained");
+            let mut back = ledger.clone();
+            back.disconnect(undo.clone()).expect("undo");
+            assert_eq!(back, before, "score {score}: one block undone");
+            undos.push(undo);
+        }
+        while let Some(undo) = undos.pop() {
+            ledger.disconnect(undo).expect("undo");
+        }
+        assert_eq!(ledger, start);
     }
 }

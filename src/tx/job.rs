@@ -322,3 +322,264 @@ pub fn check_job(spec: &JobSpec, limits: &JobLimits, encoded: usize) -> Result<P
     }
     Ok(prepared)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            name: "prices.csv".into(),
+            dataset: b"a,b,y\n1,2,3\n2,1,4\n3,5,8\n4,4,9\n5,0,6\n6,2,9\n".to_vec(),
+            target: "y".into(),
+            features: None,
+            encoder: None,
+            head: Head::Linear,
+            batch_size: 4,
+            learning_rate: 0.01,
+            lr_half_life_blocks: 10,
+            holdout_every: 2,
+            max_blocks: 10,
+            patience: 5,
+            min_improvement_ppm: 100,
+            bounty: 1000,
+        }
+    }
+
+    fn limits() -> JobLimits {
+        JobLimits::default()
+    }
+
+    fn field_error(change: impl Fn(&mut JobSpec)) -> Option<&'static str> {
+        let mut job = spec();
+        change(&mut job);
+        match check_job(&job, &limits(), 100) {
+            Ok(_) => None,
+            Err(JobError::OutOfRange { field, .. }) => Some(field),
+            Err(other) => panic!("not a field error: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_job_prepares_its_dataset() {
+        let prepared = check_job(&spec(), &limits(), 100).expect("valid");
+        assert_eq!(prepared.features(), 2);
+        assert_eq!((prepared.train_rows(), prepared.holdout_rows()), (3, 3));
+    }
+
+    #[test]
+    fn every_number_is_bounded_at_its_limit_and_one_past() {
+        type Change = Box<dyn Fn(&mut JobSpec)>;
+        let cases: Vec<(&str, Change, Change)> = vec![
+            (
+                "batch_size",
+                Box::new(|j| j.batch_size = 4096),
+                Box::new(|j| j.batch_size = 4097),
+            ),
+            (
+                "batch_size",
+                Box::new(|j| j.batch_size = 1),
+                Box::new(|j| j.batch_size = 0),
+            ),
+            (
+                "learning_rate",
+                Box::new(|j| j.learning_rate = MAX_JOB_LEARNING_RATE),
+                Box::new(|j| j.learning_rate = f64::from_bits(MAX_JOB_LEARNING_RATE.to_bits() + 1)),
+            ),
+            (
+                "learning_rate",
+                Box::new(|j| j.learning_rate = f64::MIN_POSITIVE),
+                Box::new(|j| j.learning_rate = 0.0),
+            ),
+            (
+                "learning_rate",
+                Box::new(|j| j.learning_rate = 1.0),
+                Box::new(|j| j.learning_rate = f64::NAN),
+            ),
+            (
+                "lr_half_life_blocks",
+                Box::new(|j| j.lr_half_life_blocks = 1_000_000_000),
+                Box::new(|j| j.lr_half_life_blocks = 1_000_000_001),
+            ),
+            (
+                "lr_half_life_blocks",
+                Box::new(|j| j.lr_half_life_blocks = 1),
+                Box::new(|j| j.lr_half_life_blocks = 0),
+            ),
+            (
+                "holdout_every",
+                Box::new(|j| j.holdout_every = 2),
+                Box::new(|j| j.holdout_every = 1),
+            ),
+            (
+                "holdout_every",
+                Box::new(|j| {
+                    j.holdout_every = 1000;
+                    j.dataset = b"a,y\n"
+                        .iter()
+                        .copied()
+                        .chain((0..2000).flat_map(|i| format!("{i},{}\n", i % 7).into_bytes()))
+                        .collect();
+                }),
+                Box::new(|j| j.holdout_every = 1001),
+            ),
+            (
+                "max_blocks",
+                Box::new(|j| {
+                    j.max_blocks = 100_000;
+                    j.bounty = 100_000;
+                }),
+                Box::new(|j| {
+                    j.max_blocks = 100_001;
+                    j.bounty = 100_001;
+                }),
+            ),
+            (
+                "max_blocks",
+                Box::new(|j| {
+                    j.max_blocks = 1;
+                    j.patience = 1;
+                }),
+                Box::new(|j| j.max_blocks = 0),
+            ),
+            (
+                "patience",
+                Box::new(|j| j.patience = 10),
+                Box::new(|j| j.patience = 11),
+            ),
+            (
+                "patience",
+                Box::new(|j| j.patience = 1),
+                Box::new(|j| j.patience = 0),
+            ),
+            (
+                "min_improvement_ppm",
+                Box::new(|j| j.min_improvement_ppm = 1_000_000),
+                Box::new(|j| j.min_improvement_ppm = 1_000_001),
+            ),
+            (
+                "bounty",
+                Box::new(|j| j.bounty = 10),
+                Box::new(|j| j.bounty = 9),
+            ),
+            (
+                "hidden",
+                Box::new(|j| j.head = Head::Mlp { hidden: 256 }),
+                Box::new(|j| j.head = Head::Mlp { hidden: 257 }),
+            ),
+            (
+                "hidden",
+                Box::new(|j| j.head = Head::Mlp { hidden: 1 }),
+                Box::new(|j| j.head = Head::Mlp { hidden: 0 }),
+            ),
+            (
+                "name",
+                Box::new(|j| j.name = "n".repeat(64)),
+                Box::new(|j| j.name = "n".repeat(65)),
+            ),
+            (
+                "name",
+                Box::new(|j| j.name = "n".into()),
+                Box::new(|j| j.name = String::new()),
+            ),
+        ];
+        for (field, at, past) in cases {
+            assert_eq!(field_error(&*at), None, "{field} at its limit");
+            assert_eq!(field_error(&*past), Some(field), "{field} one past");
+        }
+    }
+
+    #[test]
+    fn the_byte_row_feature_and_parameter_bounds_hold_at_the_limit_and_one_past() {
+        let job = spec();
+        let mut tight = limits();
+        tight.max_job_bytes = 100;
+        assert!(check_job(&job, &tight, 100).is_ok());
+        assert_eq!(
+            check_job(&job, &tight, 101).map(|_| ()),
+            Err(JobError::TooLarge {
+                found: 101,
+                limit: 100
+            })
+        );
+        tight.max_rows = 6;
+        assert!(check_job(&job, &tight, 100).is_ok());
+        tight.max_rows = 5;
+        assert!(matches!(
+            check_job(&job, &tight, 100),
+            Err(JobError::TooManyRows {
+                found: 6,
+                limit: 5,
+                ..
+            })
+        ));
+        let mut tight = limits();
+        tight.max_features = 2;
+        assert!(check_job(&job, &tight, 100).is_ok());
+        tight.max_features = 1;
+        assert!(matches!(
+            check_job(&job, &tight, 100),
+            Err(JobError::TooManyFeatures {
+                found: 2,
+                limit: 1,
+                ..
+            })
+        ));
+        // mlp:3 on 2 features: 3·2 + 2·3 + 1 = 13 parameters.
+        let mut mlp = spec();
+        mlp.head = Head::Mlp { hidden: 3 };
+        let mut tight = limits();
+        tight.max_params = 13;
+        assert!(check_job(&mlp, &tight, 100).is_ok());
+        tight.max_params = 12;
+        assert!(matches!(
+            check_job(&mlp, &tight, 100),
+            Err(JobError::TooManyParams {
+                found: 13,
+                limit: 12,
+                ..
+            })
+        ));
+        let mut with_encoder = spec();
+        with_encoder.encoder = Some(vec![1, 2, 3]);
+        assert_eq!(
+            check_job(&with_encoder, &limits(), 100).map(|_| ()),
+            Err(JobError::EncoderNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_dataset_that_does_not_parse_is_named_with_its_line_and_column() {
+        let mut job = spec();
+        job.dataset = b"a,b,y\n1,2,3\n2,x,4\n3,5\n".to_vec();
+        let error = check_job(&job, &limits(), 100).expect_err("a ragged file");
+        assert!(error.to_string().contains("prices.csv: line 4"), "{error}");
+        let mut job = spec();
+        job.dataset = b"a,y\n1,cheap\n2,dear\n3,cheap\n4,dear\n".to_vec();
+        let error = check_job(&job, &limits(), 100).expect_err("a text target");
+        let text = error.to_string();
+        assert!(
+            text.contains("prices.csv") && text.contains("line 2, column 2"),
+            "{text}"
+        );
+        let mut job = spec();
+        job.target = "price".into();
+        let error = check_job(&job, &limits(), 100).expect_err("no such column");
+        assert!(error.to_string().contains("price"), "{error}");
+    }
+
+    #[test]
+    fn heads_name_and_parse() {
+        assert_eq!(Head::parse("linear"), Some(Head::Linear));
+        assert_eq!(Head::parse("mlp:32"), Some(Head::Mlp { hidden: 32 }));
+        assert_eq!(Head::parse("mlp:"), None);
+        assert_eq!(Head::parse("mlp"), None);
+        assert_eq!(Head::Mlp { hidden: 7 }.name(), "mlp:7");
+        assert_eq!(Head::Linear.param_count(10), 11);
+        assert_eq!(Head::Mlp { hidden: 32 }.param_count(10), 385);
+        let mut job = spec();
+        job.max_blocks = 3;
+        job.bounty = 1000;
+        assert_eq!(job.pay_per_block(), 333);
+    }
+}
