@@ -3,15 +3,105 @@
 //! path as any other block.
 
 use super::chain::now_ms;
+use super::chain::Chain;
 use super::state::Shared;
+use super::SubmitError;
 use crate::chain::Hash32;
-use crate::consensus::passes_gate;
+use crate::consensus::{passes_gate, JobContext, ParentContext};
 use crate::store::Stored;
 use crate::work::miner;
+use crate::work::Task;
 use anyhow::Result;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// What mining a child of the best chain's tip needs: the job the ledger
+/// schedules, its task, where the child stands in it and its start model.
+pub struct Work {
+    pub parent: Hash32,
+    pub ctx: ParentContext,
+    pub job: Hash32,
+    pub task: Arc<Task>,
+    pub job_ctx: JobContext,
+    pub start_model: Vec<f64>,
+}
+
+impl Work {
+    /// The work on the best chain's tip, `tip`.
+    pub fn on_tip(chain: &Chain, tip: &Hash32) -> Result<Work, SubmitError> {
+        let ctx = chain.context(tip)?;
+        let job = chain.store.scheduled_job()?;
+        let task = chain.task_for(&job, tip)?;
+        let job_ctx = chain.job_context(&ctx, &job)?;
+        let start_model = chain.start_model(&job_ctx, &task)?;
+        Ok(Work {
+            parent: *tip,
+            ctx,
+            job,
+            task,
+            job_ctx,
+            start_model,
+        })
+    }
+
+    /// Mine lane `lane` as `key` until a ticket passes the gate (asking
+    /// `keep_going` every [`miner::POLL_STEPS`] steps); `accept` may refuse
+    /// scores beyond the gate.
+    pub fn mine(
+        &self,
+        chain: &Chain,
+        key_id: Hash32,
+        lane: u32,
+        keep_going: impl FnMut(u64) -> bool,
+    ) -> miner::Mined {
+        let params = chain.params();
+        let accept = |score: u32| passes_gate(params, score, self.job_ctx.window_max_score);
+        let job = miner::Job {
+            task: &self.task,
+            parent: self.parent,
+            parent_model: &self.start_model,
+            miner: key_id,
+            lane,
+            target: self
+                .task
+                .ticket_target(&self.ctx.required_target, chain.task.cost),
+            job_block: self.job_ctx.job_block,
+            accept_score: &accept,
+        };
+        miner::mine(&job, keep_going)
+    }
+
+    /// The signed block of `solution`, stamped `now_ms` (or just after the
+    /// median time past), with `txs`.
+    pub fn seal(
+        &self,
+        solution: &miner::Solution,
+        key: &ed25519_dalek::SigningKey,
+        now_ms: u64,
+        txs: Vec<crate::tx::Tx>,
+    ) -> crate::chain::Block {
+        let placement = miner::Placement {
+            parent: self.parent,
+            height: self.ctx.child_height(),
+            timestamp_ms: now_ms.max(self.ctx.median_time_past_ms + 1),
+            target: self.ctx.required_target,
+            job: self.job,
+            job_block: self.job_ctx.job_block,
+        };
+        miner::seal_with(&self.task, solution, &placement, key, txs)
+    }
+}
+
+/// How logs name a job: `genesis` for the genesis task, else the first 16
+/// hex digits of its id.
+pub fn job_name(job: &Hash32) -> String {
+    if *job == crate::ledger::GENESIS_JOB {
+        "genesis".into()
+    } else {
+        job.to_hex()[..16].to_string()
+    }
+}
 
 pub struct MinerOptions {
     pub threads: usize,
@@ -68,25 +158,10 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             last_parent = tip.hash;
             round = 0;
         }
-        let ctx = chain.context(&tip.hash)?;
-        let job_id = chain.store.scheduled_job()?;
-        let task = chain.task_for(&job_id, &tip.hash)?;
-        let job_ctx = chain.job_context(&ctx, &job_id)?;
-        let start_model = chain.start_model(&job_ctx, &task)?;
-        let accept = |score: u32| passes_gate(params, score, job_ctx.window_max_score);
+        let work = Work::on_tip(chain, &tip.hash)?;
         let lane = index.wrapping_add(threads.wrapping_mul(round));
-        let job = miner::Job {
-            task: &task,
-            parent: tip.hash,
-            parent_model: &start_model,
-            miner: miner_id,
-            lane,
-            target: task.ticket_target(&ctx.required_target, chain.task.cost),
-            job_block: job_ctx.job_block,
-            accept_score: &accept,
-        };
         let started = Instant::now();
-        let outcome = miner::mine(&job, |_| {
+        let outcome = work.mine(chain, miner_id, lane, |_| {
             !shared.stop.load(Ordering::Relaxed)
                 && shared.tip_version.load(Ordering::Relaxed) == version
         });
@@ -98,24 +173,18 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
                 continue;
             }
         };
-        let placement = miner::Placement {
-            parent: tip.hash,
-            height: ctx.child_height(),
-            timestamp_ms: now_ms().max(ctx.median_time_past_ms + 1),
-            target: ctx.required_target,
-            job: job_id,
-            job_block: job_ctx.job_block,
-        };
         let txs = shared.block_txs(&tip.hash)?;
         let tx_count = txs.len();
-        let block = miner::seal_with(&task, &solution, &placement, &shared.key, txs);
+        let block = work.seal(&solution, &shared.key, now_ms(), txs);
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
                 crate::say!(
-                    "mined height={} hash={} steps={} score={:.6} reward={} txs={} time={:.3}s stored",
-                    ctx.child_height(),
+                    "mined height={} hash={} job={} job_block={} steps={} score={:.6} reward={} txs={} time={:.3}s stored",
+                    work.ctx.child_height(),
                     id,
+                    job_name(&work.job),
+                    work.job_ctx.job_block,
                     solution.steps,
                     f64::from(solution.score_ppm) / 1e6,
                     crate::tx::amount::format(params.reward_amount),

@@ -1,0 +1,257 @@
+//! Training jobs on a real store, in one process (schema/jobs.md): a
+//! block includes jobs, the next blocks train them in queue order on their
+//! own tasks (linear and mlp), each ends, pays and refunds, the genesis
+//! task resumes where it stopped, a block that trains the wrong job is
+//! refused, a job whose learning rate is far too large ends by patience,
+//! and a fresh node that imports the chain agrees on every job.
+
+use ed25519_dalek::SigningKey;
+use pouwd::chain::{Block, Hash32};
+use pouwd::consensus::params::ChainParams;
+use pouwd::consensus::{BlockError, JobContext};
+use pouwd::ledger::{JobState, JobStatus, LedgerError, GENESIS_JOB};
+use pouwd::model::onnx::OrtSetup;
+use pouwd::node::chain::{Chain, SubmitError, TaskFiles};
+use pouwd::node::miner::Work;
+use pouwd::store::{Store, Stored};
+use pouwd::tx::{Head, JobLimits, JobSpec, Tx, TxFields, TxKind, TX_VERSION};
+use pouwd::work::miner::Mined;
+
+const DIABETES: &[u8] = include_bytes!("../data/diabetes.csv");
+
+fn params() -> ChainParams {
+    ChainParams::from_json(include_str!("../config/regtest.json")).unwrap()
+}
+
+fn new_chain(dir: &std::path::Path) -> Chain {
+    let params = params();
+    let store = Store::create(&dir.join("store"), &params).unwrap();
+    Chain::new(
+        store,
+        &TaskFiles::dataset_only(DIABETES),
+        &OrtSetup::default(),
+    )
+    .unwrap()
+}
+
+fn id_of(key: &SigningKey) -> Hash32 {
+    Hash32(key.verifying_key().to_bytes())
+}
+
+/// A block on the tip as an honest miner makes it, with `txs`.
+fn mine_on_tip(chain: &Chain, key: &SigningKey, txs: Vec<Tx>) -> Block {
+    let tip = chain.store.tip().unwrap().hash;
+    let work = Work::on_tip(chain, &tip).unwrap();
+    mine_work(chain, &work, key, txs)
+}
+
+fn mine_work(chain: &Chain, work: &Work, key: &SigningKey, txs: Vec<Tx>) -> Block {
+    for lane in 0..64 {
+        if let Mined::Found(solution) = work.mine(chain, id_of(key), lane, |_| true) {
+            let now = chain.params().genesis_time_ms + 1000 * work.ctx.child_height();
+            return work.seal(&solution, key, now, txs);
+        }
+    }
+    panic!("no lane found a block");
+}
+
+fn submit(chain: &Chain, block: Block) -> Result<Stored, SubmitError> {
+    chain.submit(block, u64::MAX / 2)
+}
+
+/// The first 200 rows of diabetes, so that the jobs differ from the
+/// genesis task.
+fn dataset() -> Vec<u8> {
+    let text = std::str::from_utf8(DIABETES).unwrap();
+    text.lines()
+        .take(201)
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect()
+}
+
+fn job(head: Head, learning_rate: f64, max_blocks: u32, patience: u32, bounty: u64) -> JobSpec {
+    JobSpec {
+        name: "diabetes-200.csv".into(),
+        dataset: dataset(),
+        target: "progression".into(),
+        features: None,
+        encoder: None,
+        head,
+        batch_size: 16,
+        learning_rate,
+        lr_half_life_blocks: 10,
+        holdout_every: 5,
+        max_blocks,
+        patience,
+        min_improvement_ppm: 1000,
+        bounty,
+    }
+}
+
+fn signed(key: &SigningKey, genesis: Hash32, nonce: u64, spec: JobSpec) -> Tx {
+    let tx = TxFields {
+        version: TX_VERSION,
+        chain: genesis,
+        from: id_of(key),
+        nonce,
+        fee: 10,
+        kind: TxKind::SubmitJob(Box::new(spec)),
+    }
+    .sign(key);
+    // The job keeps every rule of its own.
+    pouwd::tx::check_tx(tx.clone(), &genesis, &JobLimits::default()).expect("a valid job");
+    tx
+}
+
+fn state(chain: &Chain, job: &Hash32) -> JobState {
+    chain.store.job(job).unwrap().expect("a known job")
+}
+
+fn header_of_tip(chain: &Chain) -> pouwd::chain::HeaderFields {
+    let tip = chain.store.tip().unwrap().hash;
+    chain.store.block(&tip).unwrap().unwrap().header.fields
+}
+
+#[test]
+fn jobs_are_trained_in_queue_order_paid_refunded_and_imported_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = new_chain(dir.path());
+    let alice = SigningKey::from_bytes(&[11; 32]);
+    let miner = SigningKey::from_bytes(&[12; 32]);
+    let genesis = chain.store.genesis_hash();
+    // Alice mines 11 blocks: block 1's reward matures at height 11.
+    for _ in 0..11 {
+        let block = mine_on_tip(&chain, &alice, Vec::new());
+        assert_eq!(block.header.fields.job, GENESIS_JOB);
+        submit(&chain, block).unwrap();
+    }
+    assert_eq!(header_of_tip(&chain).job_block, 10);
+    // Three jobs in one block: pay per block 1000, 1000 (included later)
+    // and 10.
+    let linear = signed(&alice, genesis, 0, job(Head::Linear, 0.05, 4, 4, 4000));
+    let mlp = signed(
+        &alice,
+        genesis,
+        1,
+        job(Head::Mlp { hidden: 8 }, 0.05, 3, 3, 3000),
+    );
+    let wild = signed(&alice, genesis, 2, job(Head::Linear, 1000.0, 40, 2, 400));
+    let (linear_id, mlp_id, wild_id) = (linear.id(), mlp.id(), wild.id());
+    let before = chain.store.account(&id_of(&alice)).unwrap();
+    submit(&chain, mine_on_tip(&chain, &miner, vec![linear, mlp, wild])).unwrap();
+    let after = chain.store.account(&id_of(&alice)).unwrap();
+    // Block 2's reward (Alice's) matures in the same block.
+    let reward = chain.params().reward_amount;
+    assert_eq!(
+        after.spendable,
+        before.spendable + reward - (4000 + 3000 + 400 + 30)
+    );
+    assert_eq!(
+        chain.store.job_queue().unwrap(),
+        vec![linear_id, mlp_id, wild_id]
+    );
+    assert_eq!(chain.store.scheduled_job().unwrap(), linear_id);
+
+    // A block that keeps training the genesis task is refused when it
+    // connects: the ledger schedules the linear job.
+    let tip = chain.store.tip().unwrap().hash;
+    let ctx = chain.context(&tip).unwrap();
+    let stale = Work {
+        parent: tip,
+        job: GENESIS_JOB,
+        task: chain.task_for(&GENESIS_JOB, &tip).unwrap(),
+        job_ctx: JobContext::build(chain.params(), &chain.store, &ctx.parent, &GENESIS_JOB)
+            .unwrap(),
+        start_model: chain.model(&header_of_tip(&chain).parent).unwrap(),
+        ctx,
+    };
+    let stale = Work {
+        start_model: chain.start_model(&stale.job_ctx, &stale.task).unwrap(),
+        ..stale
+    };
+    let refused = submit(&chain, mine_work(&chain, &stale, &miner, Vec::new()));
+    assert!(
+        matches!(
+            &refused,
+            Err(SubmitError::Invalid(BlockError::Ledger { error, .. }))
+                if **error == LedgerError::WrongJob { expected: linear_id, found: GENESIS_JOB }
+        ),
+        "{refused:?}"
+    );
+
+    // The linear job: 4 blocks, numbered 0 to 3, each paying 1000.
+    for n in 0..4 {
+        let block = mine_on_tip(&chain, &miner, Vec::new());
+        assert_eq!(
+            (block.header.fields.job, block.header.fields.job_block),
+            (linear_id, n)
+        );
+        assert_eq!(block.body.params.len(), 11);
+        submit(&chain, block).unwrap();
+    }
+    let done = state(&chain, &linear_id);
+    assert!(matches!(done.status, JobStatus::Ended { .. }), "{done:?}");
+    assert_eq!((done.blocks, done.paid, done.refunded), (4, 4000, 0));
+    let best = done.best.expect("a best block");
+    assert!(best.score_ppm > 0, "the linear job learned: {best:?}");
+
+    // The mlp job: 3 blocks of 8·10 + 2·8 + 1 = 97 parameters.
+    for n in 0..3 {
+        let block = mine_on_tip(&chain, &miner, Vec::new());
+        assert_eq!(
+            (block.header.fields.job, block.header.fields.job_block),
+            (mlp_id, n)
+        );
+        assert_eq!(block.body.params.len(), 97);
+        submit(&chain, block).unwrap();
+    }
+    assert!(state(&chain, &mlp_id).is_ended());
+
+    // The job whose learning rate is far too large: its models stay finite
+    // and score nothing, and it ends by patience (its first block sets the
+    // mark, two more without a rise end it), with the rest refunded.
+    let mut blocks = 0;
+    while chain.store.scheduled_job().unwrap() == wild_id {
+        let block = mine_on_tip(&chain, &miner, Vec::new());
+        assert!(block.body.params.iter().all(|p| p.is_finite()));
+        submit(&chain, block).unwrap();
+        blocks += 1;
+        assert!(blocks <= 40, "the job never ended");
+    }
+    let wild = state(&chain, &wild_id);
+    assert_eq!(wild.blocks, 3, "{wild:?}");
+    assert!(
+        matches!(
+            wild.status,
+            JobStatus::Ended {
+                reason: pouwd::ledger::jobs::EndReason::Patience,
+                ..
+            }
+        ),
+        "{wild:?}"
+    );
+    assert_eq!((wild.paid, wild.refunded), (30, 370));
+
+    // The chain goes on with the genesis task: blocks 1 to 12 were its
+    // blocks 0 to 11.
+    let block = mine_on_tip(&chain, &miner, Vec::new());
+    assert_eq!(
+        (block.header.fields.job, block.header.fields.job_block),
+        (GENESIS_JOB, 12)
+    );
+    submit(&chain, block).unwrap();
+
+    // A fresh node imports the chain and agrees on every job.
+    let (_, bytes) = pouwd::node::export::export_chain(&chain.store, Vec::new()).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = new_chain(other_dir.path());
+    let (report, error) =
+        pouwd::node::import::import_chain(&other, &bytes[..], 2, u64::MAX / 2, |_, _| {});
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.stored, chain.store.tip().unwrap().height);
+    assert_eq!(other.store.jobs().unwrap(), chain.store.jobs().unwrap());
+    assert_eq!(
+        other.store.balances().unwrap(),
+        chain.store.balances().unwrap()
+    );
+}
