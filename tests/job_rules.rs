@@ -255,3 +255,74 @@ fn jobs_are_trained_in_queue_order_paid_refunded_and_imported_alike() {
         chain.store.balances().unwrap()
     );
 }
+
+/// A job whose steps cost 50 times the genesis task's: its ticket target
+/// is 50 times easier and its checkpoint interval 50 times shorter, so a
+/// block takes the time of a genesis-task block and verification keeps
+/// its share. Simulated on devnet's parameters with block times equal to
+/// the expected steps of a block times the step's true time, which may be
+/// off the cost formula by a factor of 2 either way: after one retarget
+/// window the block time is within 2× of the target, and verification is
+/// at most 0.1 % of the steps mined.
+#[test]
+fn a_job_with_50_times_dearer_steps_keeps_the_block_time_and_the_verification_share() {
+    use pouwd::consensus::target::{retarget, retarget_first_height};
+    use primitive_types::U256;
+    let params = ChainParams::from_json(include_str!("../config/devnet.json")).unwrap();
+    let csv = pouwd::dataset::CsvDataset::from_bytes("diabetes.csv", DIABETES).unwrap();
+    let data = |holdout_every| {
+        pouwd::dataset::Prepared::new(&csv, "progression", None, holdout_every, 64).unwrap()
+    };
+    let genesis_task = pouwd::work::Task::new(&params.task, data(5));
+    // mlp:169 on 10 features: 2029 parameters, 2029·34 + 1024 = 70 010
+    // work units a step, 50.1 times the genesis task's 1398.
+    let mut spec = job(Head::Mlp { hidden: 169 }, 0.01, 1000, 100, 100_000);
+    spec.batch_size = 32;
+    let task = pouwd::work::Task::for_job(&spec, data(5), &params.task, genesis_task.cost);
+    assert_eq!(genesis_task.cost, 1398);
+    assert_eq!(task.cost, 70_010);
+    let ratio = task.cost as f64 / genesis_task.cost as f64;
+    assert!((50.0..50.2).contains(&ratio), "{ratio}");
+    assert_eq!(task.checkpoint_interval, 1000 * 1398 / 70_010);
+    // Verification: the challenged segments and the tail, against the
+    // steps a block takes on average.
+    let expected_steps = |target: &Hash32| {
+        let ticket = task.ticket_target(target, genesis_task.cost);
+        (U256::MAX / ticket).low_u64() as f64
+    };
+    let verified = f64::from(params.task.spot_checks + 1) * task.checkpoint_interval as f64;
+    let share = verified / expected_steps(&params.initial_target);
+    assert!(
+        share <= 0.001,
+        "verification is {:.4} % of mining",
+        share * 100.0
+    );
+    // The genesis task mines 1 M steps/s on this simulated machine.
+    let genesis_step_ms = 1e-3;
+    for mismatch in [0.5, 1.0, 2.0] {
+        let job_step_ms = genesis_step_ms * ratio * mismatch;
+        let mut target = params.initial_target;
+        let mut times = vec![params.genesis_time_ms];
+        let mut block_ms = 0.0;
+        for height in 1..=3 * params.retarget_window {
+            if let Some(first) = retarget_first_height(&params, height) {
+                let parent = height - 1;
+                target = retarget(
+                    &params,
+                    &target,
+                    first,
+                    times[first as usize],
+                    parent,
+                    times[parent as usize],
+                );
+            }
+            block_ms = expected_steps(&target) * job_step_ms;
+            times.push(times.last().unwrap() + block_ms as u64);
+        }
+        let off = block_ms / params.target_block_ms as f64;
+        assert!(
+            (0.5..=2.0).contains(&off),
+            "mismatch {mismatch}: blocks take {off:.2} times the target after the retarget"
+        );
+    }
+}
