@@ -11,14 +11,17 @@
 //! - change the order of any sum, fuse a multiply and an add (`mul_add`),
 //!   or call a libm function (`sqrt`, correctly rounded, is the only one);
 //! - reduce in parallel or in a different association: the kernels are
-//!   blocked only across *independent* sums (batch rows in the forward pass,
-//!   hidden units and inputs in the backward pass), so that each individual
-//!   sum keeps the order that the schema writes down;
+//!   blocked only across *independent* sums (hidden units in the forward
+//!   pass, batch rows in the output sums, inputs in the backward pass), so
+//!   that each individual sum keeps the order that the schema writes down;
+//! - add a term the schema leaves out: a unit's gradient sums skip its
+//!   inactive rows rather than adding zeros (`0 · ∞` would be NaN);
 //! - allocate, read a clock or do I/O in a step (the miner steps millions
-//!   of times; [`StepScratch`] holds everything a step needs).
+//!   of times; [`StepScratch`] holds everything a step needs), or depend on
+//!   anything but its arguments.
 //!
-//! [`reference`](tests) in the tests is the step as the schema writes it,
-//! one sum at a time; the fast kernels are checked against it bit for bit.
+//! `reference_step` in the tests is the step as the schema writes it, one
+//! sum at a time; the kernels are checked against it bit for bit.
 
 use crate::chain::Hash32;
 use crate::dataset::Prepared;
