@@ -30,12 +30,12 @@ cd "$(dirname "$0")/.."
 # group | files to mutate (globs) | cargo test arguments
 # New consensus, ledger or job code gets a group (or joins one) as it lands.
 GROUPS_TABLE='
-consensus | src/consensus/**                  | --lib --test main -- consensus:: reorg:: onnx_linear:: transactions::
-work      | src/work/**                       | --lib --test main -- work:: consensus:: reorg:: onnx_linear::
+consensus | src/consensus/**                  | --lib --test main -- consensus:: reorg:: onnx_linear:: transactions:: job_rules::
+work      | src/work/**                       | --lib --test main -- work:: consensus:: reorg:: onnx_linear:: job_rules::
 chain     | src/chain/**                      | --lib --test main -- chain::encoding chain::hash chain::tests consensus:: reorg:: fuzz_corpus:: transactions::
-store     | src/store/**                      | --lib --test main -- store:: reorg:: transactions::
-tx        | src/tx/**                         | --lib --test main -- tx:: fuzz_corpus:: transactions::
-ledger    | src/ledger/**                     | --lib --test main -- ledger:: reorg:: transactions::
+store     | src/store/**                      | --lib --test main -- store:: reorg:: transactions:: job_rules::
+tx        | src/tx/**                         | --lib --test main -- tx:: fuzz_corpus:: transactions:: job_rules::
+ledger    | src/ledger/**                     | --lib --test main -- ledger:: reorg:: transactions:: job_rules::
 mempool   | src/node/mempool.rs               | --lib --test main -- mempool:: fuzz_corpus::
 p2p       | src/p2p/limits.rs src/p2p/wire.rs src/p2p/txrelay.rs | --lib -- p2p::limits p2p::wire p2p::txrelay
 '
