@@ -147,6 +147,7 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
     let miner_id = shared.miner_id();
     let mut round: u32 = 0;
     let mut last_parent = Hash32::ZERO;
+    let mut told_exhausted = None;
     while !shared.stop.load(Ordering::SeqCst) {
         if shared.tip_reached(stop_at) {
             shared.stop.store(true, Ordering::SeqCst);
@@ -169,6 +170,21 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
             miner::Mined::Found(solution) => solution,
             miner::Mined::Stopped(_) => continue,
             miner::Mined::Exhausted => {
+                // Said once per job and thread: a job whose training cannot
+                // pass the gate is not silent, and does not flood the log.
+                if told_exhausted != Some(work.job) {
+                    told_exhausted = Some(work.job);
+                    eprintln!(
+                        "miner: job {} block {}: {} steps found no ticket whose model passes the \
+                         quality gate ({} ppm of the window's best, {} ppm) with finite parameters; \
+                         trying other lanes",
+                        job_name(&work.job),
+                        work.job_ctx.job_block,
+                        work.task.max_steps_per_block,
+                        params.validation_threshold_ppm,
+                        work.job_ctx.window_max_score
+                    );
+                }
                 round = round.wrapping_add(1);
                 continue;
             }
