@@ -194,18 +194,31 @@ impl JobContext {
                 window_max_score,
             });
         }
-        // The genesis task: its last block, then each one before it.
+        // The genesis task: its last block, then each one before it. When
+        // the blocks before the last are all on the genesis task (a chain
+        // without jobs lately), they are its window, read in one walk.
         let last = parent.genesis_task_tip;
+        let run = chain.walk_back(&last, window)?;
+        let first = run.first()?;
+        let job_block = if first.height > 0 {
+            first.job_block + 1
+        } else {
+            0
+        };
+        if run.iter().all(|a| a.job == GENESIS_JOB) {
+            return Some(JobContext {
+                job: GENESIS_JOB,
+                job_block,
+                start: Some(last),
+                window_max_score: run.iter().map(|a| a.score_ppm).max().unwrap_or(0),
+            });
+        }
         let mut window_max_score = 0;
         let mut at = last;
-        let mut job_block = 0;
-        for i in 0..window {
+        for _ in 0..window {
             // The block and its parent, whose tip is the one before it.
             let pair = chain.walk_back(&at, 2)?;
             let info = pair.first()?;
-            if i == 0 && info.height > 0 {
-                job_block = info.job_block + 1;
-            }
             window_max_score = window_max_score.max(info.score_ppm);
             if info.height == 0 {
                 break;
@@ -376,6 +389,75 @@ mod tests {
         assert_eq!(ctx.median_time_past_ms, g);
         assert_eq!(job.window_max_score, 0);
         assert_eq!(ParentContext::build(&params, &line, &Hash32([9; 32])), None);
+    }
+
+    /// Blocks 1–3 train the genesis task (scores 5, 9, 4), blocks 4–5 a
+    /// job (100, 200). A child on the genesis task resumes from block 3, as
+    /// its block 3, and its window skips the job's blocks; a child on the
+    /// job continues it; a child on another job starts it.
+    #[test]
+    fn a_job_context_reads_the_job_s_own_blocks() {
+        let mut params = regtest();
+        params.validation_window = 3;
+        let g = params.genesis_time_ms;
+        let scores = |h: u64| [0, 5, 9, 4, 100, 200][h as usize];
+        let mut line = Line::new(&params, 5, |h| g + h, scores);
+        let job = Hash32([7; 32]);
+        for (h, n) in [(4u64, 0u64), (5, 1)] {
+            let info = line.blocks.get_mut(&Line::hash(h)).expect("known");
+            info.job = job;
+            info.job_block = n;
+            info.genesis_task_tip = Line::hash(3);
+        }
+        let ctx = ParentContext::build(&params, &line, &Line::hash(5)).expect("known");
+        let genesis_task =
+            JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(
+            genesis_task,
+            JobContext {
+                job: GENESIS_JOB,
+                job_block: 3,
+                start: Some(Line::hash(3)),
+                window_max_score: 9,
+            }
+        );
+        let same = JobContext::build(&params, &line, &ctx.parent, &job).expect("known");
+        assert_eq!(
+            same,
+            JobContext {
+                job,
+                job_block: 2,
+                start: Some(Line::hash(5)),
+                window_max_score: 200,
+            }
+        );
+        let other = Hash32([8; 32]);
+        let new = JobContext::build(&params, &line, &ctx.parent, &other).expect("known");
+        assert_eq!(
+            new,
+            JobContext {
+                job: other,
+                job_block: 0,
+                start: None,
+                window_max_score: 0,
+            }
+        );
+        // With a window of 1 the job's window is its last block alone, and
+        // the genesis task's is block 3 alone.
+        params.validation_window = 1;
+        let same = JobContext::build(&params, &line, &ctx.parent, &job).expect("known");
+        assert_eq!(same.window_max_score, 200);
+        let genesis_task =
+            JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(genesis_task.window_max_score, 4);
+        // A window reaching back past block 1 counts genesis, scored 0.
+        params.validation_window = 10;
+        let genesis_task =
+            JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(
+            (genesis_task.window_max_score, genesis_task.job_block),
+            (9, 3)
+        );
     }
 
     #[test]
