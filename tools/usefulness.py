@@ -13,8 +13,9 @@ data/boston.csv) this measures the R² on a held-back **test set** of
   (LinearRegression), a one-hidden-layer MLPRegressor and a
   HistGradientBoostingRegressor.
 
-The chain side is not written yet: `run_chain_job` raises "chain jobs
-are not available in this pouwd", and `--baselines-only` runs the rest.
+The chain side runs a regtest node of the pouwd binary (`--pouwd`,
+default target/release/pouwd) and trains each data set as a `linear` and
+an `mlp:H` job, as a user would; `--baselines-only` runs the rest.
 
 Rows and splits (r counts data rows from 0, the header excluded):
 
@@ -63,6 +64,7 @@ import math
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -270,35 +272,143 @@ def run_baselines(prep, train_rows, holdout_rows, test_rows, args):
 # ------------------------------------------------------------ chain side
 
 
-def run_chain_job(job_csv, target, holdout_every, args):
-    """Submit `job_csv` as a training job to a pouwd chain; await its models.
+class ChainNode:
+    """A regtest node of the pouwd binary mining in a temporary data dir,
+    with its API on a free loopback port; stopped on exit."""
 
-    To be written once pouwd trains jobs. It is to submit the file (with
-    `target` and `holdout_every`), follow the job until the chain
-    delivers, and return a dict with
+    def __init__(self, pouwd, keep_dir=None):
+        self.pouwd = pouwd
+        self.dir = keep_dir or tempfile.mkdtemp(prefix="usefulness-node-")
+        self.proc = None
+        self.log = None
 
-    - "linear" and "mlp": callables mapping the test rows' *raw* feature
-      cells (the rows of the original file, header order) to predictions
-      of the target on its original scale, through the delivered models
-      and the chain's own preprocessing;
-    - "steps", "blocks": the job's training steps and the blocks it took;
-    - "wall_s": seconds from submission to delivery;
-    - "improving_share": the share of steps that improved the model.
-    """
-    raise RuntimeError(CHAIN_UNAVAILABLE)
+    def __enter__(self):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.api = f"http://127.0.0.1:{port}"
+        self.log = open(os.path.join(self.dir, "node.log"), "w")
+        self.proc = subprocess.Popen(
+            [self.pouwd, "start", "--data-dir", os.path.join(self.dir, "data"),
+             "--chain", "regtest", "--mine", "--listen", "127.0.0.1:0",
+             "--api", f"127.0.0.1:{port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        # Mining pays only after validation_window (10) blocks: wait until
+        # the first reward is spendable.
+        self.wait(lambda: (self.get("/status") or {}).get("height", 0) >= 12, 120,
+                  "the node's first rewards")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.log:
+            self.log.close()
+
+    def get(self, path):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.api + path, timeout=10) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    def wait(self, ready, timeout_s, what):
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the node stopped while waiting for {what}; see {self.dir}/node.log")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}")
+
+    def run(self, *args):
+        out = subprocess.run([self.pouwd, *args], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"pouwd {' '.join(args)} failed: {out.stderr.strip()}")
+        return out.stdout
+
+    def train(self, job_csv, target, holdout_every, head, settings):
+        """Submit a job, wait for its end, export its model; return the
+        job's JSON, the model file and the seconds it took."""
+        data = os.path.join(self.dir, "data")
+        started = time.time()
+        out = self.run("job", "submit", "--data-dir", data, "--dataset", job_csv,
+                       "--target", target, "--head", head,
+                       "--holdout-every", str(holdout_every),
+                       *[str(a) for kv in settings.items() for a in (f"--{kv[0]}", kv[1])])
+        job_id = out.strip().splitlines()[-1].strip()
+        self.wait(lambda: (self.get(f"/jobs/{job_id}") or {}).get("state") == "ended",
+                  3600, f"job {job_id} to end")
+        wall = time.time() - started
+        job = self.get(f"/jobs/{job_id}")
+        model = os.path.join(self.dir, f"{job_id[:16]}.onnx")
+        self.run("export-model", "--data-dir", data, "--job", job_id,
+                 "--format", "onnx", "--out", model)
+        steps = 0
+        for point in job["curve"]:
+            steps += self.get(f"/blocks/{point['hash']}")["steps"]
+        best = -1
+        improving = 0
+        for point in job["curve"]:
+            if point["score_ppm"] > best:
+                best = point["score_ppm"]
+                improving += 1
+        return {"job": job_id, "model": model, "wall_s": wall, "steps": steps,
+                "blocks": job["blocks"], "improving_share": improving / max(1, job["blocks"]),
+                "end_reason": job.get("end_reason"), "best_score_ppm": job.get("best_score_ppm")}
 
 
-def score_chain(chain, table, prep, test_rows):
-    """The chain's figures for the table: its models' R² on the test rows."""
-    _, _, y_test = prep.transform(test_rows)
-    cells = [table.rows[r] for r in test_rows]
+# Job settings per head. A regtest block takes about 200 linear steps
+# (fewer for dearer heads: the ticket target scales by the step's cost),
+# so the learning rate halves after `lr-half-life-blocks` blocks.
+LINEAR_JOB = {"batch-size": 32, "learning-rate": 0.05, "lr-half-life-blocks": 20,
+              "max-blocks": 600, "patience": 60, "min-improvement-ppm": 5, "bounty": "1"}
+MLP_JOB = {"batch-size": 32, "learning-rate": 0.02, "lr-half-life-blocks": 400,
+           "max-blocks": 4000, "patience": 400, "min-improvement-ppm": 5, "bounty": "1"}
+
+
+def run_chain_job(job_csv, test_csv, target, holdout_every, args):
+    """Train `job_csv` as a `linear` and an `mlp:H` job on a fresh regtest
+    node, as a user would (`pouwd job submit`, `GET /jobs/ID`,
+    `pouwd export-model --job ID --format onnx`), and score each delivered
+    model on `test_csv` with `pouwd eval`."""
+    pouwd = args.pouwd
+    if not os.path.exists(pouwd):
+        raise RuntimeError(CHAIN_UNAVAILABLE + f" ({pouwd} does not exist: build it with cargo build --release)")
+    out = {}
+    with ChainNode(pouwd) as node:
+        for name, head, settings in (("linear", "linear", LINEAR_JOB),
+                                     ("mlp", f"mlp:{args.hidden}", MLP_JOB)):
+            trained = node.train(job_csv, target, holdout_every, head, settings)
+            text = node.run("eval", "--model", trained["model"], "--dataset", test_csv,
+                            "--target", target)
+            r2_line = [l for l in text.splitlines() if l.startswith("R²:")]
+            trained["test_r2"] = float(r2_line[0].split()[1])
+            out[name] = trained
+    return out
+
+
+def score_chain(chain):
+    """The chain's figures: its models' R² on the test rows, and what the
+    jobs took."""
     return {
-        "linear_r2": r2(y_test, chain["linear"](cells)),
-        "mlp_r2": r2(y_test, chain["mlp"](cells)),
-        "steps": chain["steps"],
-        "blocks": chain["blocks"],
-        "wall_s": chain["wall_s"],
-        "improving_share": chain["improving_share"],
+        "linear_r2": chain["linear"]["test_r2"],
+        "mlp_r2": chain["mlp"]["test_r2"],
+        "steps": [chain["linear"]["steps"], chain["mlp"]["steps"]],
+        "blocks": [chain["linear"]["blocks"], chain["mlp"]["blocks"]],
+        "wall_s": [round(chain["linear"]["wall_s"], 1), round(chain["mlp"]["wall_s"], 1)],
+        "improving_share": [round(chain["linear"]["improving_share"], 3),
+                            round(chain["mlp"]["improving_share"], 3)],
+        "jobs": chain,
     }
 
 
@@ -341,11 +451,18 @@ def table_row(result):
         fmt(b["hgb"]["test_r2"]),
         fmt(c.get("linear_r2")),
         fmt(c.get("mlp_r2")),
-        fmt(c.get("steps")),
-        fmt(c.get("blocks")),
-        fmt(c.get("wall_s"), 1),
-        fmt(c.get("improving_share"), 3),
+        pair(c.get("steps")),
+        pair(c.get("blocks")),
+        pair(c.get("wall_s")),
+        pair(c.get("improving_share")),
     ]
+
+
+def pair(values):
+    """`linear / mlp` figures of the chain's two jobs."""
+    if values is None:
+        return ""
+    return " / ".join(str(v) for v in values)
 
 
 def markdown_line(cells):
@@ -388,13 +505,16 @@ def evaluate(path, target, args):
         "job_csv_bytes": job_bytes,
         "chain": None,
     }
+    test_csv = os.path.join(job_dir, f"{name}.test.csv")
+    write_job_csv(table, test, test_csv)
     try:
         if not args.baselines_only:
-            chain = run_chain_job(job_csv, target, args.holdout_every, args)
-            result["chain"] = score_chain(chain, table, prep, test)
+            chain = run_chain_job(job_csv, test_csv, target, args.holdout_every, args)
+            result["chain"] = score_chain(chain)
     finally:
         if not args.keep_job_csv:
             os.remove(job_csv)
+            os.remove(test_csv)
             os.rmdir(job_dir)
     result["baselines"] = run_baselines(prep, train, holdout, test, args)
     return result
@@ -436,6 +556,8 @@ def main(argv=None):
     parser.add_argument("--keep-job-csv", metavar="DIR",
                         help="write the jobs' CSVs into DIR and keep them")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
+    parser.add_argument("--pouwd", default=os.path.join(REPO, "target", "release", "pouwd"),
+                        help="the pouwd binary (default target/release/pouwd)")
     args = parser.parse_args(argv)
     if args.holdout_every < 2 or args.test_every < 2:
         parser.error("--holdout-every and --test-every must be at least 2")
