@@ -112,10 +112,17 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
+                let job_name = if job_id == crate::ledger::GENESIS_JOB {
+                    "genesis".to_string()
+                } else {
+                    job_id.to_hex()[..16].to_string()
+                };
                 crate::say!(
-                    "mined height={} hash={} steps={} score={:.6} reward={} txs={} time={:.3}s stored",
+                    "mined height={} hash={} job={job_name} job_block={} steps={} score={:.6} \
+                     reward={} txs={} time={:.3}s stored",
                     ctx.child_height(),
                     id,
+                    job_ctx.job_block,
                     solution.steps,
                     f64::from(solution.score_ppm) / 1e6,
                     crate::tx::amount::format(params.reward_amount),
