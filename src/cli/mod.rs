@@ -45,7 +45,7 @@ pub enum Command {
     ImportChain(export::ImportArgs),
     /// Show one block by height or hash.
     Inspect(inspect::InspectArgs),
-    /// Write the chain's model as JSON.
+    /// Write the chain's model, or a training job's (--job ID), as JSON or ONNX.
     ExportModel(model::ExportModelArgs),
     /// Run an ONNX model on a CSV and print R², MSE and rows/s.
     Eval(eval::EvalArgs),

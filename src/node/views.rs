@@ -174,24 +174,7 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
         .model(hash, inputs.dim())?
         .ok_or(ViewError::MissingModel(*hash))?;
     let d = inputs.dim() - 1;
-    let features: Vec<Value> = inputs
-        .feature_names
-        .iter()
-        .zip(&inputs.feature_sources)
-        .zip(&inputs.feature_scaling)
-        .map(|((name, source), s)| {
-            let mut feature = json!({
-                "name": name,
-                "column": source.column,
-                "mean": s.mean,
-                "std": s.std,
-            });
-            if let Some(category) = &source.category {
-                feature["category"] = json!(category);
-            }
-            feature
-        })
-        .collect();
+    let features = feature_normalisation(inputs);
     let target = &inputs.target_scaling;
     let mut model = json!({
         "format": "pouwd-linear-model/1",
@@ -226,6 +209,106 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
              z_j = (x_j - features[j].mean) / features[j].std; e = encoder(float32(z)); \
              y = (bias + sum_k weights[k] * e_k) * target.std + target.mean"
         );
+    }
+    Ok(model)
+}
+
+/// Each feature's column (and category, for a one-hot column), mean and
+/// standard deviation.
+fn feature_normalisation(inputs: &TaskInputs) -> Vec<Value> {
+    inputs
+        .feature_names
+        .iter()
+        .zip(&inputs.feature_sources)
+        .zip(&inputs.feature_scaling)
+        .map(|((name, source), s)| {
+            let mut feature = json!({
+                "name": name,
+                "column": source.column,
+                "mean": s.mean,
+                "std": s.std,
+            });
+            if let Some(category) = &source.category {
+                feature["category"] = json!(category);
+            }
+            feature
+        })
+        .collect()
+}
+
+/// How to read a one-hot feature and standardise it, in `predict` texts.
+const STANDARDISE: &str = "x_j = the CSV cell of features[j].column, or, when features[j] has \
+                           a category, 1 if that cell equals it, else 0; \
+                           z_j = (x_j - features[j].mean) / features[j].std; ";
+
+/// The model a training job delivers, from the parameters `params` of
+/// its block `hash`, as `pouwd export-model --job` writes it: the linear
+/// layout of [`model_json`] for a `linear` head; for `mlp:H`, `w1` (H
+/// rows of d weights), `b1`, `w2` and `b2`. `inputs` is the job's
+/// prepared data (no encoder).
+pub fn job_model_json(
+    store: &Store,
+    job: &Hash32,
+    spec: &JobSpec,
+    inputs: &TaskInputs,
+    hash: &Hash32,
+    params: &[f64],
+) -> Result<Value, ViewError> {
+    let meta = store.meta(hash)?.ok_or(ViewError::MissingMeta(*hash))?;
+    let target = &inputs.target_scaling;
+    let d = inputs.feature_names.len();
+    let mut model = json!({
+        "network": store.params().network,
+        "job": job.to_hex(),
+        "job_name": spec.name,
+        "height": meta.height,
+        "block": hash.to_hex(),
+        "job_block": meta.job_block,
+        "kind": spec.head.name(),
+        "feature_names": inputs.feature_names,
+        "target_name": inputs.target_name,
+        "normalisation": {
+            "features": feature_normalisation(inputs),
+            "target": {"name": inputs.target_name, "mean": target.mean, "std": target.std},
+        },
+        "score_ppm": meta.score_ppm,
+        "score_r2": score(meta.score_ppm),
+    });
+    let expected = spec.head.param_count(d);
+    if params.len() != expected {
+        return Err(ViewError::Store(StoreError::Corrupt(format!(
+            "block {hash} of job {job} has {} parameters; its {} head on {d} features has {expected}",
+            params.len(),
+            spec.head.name()
+        ))));
+    }
+    match spec.head {
+        crate::tx::Head::Linear => {
+            model["format"] = "pouwd-linear-model/1".into();
+            model["weights"] = json!(&params[..d]);
+            model["bias"] = json!(params[d]);
+            model["predict"] = format!(
+                "{STANDARDISE}y = (bias + sum_j weights[j] * z_j) * target.std + target.mean"
+            )
+            .into();
+        }
+        crate::tx::Head::Mlp { hidden } => {
+            let h = hidden as usize;
+            let (w1, rest) = params.split_at(h * d);
+            let (b1, rest) = rest.split_at(h);
+            let (w2, b2) = rest.split_at(h);
+            model["format"] = "pouwd-mlp-model/1".into();
+            model["hidden"] = hidden.into();
+            model["w1"] = w1.chunks(d.max(1)).map(|row| json!(row)).collect();
+            model["b1"] = json!(b1);
+            model["w2"] = json!(w2);
+            model["b2"] = json!(b2[0]);
+            model["predict"] = format!(
+                "{STANDARDISE}a_u = max(0, b1[u] + sum_j w1[u][j] * z_j); \
+                 y = (b2 + sum_u w2[u] * a_u) * target.std + target.mean"
+            )
+            .into();
+        }
     }
     Ok(model)
 }
