@@ -17,6 +17,10 @@
 //!   pending transactions by fee per byte;
 //! - `GET /tx/{id}`: a transaction and where it is: pending in the pool,
 //!   or in a block of the best chain;
+//! - `GET /jobs`: every training job on the best chain, its state, place
+//!   in the queue, blocks, best score and money;
+//! - `GET /jobs/{id}`: one job, with its spec, score curve, the miners it
+//!   paid and the block whose model it delivers;
 //! - `POST /tx`: one signed transaction, its canonical bytes as the body
 //!   (`application/octet-stream`, schema/transactions.md), into the pool.
 //!
@@ -317,11 +321,13 @@ enum Route {
     Account(Hash32),
     Mempool { limit: usize },
     Tx(Hash32),
+    Jobs,
+    Job(Hash32),
     SubmitTx,
 }
 
 const ENDPOINTS: &str = "GET /status, /peers, /blocks/{height|hash}, /model, /accounts/{id}, \
-                         /mempool and /tx/{id}, and POST /tx";
+                         /mempool, /tx/{id}, /jobs and /jobs/{id}, and POST /tx";
 
 /// The one method a known path answers; `None` for an unknown path.
 fn method_of(segments: &[&str]) -> Option<Method> {
@@ -331,6 +337,8 @@ fn method_of(segments: &[&str]) -> Option<Method> {
         | ["peers"]
         | ["model"]
         | ["mempool"]
+        | ["jobs"]
+        | ["jobs", _]
         | ["blocks", _]
         | ["accounts", _]
         | ["tx", _] => Some(Method::GET),
@@ -379,6 +387,8 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Fail
         },
         ["tx", id] => Route::Tx(hash(id, "transaction id")?),
         ["tx"] => Route::SubmitTx,
+        ["jobs"] => Route::Jobs,
+        ["jobs", id] => Route::Job(hash(id, "job id")?),
         _ => Route::Model {
             history: limit(query, DEFAULT_HISTORY, MAX_HISTORY, "blocks")?,
         },
@@ -472,6 +482,9 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
             status["running"] = true.into();
             status["pid"] = std::process::id().into();
             status["api"] = context.addr.to_string().into();
+            // What `pouwd job submit` checks a job against before sending it.
+            status["job_limits"] = serde_json::to_value(&context.shared.chain.params().jobs)
+                .map_err(Failure::internal)?;
             Ok(status)
         }
         Route::Peers => Ok(match context.network.as_deref() {
@@ -540,6 +553,15 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
                 // Mined between the two looks: a block is stored before
                 // its transactions leave the pool.
                 Ok(views::tx_in_chain(store, &id)?.ok_or(ViewError::UnknownTx(id))?)
+            })
+            .await
+        }
+        Route::Jobs => {
+            read_store(context, |shared| Ok(views::jobs_json(&shared.chain.store)?)).await
+        }
+        Route::Job(id) => {
+            read_store(context, move |shared| {
+                Ok(views::job_json(&shared.chain.store, &id)?)
             })
             .await
         }
@@ -749,6 +771,15 @@ mod tests {
             Ok(Route::Account(id))
         );
         assert_eq!(route(get, &format!("/tx/{hex}"), None), Ok(Route::Tx(id)));
+        assert_eq!(route(get, "/jobs", None), Ok(Route::Jobs));
+        assert_eq!(
+            route(get, &format!("/jobs/{hex}"), None),
+            Ok(Route::Job(id))
+        );
+        let f = route(get, "/jobs/12", None).unwrap_err();
+        assert_eq!(f.status, 400);
+        assert!(f.message.contains("job id"), "{}", f.message);
+        assert_eq!(route(&Method::POST, "/jobs", None).unwrap_err().status, 405);
         assert_eq!(route(&Method::POST, "/tx", None), Ok(Route::SubmitTx));
         assert_eq!(
             route(get, "/mempool", None),

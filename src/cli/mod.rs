@@ -6,6 +6,7 @@ mod eval;
 mod export;
 mod id;
 mod inspect;
+mod job;
 mod masternode;
 mod model;
 mod running;
@@ -44,7 +45,7 @@ pub enum Command {
     ImportChain(export::ImportArgs),
     /// Show one block by height or hash.
     Inspect(inspect::InspectArgs),
-    /// Write the chain's model as JSON.
+    /// Write the chain's model, or a training job's (--job ID), as JSON or ONNX.
     ExportModel(model::ExportModelArgs),
     /// Run an ONNX model on a CSV and print R², MSE and rows/s.
     Eval(eval::EvalArgs),
@@ -56,6 +57,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// Show a transaction and whether it is pending or in a block.
     Tx(tx::TxArgs),
+    /// Training jobs: submit one (a CSV and a bounty), list them, show one.
+    Job(job::JobArgs),
 }
 
 /// Options every command that reads a data dir takes.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Wallet(args) => wallet::run(args),
         Command::Send(args) => send::run(args),
         Command::Tx(args) => tx::run(args),
+        Command::Job(args) => job::run(args),
     }
 }
 

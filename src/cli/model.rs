@@ -10,12 +10,14 @@
 
 use super::{output, DataDirArg};
 use crate::chain::Hash32;
-use crate::model::onnx_export::{to_onnx, GraphModel};
-use crate::node::chain::{prepare_inputs, TaskInputs};
-use crate::node::views::{model_json, resolve, BlockRef};
+use crate::ledger::JobStatus;
+use crate::model::onnx_export::{mlp_to_onnx, to_onnx, GraphModel};
+use crate::node::chain::{job_task, prepare_inputs, TaskInputs};
+use crate::node::views::{job_model_json, job_state_name, model_json, resolve, BlockRef};
 use crate::node::DataDir;
 use crate::store::Store;
-use anyhow::{Context, Result};
+use crate::tx::Head;
+use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -24,8 +26,12 @@ pub struct ExportModelArgs {
     #[command(flatten)]
     pub dir: DataDirArg,
     /// Height on the best chain (default: the tip).
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", conflicts_with = "job")]
     pub height: Option<u64>,
+    /// Export the model a training job delivers instead: its best block's
+    /// (while it runs, its best so far), for the job's own data and head.
+    #[arg(long, value_name = "ID", value_parser = |text: &str| Hash32::from_hex(text))]
+    pub job: Option<Hash32>,
     /// Output file, or `-` for stdout.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -46,6 +52,9 @@ pub enum ModelFormat {
 pub fn run(args: ExportModelArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
     let store = &dir.open_store()?;
+    if let Some(job) = args.job {
+        return run_job(store, &job, &args);
+    }
     let files = dir.load_task_files(store.params())?;
     let (_, inputs) = prepare_inputs(store.params(), &files)?;
     let hash = match args.height {
@@ -76,6 +85,116 @@ pub fn run(args: ExportModelArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--job ID`: the job's delivered model, for its own data and head.
+fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
+    let job = store.job(id)?.with_context(|| {
+        format!(
+            "no job {id} on the best chain (`pouwd job list` lists them; a job exists once a \
+             block includes its transaction)"
+        )
+    })?;
+    let tip = store.tip()?.hash;
+    let spec = store
+        .job_spec(id, &tip)?
+        .with_context(|| format!("the store has no transaction for job {id}"))?;
+    // Its best block's model; a job that has trained no block has none.
+    let hash = match (job.best, job.status) {
+        (Some(best), _) => best.block,
+        (None, JobStatus::Active) => tip,
+        (None, _) => bail!(
+            "job {id} has trained no block yet ({}): there is no model to export",
+            job_state_name(&job.status)
+        ),
+    };
+    // The job's data prepared as every node prepares it; the step costs
+    // that the reference cost scales do not matter to the model.
+    let task = job_task(store.params(), &spec, 1)
+        .with_context(|| format!("cannot prepare the dataset of job {id}"))?;
+    let data = &task.data;
+    let inputs = TaskInputs {
+        feature_names: data.feature_names.clone(),
+        feature_sources: data.feature_sources.clone(),
+        feature_scaling: data.feature_scaling.clone(),
+        target_name: data.target_name.clone(),
+        target_scaling: data.target_scaling,
+        encoder: None,
+    };
+    let params = store
+        .block(&hash)?
+        .with_context(|| format!("the store has no block {hash}"))?
+        .body
+        .params;
+    let model = job_model_json(store, id, &spec, &inputs, &hash, &params)?;
+    let bytes = match args.format {
+        ModelFormat::Json => {
+            let mut text = serde_json::to_vec_pretty(&model)?;
+            text.push(b'\n');
+            text
+        }
+        ModelFormat::Onnx => {
+            let metadata: Vec<(String, String)> = [
+                ("pouwd.kind", spec.head.name()),
+                ("pouwd.input", input_kind(&inputs).to_string()),
+                ("pouwd.feature_names", inputs.feature_names.join(",")),
+                (
+                    "pouwd.features",
+                    serde_json::to_string(&inputs.feature_sources)?,
+                ),
+                ("pouwd.target", inputs.target_name.clone()),
+                ("pouwd.holdout_every", spec.holdout_every.to_string()),
+                ("pouwd.network", store.params().network.clone()),
+                ("pouwd.job", id.to_hex()),
+                ("pouwd.job_name", spec.name.clone()),
+                ("pouwd.block", hash.to_hex()),
+                ("pouwd.height", model["height"].to_string()),
+                ("pouwd.job_block", model["job_block"].to_string()),
+                ("pouwd.score_ppm", model["score_ppm"].to_string()),
+                ("pouwd.trained_by", "pouwd export-model --job".to_string()),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect();
+            let graph = GraphModel {
+                feature_scaling: &inputs.feature_scaling,
+                target_scaling: inputs.target_scaling,
+                params: &params,
+                encoder: None,
+                metadata: &metadata,
+            };
+            match spec.head {
+                Head::Linear => to_onnx(&graph),
+                Head::Mlp { hidden } => mlp_to_onnx(&graph, hidden as usize),
+            }
+            .context("cannot write the model as ONNX")?
+        }
+    };
+    let mut out = output(&args.out)?;
+    out.write_all(&bytes)?;
+    out.flush()
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if args.out.as_os_str() != "-" {
+        eprintln!(
+            "wrote the model job {id} delivers ({} head, block {} of the job at height {}, \
+             R² {}) to {}",
+            spec.head.name(),
+            model["job_block"],
+            model["height"],
+            model["score_r2"],
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `pouwd.input` of a graph: the raw columns, text ones one-hot encoded.
+fn input_kind(inputs: &TaskInputs) -> &'static str {
+    if inputs.feature_sources.iter().any(|s| s.category.is_some()) {
+        "raw, text columns one-hot encoded as pouwd.features lists"
+    } else {
+        "raw"
+    }
+}
+
 /// The model of `hash` as one ONNX graph, with the metadata `pouwd eval`
 /// and the training scripts' graphs carry.
 fn onnx_graph(
@@ -90,11 +209,7 @@ fn onnx_graph(
     let chain = store.params();
     // The graph does not one-hot encode; say so where a reader of the
     // metadata looks first.
-    let input = if inputs.feature_sources.iter().any(|s| s.category.is_some()) {
-        "raw, text columns one-hot encoded as pouwd.features lists"
-    } else {
-        "raw"
-    };
+    let input = input_kind(inputs);
     let metadata: Vec<(String, String)> = [
         ("pouwd.kind", chain.task.model.name().to_string()),
         ("pouwd.input", input.to_string()),

@@ -80,6 +80,8 @@ pub enum ExportError {
     DuplicateMetadata { key: String },
     #[error("the encoder is not a valid ONNX model: {context}: {reason}")]
     Malformed { context: String, reason: String },
+    #[error("an mlp head is exported without an encoder; expected no encoder")]
+    MlpEncoder,
     #[error("the encoder has no graph (ModelProto field 7)")]
     NoGraph,
     #[error(
@@ -135,6 +137,46 @@ pub struct GraphModel<'a> {
 /// Write `model` as the bytes of one ONNX `ModelProto`; see the module
 /// documentation for the graph.
 pub fn to_onnx(model: &GraphModel) -> Result<Vec<u8>, ExportError> {
+    let d = check_model(model)?;
+    let out = match model.encoder {
+        None => {
+            check_param_count(model.params, d, "weight per feature")?;
+            linear_model(model)
+        }
+        Some(bytes) => encoder_model(model, bytes)?,
+    };
+    Ok(out.encode())
+}
+
+/// Write a model with the `mlp` head of `hidden` units (a training job's)
+/// as the bytes of one ONNX `ModelProto`: the standardisation of
+/// [`to_onnx`], then `relu(z · W1ᵀ + b1) · w2 + b2`, all in double, then
+/// the target's scaling. `model.params` is laid out as `model::mlp` lays
+/// it out; an encoder is refused.
+pub fn mlp_to_onnx(model: &GraphModel, hidden: usize) -> Result<Vec<u8>, ExportError> {
+    let d = check_model(model)?;
+    if model.encoder.is_some() {
+        return Err(ExportError::MlpEncoder);
+    }
+    let expected = crate::model::mlp::param_count(d, hidden);
+    if hidden == 0 || model.params.len() != expected {
+        return Err(ExportError::ParamCount {
+            expected,
+            found: model.params.len(),
+            layout: format!(
+                "W1 ({hidden}×{d}, row-major), b1 ({hidden}), w2 ({hidden}), then b2, \
+                 for {hidden} hidden units"
+            ),
+        });
+    }
+    let graph = standalone_model(model, "pouwd_mlp", |names, added, z| {
+        mlp_head(names, added, z, model, hidden)
+    });
+    Ok(graph.encode())
+}
+
+/// The checks every graph needs; the number of features.
+fn check_model(model: &GraphModel) -> Result<usize, ExportError> {
     let d = model.feature_scaling.len();
     if d == 0 {
         return Err(ExportError::NoFeatures);
@@ -146,14 +188,7 @@ pub fn to_onnx(model: &GraphModel) -> Result<Vec<u8>, ExportError> {
             return Err(ExportError::DuplicateMetadata { key: key.clone() });
         }
     }
-    let out = match model.encoder {
-        None => {
-            check_param_count(model.params, d, "weight per feature")?;
-            linear_model(model)
-        }
-        Some(bytes) => encoder_model(model, bytes)?,
-    };
-    Ok(out.encode())
+    Ok(d)
 }
 
 fn check_values(model: &GraphModel) -> Result<(), ExportError> {
@@ -355,26 +390,71 @@ fn head(names: &mut Names, added: &mut Added, source: &str, model: &GraphModel) 
     let width = weights.len() as u64;
     let w = initializer(names, added, "pouwd_weights", &[width, 1], weights);
     let b = initializer(names, added, "pouwd_bias", &[1], bias);
-    let target = model.target_scaling;
-    let t_std = initializer(names, added, "pouwd_target_std", &[1], &[target.std]);
-    let t_mean = initializer(names, added, "pouwd_target_mean", &[1], &[target.mean]);
     let product = names.fresh("pouwd_weighted_sum");
     let y_std = names.fresh("pouwd_prediction_standardised");
-    let scaled = names.fresh("pouwd_prediction_scaled");
-    let y = names.fresh("pouwd_prediction_f64");
     added
         .after
         .push(node(names, "MatMul", &[source, &w], &product));
     added
         .after
         .push(node(names, "Add", &[&product, &b], &y_std));
+    unstandardise(names, added, &y_std, model);
+}
+
+/// Nodes from the standardised double prediction `y_std` `[batch, 1]` to
+/// the float32 `prediction` in the target's units.
+fn unstandardise(names: &mut Names, added: &mut Added, y_std: &str, model: &GraphModel) {
+    let target = model.target_scaling;
+    let t_std = initializer(names, added, "pouwd_target_std", &[1], &[target.std]);
+    let t_mean = initializer(names, added, "pouwd_target_mean", &[1], &[target.mean]);
+    let scaled = names.fresh("pouwd_prediction_scaled");
+    let y = names.fresh("pouwd_prediction_f64");
     added
         .after
-        .push(node(names, "Mul", &[&y_std, &t_std], &scaled));
+        .push(node(names, "Mul", &[y_std, &t_std], &scaled));
     added
         .after
         .push(node(names, "Add", &[&scaled, &t_mean], &y));
     added.after.push(cast(names, &y, OUTPUT_NAME, FLOAT));
+}
+
+/// Nodes from the standardised rows `source` `[batch, d]` through the
+/// `mlp` head with `hidden` units (params `[W1 (H×d row-major), b1, w2,
+/// b2]`, as `model::mlp` lays them out) to the float32 `prediction`:
+/// `MatMul(z, W1ᵀ) + b1 → Relu → MatMul(·, w2) + b2`.
+fn mlp_head(names: &mut Names, added: &mut Added, source: &str, model: &GraphModel, hidden: usize) {
+    let d = model.feature_scaling.len();
+    let params = model.params;
+    let (w1, rest) = params.split_at(hidden * d);
+    let (b1, rest) = rest.split_at(hidden);
+    let (w2, b2) = rest.split_at(hidden);
+    // W1 is stored unit by unit; MatMul wants it input by input.
+    let w1t: Vec<f64> = (0..d)
+        .flat_map(|j| (0..hidden).map(move |u| (u, j)))
+        .map(|(u, j)| w1[u * d + j])
+        .collect();
+    let (h, dd) = (hidden as u64, d as u64);
+    let w1 = initializer(names, added, "pouwd_w1_transposed", &[dd, h], &w1t);
+    let b1 = initializer(names, added, "pouwd_b1", &[h], b1);
+    let w2 = initializer(names, added, "pouwd_w2", &[h, 1], w2);
+    let b2 = initializer(names, added, "pouwd_b2", &[1], b2);
+    let pre = names.fresh("pouwd_hidden_sum");
+    let biased = names.fresh("pouwd_hidden_biased");
+    let active = names.fresh("pouwd_hidden");
+    let product = names.fresh("pouwd_output_sum");
+    let y_std = names.fresh("pouwd_prediction_standardised");
+    added
+        .after
+        .push(node(names, "MatMul", &[source, &w1], &pre));
+    added.after.push(node(names, "Add", &[&pre, &b1], &biased));
+    added.after.push(node(names, "Relu", &[&biased], &active));
+    added
+        .after
+        .push(node(names, "MatMul", &[&active, &w2], &product));
+    added
+        .after
+        .push(node(names, "Add", &[&product, &b2], &y_std));
+    unstandardise(names, added, &y_std, model);
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -440,17 +520,29 @@ fn push_producer(out: &mut Message) {
 }
 
 fn linear_model(model: &GraphModel) -> Message {
+    standalone_model(model, "pouwd_linear", |names, added, z| {
+        head(names, added, z, model)
+    })
+}
+
+/// A graph without an encoder: standardisation, then the nodes `head`
+/// adds from the standardised rows to `prediction`.
+fn standalone_model(
+    model: &GraphModel,
+    graph_name: &str,
+    head: impl FnOnce(&mut Names, &mut Added, &str),
+) -> Message {
     let mut names = Names {
         taken: [INPUT_NAME, OUTPUT_NAME].map(str::to_string).into(),
     };
     let mut added = Added::default();
     let z = standardise(&mut names, &mut added, model.feature_scaling);
-    head(&mut names, &mut added, &z, model);
+    head(&mut names, &mut added, &z);
     let mut graph = Message::default();
     for node in added.before.iter().chain(&added.after) {
         graph.push_message(GRAPH_NODE, node);
     }
-    graph.push_str(GRAPH_NAME, "pouwd_linear");
+    graph.push_str(GRAPH_NAME, graph_name);
     for tensor in &added.initializers {
         graph.push_message(GRAPH_INITIALIZER, tensor);
     }
@@ -1431,6 +1523,63 @@ mod tests {
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
             .collect();
         assert_eq!(stored, params[..3]);
+    }
+
+    #[test]
+    fn an_mlp_head_is_matmul_add_relu_matmul_add_with_w1_transposed() {
+        // d = 2, H = 3: W1 (3×2), b1 (3), w2 (3), b2.
+        let params = [
+            1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.1, 0.2, 0.3, 7.0, 8.0, 9.0, 0.5,
+        ];
+        let graph_model = GraphModel {
+            feature_scaling: &scaling(2),
+            target_scaling: TARGET,
+            params: &params,
+            encoder: None,
+            metadata: &[],
+        };
+        let bytes = mlp_to_onnx(&graph_model, 3).unwrap();
+        let (_, graph) = graph_of(&bytes);
+        let ops: Vec<String> = nodes(&graph)
+            .iter()
+            .map(|n| n.string(NODE_OP_TYPE).unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "Cast", "Sub", "Div", "MatMul", "Add", "Relu", "MatMul", "Add", "Mul", "Add",
+                "Cast"
+            ]
+        );
+        let w1 = graph
+            .bytes(GRAPH_INITIALIZER)
+            .unwrap()
+            .into_iter()
+            .map(|b| Message::parse(b).unwrap())
+            .find(|t| t.string(TENSOR_NAME) == Ok(Some("pouwd_w1_transposed".into())))
+            .unwrap();
+        let stored: Vec<f64> = w1.bytes(TENSOR_RAW_DATA).unwrap()[0]
+            .chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(stored, [1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        let err = mlp_to_onnx(&graph_model, 4).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ExportError::ParamCount {
+                    expected: 17,
+                    found: 13,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let with_encoder = GraphModel {
+            encoder: Some(&[]),
+            ..graph_model
+        };
+        assert_eq!(mlp_to_onnx(&with_encoder, 3), Err(ExportError::MlpEncoder));
     }
 
     #[test]

@@ -24,5 +24,7 @@ pub fn status_json(store: &Store, miner: &Hash32) -> Result<Value> {
         "spendable": account.spendable,
         "nonce": account.nonce,
         "reward_amount": params.reward_amount,
+        // The job the next block trains: all zeros for the genesis task.
+        "next_job": store.scheduled_job()?.to_hex(),
     }))
 }

@@ -11,8 +11,9 @@
 use super::chain::TaskInputs;
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
+use crate::ledger::jobs::{JobState, JobStatus};
 use crate::store::{Store, StoreError};
-use crate::tx::{amount, Account, Tx, TxKind};
+use crate::tx::{amount, Account, JobSpec, Tx, TxKind};
 use crate::work::{self, Run};
 use serde_json::{json, Value};
 use thiserror::Error;
@@ -33,6 +34,8 @@ pub enum ViewError {
     MissingModel(Hash32),
     #[error("no transaction {0} in the pool or on the best chain")]
     UnknownTx(Hash32),
+    #[error("no job {0} on the best chain (a job exists once a block includes its transaction)")]
+    UnknownJob(Hash32),
     #[error("the store's index puts transaction {tx} in block {block}, which does not hold it")]
     MissingTx { tx: Hash32, block: Hash32 },
     #[error(transparent)]
@@ -52,7 +55,10 @@ impl ViewError {
     pub fn is_unknown(&self) -> bool {
         matches!(
             self,
-            ViewError::UnknownHash(_) | ViewError::UnknownHeight { .. } | ViewError::UnknownTx(_)
+            ViewError::UnknownHash(_)
+                | ViewError::UnknownHeight { .. }
+                | ViewError::UnknownTx(_)
+                | ViewError::UnknownJob(_)
         )
     }
 }
@@ -168,24 +174,7 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
         .model(hash, inputs.dim())?
         .ok_or(ViewError::MissingModel(*hash))?;
     let d = inputs.dim() - 1;
-    let features: Vec<Value> = inputs
-        .feature_names
-        .iter()
-        .zip(&inputs.feature_sources)
-        .zip(&inputs.feature_scaling)
-        .map(|((name, source), s)| {
-            let mut feature = json!({
-                "name": name,
-                "column": source.column,
-                "mean": s.mean,
-                "std": s.std,
-            });
-            if let Some(category) = &source.category {
-                feature["category"] = json!(category);
-            }
-            feature
-        })
-        .collect();
+    let features = feature_normalisation(inputs);
     let target = &inputs.target_scaling;
     let mut model = json!({
         "format": "pouwd-linear-model/1",
@@ -220,6 +209,106 @@ pub fn model_json(store: &Store, inputs: &TaskInputs, hash: &Hash32) -> Result<V
              z_j = (x_j - features[j].mean) / features[j].std; e = encoder(float32(z)); \
              y = (bias + sum_k weights[k] * e_k) * target.std + target.mean"
         );
+    }
+    Ok(model)
+}
+
+/// Each feature's column (and category, for a one-hot column), mean and
+/// standard deviation.
+fn feature_normalisation(inputs: &TaskInputs) -> Vec<Value> {
+    inputs
+        .feature_names
+        .iter()
+        .zip(&inputs.feature_sources)
+        .zip(&inputs.feature_scaling)
+        .map(|((name, source), s)| {
+            let mut feature = json!({
+                "name": name,
+                "column": source.column,
+                "mean": s.mean,
+                "std": s.std,
+            });
+            if let Some(category) = &source.category {
+                feature["category"] = json!(category);
+            }
+            feature
+        })
+        .collect()
+}
+
+/// How to read a one-hot feature and standardise it, in `predict` texts.
+const STANDARDISE: &str = "x_j = the CSV cell of features[j].column, or, when features[j] has \
+                           a category, 1 if that cell equals it, else 0; \
+                           z_j = (x_j - features[j].mean) / features[j].std; ";
+
+/// The model a training job delivers, from the parameters `params` of
+/// its block `hash`, as `pouwd export-model --job` writes it: the linear
+/// layout of [`model_json`] for a `linear` head; for `mlp:H`, `w1` (H
+/// rows of d weights), `b1`, `w2` and `b2`. `inputs` is the job's
+/// prepared data (no encoder).
+pub fn job_model_json(
+    store: &Store,
+    job: &Hash32,
+    spec: &JobSpec,
+    inputs: &TaskInputs,
+    hash: &Hash32,
+    params: &[f64],
+) -> Result<Value, ViewError> {
+    let meta = store.meta(hash)?.ok_or(ViewError::MissingMeta(*hash))?;
+    let target = &inputs.target_scaling;
+    let d = inputs.feature_names.len();
+    let mut model = json!({
+        "network": store.params().network,
+        "job": job.to_hex(),
+        "job_name": spec.name,
+        "height": meta.height,
+        "block": hash.to_hex(),
+        "job_block": meta.job_block,
+        "kind": spec.head.name(),
+        "feature_names": inputs.feature_names,
+        "target_name": inputs.target_name,
+        "normalisation": {
+            "features": feature_normalisation(inputs),
+            "target": {"name": inputs.target_name, "mean": target.mean, "std": target.std},
+        },
+        "score_ppm": meta.score_ppm,
+        "score_r2": score(meta.score_ppm),
+    });
+    let expected = spec.head.param_count(d);
+    if params.len() != expected {
+        return Err(ViewError::Store(StoreError::Corrupt(format!(
+            "block {hash} of job {job} has {} parameters; its {} head on {d} features has {expected}",
+            params.len(),
+            spec.head.name()
+        ))));
+    }
+    match spec.head {
+        crate::tx::Head::Linear => {
+            model["format"] = "pouwd-linear-model/1".into();
+            model["weights"] = json!(&params[..d]);
+            model["bias"] = json!(params[d]);
+            model["predict"] = format!(
+                "{STANDARDISE}y = (bias + sum_j weights[j] * z_j) * target.std + target.mean"
+            )
+            .into();
+        }
+        crate::tx::Head::Mlp { hidden } => {
+            let h = hidden as usize;
+            let (w1, rest) = params.split_at(h * d);
+            let (b1, rest) = rest.split_at(h);
+            let (w2, b2) = rest.split_at(h);
+            model["format"] = "pouwd-mlp-model/1".into();
+            model["hidden"] = hidden.into();
+            model["w1"] = w1.chunks(d.max(1)).map(|row| json!(row)).collect();
+            model["b1"] = json!(b1);
+            model["w2"] = json!(w2);
+            model["b2"] = json!(b2[0]);
+            model["predict"] = format!(
+                "{STANDARDISE}a_u = max(0, b1[u] + sum_j w1[u][j] * z_j); \
+                 y = (b2 + sum_u w2[u] * a_u) * target.std + target.mean"
+            )
+            .into();
+        }
     }
     Ok(model)
 }
@@ -294,7 +383,7 @@ pub fn tx_json(tx: &Tx) -> Value {
 }
 
 /// What a job asks for: everything but the dataset's bytes.
-pub fn job_spec_json(spec: &crate::tx::JobSpec) -> Value {
+pub fn job_spec_json(spec: &JobSpec) -> Value {
     json!({
         "name": spec.name,
         "dataset_bytes": spec.dataset.len(),
@@ -313,6 +402,169 @@ pub fn job_spec_json(spec: &crate::tx::JobSpec) -> Value {
         "bounty_tokens": amount::format(spec.bounty),
         "pay_per_block": spec.pay_per_block(),
     })
+}
+
+/// A score in ppm as the decimal R² it stands for.
+fn score(ppm: u32) -> f64 {
+    f64::from(ppm) / 1e6
+}
+
+/// `queued`, `active` or `ended`.
+pub fn job_state_name(status: &JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "queued",
+        JobStatus::Active => "active",
+        JobStatus::Ended { .. } => "ended",
+    }
+}
+
+/// One job as `GET /jobs` lists it: its state and place in the queue
+/// (`position` 1 is the next to start), its blocks, its best score and
+/// its money. `queue` is [`Store::job_queue`]; `spec` is the job's, when
+/// the store still finds it.
+pub fn job_summary_json(
+    id: &Hash32,
+    job: &JobState,
+    spec: Option<&JobSpec>,
+    queue: &[Hash32],
+) -> Value {
+    let position = queue.iter().position(|q| q == id).map(|at| at + 1);
+    // What was escrowed: the spec's bounty, or what the state accounts for.
+    let bounty = spec.map_or(
+        job.paid
+            .saturating_add(job.escrow)
+            .saturating_add(job.refunded),
+        |s| s.bounty,
+    );
+    let (ended_height, end_reason) = match job.status {
+        JobStatus::Ended { height, reason } => (Some(height), Some(reason.name())),
+        _ => (None, None),
+    };
+    json!({
+        "id": id.to_hex(),
+        "name": spec.map(|s| s.name.clone()),
+        "head": spec.map(|s| s.head.name()),
+        "sender": job.sender.to_hex(),
+        "included_height": job.included_height,
+        "state": job_state_name(&job.status),
+        "position": position,
+        "blocks": job.blocks,
+        "max_blocks": job.max_blocks,
+        "patience": job.patience,
+        "best_score_ppm": job.best.map(|b| b.score_ppm),
+        "best_score": job.best.map(|b| score(b.score_ppm)),
+        "bounty": bounty,
+        "bounty_tokens": amount::format(bounty),
+        "pay_per_block": job.pay_per_block,
+        "pay_per_block_tokens": amount::format(job.pay_per_block),
+        "escrow": job.escrow,
+        "escrow_tokens": amount::format(job.escrow),
+        "paid": job.paid,
+        "paid_tokens": amount::format(job.paid),
+        "refunded": job.refunded,
+        "refunded_tokens": amount::format(job.refunded),
+        "ended_height": ended_height,
+        "end_reason": end_reason,
+    })
+}
+
+/// Every job on the best chain, in inclusion order, as [`job_summary_json`].
+pub fn jobs_json(store: &Store) -> Result<Value, ViewError> {
+    let tip = store.tip()?.hash;
+    let queue = store.job_queue()?;
+    let mut out = Vec::new();
+    for (id, job) in store.jobs()? {
+        let spec = store.job_spec(&id, &tip)?;
+        out.push(job_summary_json(&id, &job, spec.as_ref(), &queue));
+    }
+    Ok(Value::Array(out))
+}
+
+/// The blocks of job `id` on the best chain, oldest first: they are
+/// consecutive, so from its last block (the tip while it is active, its
+/// end's block once ended) back while the header names the job.
+pub fn job_blocks(
+    store: &Store,
+    id: &Hash32,
+    job: &JobState,
+) -> Result<Vec<(Hash32, crate::store::BlockMeta)>, ViewError> {
+    let last = match job.status {
+        JobStatus::Queued => None,
+        JobStatus::Active => Some(store.tip()?.hash),
+        JobStatus::Ended { height, .. } => store.hash_at(height)?,
+    };
+    let mut blocks = Vec::new();
+    let mut next = last;
+    while let Some(hash) = next {
+        let meta = store.meta(&hash)?.ok_or(ViewError::MissingMeta(hash))?;
+        if meta.job != *id || meta.height == 0 {
+            break;
+        }
+        next = Some(meta.parent);
+        blocks.push((hash, meta));
+    }
+    blocks.reverse();
+    Ok(blocks)
+}
+
+/// Job `id` as `GET /jobs/{id}` shows it: [`job_summary_json`], its spec
+/// ([`job_spec_json`]), its score curve (each of its blocks: height,
+/// hash, number in the job, score, miner and pay), what each miner was
+/// paid, and the block whose model it delivers (its best).
+pub fn job_json(store: &Store, id: &Hash32) -> Result<Value, ViewError> {
+    let job = store.job(id)?.ok_or(ViewError::UnknownJob(*id))?;
+    let tip = store.tip()?.hash;
+    let spec = store.job_spec(id, &tip)?;
+    let queue = store.job_queue()?;
+    let mut out = job_summary_json(id, &job, spec.as_ref(), &queue);
+    out["spec"] = spec.as_ref().map_or(Value::Null, job_spec_json);
+    // Each block is paid `pay_per_block` while the escrow lasts.
+    let mut left = out["bounty"].as_u64().unwrap_or_default();
+    let mut miners: Vec<(Hash32, u64, u64)> = Vec::new();
+    let mut curve = Vec::new();
+    for (hash, meta) in job_blocks(store, id, &job)? {
+        let pay = job.pay_per_block.min(left);
+        left -= pay;
+        match miners.iter_mut().find(|(m, _, _)| *m == meta.miner) {
+            Some((_, blocks, paid)) => {
+                *blocks += 1;
+                *paid = paid.saturating_add(pay);
+            }
+            None => miners.push((meta.miner, 1, pay)),
+        }
+        curve.push(json!({
+            "height": meta.height,
+            "hash": hash.to_hex(),
+            "job_block": meta.job_block,
+            "score_ppm": meta.score_ppm,
+            "score": score(meta.score_ppm),
+            "miner": meta.miner.to_hex(),
+            "paid": pay,
+        }));
+    }
+    out["curve"] = Value::Array(curve);
+    out["miners"] = miners
+        .into_iter()
+        .map(|(miner, blocks, paid)| {
+            json!({
+                "miner": miner.to_hex(),
+                "blocks": blocks,
+                "paid": paid,
+                "paid_tokens": amount::format(paid),
+            })
+        })
+        .collect();
+    out["delivered"] = match job.best {
+        Some(best) => json!({
+            "block": best.block.to_hex(),
+            "height": best.height,
+            "job_block": best.job_block,
+            "score_ppm": best.score_ppm,
+            "score": score(best.score_ppm),
+        }),
+        None => Value::Null,
+    };
+    Ok(out)
 }
 
 /// A transaction waiting in the pool: [`tx_json`] with `state: pending`.
