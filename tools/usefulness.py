@@ -336,35 +336,55 @@ class ChainNode:
             raise RuntimeError(f"pouwd {' '.join(args)} failed: {out.stderr.strip()}")
         return out.stdout
 
-    def train(self, job_csv, target, holdout_every, head, settings):
-        """Submit a job, wait for its end, export its model; return the
-        job's JSON, the model file and the seconds it took."""
-        data = os.path.join(self.dir, "data")
-        started = time.time()
-        out = self.run("job", "submit", "--data-dir", data, "--dataset", job_csv,
-                       "--target", target, "--head", head,
+    def submit(self, job_csv, target, holdout_every, head, settings):
+        """`pouwd job submit`; returns the job id."""
+        out = self.run("job", "submit", "--data-dir", os.path.join(self.dir, "data"),
+                       "--dataset", job_csv, "--target", target, "--head", head,
                        "--holdout-every", str(holdout_every),
                        *[str(a) for kv in settings.items() for a in (f"--{kv[0]}", kv[1])])
-        job_id = out.strip().splitlines()[-1].strip()
-        self.wait(lambda: (self.get(f"/jobs/{job_id}") or {}).get("state") == "ended",
-                  3600, f"job {job_id} to end")
-        wall = time.time() - started
-        job = self.get(f"/jobs/{job_id}")
+        return out.strip().splitlines()[-1].strip()
+
+    def follow(self, job_ids, timeout_s=3600):
+        """Poll the jobs until all have ended; return each one's JSON and
+        its training time (from the poll that first saw it active, or
+        queued behind nothing, to the one that saw it ended)."""
+        began, ended = {}, {}
+        deadline = time.time() + timeout_s
+        while len(ended) < len(job_ids):
+            if time.time() > deadline:
+                raise RuntimeError(f"jobs {job_ids} did not end within {timeout_s} s")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the node stopped; see {self.dir}/node.log")
+            now = time.time()
+            for job_id in job_ids:
+                state = (self.get(f"/jobs/{job_id}") or {}).get("state")
+                if state in ("active", "ended") and job_id not in began:
+                    began[job_id] = now
+                if state == "ended" and job_id not in ended:
+                    ended[job_id] = now
+            time.sleep(0.2)
+        out = {}
+        for job_id in job_ids:
+            job = self.get(f"/jobs/{job_id}")
+            steps = sum(self.get(f"/blocks/{p['hash']}")["steps"] for p in job["curve"])
+            best, improving = -1, 0
+            for point in job["curve"]:
+                if point["score_ppm"] > best:
+                    best = point["score_ppm"]
+                    improving += 1
+            out[job_id] = {"job": job_id, "wall_s": ended[job_id] - began[job_id],
+                           "steps": steps, "blocks": job["blocks"],
+                           "improving_share": improving / max(1, job["blocks"]),
+                           "end_reason": job.get("end_reason"),
+                           "best_score_ppm": job.get("best_score_ppm")}
+        return out
+
+    def export(self, job_id):
+        """`pouwd export-model --job` of a stopped node."""
         model = os.path.join(self.dir, f"{job_id[:16]}.onnx")
-        self.run("export-model", "--data-dir", data, "--job", job_id,
+        self.run("export-model", "--data-dir", os.path.join(self.dir, "data"), "--job", job_id,
                  "--format", "onnx", "--out", model)
-        steps = 0
-        for point in job["curve"]:
-            steps += self.get(f"/blocks/{point['hash']}")["steps"]
-        best = -1
-        improving = 0
-        for point in job["curve"]:
-            if point["score_ppm"] > best:
-                best = point["score_ppm"]
-                improving += 1
-        return {"job": job_id, "model": model, "wall_s": wall, "steps": steps,
-                "blocks": job["blocks"], "improving_share": improving / max(1, job["blocks"]),
-                "end_reason": job.get("end_reason"), "best_score_ppm": job.get("best_score_ppm")}
+        return model
 
 
 # Job settings per head. A regtest block takes about 200 linear steps
@@ -378,22 +398,27 @@ MLP_JOB = {"batch-size": 32, "learning-rate": 0.02, "lr-half-life-blocks": 400,
 
 def run_chain_job(job_csv, test_csv, target, holdout_every, args):
     """Train `job_csv` as a `linear` and an `mlp:H` job on a fresh regtest
-    node, as a user would (`pouwd job submit`, `GET /jobs/ID`,
-    `pouwd export-model --job ID --format onnx`), and score each delivered
-    model on `test_csv` with `pouwd eval`."""
+    node, as a user would (`pouwd job submit`, `GET /jobs/ID` until the
+    end, then `pouwd export-model --job ID --format onnx` once the node is
+    stopped), and score each delivered model on `test_csv` with
+    `pouwd eval`."""
     pouwd = args.pouwd
     if not os.path.exists(pouwd):
         raise RuntimeError(CHAIN_UNAVAILABLE + f" ({pouwd} does not exist: build it with cargo build --release)")
+    heads = (("linear", "linear", LINEAR_JOB), ("mlp", f"mlp:{args.hidden}", MLP_JOB))
+    node = ChainNode(pouwd)
+    with node:
+        ids = {name: node.submit(job_csv, target, holdout_every, head, settings)
+               for name, head, settings in heads}
+        followed = node.follow(list(ids.values()))
     out = {}
-    with ChainNode(pouwd) as node:
-        for name, head, settings in (("linear", "linear", LINEAR_JOB),
-                                     ("mlp", f"mlp:{args.hidden}", MLP_JOB)):
-            trained = node.train(job_csv, target, holdout_every, head, settings)
-            text = node.run("eval", "--model", trained["model"], "--dataset", test_csv,
-                            "--target", target)
-            r2_line = [l for l in text.splitlines() if l.startswith("R²:")]
-            trained["test_r2"] = float(r2_line[0].split()[1])
-            out[name] = trained
+    for name, job_id in ids.items():
+        trained = followed[job_id]
+        model = node.export(job_id)
+        text = node.run("eval", "--model", model, "--dataset", test_csv, "--target", target)
+        r2_line = [line for line in text.splitlines() if line.startswith("R²:")]
+        trained["test_r2"] = float(r2_line[0].split()[1])
+        out[name] = trained
     return out
 
 
