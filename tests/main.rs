@@ -6,6 +6,7 @@ mod cli;
 mod consensus;
 mod crash;
 mod fuzz_corpus;
+mod jobs;
 mod onnx;
 mod onnx_chain;
 mod onnx_linear;
