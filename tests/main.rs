@@ -7,6 +7,7 @@ mod consensus;
 mod crash;
 mod fuzz_corpus;
 mod job_rules;
+mod jobs;
 mod onnx;
 mod onnx_chain;
 mod onnx_linear;

@@ -1,0 +1,288 @@
+//! Training jobs end to end through real node processes: a funded
+//! account submits a job with `pouwd job submit` to its own (non-mining)
+//! node, a peer mines it to its end, both nodes agree on the job, the
+//! payouts and the refund, and `pouwd export-model --job` gives the same
+//! delivered model on both data dirs.
+
+use crate::api::{api_addr, get};
+use crate::p2p::{dirs, mine_to, start, stop, LIMIT};
+use crate::support::net::{free_port, local};
+use crate::support::node::{dir_arg, run, Node};
+use pouwd::chain::Hash32;
+use pouwd::node::DataDir;
+use pouwd::store::Store;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOKEN: u64 = 100_000_000;
+
+/// A node on `dir` with its API on a free loopback port.
+fn api_node(dir: &Path, listen: &str, peers: &[&str], mine: bool) -> (Node, SocketAddr) {
+    let mut args = vec!["--api", "127.0.0.1:0", "--listen", listen];
+    for peer in peers {
+        args.extend(["--peer", peer]);
+    }
+    if mine {
+        args.push("--mine");
+    }
+    let node = start(dir, &args);
+    let addr = api_addr(&node);
+    (node, addr)
+}
+
+fn id_of(dir: &Path) -> Hash32 {
+    let key = DataDir::new(dir).load_key().expect("the data dir's key");
+    Hash32(key.verifying_key().to_bytes())
+}
+
+/// Wait until `check` gives a value, polling every 50 ms, for at most 2 × `LIMIT`.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(started.elapsed() < 2 * LIMIT, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET /jobs/{id}` once the job has ended on the node at `addr`.
+fn ended(addr: SocketAddr, id: &str) -> Option<Value> {
+    let (status, _, body) = crate::api::request(addr, "GET", &format!("/jobs/{id}"));
+    assert!(
+        status == 200 || status == 404,
+        "GET /jobs/{id}: {status} {body}"
+    );
+    (body["state"] == "ended").then_some(body)
+}
+
+fn export(dir: &Path, id: &str, format: &str) -> Vec<u8> {
+    let file = dir.with_extension(format!("job.{format}"));
+    let out = run(&[
+        "export-model",
+        "--data-dir",
+        &dir_arg(dir),
+        "--job",
+        id,
+        "--format",
+        format,
+        "--out",
+        &dir_arg(&file),
+    ]);
+    assert!(out.ok(), "export-model --job failed: {}", out.stderr);
+    std::fs::read(file).unwrap()
+}
+
+#[test]
+fn a_job_submitted_on_one_node_is_mined_on_another_and_both_agree_on_its_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b] = dirs(tmp.path(), ["a", "b"]);
+    // The first 200 rows of the diabetes data.
+    let csv = tmp.path().join("diabetes-200.csv");
+    let text = std::fs::read_to_string("data/diabetes.csv").unwrap();
+    let head: Vec<&str> = text.lines().take(201).collect();
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "age,progression\n1,2\n3,x\n").unwrap();
+
+    // A's first two rewards mature at height 12 (validation_window 10).
+    mine_to(&a, 12);
+    let (la, lb) = (local(free_port()), local(free_port()));
+    let (mut node_a, api_a) = api_node(&a, &la, &[], true);
+    let (mut node_b, api_b) = api_node(&b, &lb, &[&la], false);
+    let (ida, idb) = (id_of(&a).to_hex(), id_of(&b).to_hex());
+
+    // B has nothing yet: A pays it 10 tokens.
+    let out = run(&[
+        "send",
+        "--data-dir",
+        &dir_arg(&a),
+        "--to",
+        &idb,
+        "--amount",
+        "10",
+    ]);
+    assert!(out.ok(), "send: {}", out.stderr);
+    let transfer = out.stdout.trim().to_string();
+    eventually("B sees the transfer mined", || {
+        let (status, _, body) = crate::api::request(api_b, "GET", &format!("/tx/{transfer}"));
+        (status == 200 && body["state"] == "in_block").then_some(())
+    });
+
+    // A bad file is reported with its line and column, and nothing is sent.
+    let b_dir = dir_arg(&b);
+    let submit = |dataset: &Path| {
+        run(&[
+            "job",
+            "submit",
+            "--data-dir",
+            &b_dir,
+            "--dataset",
+            &dir_arg(dataset),
+            "--target",
+            "progression",
+            "--head",
+            "mlp:4",
+            "--max-blocks",
+            "5",
+            "--patience",
+            "5",
+            "--bounty",
+            "1.00000003",
+        ])
+    };
+    let out = submit(&bad);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("bad.csv: line 3, column 2"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(get(api_b, "/mempool")["count"], 0);
+
+    let out = submit(&csv);
+    assert!(out.ok(), "job submit: {}", out.stderr);
+    assert!(out.stderr.contains("becomes public"), "{}", out.stderr);
+    let id = out.stdout.trim().to_string();
+    assert!(out.stderr.contains("pouwd job show"), "{}", out.stderr);
+    let fee = get(api_b, &format!("/tx/{id}"))["fee"].as_u64().unwrap();
+
+    let on_a = eventually("A ends the job", || ended(api_a, &id));
+    let on_b = eventually("B sees the job end", || ended(api_b, &id));
+    assert_eq!(on_a, on_b, "the nodes disagree on the job");
+    let bounty = TOKEN + 3;
+    let pay = bounty / 5;
+    assert_eq!(on_a["blocks"], 5);
+    assert_eq!(on_a["end_reason"], "max_blocks");
+    assert_eq!(on_a["bounty"], bounty);
+    assert_eq!(on_a["pay_per_block"], pay);
+    assert_eq!(on_a["paid"], 5 * pay);
+    assert_eq!(on_a["refunded"], bounty - 5 * pay);
+    assert_eq!(on_a["refunded"], 3);
+    assert_eq!(on_a["sender"], idb);
+    assert_eq!(on_a["spec"]["head"], "mlp:4");
+    let curve = on_a["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 5);
+    for (n, point) in curve.iter().enumerate() {
+        assert_eq!(point["job_block"], n);
+        assert_eq!(point["miner"], ida);
+    }
+    assert_eq!(on_a["miners"][0]["miner"], ida);
+    assert_eq!(on_a["miners"][0]["blocks"], 5);
+    assert_eq!(on_a["miners"][0]["paid"], 5 * pay);
+    let delivered = &on_a["delivered"];
+    assert_eq!(delivered["score_ppm"], on_a["best_score_ppm"]);
+    let listed = get(api_b, "/jobs");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["state"], "ended");
+
+    // The commands show the same, through the API.
+    let out = run(&["job", "list", "--data-dir", &b_dir]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(out.stdout.contains(&id[..16]), "{}", out.stdout);
+    let out = run(&["job", "show", "--data-dir", &b_dir, &id]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("state: ended at height"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("5 block(s), 1.00000000"),
+        "{}",
+        out.stdout
+    );
+
+    // A's log names the job in each of its blocks.
+    let short = &id[..16];
+    for n in 0..5 {
+        let needle = format!(" job={short} job_block={n} ");
+        assert!(
+            node_a.lines().iter().any(|l| l.contains(&needle)),
+            "no mined line with {needle}"
+        );
+    }
+
+    stop(&mut node_a);
+    stop(&mut node_b);
+
+    // A was paid 5 blocks of the job on top of its rewards and fees; B paid
+    // the bounty and fee and got the rest back.
+    let store = Store::open(&a.join("store")).unwrap();
+    let height = store.tip().unwrap().height;
+    let account = store.account(&id_of(&a)).unwrap();
+    let total = account.spendable + account.immature;
+    assert_eq!(total, height * 50 * TOKEN - 10 * TOKEN + fee + 5 * pay);
+    drop(store);
+    let store = Store::open(&b.join("store")).unwrap();
+    let account = store.account(&id_of(&b)).unwrap();
+    assert_eq!(
+        account.spendable + account.immature,
+        10 * TOKEN - bounty - fee + 3
+    );
+    drop(store);
+
+    // Both data dirs deliver the same model.
+    let json_a = export(&a, &id, "json");
+    assert_eq!(json_a, export(&b, &id, "json"));
+    let model: Value = serde_json::from_slice(&json_a).unwrap();
+    assert_eq!(model["format"], "pouwd-mlp-model/1");
+    assert_eq!(model["block"], delivered["block"]);
+    assert_eq!(model["w1"].as_array().unwrap().len(), 4);
+    assert_eq!(model["w1"][0].as_array().unwrap().len(), 10);
+    let onnx = export(&a, &id, "onnx");
+    assert_eq!(onnx, export(&b, &id, "onnx"));
+
+    // Python's onnxruntime runs the graph as the JSON's formula predicts.
+    let file = tmp.path().join("job.onnx");
+    std::fs::write(&file, &onnx).unwrap();
+    let rows: Vec<Vec<f64>> = head[1..]
+        .iter()
+        .map(|line| {
+            line.split(',')
+                .take(10)
+                .map(|v| v.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    let raw: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
+    let theirs = crate::onnx::python_outputs(file.to_str().unwrap(), &raw, 10);
+    let numbers = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let norm = &model["normalisation"];
+    let (b1, w2) = (numbers(&model["b1"]), numbers(&model["w2"]));
+    let w1: Vec<Vec<f64>> = model["w1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(numbers)
+        .collect();
+    for (row, got) in rows.iter().zip(&theirs) {
+        let z: Vec<f64> = row
+            .iter()
+            .zip(norm["features"].as_array().unwrap())
+            .map(|(x, f)| {
+                (f64::from(*x as f32) - f["mean"].as_f64().unwrap()) / f["std"].as_f64().unwrap()
+            })
+            .collect();
+        let mut y = model["b2"].as_f64().unwrap();
+        for u in 0..4 {
+            let a: f64 = b1[u] + w1[u].iter().zip(&z).map(|(w, z)| w * z).sum::<f64>();
+            y += w2[u] * a.max(0.0);
+        }
+        let y =
+            y * norm["target"]["std"].as_f64().unwrap() + norm["target"]["mean"].as_f64().unwrap();
+        assert!(
+            (f64::from(*got) - y).abs() <= 1e-4 * y.abs().max(1.0),
+            "onnxruntime gives {got}, the JSON model {y}"
+        );
+    }
+}
