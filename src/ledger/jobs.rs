@@ -198,3 +198,49 @@ pub(crate) fn train_block(job: &mut JobState, training: &BlockTraining, height: 
     }
     pay
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pay_per_block: u64, seq: u64) -> JobState {
+        JobState {
+            sender: Hash32::ZERO,
+            seq,
+            included_height: 1,
+            pay_per_block,
+            max_blocks: 1,
+            patience: 1,
+            min_improvement_ppm: 0,
+            escrow: pay_per_block,
+            status: JobStatus::Queued,
+            blocks: 0,
+            best: None,
+            mark: None,
+            paid: 0,
+            refunded: 0,
+        }
+    }
+
+    /// The higher pay first, whatever the inclusion order, even when the
+    /// pays differ by one unit; then the first included.
+    #[test]
+    fn the_queue_key_orders_by_pay_then_inclusion() {
+        let big = 1u64 << 40;
+        assert!(job(big + 1, 9).queue_key() < job(big, 0).queue_key());
+        assert!(job(2, 9).queue_key() < job(1, 0).queue_key());
+        assert!(job(5, 0).queue_key() < job(5, 1).queue_key());
+        assert!(job(u64::MAX, 3).queue_key() < job(0, 0).queue_key());
+        // Bytes sort as the keys do.
+        let pairs = [(job(big + 1, 9), job(big, 0)), (job(5, 0), job(5, 1))];
+        for (first, second) in pairs {
+            assert!(first.queue_key().to_bytes() < second.queue_key().to_bytes());
+        }
+    }
+
+    #[test]
+    fn end_reasons_have_their_api_names() {
+        assert_eq!(EndReason::MaxBlocks.name(), "max_blocks");
+        assert_eq!(EndReason::Patience.name(), "patience");
+    }
+}

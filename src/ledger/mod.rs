@@ -218,15 +218,13 @@ fn apply<E: From<LedgerError>>(
             let refund = job.escrow;
             job.escrow = 0;
             job.refunded = refund;
-            if refund > 0 {
-                let old = state.get_account(&job.sender)?;
-                let mut account = old.unwrap_or_default();
-                account.spendable = account
-                    .spendable
-                    .checked_add(refund)
-                    .ok_or(overflow(&job.sender))?;
-                put(state, before, job.sender, old, account)?;
-            }
+            let old = state.get_account(&job.sender)?;
+            let mut account = old.unwrap_or_default();
+            account.spendable = account
+                .spendable
+                .checked_add(refund)
+                .ok_or(overflow(&job.sender))?;
+            put(state, before, job.sender, old, account)?;
         }
         put_job(state, before, expected, Some(old), job)?;
     }
@@ -439,10 +437,12 @@ impl Ledger {
         reward: u64,
         txs: &[CheckedTx],
     ) -> Result<Undo, LedgerError> {
+        // The ledger does not count the genesis task's blocks (their
+        // number is a header rule), so any number will do.
         let training = BlockTraining {
             block: Hash32::ZERO,
             job: GENESIS_JOB,
-            job_block: height - 1,
+            job_block: 0,
             score_ppm: 0,
         };
         self.connect_training(height, miner, reward, txs, &training)
@@ -912,6 +912,13 @@ mod tests {
         let height = ledger.height() + 1;
         ledger.connect(height, &id(8), 0, &[tx]).expect("included");
         train(&mut ledger, 1).expect("block 0");
+        assert_eq!(
+            ledger.schedule(),
+            Schedule {
+                active: Some(job),
+                next_seq: 1
+            }
+        );
         train(&mut ledger, 2).expect("block 1");
         let state = &ledger.jobs()[&job];
         assert_eq!(state.status, JobStatus::Active);
@@ -1004,5 +1011,21 @@ mod tests {
             ledger.disconnect(undo).expect("undo");
         }
         assert_eq!(ledger, start);
+    }
+
+    /// With no minimum rise, an equal score is no rise: patience runs on.
+    #[test]
+    fn an_equal_score_does_not_reset_patience() {
+        let mut ledger = funded(2);
+        let tx = submit(1, 0, job_spec(1000, 10, 2, 0), 0);
+        let job = tx.id();
+        let height = ledger.height() + 1;
+        ledger.connect(height, &id(8), 0, &[tx]).expect("included");
+        train(&mut ledger, 5).expect("block 0");
+        train(&mut ledger, 6).expect("block 1: a rise of 1 counts");
+        train(&mut ledger, 6).expect("block 2: equal");
+        assert_eq!(ledger.jobs()[&job].status, JobStatus::Active);
+        train(&mut ledger, 6).expect("block 3: equal again, patience spent");
+        assert!(ledger.jobs()[&job].is_ended());
     }
 }
