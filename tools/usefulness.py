@@ -395,10 +395,10 @@ class ChainNode:
 # Job settings per head. A regtest block takes about 200 linear steps
 # (fewer for dearer heads: the ticket target scales by the step's cost),
 # so the learning rate halves after `lr-half-life-blocks` blocks.
-LINEAR_JOB = {"batch-size": 32, "learning-rate": 0.05, "lr-half-life-blocks": 50,
-              "max-blocks": 3000, "patience": 300, "min-improvement-ppm": 1, "bounty": "1"}
-MLP_JOB = {"batch-size": 32, "learning-rate": 0.05, "lr-half-life-blocks": 3000,
-           "max-blocks": 30000, "patience": 3000, "min-improvement-ppm": 1, "bounty": "1"}
+LINEAR_JOB = {"batch-size": 64, "learning-rate": 0.05, "lr-half-life-blocks": 10,
+              "max-blocks": 5000, "patience": 1000, "min-improvement-ppm": 1, "bounty": "1"}
+MLP_JOB = {"batch-size": 32, "learning-rate": 0.02, "lr-half-life-blocks": 1000,
+           "max-blocks": 20000, "patience": 1000, "min-improvement-ppm": 1, "bounty": "1"}
 
 
 def run_chain_job(job_csv, test_csv, target, holdout_every, args):
