@@ -273,7 +273,7 @@ static MINED: LazyLock<MinedBlock> = LazyLock::new(|| {
             job: GENESIS_JOB,
             job_block: 0,
             start: Some(ctx.parent.hash),
-            window_max_score: 0,
+            start_score: 0,
         },
         ctx,
         parent_model,

@@ -207,7 +207,7 @@ fn decode_all(chain: &Chain, records: &[Vec<u8>]) -> Decoded {
         let block = chain.decode(bytes).expect("a valid block decodes");
         let fields = &block.header.fields;
         let ctx = ParentContext::build(params, &headers, &fields.parent).expect("parent known");
-        let job = JobContext::build(params, &headers, &ctx.parent, &GENESIS_JOB).expect("known");
+        let job = JobContext::build(&headers, &ctx.parent, &GENESIS_JOB).expect("known");
         let id = block.id();
         let info = AncestorInfo::of_header(id, fields, &ctx.parent);
         decoded.jobs.push(job);

@@ -513,8 +513,8 @@ fn mine_child(
     let params = chain.params();
     let task = &chain.task;
     let ctx = ParentContext::build(params, headers, &parent).expect("parent known");
-    let job = JobContext::build(params, headers, &ctx.parent, &GENESIS_JOB).expect("known");
-    let gate = |score| passes_gate(params, score, job.window_max_score);
+    let job = JobContext::build(headers, &ctx.parent, &GENESIS_JOB).expect("known");
+    let gate = |score| passes_gate(params, score, job.gate_score());
     let height = ctx.child_height();
     for lane in 0..256 {
         let job = Job {
@@ -694,7 +694,7 @@ fn verify(chain: &Chain, records: &[Vec<u8>], threads: usize) -> Parts {
         let block = chain.decode(bytes).expect("a valid block decodes");
         let parent = block.header.fields.parent;
         let ctx = ParentContext::build(params, &headers, &parent).expect("parent known");
-        let job = JobContext::build(params, &headers, &ctx.parent, &GENESIS_JOB).expect("known");
+        let job = JobContext::build(&headers, &ctx.parent, &GENESIS_JOB).expect("known");
         let id = headers.insert(&block);
         let parent_model = models[&parent].clone();
         models.insert(id, block.body.params.clone());

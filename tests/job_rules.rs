@@ -160,8 +160,7 @@ fn jobs_are_trained_in_queue_order_paid_refunded_and_imported_alike() {
         parent: tip,
         job: GENESIS_JOB,
         task: chain.task_for(&GENESIS_JOB, &tip).unwrap(),
-        job_ctx: JobContext::build(chain.params(), &chain.store, &ctx.parent, &GENESIS_JOB)
-            .unwrap(),
+        job_ctx: JobContext::build(&chain.store, &ctx.parent, &GENESIS_JOB).unwrap(),
         start_model: chain.model(&header_of_tip(&chain).parent).unwrap(),
         ctx,
     };

@@ -153,91 +153,63 @@ pub struct JobContext {
     /// The block whose final model the child starts from; `None` for the
     /// job's first block, which starts from the job's initial model.
     pub start: Option<Hash32>,
-    /// The best score of the job's last `validation_window` blocks before
-    /// the child (0 when there are none).
-    pub window_max_score: u32,
+    /// The score of the start model, the header score of the block
+    /// `start` names (0 for genesis and for a job's initial model): the
+    /// quality gate holds the child to it.
+    pub start_score: u32,
 }
 
 impl JobContext {
+    /// The score the quality gate holds a child to: its start model's. A
+    /// block must not be much worse than the model it started from. (Held
+    /// to the best of a window of earlier blocks instead, a job whose
+    /// score had fallen, such as an MLP that overfits, left no ticket that
+    /// passed, and the chain stalled on it; schema/decisions.md.)
+    pub fn gate_score(&self) -> u32 {
+        self.start_score
+    }
+
     /// The context of a child of `parent` that trains `job`. A job other
-    /// than the genesis task trains consecutive blocks, so its earlier
-    /// blocks are the parent's run of ancestors on it; the genesis task
-    /// resumes where its last block left off, found through
+    /// than the genesis task trains consecutive blocks, so the parent is
+    /// its previous block, unless the child is its first; the genesis
+    /// task resumes where its last block left off, found through
     /// `genesis_task_tip`. `None` when an ancestor is unknown.
-    pub fn build(
-        params: &ChainParams,
-        chain: &impl Ancestry,
-        parent: &AncestorInfo,
-        job: &Hash32,
-    ) -> Option<JobContext> {
-        let window = params.validation_window as usize;
+    pub fn build(chain: &impl Ancestry, parent: &AncestorInfo, job: &Hash32) -> Option<JobContext> {
         if *job != GENESIS_JOB {
             if parent.job != *job || parent.height == 0 {
                 return Some(JobContext {
                     job: *job,
                     job_block: 0,
                     start: None,
-                    window_max_score: 0,
+                    start_score: 0,
                 });
             }
-            let run = chain.walk_back(&parent.hash, window)?;
-            let window_max_score = run
-                .iter()
-                .take_while(|a| a.job == *job && a.height > 0)
-                .map(|a| a.score_ppm)
-                .max()
-                .unwrap_or(0);
             return Some(JobContext {
                 job: *job,
                 job_block: parent.job_block + 1,
                 start: Some(parent.hash),
-                window_max_score,
+                start_score: parent.score_ppm,
             });
         }
-        // The genesis task: its last block, then each one before it. When
-        // the blocks before the last are all on the genesis task (a chain
-        // without jobs lately), they are its window, read in one walk.
         let last = parent.genesis_task_tip;
-        let run = chain.walk_back(&last, window)?;
-        let first = run.first()?;
-        let job_block = if first.height > 0 {
-            first.job_block + 1
-        } else {
-            0
-        };
-        if run.iter().all(|a| a.job == GENESIS_JOB) {
-            return Some(JobContext {
-                job: GENESIS_JOB,
-                job_block,
-                start: Some(last),
-                window_max_score: run.iter().map(|a| a.score_ppm).max().unwrap_or(0),
-            });
-        }
-        let mut window_max_score = 0;
-        let mut at = last;
-        for _ in 0..window {
-            // The block and its parent, whose tip is the one before it.
-            let pair = chain.walk_back(&at, 2)?;
-            let info = pair.first()?;
-            window_max_score = window_max_score.max(info.score_ppm);
-            if info.height == 0 {
-                break;
-            }
-            at = pair.get(1)?.genesis_task_tip;
-        }
+        let info = chain.walk_back(&last, 1)?.into_iter().next()?;
         Some(JobContext {
             job: GENESIS_JOB,
-            job_block,
+            job_block: if info.height > 0 {
+                info.job_block + 1
+            } else {
+                0
+            },
             start: Some(last),
-            window_max_score,
+            start_score: info.score_ppm,
         })
     }
 }
 
-/// The quality gate: `score ≥ threshold × max(score of the window)`, in integers.
-pub fn passes_gate(params: &ChainParams, score_ppm: u32, window_max_score: u32) -> bool {
+/// The quality gate: `score ≥ threshold × gate score`, in integers.
+pub fn passes_gate(params: &ChainParams, score_ppm: u32, gate_score: u32) -> bool {
     u64::from(score_ppm) * 1_000_000
-        >= u64::from(params.validation_threshold_ppm) * u64::from(window_max_score)
+        >= u64::from(params.validation_threshold_ppm) * u64::from(gate_score)
 }
 
 /// Cumulative work after a block with `target` on top of `parent_work`.
@@ -366,10 +338,9 @@ mod tests {
         assert_eq!(ctx.parent, line.blocks[&Line::hash(12)]);
         // The last 11 blocks, 2..=12: sorted, the middle one is block 7's 60.
         assert_eq!(ctx.median_time_past_ms, g + 60);
-        // The genesis task's window is 12, 11 and 10; its best is 3, not
-        // the parent's.
-        let job = JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
-        assert_eq!(job.window_max_score, 3);
+        // The genesis task goes on from the parent, held to its score.
+        let job = JobContext::build(&line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(job.gate_score(), 3);
         assert_eq!(job.job_block, 12);
         assert_eq!(job.start, Some(Line::hash(12)));
         assert_eq!(ctx.required_target, params.initial_target);
@@ -378,27 +349,26 @@ mod tests {
 
         // Near genesis the window and the median take what there is.
         let ctx = ParentContext::build(&params, &line, &Line::hash(1)).expect("known");
-        let job = JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
-        assert_eq!(job.window_max_score, 9);
+        let job = JobContext::build(&line, &ctx.parent, &GENESIS_JOB).expect("known");
+        assert_eq!(job.gate_score(), 9);
         assert_eq!(ctx.median_time_past_ms, g + 50);
         let ctx = ParentContext::build(&params, &line, &Line::hash(0)).expect("known");
         assert_eq!(ctx.child_height(), 1);
-        let job = JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        let job = JobContext::build(&line, &ctx.parent, &GENESIS_JOB).expect("known");
         assert_eq!(job.job_block, 0);
         assert_eq!(job.start, Some(Line::hash(0)));
         assert_eq!(ctx.median_time_past_ms, g);
-        assert_eq!(job.window_max_score, 0);
+        assert_eq!(job.gate_score(), 0);
         assert_eq!(ParentContext::build(&params, &line, &Hash32([9; 32])), None);
     }
 
     /// Blocks 1–3 train the genesis task (scores 5, 9, 4), blocks 4–5 a
     /// job (100, 200). A child on the genesis task resumes from block 3, as
-    /// its block 3, and its window skips the job's blocks; a child on the
-    /// job continues it; a child on another job starts it.
+    /// its block 3, held to block 3's score; a child on the job continues
+    /// it from block 5; a child on another job starts it, with no gate.
     #[test]
     fn a_job_context_reads_the_job_s_own_blocks() {
-        let mut params = regtest();
-        params.validation_window = 3;
+        let params = regtest();
         let g = params.genesis_time_ms;
         let scores = |h: u64| [0, 5, 9, 4, 100, 200][h as usize];
         let mut line = Line::new(&params, 5, |h| g + h, scores);
@@ -410,53 +380,44 @@ mod tests {
             info.genesis_task_tip = Line::hash(3);
         }
         let ctx = ParentContext::build(&params, &line, &Line::hash(5)).expect("known");
-        let genesis_task =
-            JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
+        let genesis_task = JobContext::build(&line, &ctx.parent, &GENESIS_JOB).expect("known");
         assert_eq!(
             genesis_task,
             JobContext {
                 job: GENESIS_JOB,
                 job_block: 3,
                 start: Some(Line::hash(3)),
-                window_max_score: 9,
+                start_score: 4,
             }
         );
-        let same = JobContext::build(&params, &line, &ctx.parent, &job).expect("known");
+        let same = JobContext::build(&line, &ctx.parent, &job).expect("known");
         assert_eq!(
             same,
             JobContext {
                 job,
                 job_block: 2,
                 start: Some(Line::hash(5)),
-                window_max_score: 200,
+                start_score: 200,
             }
         );
         let other = Hash32([8; 32]);
-        let new = JobContext::build(&params, &line, &ctx.parent, &other).expect("known");
+        let new = JobContext::build(&line, &ctx.parent, &other).expect("known");
         assert_eq!(
             new,
             JobContext {
                 job: other,
                 job_block: 0,
                 start: None,
-                window_max_score: 0,
+                start_score: 0,
             }
         );
-        // With a window of 1 the job's window is its last block alone, and
-        // the genesis task's is block 3 alone.
-        params.validation_window = 1;
-        let same = JobContext::build(&params, &line, &ctx.parent, &job).expect("known");
-        assert_eq!(same.window_max_score, 200);
-        let genesis_task =
-            JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
-        assert_eq!(genesis_task.window_max_score, 4);
-        // A window reaching back past block 1 counts genesis, scored 0.
-        params.validation_window = 10;
-        let genesis_task =
-            JobContext::build(&params, &line, &ctx.parent, &GENESIS_JOB).expect("known");
         assert_eq!(
-            (genesis_task.window_max_score, genesis_task.job_block),
-            (9, 3)
+            (
+                genesis_task.gate_score(),
+                same.gate_score(),
+                new.gate_score()
+            ),
+            (4, 200, 0)
         );
     }
 

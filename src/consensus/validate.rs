@@ -107,11 +107,11 @@ pub enum BlockError {
     TailMismatch { from: u64, first: u64, last: u64 },
     #[error("score is {found} ppm, but the model scores {expected} ppm on the validation set")]
     ScoreMismatch { expected: u32, found: u32 },
-    #[error("score {score} ppm is under the quality gate: {threshold_ppm} ppm of the window's best {window_max} ppm")]
+    #[error("score {score} ppm is under the quality gate: {threshold_ppm} ppm of the start model's score, {gate_score} ppm")]
     ScoreBelowGate {
         score: u32,
         threshold_ppm: u32,
-        window_max: u32,
+        gate_score: u32,
     },
 }
 
@@ -436,12 +436,12 @@ fn check_body_rules(
     // The header's score: the one every node agrees on, and the one the
     // window's later gates read.
     let score = f.score_ppm;
-    let window_max = training.job.window_max_score;
-    if !passes_gate(params, score, window_max) {
+    let gate_score = training.job.gate_score();
+    if !passes_gate(params, score, gate_score) {
         return Err(BlockError::ScoreBelowGate {
             score,
             threshold_ppm: params.validation_threshold_ppm,
-            window_max,
+            gate_score,
         });
     }
     Ok(())

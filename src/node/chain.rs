@@ -350,7 +350,7 @@ impl Chain {
         ctx: &ParentContext,
         job: &Hash32,
     ) -> Result<JobContext, SubmitError> {
-        JobContext::build(self.params(), &self.store, &ctx.parent, job).ok_or(SubmitError::Invalid(
+        JobContext::build(&self.store, &ctx.parent, job).ok_or(SubmitError::Invalid(
             BlockError::UnknownParent {
                 parent: ctx.parent.hash,
             },

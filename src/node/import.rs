@@ -511,7 +511,7 @@ fn prepare(
                 None => chain.store.job_spec(&job_id, &fields.parent),
             })
             .and_then(|task| {
-                let job = JobContext::build(params, &pending, &ctx.parent, &job_id).ok_or(
+                let job = JobContext::build(&pending, &ctx.parent, &job_id).ok_or(
                     BlockError::UnknownParent {
                         parent: fields.parent,
                     },

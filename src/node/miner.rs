@@ -56,7 +56,7 @@ impl Work {
         keep_going: impl FnMut(u64) -> bool,
     ) -> miner::Mined {
         let params = chain.params();
-        let accept = |score: u32| passes_gate(params, score, self.job_ctx.window_max_score);
+        let accept = |score: u32| passes_gate(params, score, self.job_ctx.gate_score());
         let job = miner::Job {
             task: &self.task,
             parent: self.parent,
@@ -176,13 +176,13 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
                     told_exhausted = Some(work.job);
                     eprintln!(
                         "miner: job {} block {}: {} steps found no ticket whose model passes the \
-                         quality gate ({} ppm of the window's best, {} ppm) with finite parameters; \
+                         quality gate ({} ppm of {} ppm) with finite parameters; \
                          trying other lanes",
                         job_name(&work.job),
                         work.job_ctx.job_block,
                         work.task.max_steps_per_block,
                         params.validation_threshold_ppm,
-                        work.job_ctx.window_max_score
+                        work.job_ctx.gate_score()
                     );
                 }
                 round = round.wrapping_add(1);

@@ -283,7 +283,7 @@ impl TestChain {
     /// Where a child of the context's parent stands in the genesis task,
     /// which every block of a test chain trains.
     pub fn job(&self, ctx: &ParentContext) -> JobContext {
-        JobContext::build(&self.params, &self.ancestry, &ctx.parent, &GENESIS_JOB)
+        JobContext::build(&self.ancestry, &ctx.parent, &GENESIS_JOB)
             .expect("the ancestors are known")
     }
 
@@ -324,7 +324,7 @@ impl TestChain {
     ) -> MinedBlock {
         let ctx = self.context(parent);
         let job_ctx = self.job(&ctx);
-        let chain_gate = |score| passes_gate(&self.params, score, job_ctx.window_max_score);
+        let chain_gate = |score| passes_gate(&self.params, score, job_ctx.gate_score());
         let accept_score: &dyn Fn(u32) -> bool = options.accept_score.unwrap_or(&chain_gate);
         let search_target = options.search_target.unwrap_or(ctx.required_target);
         let parent_model = self.model(parent);
