@@ -14,18 +14,16 @@
 
 use super::running::{access, Access, API_TIMEOUT};
 use super::DataDirArg;
-use crate::api::client::{get_json, post_tx, ClientError};
-use crate::api::cookie;
+use crate::api::client::{get_json, ClientError};
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
 use crate::node::mempool::MempoolLimits;
 use crate::node::views::{job_json, jobs_json};
 use crate::node::DataDir;
 use crate::tx::job::{check_job, JobError};
-use crate::tx::{amount, Head, JobSpec, Tx, TxFields, TxKind, TX_VERSION};
+use crate::tx::{amount, Head, JobSpec, TxFields, TxKind, TX_VERSION};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -357,23 +355,14 @@ fn submit(args: SubmitArgs) -> Result<()> {
         bytes.len()
     );
     if let Some(path) = &args.out {
-        let mut out = super::output(path)?;
-        out.write_all(&bytes)?;
-        out.flush()?;
-        if path.as_os_str() != "-" {
-            println!("{}", tx.id());
-        }
-        eprintln!(
-            "wrote transaction {} to {}: {what}; not sent",
-            tx.id(),
-            path.display()
-        );
-        return Ok(());
+        return super::send::write_signed(path, &tx, &what);
     }
     let Some(addr) = view.node else {
         bail!("no node to send to");
     };
-    post(&dir, addr, &tx)?;
+    super::send::post_signed(&dir, addr, &tx, |message| {
+        anyhow::anyhow!("the node refused the job: {message}")
+    })?;
     println!("{}", tx.id());
     eprintln!(
         "submitted {what}; it is queued once a block includes it; follow it with \
@@ -391,32 +380,6 @@ fn refused(error: JobError, path: &Path) -> anyhow::Error {
             path.display()
         ),
         other => anyhow::anyhow!("the job is refused before sending: {other}"),
-    }
-}
-
-/// `POST /tx` with the data dir's token.
-fn post(dir: &DataDir, addr: SocketAddr, tx: &Tx) -> Result<()> {
-    let cookie_path = dir.cookie_path();
-    let token = cookie::read(&cookie_path).with_context(|| {
-        format!(
-            "cannot read the API's token {} (the node writes it when it starts with --api)",
-            cookie_path.display()
-        )
-    })?;
-    match post_tx(addr, &token, &tx.to_bytes(), API_TIMEOUT) {
-        Ok(accepted) if accepted["id"] == tx.id().to_hex() => Ok(()),
-        Ok(other) => bail!("the node answered {other}, not the transaction's id"),
-        Err(ClientError::Status {
-            status: 401,
-            message,
-        }) => bail!(
-            "the node refused the token of {}: {message}",
-            cookie_path.display()
-        ),
-        Err(ClientError::Status { message, .. }) => {
-            bail!("the node refused the job: {message}")
-        }
-        Err(e) => Err(e).with_context(|| format!("the node's API at {addr} does not answer")),
     }
 }
 

@@ -128,24 +128,56 @@ pub fn run(args: SendArgs) -> Result<()> {
         amount::format(args.fee),
     );
     if let Some(path) = &args.out {
-        let bytes = tx.to_bytes();
-        let mut out = super::output(path)?;
-        out.write_all(&bytes)?;
-        out.flush()?;
-        if path.as_os_str() != "-" {
-            println!("{}", tx.id());
-        }
-        eprintln!(
-            "wrote transaction {} ({} bytes) to {}: {what}; not sent",
-            tx.id(),
-            bytes.len(),
-            path.display()
-        );
-        return Ok(());
+        return write_signed(path, &tx, &what);
     }
     let Some((addr, account)) = node else {
         bail!("no node to send to");
     };
+    post_signed(&dir, addr, &tx, |message| {
+        anyhow::anyhow!(
+            "the node refused the transaction: {message}\n\
+             (the account has {} tokens spendable and {} immature, and {} transaction(s) pending)",
+            account["spendable_tokens"].as_str().unwrap_or("?"),
+            account["immature_tokens"].as_str().unwrap_or("?"),
+            account["pending"]
+        )
+    })?;
+    println!("{}", tx.id());
+    eprintln!(
+        "sent {what}; the node holds it in its pool until a block includes it: \
+         `pouwd tx --data-dir {root} {}`",
+        tx.id()
+    );
+    Ok(())
+}
+
+/// `--out`: write a signed transaction's bytes to `path` (`-` for
+/// stdout), print its id unless it went to stdout, and say what it is.
+pub(super) fn write_signed(path: &std::path::Path, tx: &crate::tx::Tx, what: &str) -> Result<()> {
+    let bytes = tx.to_bytes();
+    let mut out = super::output(path)?;
+    out.write_all(&bytes)?;
+    out.flush()?;
+    if path.as_os_str() != "-" {
+        println!("{}", tx.id());
+    }
+    eprintln!(
+        "wrote transaction {} ({} bytes) to {}: {what}; not sent",
+        tx.id(),
+        bytes.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `POST /tx` of a signed transaction with the data dir's token; a refusal
+/// other than of the token becomes `refused(message)`.
+pub(super) fn post_signed(
+    dir: &DataDir,
+    addr: std::net::SocketAddr,
+    tx: &crate::tx::Tx,
+    refused: impl FnOnce(String) -> anyhow::Error,
+) -> Result<()> {
     let cookie_path = dir.cookie_path();
     let token = cookie::read(&cookie_path).with_context(|| {
         format!(
@@ -154,7 +186,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         )
     })?;
     match post_tx(addr, &token, &tx.to_bytes(), API_TIMEOUT) {
-        Ok(accepted) if accepted["id"] == tx.id().to_hex() => {}
+        Ok(accepted) if accepted["id"] == tx.id().to_hex() => Ok(()),
         Ok(other) => bail!("the node answered {other}, not the transaction's id"),
         Err(ClientError::Status {
             status: 401,
@@ -163,24 +195,9 @@ pub fn run(args: SendArgs) -> Result<()> {
             "the node refused the token of {}: {message}",
             cookie_path.display()
         ),
-        Err(ClientError::Status { message, .. }) => bail!(
-            "the node refused the transaction: {message}\n\
-             (the account has {} tokens spendable and {} immature, and {} transaction(s) pending)",
-            account["spendable_tokens"].as_str().unwrap_or("?"),
-            account["immature_tokens"].as_str().unwrap_or("?"),
-            account["pending"]
-        ),
-        Err(e) => {
-            return Err(e).with_context(|| format!("the node's API at {addr} does not answer"))
-        }
+        Err(ClientError::Status { message, .. }) => Err(refused(message)),
+        Err(e) => Err(e).with_context(|| format!("the node's API at {addr} does not answer")),
     }
-    println!("{}", tx.id());
-    eprintln!(
-        "sent {what}; the node holds it in its pool until a block includes it: \
-         `pouwd tx --data-dir {root} {}`",
-        tx.id()
-    );
-    Ok(())
 }
 
 #[cfg(test)]
