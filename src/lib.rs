@@ -4,7 +4,8 @@
 //! block carries the model as it stands after its miner's training, and
 //! every node checks that training by re-running a few randomly chosen
 //! segments of it. Blocks also carry signed transfers between accounts
-//! (protocol 2). The byte-exact formats and rules are in `schema/`, and
+//! and training jobs that users pay for, which the chain trains one after
+//! another (protocol 2). The byte-exact formats and rules are in `schema/`, and
 //! `schema/decisions.md` says why they are as they are.
 //!
 //! ## Map of the modules
@@ -12,7 +13,8 @@
 //! The consensus core is pure (no I/O, no clock): [`chain`] (blocks,
 //! headers, canonical encoding), [`consensus`] (parameters and rules),
 //! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
-//! [`ledger`] (accounts and their undo), [`model`] and [`dataset`]. Around
+//! [`ledger`] (accounts, jobs, the schedule and their undo), [`model`]
+//! (the linear and MLP heads) and [`dataset`]. Around
 //! it: [`store`] (sled), [`node`] (the running node, its mempool, import
 //! and export), [`p2p`] (the peer network and transaction relay), [`api`]
 //! (the local JSON API; writing needs the data dir's cookie) and [`cli`]
