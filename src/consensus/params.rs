@@ -14,10 +14,7 @@ use thiserror::Error;
 /// of another version are refused with both versions named.
 pub const PROTOCOL_VERSION: u32 = 2;
 
-/// The largest learning rate a task may start at. With the gradient
-/// clipped to [`crate::model::GRADIENT_CLIP_NORM`], a step moves the model
-/// by at most this times the clip norm, so a model stays finite.
-pub const MAX_LEARNING_RATE: f64 = 1000.0;
+pub use crate::model::MAX_LEARNING_RATE;
 
 /// The largest `lr_half_life_blocks`.
 pub const MAX_LR_HALF_LIFE_BLOCKS: u64 = 1_000_000_000;

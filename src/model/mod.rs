@@ -105,3 +105,8 @@ pub fn r2_score_ppm(holdout_y: &[f64], rows: &[u32], mut predict: impl FnMut(usi
         (r2 * 1_000_000.0).floor().min(1_000_000.0) as u32
     }
 }
+
+/// The largest learning rate a task or a job may start at. With the
+/// gradient clipped to [`GRADIENT_CLIP_NORM`], a step moves the model by at
+/// most this times the clip norm, so a model stays finite.
+pub const MAX_LEARNING_RATE: f64 = 1000.0;

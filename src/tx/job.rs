@@ -24,9 +24,8 @@ use thiserror::Error;
 /// is at most this).
 pub const MAX_JOB_TX_BYTES: usize = 1 << 20;
 
-/// The largest learning rate a job may start at: as
-/// [`crate::consensus::params::MAX_LEARNING_RATE`] for the genesis task.
-pub const MAX_JOB_LEARNING_RATE: f64 = 1000.0;
+/// The largest learning rate a job may start at: the genesis task's bound.
+pub const MAX_JOB_LEARNING_RATE: f64 = crate::model::MAX_LEARNING_RATE;
 
 /// The model a job trains on the (standardised, one-hot encoded) features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
