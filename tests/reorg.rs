@@ -516,7 +516,7 @@ fn a_store_with_a_newer_format_version_is_refused() {
         .set_format_version(FORMAT_VERSION + 1)
         .expect("write the format version");
     drop(store);
-    let error = match Store::open(&path) {
+    let error = match open_released(&path) {
         Ok(_) => panic!("a store of a newer format must not open"),
         Err(e) => e,
     };
@@ -541,7 +541,7 @@ fn a_store_with_a_newer_format_version_is_refused() {
     // The refusal changes nothing: the store is refused again, also
     // through its data dir.
     assert!(matches!(
-        Store::open(&path),
+        open_released(&path),
         Err(StoreError::NewerFormat { .. })
     ));
 }
@@ -579,7 +579,7 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
         nonce: 3,
     };
     {
-        let db = sled::open(&path).expect("open the sled tree");
+        let db = sled_released(&path);
         db.insert(
             [&b"a/"[..], &planted.0].concat(),
             postcard::to_stdvec(&account).expect("encode"),
@@ -587,14 +587,14 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
         .expect("plant an account");
         db.flush().expect("flush");
     }
-    let store = Store::open(&path).expect("a store of the current format opens");
+    let store = open_released(&path).expect("a store of the current format opens");
     assert_eq!(store.account(&planted).expect("account"), account);
     assert_eq!(store.balances().expect("balances").get(&planted), Some(&7));
     // An account that has spent everything has no balance to list.
     let spent = Hash32([8; 32]);
     drop(store);
     {
-        let db = sled::open(&path).expect("open the sled tree");
+        let db = sled_released(&path);
         let empty = pouwd::tx::Account {
             spendable: 0,
             immature: 0,
@@ -607,7 +607,7 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
         .expect("plant a spent account");
         db.flush().expect("flush");
     }
-    let store = Store::open(&path).expect("a store of the current format opens");
+    let store = open_released(&path).expect("a store of the current format opens");
     assert_eq!(store.account(&spent).expect("account").nonce, 1);
     assert!(!store.balances().expect("balances").contains_key(&spent));
     {
@@ -618,7 +618,7 @@ fn a_store_of_the_current_format_opens_again_with_its_chain() {
             .expect("remove it again");
         db.flush().expect("flush");
     }
-    let store = Store::open(&path).expect("a store of the current format opens");
+    let store = open_released(&path).expect("a store of the current format opens");
     let reopened = node_on(store, dir);
     let keys = [miner_id(&alice)];
     assert_state_is_replay_of(&reopened, &chain_of(&[&blocks]), &keys, 5, now);
@@ -634,12 +634,12 @@ fn a_store_of_a_protocol_1_format_is_refused_naming_both_versions() {
     drop(Store::create(&path, &regtest_params()).expect("create store"));
     for format in [1u32, 2] {
         {
-            let db = sled::open(&path).expect("open the sled tree");
+            let db = sled_released(&path);
             db.insert(&b"meta/format"[..], &format.to_le_bytes())
                 .expect("write the format");
             db.flush().expect("flush");
         }
-        let error = Store::open(&path)
+        let error = open_released(&path)
             .err()
             .expect("a protocol 1 store is refused");
         let text = error.to_string();
@@ -651,7 +651,7 @@ fn a_store_of_a_protocol_1_format_is_refused_naming_both_versions() {
             text.contains("protocol 1") && text.contains("protocol 2"),
             "{text}"
         );
-        let db = sled::open(&path).expect("open the sled tree");
+        let db = sled_released(&path);
         assert_eq!(
             db.get(b"meta/format").expect("read").as_deref(),
             Some(&format.to_le_bytes()[..]),
@@ -666,12 +666,12 @@ fn a_store_of_format_3_is_refused_saying_to_start_a_new_data_dir() {
     let path = dir.path().join("store");
     drop(Store::create(&path, &regtest_params()).expect("create store"));
     {
-        let db = sled::open(&path).expect("open the sled tree");
+        let db = sled_released(&path);
         db.insert(&b"meta/format"[..], &3u32.to_le_bytes())
             .expect("write the format");
         db.flush().expect("flush");
     }
-    let error = Store::open(&path)
+    let error = open_released(&path)
         .err()
         .expect("a format 3 store is refused");
     let text = error.to_string();
@@ -1011,5 +1011,36 @@ fn an_import_refuses_a_second_block_with_the_same_work_in_any_batch() {
         assert_eq!(report.stored, copy_at as u64 - 1);
         let prefix = chain_of(&[&blocks[..copy_at - 1]]);
         assert_state_is_replay_of(&node, &prefix, &keys, BATCH_BLOCKS as u64 + 10, now);
+    }
+}
+
+/// `Store::open`, waiting up to 10 s for the lock of a store this process
+/// just closed: sled's background threads release it a moment after the
+/// last handle drops, later on a loaded machine.
+fn open_released(path: &std::path::Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(path) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `sled::open` of a store this process just closed, waiting up to 10 s
+/// for its lock as [`open_released`] does.
+fn sled_released(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open the sled tree: {e}"),
+        }
     }
 }
