@@ -462,7 +462,7 @@ fn protocol_1_data_dirs_and_exports_are_refused_naming_both_versions() {
     // Stores of format 1 and 2 hold protocol 1 chains.
     for format in [1u32, 2] {
         {
-            let db = sled::open(dir.join("store")).unwrap();
+            let db = raw_store(&dir.join("store"));
             db.insert("meta/format", &format.to_le_bytes()).unwrap();
             db.flush().unwrap();
         }
@@ -958,7 +958,7 @@ fn an_interrupted_creation_is_finished_on_the_next_start() {
     assert!(out.ok(), "{}", out.stderr);
     // A kill inside store creation leaves an empty sled store behind.
     std::fs::remove_dir_all(dir.join("store")).unwrap();
-    drop(sled::open(dir.join("store")).unwrap());
+    drop(raw_store(&dir.join("store")));
     let out = run(&["start", "--data-dir", &d, "--mine", "--stop-at-height", "2"]);
     assert!(out.ok(), "{}", out.stderr);
     let s = status(&dir);
@@ -1010,4 +1010,15 @@ fn a_closed_stdout_ends_a_command_without_a_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
+
+/// The sled tree of a store, opened directly, without sled's background
+/// flusher: dropping it releases the directory's lock at once, so a
+/// `pouwd` started right after does not find the store in use.
+fn raw_store(path: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(path)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
 }
