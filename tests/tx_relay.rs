@@ -68,6 +68,15 @@ fn an_announced_transaction_is_fetched_relayed_to_a_miner_and_mined() {
     node_b.wait_for(LIMIT, |l| {
         l.starts_with("p2p: peer ") && l.contains(" connected at ")
     });
+    // B admits the transfer only once its chain holds A's spendable
+    // rewards: wait until its sync has stored past height 12.
+    node_b.wait_for(LIMIT, |l| {
+        l.split("tip height ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|h| h.parse::<u64>().ok())
+            .is_some_and(|h| h >= 12)
+    });
     let target: SocketAddr = lb.parse().unwrap();
     let (_peer, conn) = peer_serving(target, genesis, vec![t.clone()]);
     assert_eq!(
