@@ -112,7 +112,7 @@ fn bench(c: &mut Criterion) {
         let bytes = std::fs::read(path).expect("read the model");
         let spec = ModelSpec {
             blake3: None,
-            input_name: "features".into(),
+            input_name: Some("features".into()),
             features: Some(10),
         };
         let mut model = OnnxModel::load(runtime, path, &bytes, &spec, &config)
@@ -301,7 +301,7 @@ fn mining() {
     let runtime = onnx::runtime(None).unwrap_or_else(|e| panic!("{e}"));
     let spec = ModelSpec {
         blake3: Some(onnx_params.blake3.to_hex()),
-        input_name: onnx_params.input.clone(),
+        input_name: Some(onnx_params.input.clone()),
         features: Some(10),
     };
     let session = timings(11, || {

@@ -325,3 +325,142 @@ fn a_job_with_50_times_dearer_steps_keeps_the_block_time_and_the_verification_sh
         );
     }
 }
+
+/// A chain that allows jobs with an ONNX encoder (regtest's quick blocks).
+fn encoder_chain(dir: &std::path::Path) -> Chain {
+    let mut params = params();
+    params.jobs.allow_encoder = true;
+    let store = Store::create(&dir.join("store"), &params).unwrap();
+    Chain::new(
+        store,
+        &TaskFiles::dataset_only(DIABETES),
+        &OrtSetup::default(),
+    )
+    .expect("ONNX Runtime loads (ORT_DYLIB_PATH, tools/ort_lib.sh)")
+}
+
+fn signed_allowing(key: &SigningKey, genesis: Hash32, nonce: u64, spec: JobSpec) -> Tx {
+    let tx = TxFields {
+        version: TX_VERSION,
+        chain: genesis,
+        from: id_of(key),
+        nonce,
+        fee: 10,
+        kind: TxKind::SubmitJob(Box::new(spec)),
+    }
+    .sign(key);
+    let limits = JobLimits {
+        allow_encoder: true,
+        ..JobLimits::default()
+    };
+    pouwd::tx::check_tx(tx.clone(), &genesis, &limits).expect("valid without running the encoder");
+    tx
+}
+
+/// A job with the shipped transformer encoder (10 standardised features
+/// in, 16 values out) trains a linear head of 17 parameters on the grid
+/// of schema/jobs.md; a job whose encoder does not run on its data is
+/// refused with its block; a fresh node imports the chain and agrees.
+#[test]
+fn a_job_with_an_onnx_encoder_trains_its_head_on_the_encoders_outputs() {
+    use pouwd::node::datadir::TRANSFORMER_ENCODER_ONNX;
+    let dir = tempfile::tempdir().unwrap();
+    let chain = encoder_chain(dir.path());
+    let alice = SigningKey::from_bytes(&[21; 32]);
+    let miner = SigningKey::from_bytes(&[22; 32]);
+    let genesis = chain.store.genesis_hash();
+    for _ in 0..11 {
+        submit(&chain, mine_on_tip(&chain, &alice, Vec::new())).unwrap();
+    }
+
+    // The encoder takes 10 features: a job on 2 columns cannot run it,
+    // and bytes that are not ONNX cannot be loaded. Either block is
+    // refused, naming the job.
+    let mut narrow = job(Head::Linear, 0.05, 3, 3, 3000);
+    narrow.features = Some(vec!["age".into(), "bmi".into()]);
+    narrow.encoder = Some(TRANSFORMER_ENCODER_ONNX.to_vec());
+    let mut garbage = job(Head::Linear, 0.05, 3, 3, 3000);
+    garbage.encoder = Some(b"not an onnx file".to_vec());
+    let mut bad_blocks = Vec::new();
+    for (spec, says) in [(narrow, "feature columns"), (garbage, "encoder")] {
+        let tx = signed_allowing(&alice, genesis, 0, spec);
+        let id = tx.id();
+        let block = mine_on_tip(&chain, &miner, vec![tx]);
+        bad_blocks.push(block.clone());
+        let refused = submit(&chain, block);
+        match &refused {
+            Err(SubmitError::Invalid(BlockError::UntrainableJob { reason })) => {
+                assert!(reason.contains(&id.to_hex()), "{reason}");
+                assert!(reason.contains(says), "{reason}");
+            }
+            other => panic!("not refused as untrainable: {other:?}"),
+        }
+    }
+    assert_eq!(chain.store.tip().unwrap().height, 11);
+
+    let mut spec = job(Head::Linear, 0.05, 3, 3, 3000);
+    spec.encoder = Some(TRANSFORMER_ENCODER_ONNX.to_vec());
+    let tx = signed_allowing(&alice, genesis, 0, spec);
+    let id = tx.id();
+    submit(&chain, mine_on_tip(&chain, &miner, vec![tx])).unwrap();
+    assert_eq!(chain.store.scheduled_job().unwrap(), id);
+    let grid = 2f64.powi(-(pouwd::tx::job::ENCODER_JOB_GRID_BITS as i32));
+    for n in 0..3 {
+        let block = mine_on_tip(&chain, &miner, Vec::new());
+        assert_eq!(
+            (block.header.fields.job, block.header.fields.job_block),
+            (id, n)
+        );
+        // A linear head on the encoder's 16 outputs, every parameter on
+        // the grid.
+        assert_eq!(block.body.params.len(), 17);
+        for p in &block.body.params {
+            assert_eq!((p / grid).fract(), 0.0, "{p} is off the grid");
+        }
+        assert!(block.body.params.iter().any(|&p| p != 0.0));
+        submit(&chain, block).unwrap();
+    }
+    let done = state(&chain, &id);
+    assert!(matches!(done.status, JobStatus::Ended { .. }), "{done:?}");
+    assert_eq!((done.blocks, done.paid), (3, 3000));
+    assert!(done.best.expect("a best block").score_ppm > 0, "{done:?}");
+
+    // A fresh node runs the encoder itself and agrees; an import that
+    // meets a block with an untrainable job stops there, keeping the
+    // blocks before it.
+    let (_, bytes) = pouwd::node::export::export_chain(&chain.store, Vec::new()).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = encoder_chain(other_dir.path());
+    let mut first: Vec<Block> = (1..=11)
+        .map(|h| {
+            let hash = chain.store.hash_at(h).unwrap().unwrap();
+            chain.store.block(&hash).unwrap().unwrap()
+        })
+        .collect();
+    first.push(bad_blocks[0].clone());
+    let (report, error) = pouwd::node::import::import_chain(
+        &other,
+        &crate::reorg::stream(chain.params(), &first)[..],
+        2,
+        u64::MAX / 2,
+        |_, _| {},
+    );
+    assert_eq!(report.stored, 11);
+    assert!(
+        matches!(
+            &error,
+            Some(pouwd::node::import::ImportError::BadBlock {
+                index: 12,
+                reason: BlockError::UntrainableJob { .. },
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    let (report, error) =
+        pouwd::node::import::import_chain(&other, &bytes[..], 2, u64::MAX / 2, |_, _| {});
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.stored, chain.store.tip().unwrap().height - 11);
+    assert_eq!(other.store.tip().unwrap(), chain.store.tip().unwrap());
+    assert_eq!(other.store.jobs().unwrap(), chain.store.jobs().unwrap());
+}

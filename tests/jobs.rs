@@ -286,3 +286,127 @@ fn a_job_submitted_on_one_node_is_mined_on_another_and_both_agree_on_its_end() {
         );
     }
 }
+
+/// A job with an ONNX encoder, through a real node on a chain that
+/// allows them: `pouwd job submit --encoder` is refused, with the reason,
+/// when the encoder does not fit the job's columns; a fitting one is mined
+/// to its end; and the exported graph (the encoder, then the head) run by
+/// Python's onnxruntime on the job's holdout rows scores what the chain
+/// says its delivered model scores.
+#[test]
+fn a_job_with_an_onnx_encoder_is_mined_and_its_exported_graph_scores_as_the_chain_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chain_dir = tmp.path().join("chain");
+    std::fs::create_dir_all(&chain_dir).unwrap();
+    let mut params = crate::support::chain::regtest_params();
+    params.network = "regtest-encoder".into();
+    params.jobs.allow_encoder = true;
+    std::fs::write(chain_dir.join("chain.json"), params.to_json()).unwrap();
+    std::fs::copy("data/diabetes.csv", chain_dir.join("diabetes.csv")).unwrap();
+    let csv = tmp.path().join("diabetes-200.csv");
+    let text = std::fs::read_to_string("data/diabetes.csv").unwrap();
+    let head: Vec<&str> = text.lines().take(201).collect();
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+
+    let a = tmp.path().join("a");
+    let chain_file = dir_arg(&chain_dir.join("chain.json"));
+    let node_args = [
+        "--data-dir",
+        &dir_arg(&a),
+        "--chain",
+        &chain_file,
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--mine",
+    ];
+    let mut node = Node::start(&node_args);
+    node.wait_for(LIMIT, |l| l.starts_with("node started"));
+    let addr = api_addr(&node);
+    // The first rewards mature at height 11.
+    eventually("rewards mature", || {
+        (get(addr, "/status")["height"].as_u64()? >= 12).then_some(())
+    });
+
+    let submit = |features: Option<&str>| {
+        let mut args = vec![
+            "job".to_string(),
+            "submit".into(),
+            "--data-dir".into(),
+            dir_arg(&a),
+            "--dataset".into(),
+            dir_arg(&csv),
+            "--target".into(),
+            "progression".into(),
+            "--encoder".into(),
+            "data/transformer_encoder.onnx".into(),
+            "--max-blocks".into(),
+            "3".into(),
+            "--bounty".into(),
+            "1".into(),
+        ];
+        if let Some(features) = features {
+            args.extend(["--features".to_string(), features.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    };
+    // The encoder takes 10 features; a job on 2 columns cannot run it.
+    let out = submit(Some("age,bmi"));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot be trained") && out.stderr.contains("2 feature columns"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(get(addr, "/mempool")["count"], 0);
+
+    let out = submit(None);
+    assert!(out.ok(), "job submit --encoder: {}", out.stderr);
+    let id = out.stdout.trim().to_string();
+    let done = eventually("the job ends", || ended(addr, &id));
+    assert_eq!(done["blocks"], 3);
+    assert_eq!(
+        done["spec"]["encoder_blake3"],
+        blake3::hash(&std::fs::read("data/transformer_encoder.onnx").unwrap())
+            .to_hex()
+            .as_str()
+    );
+    let score_ppm = done["best_score_ppm"].as_f64().unwrap();
+    assert!(score_ppm > 0.0, "{done}");
+    stop(&mut node);
+
+    let model: Value = serde_json::from_slice(&export(&a, &id, "json")).unwrap();
+    assert_eq!(model["weights"].as_array().unwrap().len(), 16);
+    assert_eq!(model["encoder"]["output_width"], 16);
+    let onnx = export(&a, &id, "onnx");
+    let file = tmp.path().join("encoder-job.onnx");
+    std::fs::write(&file, &onnx).unwrap();
+    // Data row r is a holdout row when r % 5 == 4; the chain scores its
+    // delivered model on all of them.
+    let rows: Vec<Vec<f64>> = head[1..]
+        .iter()
+        .enumerate()
+        .filter(|(r, _)| r % 5 == 4)
+        .map(|(_, line)| line.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let raw: Vec<f32> = rows
+        .iter()
+        .flat_map(|row| row[..10].iter().map(|v| *v as f32))
+        .collect();
+    let predicted = crate::onnx::python_outputs(file.to_str().unwrap(), &raw, 10);
+    let y: Vec<f64> = rows.iter().map(|row| row[10]).collect();
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    let total: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+    let residual: f64 = y
+        .iter()
+        .zip(&predicted)
+        .map(|(v, p)| (v - f64::from(*p)).powi(2))
+        .sum();
+    let r2_ppm = (1.0 - residual / total) * 1e6;
+    assert!(
+        (r2_ppm - score_ppm).abs() <= 50.0,
+        "onnxruntime's graph scores {r2_ppm} ppm, the chain {score_ppm}"
+    );
+}

@@ -59,7 +59,7 @@ fn python() -> PathBuf {
 fn spec(features: Option<usize>) -> ModelSpec {
     ModelSpec {
         blake3: None,
-        input_name: "features".into(),
+        input_name: Some("features".into()),
         features,
     }
 }
@@ -229,7 +229,7 @@ fn a_file_that_is_not_onnx_is_refused() {
 #[test]
 fn a_wrong_input_name_names_both() {
     let wanted = ModelSpec {
-        input_name: "rows".into(),
+        input_name: Some("rows".into()),
         ..spec(None)
     };
     let err = load("data/linear.onnx", &wanted).unwrap_err();

@@ -179,6 +179,35 @@ fn without_onnx_runtime_an_onnx_chain_stops_with_how_to_install_it() {
     assert!(stderr.contains("tools/ort_lib.sh"), "{stderr}");
     assert!(!dir.exists(), "nothing is created");
 
+    // A native task on a chain that allows jobs with an encoder needs
+    // ONNX Runtime too: every node runs the jobs' encoders.
+    let mut allowing = crate::support::chain::regtest_params();
+    allowing.network = "regtest-encoder".into();
+    allowing.jobs.allow_encoder = true;
+    let chain_dir = tmp.path().join("allowing");
+    std::fs::create_dir_all(&chain_dir).unwrap();
+    std::fs::write(chain_dir.join("chain.json"), allowing.to_json()).unwrap();
+    std::fs::write(chain_dir.join("diabetes.csv"), DIABETES_CSV).unwrap();
+    let out = start_with_library(
+        &[
+            "--data-dir",
+            &arg(&dir),
+            "--chain",
+            &arg(&chain_dir.join("chain.json")),
+            "--stop-at-height",
+            "0",
+        ],
+        &arg(&missing),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("allows training jobs with an ONNX encoder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot load ONNX Runtime"), "{stderr}");
+    assert!(!dir.exists(), "nothing is created");
+
     // The native task needs no ONNX Runtime at all.
     let out = start_with_library(
         &[

@@ -92,7 +92,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let runtime = onnx::runtime(args.ort.ort_lib.as_deref())?;
     let spec = ModelSpec {
         blake3: args.blake3.clone(),
-        input_name: args.input_name.clone(),
+        input_name: Some(args.input_name.clone()),
         features: None,
     };
     let mut model = OnnxModel::load(

@@ -63,6 +63,12 @@ pub struct SubmitArgs {
     /// `linear`, or `mlp:H` for one hidden layer of H ReLU units.
     #[arg(long, value_name = "HEAD", default_value = "linear", value_parser = parse_head)]
     pub head: Head,
+    /// A frozen ONNX encoder in front of the linear head, on a chain that
+    /// allows them (devnet-onnx): one float32 input [batch, features] of
+    /// standardised rows, one float32 output [batch, width]. The nodes run
+    /// it once over every row, and the head trains on its outputs.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub encoder: Option<PathBuf>,
     /// The most blocks the network trains the job for.
     #[arg(long, value_name = "N")]
     pub max_blocks: u32,
@@ -157,12 +163,19 @@ fn spec_of(args: &SubmitArgs) -> Result<JobSpec> {
             .map(|n| n.to_string_lossy().into_owned())
             .with_context(|| format!("{} names no file; give the job a --name", path.display()))?,
     };
+    let encoder = match &args.encoder {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the encoder {}", path.display()))?,
+        ),
+        None => None,
+    };
     Ok(JobSpec {
         name,
         dataset,
         target: args.target.clone(),
         features: args.features.clone(),
-        encoder: None,
+        encoder,
         head: args.head,
         batch_size: args.batch_size,
         learning_rate: args.learning_rate,

@@ -12,7 +12,7 @@ use super::{output, DataDirArg};
 use crate::chain::Hash32;
 use crate::ledger::JobStatus;
 use crate::model::onnx_export::{mlp_to_onnx, to_onnx, GraphModel};
-use crate::node::chain::{job_task, prepare_inputs, TaskInputs};
+use crate::node::chain::{job_data, prepare_inputs, EncoderFile, TaskInputs};
 use crate::node::views::{job_model_json, job_state_name, model_json, resolve, BlockRef};
 use crate::node::DataDir;
 use crate::store::Store;
@@ -106,24 +106,28 @@ fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
             job_state_name(&job.status)
         ),
     };
-    // The job's data prepared as every node prepares it; the step costs
-    // that the reference cost scales do not matter to the model.
-    let task = job_task(store.params(), &spec, 1)
+    // The job's data prepared as every node prepares it, before the
+    // encoder: the graph runs the encoder itself.
+    let data = job_data(store.params(), &spec)
         .with_context(|| format!("cannot prepare the dataset of job {id}"))?;
-    let data = &task.data;
+    let params = store
+        .block(&hash)?
+        .with_context(|| format!("the store has no block {hash}"))?
+        .body
+        .params;
     let inputs = TaskInputs {
         feature_names: data.feature_names.clone(),
         feature_sources: data.feature_sources.clone(),
         feature_scaling: data.feature_scaling.clone(),
         target_name: data.target_name.clone(),
         target_scaling: data.target_scaling,
-        encoder: None,
+        encoder: spec.encoder.as_ref().map(|bytes| EncoderFile {
+            file: format!("the encoder of job {id}"),
+            blake3: Hash32(*blake3::hash(bytes).as_bytes()),
+            output_width: params.len().saturating_sub(1),
+            bytes: bytes.clone(),
+        }),
     };
-    let params = store
-        .block(&hash)?
-        .with_context(|| format!("the store has no block {hash}"))?
-        .body
-        .params;
     let model = job_model_json(store, id, &spec, &inputs, &hash, &params)?;
     let bytes = match args.format {
         ModelFormat::Json => {
@@ -158,7 +162,7 @@ fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
                 feature_scaling: &inputs.feature_scaling,
                 target_scaling: inputs.target_scaling,
                 params: &params,
-                encoder: None,
+                encoder: spec.encoder.as_deref(),
                 metadata: &metadata,
             };
             match spec.head {

@@ -183,6 +183,13 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
                 params.network, onnx.file
             )
         })?;
+    } else if params.jobs.allow_encoder {
+        onnx::runtime(ort.library.as_deref()).with_context(|| {
+            format!(
+                "chain {:?} allows training jobs with an ONNX encoder, which every node runs",
+                params.network
+            )
+        })?;
     }
     let network = network_config(&args)?;
     let api = args

@@ -324,12 +324,6 @@ fn check_jobs(jobs: &crate::tx::JobLimits, max_block_tx_bytes: usize) -> Result<
             return Err(invalid(name, format!("must be 1 to {limit}")));
         }
     }
-    if jobs.allow_encoder {
-        return Err(invalid(
-            "jobs.allow_encoder",
-            "must be false: this pouwd does not yet train jobs with an ONNX encoder",
-        ));
-    }
     Ok(())
 }
 
@@ -426,6 +420,41 @@ mod tests {
         match &mut params.task.model {
             ModelKind::OnnxLinear(onnx) => onnx,
             ModelKind::Linear => panic!("not an onnx_linear chain"),
+        }
+    }
+
+    /// The genesis hashes schema/chains.md and schema/hashes.md give for
+    /// the shipped chains: a change to a chain file is a new chain.
+    #[test]
+    fn the_shipped_chains_have_the_documented_genesis_hashes() {
+        let shipped = [
+            (
+                include_str!("../../config/devnet.json"),
+                "2e707d4abfb5d341d35d9ad9cd2e6049b1255633fcf6908fea8496a65b82c37c",
+            ),
+            (
+                include_str!("../../config/regtest.json"),
+                "35b6a39e2a5b8de0ce7be04158c99040d5effe702ba7075d8102eea597606a3c",
+            ),
+            (
+                include_str!("../../config/devnet-onnx.json"),
+                "41209ceb5693d8c9875c5bef9f0c1afff4e746603e430d810e36592bb2bb8023",
+            ),
+        ];
+        let docs = [
+            include_str!("../../schema/chains.md"),
+            include_str!("../../schema/hashes.md"),
+        ];
+        for (json, hash) in shipped {
+            let params = ChainParams::from_json(json).unwrap();
+            assert_eq!(params.genesis_hash().to_hex(), hash, "{}", params.network);
+            for doc in docs {
+                assert!(
+                    doc.contains(hash),
+                    "the docs lack {}'s genesis {hash}",
+                    params.network
+                );
+            }
         }
     }
 
@@ -688,9 +717,7 @@ mod tests {
             p.jobs.max_blocks = 100_000_001
         });
         refused(regtest, "jobs.max_blocks", |p| p.jobs.max_blocks = 0);
-        refused(regtest, "jobs.allow_encoder", |p| {
-            p.jobs.allow_encoder = true
-        });
+        accepted(regtest, |p| p.jobs.allow_encoder = true);
     }
 
     #[test]

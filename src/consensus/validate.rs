@@ -42,7 +42,7 @@ pub enum BlockError {
     WrongJob { expected: Hash32, found: Hash32 },
     #[error("the block trains job {job}, which this chain does not know")]
     UnknownJob { job: Hash32 },
-    #[error("the job's dataset cannot be trained: {reason}")]
+    #[error("the job cannot be trained: {reason}")]
     UntrainableJob { reason: String },
     #[error("the block says it is block {found} of its job, but it is block {expected}")]
     WrongJobBlock { expected: u64, found: u64 },

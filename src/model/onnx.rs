@@ -336,8 +336,9 @@ pub struct OrtSetup {
 pub struct ModelSpec {
     /// The pinned BLAKE3 hash of the file's bytes, lowercase hex.
     pub blake3: Option<String>,
-    /// The name of the graph's one input.
-    pub input_name: String,
+    /// The name of the graph's one input; `None` takes its one input
+    /// whatever its name (a job's encoder).
+    pub input_name: Option<String>,
     /// Features per row, when the caller knows it.
     pub features: Option<usize>,
 }
@@ -708,16 +709,20 @@ fn check_input(
     if inputs.len() != 1 {
         return Err(OnnxError::InputCount {
             file: file.to_string(),
-            expected: spec.input_name.clone(),
+            expected: spec.input_name.clone().unwrap_or_default(),
             found: inputs.len(),
             names: inputs.iter().map(|i| i.name().to_string()).collect(),
         });
     }
     let input = &inputs[0];
-    if input.name() != spec.input_name {
+    if let Some(expected) = spec
+        .input_name
+        .as_ref()
+        .filter(|name| input.name() != *name)
+    {
         return Err(OnnxError::InputName {
             file: file.to_string(),
-            expected: spec.input_name.clone(),
+            expected: expected.clone(),
             found: input.name().to_string(),
         });
     }

@@ -9,7 +9,8 @@ use crate::dataset::{CsvDataset, FeatureSource, Prepared, Scaling};
 use crate::ledger::GENESIS_JOB;
 use crate::model::onnx::{self, ModelSpec, OnnxError, OnnxModel, OrtSetup};
 use crate::store::{Store, StoreError, Stored};
-use crate::tx::JobSpec;
+use crate::tx::job::ENCODER_JOB_BATCH;
+use crate::tx::{JobSpec, Tx, TxKind};
 use crate::work::Task;
 use anyhow::{bail, Context, Result};
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,8 @@ pub struct Chain {
     pub limits: Limits,
     /// The tasks of the jobs trained lately, prepared once.
     jobs: Mutex<JobTasks>,
+    /// How a job's encoder runs.
+    ort: OrtSetup,
 }
 
 /// How many jobs' prepared tasks a node keeps.
@@ -76,14 +79,11 @@ impl JobTasks {
     }
 }
 
-/// Prepare the task of a job from its spec, as every node does: the
-/// dataset under the chain's category bound, the chain's task constants
-/// scaled by the job's step cost against the genesis task's.
-pub fn job_task(
-    params: &ChainParams,
-    spec: &JobSpec,
-    reference_cost: u64,
-) -> Result<Task, BlockError> {
+/// The dataset of a job prepared as every node prepares it, before any
+/// encoder: split, one-hot encoded under the chain's category bound and
+/// standardised. The job's transaction passed `check_job`, which prepares
+/// it the same way.
+pub fn job_data(params: &ChainParams, spec: &JobSpec) -> Result<Prepared, BlockError> {
     let prepare = || -> Result<Prepared, crate::dataset::DatasetError> {
         let csv = CsvDataset::from_bytes(&spec.name, &spec.dataset)?;
         Prepared::new(
@@ -94,10 +94,54 @@ pub fn job_task(
             params.jobs.max_categories as usize,
         )
     };
-    // The job's transaction passed check_job, which prepares the same way.
-    let data = prepare().map_err(|e| BlockError::UntrainableJob {
+    prepare().map_err(|e| BlockError::UntrainableJob {
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Prepare the task of a job from its spec, as every node does: the
+/// dataset ([`job_data`]), run through the job's encoder if it has one
+/// (schema/jobs.md: every row in file order, [`ENCODER_JOB_BATCH`] rows a
+/// call, with ONNX Runtime as `ort` says), and the chain's task constants
+/// scaled by the job's step cost against the genesis task's.
+///
+/// An encoder that does not load, does not take the job's features,
+/// gives a non-finite output, or gives more outputs per row than the
+/// chain's feature or parameter bounds allow makes the job untrainable:
+/// a transaction or block that carries it is refused.
+pub fn job_task(
+    params: &ChainParams,
+    spec: &JobSpec,
+    reference_cost: u64,
+    ort: &OrtSetup,
+) -> Result<Task, BlockError> {
+    let mut data = job_data(params, spec)?;
+    if let Some(bytes) = &spec.encoder {
+        let untrainable = |e: anyhow::Error| BlockError::UntrainableJob {
+            reason: format!("{e:#}"),
+        };
+        let file = format!("the encoder of job {}", spec.name);
+        data = run_encoder(&file, bytes, None, None, ENCODER_JOB_BATCH, &data, ort)
+            .map_err(untrainable)?;
+        let limits = &params.jobs;
+        if data.features() > limits.max_features as usize {
+            return Err(untrainable(anyhow::anyhow!(
+                "{file} gives {} values per row, over the chain's limit of {} features",
+                data.features(),
+                limits.max_features
+            )));
+        }
+        let count = spec.head.param_count(data.features());
+        if count > limits.max_params as usize {
+            return Err(untrainable(anyhow::anyhow!(
+                "the {} head on the {} outputs of {file} has {count} parameters, over the \
+                 chain's limit of {}",
+                spec.head.name(),
+                data.features(),
+                limits.max_params
+            )));
+        }
+    }
     Ok(Task::for_job(spec, data, &params.task, reference_cost))
 }
 
@@ -211,23 +255,51 @@ pub fn prepare_task(
     Ok((Task::new(&params.task, data), inputs))
 }
 
-/// Run the encoder over every row in file order, `encoder_batch` rows per
-/// call, and train the head on its outputs.
+/// Run an `onnx_linear` chain's encoder over every row in file order,
+/// `encoder_batch` rows per call, and train the head on its outputs.
 fn encode(
     onnx: &OnnxLinearParams,
     encoder: &EncoderFile,
     prepared: &Prepared,
     ort: &OrtSetup,
 ) -> Result<Prepared> {
-    let runtime = onnx::runtime(ort.library.as_deref())
-        .with_context(|| format!("this chain's task runs the ONNX encoder {}", onnx.file))?;
+    run_encoder(
+        &onnx.file,
+        &encoder.bytes,
+        Some((onnx.blake3, onnx.input.clone())),
+        Some(encoder.output_width),
+        onnx.encoder_batch as usize,
+        prepared,
+        ort,
+    )
+    .with_context(|| format!("this chain's task runs the ONNX encoder {}", onnx.file))
+}
+
+/// Run the encoder `bytes` (named `file` in messages) over every row of
+/// `prepared` in file order, `batch` rows per call: the features of the
+/// head it feeds. `pinned` is the hash and input name the file must have,
+/// `width` the outputs per row it must give; a job's encoder has neither.
+fn run_encoder(
+    file: &str,
+    bytes: &[u8],
+    pinned: Option<(Hash32, String)>,
+    width: Option<usize>,
+    batch: usize,
+    prepared: &Prepared,
+    ort: &OrtSetup,
+) -> Result<Prepared> {
+    let runtime = onnx::runtime(ort.library.as_deref())?;
+    let (blake3, input_name) = match pinned {
+        Some((hash, input)) => (Some(hash.to_hex()), Some(input)),
+        None => (None, None),
+    };
     let spec = ModelSpec {
-        blake3: Some(onnx.blake3.to_hex()),
-        input_name: onnx.input.clone(),
+        blake3,
+        input_name,
         features: Some(prepared.features()),
     };
-    let mut model = OnnxModel::load(runtime, &onnx.file, &encoder.bytes, &spec, &ort.session)
-        .map_err(|e| match e {
+    let mut model =
+        OnnxModel::load(runtime, file, bytes, &spec, &ort.session).map_err(|e| match e {
             OnnxError::InputShape { .. } => anyhow::Error::new(e).context(format!(
                 "the encoder runs on the {} feature columns of the dataset ({})",
                 prepared.features(),
@@ -235,37 +307,35 @@ fn encode(
             )),
             other => anyhow::Error::new(other),
         })?;
-    if model.output_width() != encoder.output_width {
+    let output_width = model.output_width();
+    if let Some(expected) = width.filter(|&w| w != output_width) {
         bail!(
-            "encoder {}: output {:?} has {} values per row, the chain's task expects {}",
-            onnx.file,
+            "encoder {file}: output {:?} has {output_width} values per row, the chain's task \
+             expects {expected}",
             model.output_name(),
-            model.output_width(),
-            encoder.output_width
         );
     }
     let d = prepared.features();
     let rows = prepared.rows_in_file_order_f32();
-    let mut outputs = Vec::with_capacity(rows.len() / d * encoder.output_width);
-    for chunk in rows.chunks(onnx.encoder_batch as usize * d) {
+    let mut outputs = Vec::with_capacity(rows.len() / d * output_width);
+    for chunk in rows.chunks(batch * d) {
         model.run_into(chunk, &mut outputs)?;
     }
     if let Some(at) = outputs.iter().position(|v| !v.is_finite()) {
         bail!(
-            "encoder {}: output {} of row {} is {}; the head cannot train on it",
-            onnx.file,
-            at % encoder.output_width,
-            at / encoder.output_width,
+            "encoder {file}: output {} of row {} is {}; the head cannot train on it",
+            at % output_width,
+            at / output_width,
             outputs[at]
         );
     }
     let encoded: Vec<f64> = outputs.iter().map(|&v| f64::from(v)).collect();
-    let names = (0..encoder.output_width)
+    let names = (0..output_width)
         .map(|k| format!("{}[{k}]", model.output_name()))
         .collect();
     prepared
         .with_features(names, &encoded)
-        .with_context(|| format!("encoder {} gave the wrong number of outputs", onnx.file))
+        .with_context(|| format!("encoder {file} gave the wrong number of outputs"))
 }
 
 impl Chain {
@@ -279,6 +349,15 @@ impl Chain {
     pub fn new(store: Store, files: &TaskFiles, ort: &OrtSetup) -> Result<Chain> {
         let (task, inputs) =
             prepare_task(store.params(), files, ort).context("preparing the chain's task")?;
+        if store.params().jobs.allow_encoder {
+            // A block may carry a job whose encoder every node runs.
+            onnx::runtime(ort.library.as_deref()).with_context(|| {
+                format!(
+                    "chain {} allows training jobs with an ONNX encoder, which every node runs",
+                    store.params().network
+                )
+            })?;
+        }
         let mut limits = store.params().limits(task.data.features());
         // A job's head may have more parameters than the genesis task's.
         limits.max_params = limits
@@ -290,6 +369,7 @@ impl Chain {
             inputs,
             limits,
             jobs: Mutex::new(JobTasks::default()),
+            ort: ort.clone(),
         })
     }
 
@@ -322,12 +402,38 @@ impl Chain {
             return Ok(task);
         }
         let spec = find_spec()?.ok_or(BlockError::UnknownJob { job: *job })?;
-        let task = Arc::new(job_task(self.params(), &spec, self.task.cost)?);
+        let task = Arc::new(job_task(self.params(), &spec, self.task.cost, &self.ort)?);
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .put(*job, Arc::clone(&task));
         Ok(task)
+    }
+
+    /// The rule that needs ONNX Runtime (schema/jobs.md, "Jobs with an
+    /// encoder"): every job in `txs` that carries an encoder can be
+    /// trained. Its task is prepared, and kept for when the job runs.
+    pub fn check_encoder_jobs(&self, txs: &[Tx]) -> Result<(), BlockError> {
+        for t in txs {
+            let TxKind::SubmitJob(spec) = &t.fields.kind else {
+                continue;
+            };
+            if spec.encoder.is_none() {
+                continue;
+            }
+            let job = t.id();
+            match self.job_task(&job, || Ok(Some((**spec).clone()))) {
+                Ok(_) => {}
+                Err(SubmitError::Invalid(BlockError::UntrainableJob { reason })) => {
+                    return Err(BlockError::UntrainableJob {
+                        reason: format!("job {job}: {reason}"),
+                    })
+                }
+                Err(SubmitError::Invalid(other)) => return Err(other),
+                Err(SubmitError::Store(e)) => unreachable!("the spec is at hand: {e}"),
+            }
+        }
+        Ok(())
     }
 
     /// The task of `job` for a child of `parent`, whose spec is on the
@@ -383,6 +489,7 @@ impl Chain {
             reference_cost: self.task.cost,
             start_model: &start_model,
         };
+        self.check_encoder_jobs(&block.body.txs)?;
         let owner = self.work_owner();
         Ok(consensus::validate_block(
             self.params(),

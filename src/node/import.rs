@@ -533,6 +533,10 @@ fn prepare(
                 break;
             }
         };
+        if let Err(reason) = chain.check_encoder_jobs(&block.body.txs) {
+            error = Some(unknown_parent(reason));
+            break;
+        }
         for t in &block.body.txs {
             if let TxKind::SubmitJob(spec) = &t.fields.kind {
                 job_specs.insert(t.id(), (**spec).clone());

@@ -7,6 +7,7 @@ use super::datadir::{write_atomic, DataDir};
 use super::mempool::{Mempool, MempoolError, MempoolLimits};
 use super::status::status_json;
 use crate::chain::{Block, Hash32};
+use crate::consensus::BlockError;
 use crate::store::{StoreError, Stored};
 use crate::tx::{self, Account, CheckedTx, Tx, TxError, TxKind};
 use anyhow::Result;
@@ -27,6 +28,8 @@ pub enum TxSubmitError {
     Invalid(#[from] TxError),
     #[error("not accepted into the pool: {0}")]
     Pool(#[from] MempoolError),
+    #[error("invalid transaction: {0}")]
+    Untrainable(BlockError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,7 +40,7 @@ impl TxSubmitError {
     /// a pending nonce (`Conflict`) can come of relay order and is not.
     pub fn counts_against_relayer(&self) -> bool {
         match self {
-            TxSubmitError::Invalid(_) => true,
+            TxSubmitError::Invalid(_) | TxSubmitError::Untrainable(_) => true,
             TxSubmitError::Pool(e) => matches!(
                 e,
                 MempoolError::FeeTooLow { .. }
@@ -51,7 +54,7 @@ impl TxSubmitError {
     /// Whether the transaction itself is at fault (as opposed to this node).
     pub fn is_invalid(&self) -> bool {
         match self {
-            TxSubmitError::Invalid(_) => true,
+            TxSubmitError::Invalid(_) | TxSubmitError::Untrainable(_) => true,
             TxSubmitError::Pool(e) => {
                 !matches!(e, MempoolError::AlreadyKnown { .. } | MempoolError::Full)
             }
@@ -122,6 +125,13 @@ impl Shared {
             &self.chain.params().jobs,
         )?;
         let id = checked.id();
+        if self.pool().contains(&id) {
+            return Err(MempoolError::AlreadyKnown { id }.into());
+        }
+        // A job's encoder runs before the pool takes it (outside its lock).
+        self.chain
+            .check_encoder_jobs(std::slice::from_ref(checked.tx()))
+            .map_err(TxSubmitError::Untrainable)?;
         let evicted = {
             let mut pool = self.pool();
             if pool.contains(&id) {

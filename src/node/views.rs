@@ -245,7 +245,7 @@ const STANDARDISE: &str = "x_j = the CSV cell of features[j].column, or, when fe
 /// its block `hash`, as `pouwd export-model --job` writes it: the linear
 /// layout of [`model_json`] for a `linear` head; for `mlp:H`, `w1` (H
 /// rows of d weights), `b1`, `w2` and `b2`. `inputs` is the job's
-/// prepared data (no encoder).
+/// prepared data before its encoder, and the encoder, if it has one.
 pub fn job_model_json(
     store: &Store,
     job: &Hash32,
@@ -256,7 +256,8 @@ pub fn job_model_json(
 ) -> Result<Value, ViewError> {
     let meta = store.meta(hash)?.ok_or(ViewError::MissingMeta(*hash))?;
     let target = &inputs.target_scaling;
-    let d = inputs.feature_names.len();
+    // The head's inputs: the features, or the encoder's outputs.
+    let d = inputs.dim() - 1;
     let mut model = json!({
         "network": store.params().network,
         "job": job.to_hex(),
@@ -291,6 +292,18 @@ pub fn job_model_json(
                 "{STANDARDISE}y = (bias + sum_j weights[j] * z_j) * target.std + target.mean"
             )
             .into();
+            if let Some(encoder) = &inputs.encoder {
+                model["encoder"] = json!({
+                    "blake3": encoder.blake3.to_hex(),
+                    "output_width": encoder.output_width,
+                });
+                model["predict"] = format!(
+                    "{STANDARDISE}e = encoder(float32(z)), the job's ONNX encoder (its \
+                     transaction holds it); \
+                     y = (bias + sum_k weights[k] * e_k) * target.std + target.mean"
+                )
+                .into();
+            }
         }
         crate::tx::Head::Mlp { hidden } => {
             let h = hidden as usize;
@@ -390,6 +403,7 @@ pub fn job_spec_json(spec: &JobSpec) -> Value {
         "target": spec.target,
         "features": spec.features,
         "encoder_bytes": spec.encoder.as_ref().map(Vec::len),
+        "encoder_blake3": spec.encoder.as_ref().map(|e| blake3::hash(e).to_hex().to_string()),
         "head": spec.head.name(),
         "batch_size": spec.batch_size,
         "learning_rate": spec.learning_rate,

@@ -27,6 +27,22 @@ pub const MAX_JOB_TX_BYTES: usize = 1 << 20;
 /// The largest learning rate a job may start at: the genesis task's bound.
 pub const MAX_JOB_LEARNING_RATE: f64 = crate::model::MAX_LEARNING_RATE;
 
+/// How a job with an ONNX encoder trains (schema/jobs.md, "Jobs with an
+/// encoder"): the encoder runs over every row in chunks of this many rows,
+/// in file order, as an `onnx_linear` chain's encoder does.
+pub const ENCODER_JOB_BATCH: usize = 64;
+
+/// An encoder job's parameter grid: multiples of `2^-12`, as devnet-onnx's.
+pub const ENCODER_JOB_GRID_BITS: u32 = 12;
+
+/// How far a re-executed parameter of an encoder job may lie from its
+/// grid cell (`param_tolerance` of an `onnx_linear` chain).
+pub const ENCODER_JOB_PARAM_TOLERANCE: f64 = 4e-6;
+
+/// How far a validator's score of an encoder job's block may lie from the
+/// header's, in ppm.
+pub const ENCODER_JOB_SCORE_TOLERANCE_PPM: u32 = 20;
+
 /// The model a job trains on the (standardised, one-hot encoded) features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Head {
@@ -169,6 +185,10 @@ pub enum JobError {
     TooLarge { found: usize, limit: usize },
     #[error("this chain does not allow jobs with an ONNX encoder")]
     EncoderNotAllowed,
+    #[error("a job with an ONNX encoder trains the linear head, not {head}")]
+    EncoderHead { head: String },
+    #[error("the job's ONNX encoder is empty")]
+    EmptyEncoder,
     #[error("{file}: {found} data rows, over the chain's limit of {limit}")]
     TooManyRows {
         file: String,
@@ -204,8 +224,18 @@ pub fn check_job_fields(spec: &JobSpec, limits: &JobLimits) -> Result<(), JobErr
     if spec.name.is_empty() || spec.name.len() > 64 {
         return Err(out_of_range("name", spec.name.len(), "1 to 64 bytes long"));
     }
-    if spec.encoder.is_some() && !limits.allow_encoder {
-        return Err(JobError::EncoderNotAllowed);
+    if let Some(encoder) = &spec.encoder {
+        if !limits.allow_encoder {
+            return Err(JobError::EncoderNotAllowed);
+        }
+        if encoder.is_empty() {
+            return Err(JobError::EmptyEncoder);
+        }
+        if spec.head != Head::Linear {
+            return Err(JobError::EncoderHead {
+                head: spec.head.name(),
+            });
+        }
     }
     if spec.batch_size == 0 || spec.batch_size > 4096 {
         return Err(out_of_range("batch_size", spec.batch_size, "1 to 4096"));
@@ -545,6 +575,37 @@ mod tests {
             check_job(&with_encoder, &limits(), 100).map(|_| ()),
             Err(JobError::EncoderNotAllowed)
         );
+    }
+
+    #[test]
+    fn an_encoder_job_needs_a_chain_that_allows_it_bytes_and_the_linear_head() {
+        let allowing = JobLimits {
+            allow_encoder: true,
+            ..limits()
+        };
+        let mut job = spec();
+        job.encoder = Some(vec![1, 2, 3]);
+        // What the encoder computes is checked where it runs (node::chain).
+        assert!(check_job(&job, &allowing, 100).is_ok());
+        assert_eq!(
+            check_job(&job, &limits(), 100).map(|_| ()),
+            Err(JobError::EncoderNotAllowed)
+        );
+        job.encoder = Some(Vec::new());
+        assert_eq!(
+            check_job(&job, &allowing, 100).map(|_| ()),
+            Err(JobError::EmptyEncoder)
+        );
+        job.encoder = Some(vec![1]);
+        job.head = Head::Mlp { hidden: 2 };
+        assert_eq!(
+            check_job(&job, &allowing, 100).map(|_| ()),
+            Err(JobError::EncoderHead {
+                head: "mlp:2".into()
+            })
+        );
+        job.encoder = None;
+        assert!(check_job(&job, &allowing, 100).is_ok());
     }
 
     #[test]

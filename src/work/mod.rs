@@ -164,7 +164,16 @@ impl Task {
             spot_checks: chain.spot_checks,
             validation_rows: chain.validation_rows,
             max_steps_per_block: scaled(chain.max_steps_per_block),
-            reexecution: Reexecution::Exact,
+            // A job's encoder runs in ONNX Runtime, like an `onnx_linear`
+            // chain's: its head trains on the grid of schema/jobs.md.
+            reexecution: match spec.encoder {
+                None => Reexecution::Exact,
+                Some(_) => Reexecution::Gridded(Grid::new(
+                    crate::tx::job::ENCODER_JOB_GRID_BITS,
+                    crate::tx::job::ENCODER_JOB_PARAM_TOLERANCE,
+                    crate::tx::job::ENCODER_JOB_SCORE_TOLERANCE_PPM,
+                )),
+            },
             validation: validation_set(data.holdout_rows(), chain.validation_rows),
             head: spec.head,
             cost,
@@ -175,12 +184,15 @@ impl Task {
     /// The initial model of a job whose id is `job`: zeros for `linear`,
     /// the hash-derived weights of schema/consensus.md for `mlp`.
     pub fn initial_params(&self, job: &Hash32) -> Vec<f64> {
-        match self.head {
+        let mut params = match self.head {
             Head::Linear => crate::model::initial_params(self.data.features()),
             Head::Mlp { hidden } => {
                 crate::model::mlp::initial_params(self.data.features(), hidden as usize, job)
             }
-        }
+        };
+        // On the task's grid, if it has one, like every later model.
+        self.snap(&mut params);
+        params
     }
 
     /// The ticket target of this task under the chain's `target`:
