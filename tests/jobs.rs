@@ -410,3 +410,106 @@ fn a_job_with_an_onnx_encoder_is_mined_and_its_exported_graph_scores_as_the_chai
         "onnxruntime's graph scores {r2_ppm} ppm, the chain {score_ppm}"
     );
 }
+
+/// A miner is not silent when its work gives no block, and says so once
+/// per job: on a chain whose runs are 3 steps long most runs draw no
+/// ticket, and a job whose learning rate is far too large trains models
+/// that score 0. The job ends by its patience and the chain goes on.
+#[test]
+fn a_miner_says_once_per_job_why_its_runs_give_no_block_or_do_not_learn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chain_dir = tmp.path().join("chain");
+    std::fs::create_dir_all(&chain_dir).unwrap();
+    let mut params = crate::support::chain::regtest_params();
+    params.network = "regtest-short-runs".into();
+    params.task.max_steps_per_block = 3;
+    std::fs::write(chain_dir.join("chain.json"), params.to_json()).unwrap();
+    std::fs::copy("data/diabetes.csv", chain_dir.join("diabetes.csv")).unwrap();
+    let csv = tmp.path().join("diabetes-200.csv");
+    let text = std::fs::read_to_string("data/diabetes.csv").unwrap();
+    let head: Vec<&str> = text.lines().take(201).collect();
+    std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+
+    let a = tmp.path().join("a");
+    let mut node = Node::start(&[
+        "--data-dir",
+        &dir_arg(&a),
+        "--chain",
+        &dir_arg(&chain_dir.join("chain.json")),
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--mine",
+    ]);
+    node.wait_for(LIMIT, |l| l.starts_with("node started"));
+    let addr = api_addr(&node);
+    eventually("rewards mature", || {
+        (get(addr, "/status")["height"].as_u64()? >= 12).then_some(())
+    });
+    let out = run(&[
+        "job",
+        "submit",
+        "--data-dir",
+        &dir_arg(&a),
+        "--dataset",
+        &dir_arg(&csv),
+        "--target",
+        "progression",
+        "--learning-rate",
+        "1000",
+        "--max-blocks",
+        "50",
+        "--patience",
+        "3",
+        "--bounty",
+        "1",
+    ]);
+    assert!(out.ok(), "job submit: {}", out.stderr);
+    let id = out.stdout.trim().to_string();
+    let done = eventually("the job ends", || ended(addr, &id));
+    assert_eq!(done["end_reason"], "patience", "{done}");
+    // The first block sets the mark; three more without a rise end it.
+    assert_eq!(done["blocks"], 4, "{done}");
+    let end = done["ended_height"].as_u64().expect("an end height");
+    eventually("the chain goes on past the job", || {
+        (get(addr, "/status")["height"].as_u64()? > end + 2).then_some(())
+    });
+    stop(&mut node);
+
+    let stderr = node.stderr();
+    let said = |needle: &str| -> Vec<String> {
+        stderr
+            .lines()
+            .map(str::to_string)
+            .filter(|l| l.starts_with("miner: ") && l.contains(needle))
+            .collect()
+    };
+    // Once per job and reason, however many runs gave no block.
+    let no_ticket = said("steps drew no ticket under the target");
+    let short = &id[..16];
+    let genesis: Vec<&String> = no_ticket
+        .iter()
+        .filter(|l| l.starts_with("miner: job genesis block "))
+        .collect();
+    assert_eq!(genesis.len(), 1, "{no_ticket:?}");
+    assert!(genesis[0].contains(": 3 steps drew"), "{genesis:?}");
+    let on_job = no_ticket
+        .iter()
+        .filter(|l| l.starts_with(&format!("miner: job {short} block ")))
+        .count();
+    assert!(on_job <= 1, "{no_ticket:?}");
+    assert_eq!(genesis.len() + on_job, no_ticket.len(), "{no_ticket:?}");
+    // (The genesis task's first 3-step blocks may score 0 too: said once.)
+    let zero: Vec<String> = said("the trained model scores 0")
+        .into_iter()
+        .filter(|l| !l.starts_with("miner: job genesis "))
+        .collect();
+    assert!(said("job genesis block").len() <= 2);
+    assert_eq!(zero.len(), 1, "{zero:?}");
+    assert!(
+        zero[0].starts_with(&format!("miner: job {short} block 0: "))
+            && zero[0].contains("learning rate 1000"),
+        "{zero:?}"
+    );
+}

@@ -93,6 +93,107 @@ impl Work {
     }
 }
 
+impl Work {
+    /// What the miner says, once per job, when a run of this work ended
+    /// without a block ([`exhaustion_message`]).
+    pub fn exhaustion_message(&self, why: miner::Exhaustion, threshold_ppm: u32) -> String {
+        exhaustion_message(&self.at(), why, threshold_ppm, self.job_ctx.gate_score())
+    }
+
+    /// What the miner says, once per job, when it mined a block whose
+    /// model scores 0 ([`no_learning_message`]).
+    pub fn no_learning_message(&self) -> String {
+        no_learning_message(&self.at())
+    }
+
+    fn at(&self) -> Where {
+        Where {
+            job: self.job,
+            job_block: self.job_ctx.job_block,
+            learning_rate: self.task.learning_rate_at(self.job_ctx.job_block),
+            max_steps: self.task.max_steps_per_block,
+        }
+    }
+}
+
+/// Which block of which job the miner works on, for its messages.
+pub struct Where {
+    pub job: Hash32,
+    pub job_block: u64,
+    pub learning_rate: f64,
+    pub max_steps: u64,
+}
+
+/// What the miner says when a run ended without a block: the job, its
+/// block, the reason and what it means. `start_score` is the start model's
+/// score, which the gate holds a block to `threshold_ppm` of.
+pub fn exhaustion_message(
+    at: &Where,
+    why: miner::Exhaustion,
+    threshold_ppm: u32,
+    start_score: u32,
+) -> String {
+    let (lr, steps) = (at.learning_rate, at.max_steps);
+    let at_text = format!("miner: job {} block {}", job_name(&at.job), at.job_block);
+    match why {
+        miner::Exhaustion::NotFinite { step } => format!(
+            "{at_text}: training diverged: the model is not finite after step {step} at \
+             learning rate {lr}; no block can be mined from this start model; trying other lanes"
+        ),
+        miner::Exhaustion::Gate { tickets: 0, .. } => {
+            format!("{at_text}: {steps} steps drew no ticket under the target; trying other lanes")
+        }
+        miner::Exhaustion::Gate {
+            tickets,
+            best_score_ppm,
+        } => {
+            // The least score that passes (consensus::passes_gate).
+            let gate = (u64::from(threshold_ppm) * u64::from(start_score)).div_ceil(1_000_000);
+            format!(
+                "{at_text}: {tickets} ticket(s) in {steps} steps, none passes the quality gate: \
+                 the best scores {best_score_ppm} ppm, the gate asks {gate} ppm \
+                 ({threshold_ppm} ppm of the start model's {start_score} ppm); training at \
+                 learning rate {lr} makes the model worse; trying other lanes"
+            )
+        }
+    }
+}
+
+/// What the miner says when it mined a block whose model predicts no
+/// better than the mean (R² ≤ 0, score 0): training does not learn, or
+/// diverges.
+pub fn no_learning_message(at: &Where) -> String {
+    format!(
+        "miner: job {} block {}: the trained model scores 0 (R² ≤ 0: no better than \
+         predicting the mean) at learning rate {}: training diverges or does not learn; a \
+         job ends by its patience",
+        job_name(&at.job),
+        at.job_block,
+        at.learning_rate
+    )
+}
+
+/// What the miner has said once per job (schema/jobs.md: a job that
+/// cannot be mined, or whose training diverges, is said once).
+#[derive(Default)]
+pub struct Notices {
+    said: std::collections::HashSet<(Hash32, Notice)>,
+}
+
+/// The kinds of [`Notices`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Notice {
+    Exhausted,
+    NoLearning,
+}
+
+impl Notices {
+    /// True the first time `notice` is given for `job`.
+    pub fn first(&mut self, job: Hash32, notice: Notice) -> bool {
+        self.said.insert((job, notice))
+    }
+}
+
 /// How logs name a job: `genesis` for the genesis task, else the first 16
 /// hex digits of its id.
 pub fn job_name(job: &Hash32) -> String {
@@ -147,7 +248,6 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
     let miner_id = shared.miner_id();
     let mut round: u32 = 0;
     let mut last_parent = Hash32::ZERO;
-    let mut told_exhausted = None;
     while !shared.stop.load(Ordering::SeqCst) {
         if shared.tip_reached(stop_at) {
             shared.stop.store(true, Ordering::SeqCst);
@@ -169,26 +269,22 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         let solution = match outcome {
             miner::Mined::Found(solution) => solution,
             miner::Mined::Stopped(_) => continue,
-            miner::Mined::Exhausted => {
-                // Said once per job and thread: a job whose training cannot
-                // pass the gate is not silent, and does not flood the log.
-                if told_exhausted != Some(work.job) {
-                    told_exhausted = Some(work.job);
+            miner::Mined::Exhausted(why) => {
+                // Said once per job: a job whose training cannot give a
+                // block is not silent, and does not flood the log.
+                if shared.notice(work.job, Notice::Exhausted) {
                     eprintln!(
-                        "miner: job {} block {}: {} steps found no ticket whose model passes the \
-                         quality gate ({} ppm of {} ppm) with finite parameters; \
-                         trying other lanes",
-                        job_name(&work.job),
-                        work.job_ctx.job_block,
-                        work.task.max_steps_per_block,
-                        params.validation_threshold_ppm,
-                        work.job_ctx.gate_score()
+                        "{}",
+                        work.exhaustion_message(why, params.validation_threshold_ppm)
                     );
                 }
                 round = round.wrapping_add(1);
                 continue;
             }
         };
+        if solution.score_ppm == 0 && shared.notice(work.job, Notice::NoLearning) {
+            eprintln!("{}", work.no_learning_message());
+        }
         let txs = shared.block_txs(&tip.hash)?;
         let tx_count = txs.len();
         let block = work.seal(&solution, &shared.key, now_ms(), txs);
@@ -219,4 +315,113 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::params::ChainParams;
+    use crate::consensus::passes_gate;
+    use crate::work::miner::Exhaustion;
+
+    fn at() -> Where {
+        Where {
+            job: Hash32([0xab; 32]),
+            job_block: 7,
+            learning_rate: 250.0,
+            max_steps: 5000,
+        }
+    }
+
+    #[test]
+    fn each_reason_a_run_gives_no_block_is_said_with_the_job_and_its_figures() {
+        let text = exhaustion_message(&at(), Exhaustion::NotFinite { step: 32 }, 500_000, 0);
+        assert!(text.starts_with("miner: job abababababababab block 7: training diverged"));
+        assert!(
+            text.contains("after step 32 at learning rate 250"),
+            "{text}"
+        );
+        let text = exhaustion_message(
+            &at(),
+            Exhaustion::Gate {
+                tickets: 0,
+                best_score_ppm: 0,
+            },
+            500_000,
+            400_000,
+        );
+        assert!(
+            text.contains("5000 steps drew no ticket under the target"),
+            "{text}"
+        );
+        let text = exhaustion_message(
+            &at(),
+            Exhaustion::Gate {
+                tickets: 3,
+                best_score_ppm: 123_456,
+            },
+            500_000,
+            400_001,
+        );
+        assert!(
+            text.contains(
+                "3 ticket(s) in 5000 steps, none passes the quality gate: the best scores \
+                 123456 ppm, the gate asks 200001 ppm (500000 ppm of the start model's 400001 ppm)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("learning rate 250 makes the model worse"),
+            "{text}"
+        );
+        let text = no_learning_message(&at());
+        assert!(text.contains("job abababababababab block 7: the trained model scores 0"));
+    }
+
+    /// The gate a message names is the least score the gate passes.
+    #[test]
+    fn the_gate_a_message_names_is_the_least_passing_score() {
+        let mut params = ChainParams::from_json(include_str!("../../config/regtest.json")).unwrap();
+        for (threshold, start) in [
+            (500_000, 400_001),
+            (500_000, 0),
+            (1_000_000, 7),
+            (333_333, 10),
+        ] {
+            params.validation_threshold_ppm = threshold;
+            let text = exhaustion_message(
+                &at(),
+                Exhaustion::Gate {
+                    tickets: 1,
+                    best_score_ppm: 0,
+                },
+                threshold,
+                start,
+            );
+            let asked: u32 = text
+                .split("the gate asks ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .expect("a figure");
+            assert!(passes_gate(&params, asked, start), "{threshold} {start}");
+            if asked > 0 {
+                assert!(
+                    !passes_gate(&params, asked - 1, start),
+                    "{threshold} {start}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_notice_is_given_once_per_job_and_kind() {
+        let mut notices = Notices::default();
+        let (a, b) = (Hash32([1; 32]), Hash32([2; 32]));
+        assert!(notices.first(a, Notice::Exhausted));
+        assert!(!notices.first(a, Notice::Exhausted));
+        assert!(notices.first(a, Notice::NoLearning));
+        assert!(notices.first(b, Notice::Exhausted));
+        assert!(!notices.first(b, Notice::Exhausted));
+    }
 }

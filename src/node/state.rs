@@ -5,6 +5,7 @@
 use super::chain::{now_ms, Chain, SubmitError};
 use super::datadir::{write_atomic, DataDir};
 use super::mempool::{Mempool, MempoolError, MempoolLimits};
+use super::miner::{Notice, Notices};
 use super::status::status_json;
 use crate::chain::{Block, Hash32};
 use crate::consensus::BlockError;
@@ -83,6 +84,8 @@ pub struct Shared {
     pub mempool: Mutex<Mempool>,
     /// The id of every transaction that enters the pool, for relay.
     pub tx_relay: tokio::sync::broadcast::Sender<Hash32>,
+    /// What the miner has said once per job.
+    notices: Mutex<Notices>,
 }
 
 impl Shared {
@@ -108,7 +111,16 @@ impl Shared {
             api_addr: Mutex::new(None),
             mempool: Mutex::new(Mempool::new(limits)),
             tx_relay: tokio::sync::broadcast::Sender::new(TX_RELAY_CAPACITY),
+            notices: Mutex::new(Notices::default()),
         })
+    }
+
+    /// True the first time the miner gives `notice` about `job`.
+    pub fn notice(&self, job: Hash32, notice: Notice) -> bool {
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first(job, notice)
     }
 
     pub fn pool(&self) -> MutexGuard<'_, Mempool> {

@@ -50,8 +50,30 @@ pub enum Mined {
     Found(Box<Solution>),
     /// `keep_going` said stop; the number of steps done.
     Stopped(u64),
-    /// The run reached `max_steps_per_block` without a block.
-    Exhausted,
+    /// The run ended without a block, for this reason.
+    Exhausted(Exhaustion),
+}
+
+impl Mined {
+    /// Why the run ended without a block, if it did.
+    pub fn exhaustion(&self) -> Option<Exhaustion> {
+        match self {
+            Mined::Exhausted(why) => Some(*why),
+            _ => None,
+        }
+    }
+}
+
+/// Why a run ended without a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhaustion {
+    /// The parameters were not finite at checkpoint or ticket step `step`:
+    /// training diverged, and no later step can give a valid block.
+    NotFinite { step: u64 },
+    /// `max_steps_per_block` steps drew `tickets` tickets under the
+    /// target, and none of their models passed the quality gate; the best
+    /// of their scores (0 when there was none).
+    Gate { tickets: u64, best_score_ppm: u32 },
 }
 
 /// Mine one run. `keep_going(steps_done)` is polled every [`POLL_STEPS`].
@@ -72,6 +94,7 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
     let target = job.target.to_big_endian();
     let gridded = task.reexecution != Reexecution::Exact;
     let mut snapped = params.clone();
+    let (mut tickets, mut best_score_ppm) = (0u64, 0u32);
     for i in 1..=task.max_steps_per_block {
         if i % POLL_STEPS == 0 && !keep_going(i) {
             return Mined::Stopped(i - 1);
@@ -94,7 +117,7 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
         if i % c == 0 {
             if params.iter().any(|p| !p.is_finite()) {
                 // Diverged: no later step can give a valid block.
-                return Mined::Exhausted;
+                return Mined::Exhausted(Exhaustion::NotFinite { step: i });
             }
             let leaf = merkle::leaf_hash(&hash);
             frontier.push(leaf);
@@ -112,10 +135,12 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
             &params
         };
         if final_params.iter().any(|p| !p.is_finite()) {
-            return Mined::Exhausted;
+            return Mined::Exhausted(Exhaustion::NotFinite { step: i });
         }
         let score_ppm = super::score_ppm(task, final_params, task.validation());
         if !(job.accept_score)(score_ppm) {
+            tickets += 1;
+            best_score_ppm = best_score_ppm.max(score_ppm);
             continue;
         }
         return Mined::Found(Box::new(Solution {
@@ -130,7 +155,10 @@ pub fn mine(job: &Job, mut keep_going: impl FnMut(u64) -> bool) -> Mined {
             leaves,
         }));
     }
-    Mined::Exhausted
+    Mined::Exhausted(Exhaustion::Gate {
+        tickets,
+        best_score_ppm,
+    })
 }
 
 /// The body of a solution: `W_k`, every opening the challenges need, and
@@ -211,5 +239,102 @@ pub fn seal_with(
     Block {
         header: Header { fields, signature },
         body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::params::ChainParams;
+    use crate::dataset::{CsvDataset, Prepared, DEFAULT_MAX_CATEGORIES};
+
+    /// regtest's task with `max_steps` steps a block.
+    fn task(max_steps: u64) -> Task {
+        let params = ChainParams::from_json(include_str!("../../config/regtest.json"))
+            .expect("regtest chain file parses");
+        let csv = CsvDataset::from_bytes("diabetes.csv", include_bytes!("../../data/diabetes.csv"))
+            .expect("dataset parses");
+        let data = Prepared::new(
+            &csv,
+            "progression",
+            None,
+            params.task.holdout_every,
+            DEFAULT_MAX_CATEGORIES,
+        )
+        .expect("dataset prepares");
+        let mut task = Task::new(&params.task, data);
+        task.max_steps_per_block = max_steps;
+        task
+    }
+
+    fn run(task: &Task, start: &[f64], target: U256, gate: &dyn Fn(u32) -> bool) -> Mined {
+        mine(
+            &Job {
+                task,
+                parent: Hash32([1; 32]),
+                parent_model: start,
+                miner: Hash32([2; 32]),
+                lane: 0,
+                target,
+                job_block: 0,
+                accept_score: gate,
+            },
+            |_| true,
+        )
+    }
+
+    #[test]
+    fn a_run_that_no_gate_lets_through_counts_its_tickets_and_their_best_score() {
+        let task = task(64);
+        let start = vec![0.0; task.dim()];
+        // Every step is a ticket: 64 tickets, each refused by the gate.
+        let scores = std::cell::RefCell::new(Vec::new());
+        let refuse_all = |score: u32| {
+            scores.borrow_mut().push(score);
+            false
+        };
+        let Mined::Exhausted(Exhaustion::Gate {
+            tickets,
+            best_score_ppm,
+        }) = run(&task, &start, U256::MAX, &refuse_all)
+        else {
+            panic!("not exhausted by the gate");
+        };
+        assert_eq!(tickets, 64);
+        let scores = scores.into_inner();
+        assert_eq!(scores.len(), 64);
+        assert_eq!(best_score_ppm, *scores.iter().max().unwrap());
+        assert!(best_score_ppm > 0);
+        // No ticket under the target at all: none counted.
+        assert_eq!(
+            run(&task, &start, U256::zero(), &|_| true).exhaustion(),
+            Some(Exhaustion::Gate {
+                tickets: 0,
+                best_score_ppm: 0
+            })
+        );
+        // The gate that lets a score through ends the run with a block.
+        assert!(matches!(
+            run(&task, &start, U256::MAX, &|_| true),
+            Mined::Found(_)
+        ));
+    }
+
+    #[test]
+    fn a_model_that_is_not_finite_ends_the_run_at_once() {
+        let task = task(1000);
+        let mut start = vec![0.0; task.dim()];
+        start[0] = f64::NAN;
+        assert_eq!(
+            run(&task, &start, U256::MAX, &|_| true).exhaustion(),
+            Some(Exhaustion::NotFinite { step: 1 })
+        );
+        // With no ticket under the target, the first checkpoint finds it.
+        assert_eq!(
+            run(&task, &start, U256::zero(), &|_| true).exhaustion(),
+            Some(Exhaustion::NotFinite {
+                step: task.checkpoint_interval
+            })
+        );
     }
 }

@@ -341,7 +341,7 @@ impl TestChain {
             };
             let solution = match miner::mine(&job, |_| true) {
                 Mined::Found(solution) => *solution,
-                Mined::Stopped(_) | Mined::Exhausted => continue,
+                Mined::Stopped(_) | Mined::Exhausted(_) => continue,
             };
             if options
                 .accept_solution
