@@ -225,6 +225,7 @@ fn encode(
         blake3: Some(onnx.blake3.to_hex()),
         input_name: onnx.input.clone(),
         features: Some(prepared.features()),
+        text_input: None,
     };
     let mut model = OnnxModel::load(runtime, &onnx.file, &encoder.bytes, &spec, &ort.session)
         .map_err(|e| match e {
