@@ -114,6 +114,7 @@ fn bench(c: &mut Criterion) {
             blake3: None,
             input_name: Some("features".into()),
             features: Some(10),
+            text_input: None,
         };
         let mut model = OnnxModel::load(runtime, path, &bytes, &spec, &config)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -303,6 +304,7 @@ fn mining() {
         blake3: Some(onnx_params.blake3.to_hex()),
         input_name: Some(onnx_params.input.clone()),
         features: Some(10),
+        text_input: None,
     };
     let session = timings(11, || {
         black_box(

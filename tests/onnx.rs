@@ -50,7 +50,7 @@ fn runtime() -> &'static Runtime {
 }
 
 /// The Python of the virtualenv that holds the onnxruntime wheel.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     // .venv/lib/python3.X/site-packages/onnxruntime/capi/libonnxruntime.so…
     let venv = library().ancestors().nth(6).expect("library inside a venv");
     venv.join("bin").join("python")
@@ -61,6 +61,7 @@ fn spec(features: Option<usize>) -> ModelSpec {
         blake3: None,
         input_name: Some("features".into()),
         features,
+        text_input: None,
     }
 }
 
@@ -108,15 +109,36 @@ fn standardised_rows() -> Vec<f32> {
 
 /// Run `model` on `rows` with Python's onnxruntime (CPU, one thread).
 pub(crate) fn python_outputs(model: &str, rows: &[f32], features: usize) -> Vec<f32> {
+    let rows: Vec<&[f32]> = rows.chunks(features).collect();
+    python_run(model, &rows, None)
+}
+
+/// Run a graph with a text input on Python's onnxruntime: row `r` is
+/// `rows[r]` (the float input's values, perhaps none) and `text[r]` (the
+/// text input's cells).
+pub(crate) fn python_outputs_text(
+    model: &str,
+    rows: &[Vec<f32>],
+    text: &[Vec<String>],
+) -> Vec<f32> {
+    let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+    python_run(model, &rows, Some(text))
+}
+
+fn python_run(model: &str, rows: &[&[f32]], text: Option<&[Vec<String>]>) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rows.json");
     // f32 Display is the shortest text that reads back to the same f32.
     let rows: Vec<Vec<String>> = rows
-        .chunks(features)
+        .iter()
         .map(|row| row.iter().map(|v| v.to_string()).collect())
         .collect();
+    let mut text_json = String::new();
+    if let Some(text) = text {
+        text_json = format!(", \"text\": {}", serde_json::to_string(text).unwrap());
+    }
     let text = format!(
-        "{{\"rows\": [{}]}}",
+        "{{\"rows\": [{}]{text_json}}}",
         rows.iter()
             .map(|r| format!("[{}]", r.join(",")))
             .collect::<Vec<_>>()
@@ -574,6 +596,7 @@ fn export(prepared: &Prepared, params: &[f64], encoder: Option<&[u8]>, kind: &st
     .map(|(k, v)| (k.to_string(), v.to_string()));
     to_onnx(&GraphModel {
         feature_scaling: &prepared.feature_scaling,
+        feature_sources: None,
         target_scaling: prepared.target_scaling,
         params,
         encoder,
@@ -912,4 +935,160 @@ fn eval_scores_an_exported_model_as_the_node_would() {
             "{path}: R² {r2}, node {node_r2}"
         );
     }
+}
+
+/// An `mlp` graph of data with text columns (data/diamonds-small.csv: cut,
+/// color and clarity) takes the numeric columns and the raw text cells and
+/// one-hot encodes the cells itself: Python's onnxruntime predicts what
+/// the node's own arithmetic predicts, rows with a category the training
+/// rows never had included, and `pouwd eval` scores the holdout rows as
+/// the node's predictions score.
+#[test]
+fn an_mlp_graph_of_text_columns_encodes_the_raw_cells_itself() {
+    use pouwd::dataset::Column;
+    use pouwd::model::mlp;
+    use pouwd::model::onnx_export::{mlp_to_onnx, text_inputs};
+    let bytes = std::fs::read(root("data/diamonds-small.csv")).unwrap();
+    let data = CsvDataset::from_bytes("diamonds-small.csv", &bytes).unwrap();
+    let prepared = Prepared::new(&data, "price", None, 5, DEFAULT_MAX_CATEGORIES).unwrap();
+    let d = prepared.features();
+    let hidden = 4;
+    let params = mlp::initial_params(d, hidden, &pouwd::chain::Hash32([7; 32]));
+    let inputs = text_inputs(&prepared.feature_sources).unwrap().unwrap();
+    assert_eq!(inputs.features, ["carat", "depth", "table"]);
+    assert_eq!(inputs.text, ["cut", "color", "clarity"]);
+    let metadata = [
+        ("pouwd.inputs", serde_json::to_string(&inputs).unwrap()),
+        (
+            "pouwd.features",
+            serde_json::to_string(&prepared.feature_sources).unwrap(),
+        ),
+        ("pouwd.target", "price".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    let graph = mlp_to_onnx(
+        &GraphModel {
+            feature_scaling: &prepared.feature_scaling,
+            feature_sources: Some(&prepared.feature_sources),
+            target_scaling: prepared.target_scaling,
+            params: &params,
+            encoder: None,
+            metadata: &metadata,
+        },
+        hidden,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(&dir, "mlp.onnx", &graph);
+
+    // New rows: the file's first 40, with a cut, a colour and a clarity
+    // the training rows never had.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let mut lines: Vec<String> = text.lines().take(41).map(str::to_string).collect();
+    lines[1] = lines[1].replacen("Ideal", "Astounding", 1);
+    lines[2] = lines[2].replacen(",F,", ",Q,", 1);
+    lines[3] = lines[3].replacen(",SI1,", ",XX,", 1);
+    let new = CsvDataset::from_bytes("new.csv", (lines.join("\n") + "\n").as_bytes()).unwrap();
+    let raw = new.encode(&prepared.feature_sources).unwrap();
+    let scale = prepared.target_scaling;
+    // The node's arithmetic on the graph's float32 numeric inputs.
+    let predict = |row: &[f64]| {
+        let z: Vec<f64> = row
+            .iter()
+            .zip(&prepared.feature_scaling)
+            .map(|(x, s)| s.apply(*x))
+            .collect();
+        mlp::predict(&params, hidden, &z) * scale.std + scale.mean
+    };
+    let ours: Vec<f64> = raw
+        .chunks(d)
+        .map(|row| {
+            let rounded: Vec<f64> = row
+                .iter()
+                .zip(&prepared.feature_sources)
+                .map(|(x, s)| match s.category {
+                    None => f64::from(*x as f32),
+                    Some(_) => *x,
+                })
+                .collect();
+            predict(&rounded)
+        })
+        .collect();
+    let rows: Vec<Vec<f32>> = (0..new.rows())
+        .map(|r| {
+            inputs
+                .features
+                .iter()
+                .map(|c| new.numeric(c).unwrap()[r] as f32)
+                .collect()
+        })
+        .collect();
+    let cells: Vec<Vec<String>> = (0..new.rows())
+        .map(|r| {
+            inputs
+                .text
+                .iter()
+                .map(|c| match &new.data[new.column_index(c).unwrap()] {
+                    Column::Text { cells, .. } => cells[r].clone(),
+                    Column::Numeric(_) => panic!("{c} is text"),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(cells[0][0], "Astounding");
+    let theirs = python_outputs_text(&model, &rows, &cells);
+    assert_eq!(theirs.len(), 40);
+    for (a, b) in ours.iter().zip(&theirs) {
+        let b = f64::from(*b);
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "onnxruntime gives {b}, the node {a}"
+        );
+    }
+    assert!(ours.iter().any(|y| (y - ours[0]).abs() > 1.0));
+
+    // pouwd eval's R² on the holdout rows is the node's, on its own
+    // standardised holdout rows in f64.
+    let holdout: Vec<f64> = prepared
+        .holdout_x
+        .chunks(d)
+        .map(|z| mlp::predict(&params, hidden, z) * scale.std + scale.mean)
+        .collect();
+    let actual: Vec<f64> = prepared
+        .holdout_y
+        .iter()
+        .map(|y| y * scale.std + scale.mean)
+        .collect();
+    let mean = actual.iter().sum::<f64>() / actual.len() as f64;
+    let residual: f64 = holdout
+        .iter()
+        .zip(&actual)
+        .map(|(p, y)| (p - y).powi(2))
+        .sum();
+    let total: f64 = actual.iter().map(|y| (y - mean).powi(2)).sum();
+    let r2 = 1.0 - residual / total;
+    let (ok, stdout, stderr) = eval(
+        &[
+            "--model",
+            &model,
+            "--dataset",
+            "data/diamonds-small.csv",
+            "--target",
+            "price",
+            "--holdout-every",
+            "5",
+            "--ort-ep",
+            "cpu",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let scored: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(scored["rows"], 100);
+    let eval_r2 = scored["r2"].as_f64().unwrap();
+    assert!(
+        (eval_r2 - r2).abs() <= 1e-5 * r2.abs().max(1.0),
+        "eval's R² {eval_r2}, the node's {r2}"
+    );
 }

@@ -468,7 +468,10 @@ fn an_exported_onnx_model_predicts_what_the_node_predicts() {
 /// A chain on data/diamonds-small.csv, whose cut, color and clarity are text:
 /// the node one-hot encodes them, and both exports predict new rows as
 /// the node would, a category the training rows never had included: the
-/// JSON through tools/predict.py, the ONNX graph through `pouwd eval`.
+/// JSON through tools/predict.py, the ONNX graph (which takes the raw text
+/// cells and encodes them itself) through Python's onnxruntime and
+/// `pouwd eval`, which also scores the chain's holdout rows as the chain
+/// does.
 #[test]
 fn a_chain_with_text_columns_exports_models_that_encode_new_rows_alike() {
     use pouwd::dataset::{CsvDataset, FeatureSource};
@@ -642,5 +645,94 @@ fn a_chain_with_text_columns_exports_models_that_encode_new_rows_alike() {
     assert!(
         (eval_mse - mse).abs() <= 1e-5 * mse,
         "eval's MSE {eval_mse}, the node's {mse}"
+    );
+
+    // Python's onnxruntime on the raw columns: the numeric ones as float32,
+    // the text cells as strings, in the order the metadata pouwd.inputs
+    // gives (checked by the script's feed); an unseen cut or colour is
+    // encoded inside the graph as all zeros, as the node encodes it.
+    let (numeric, text) = (["carat", "depth", "table"], ["cut", "color", "clarity"]);
+    let rows: Vec<Vec<f32>> = (0..20)
+        .map(|r| {
+            numeric
+                .iter()
+                .map(|c| data.numeric(c).unwrap()[r] as f32)
+                .collect()
+        })
+        .collect();
+    let cells: Vec<Vec<String>> = (0..20)
+        .map(|r| {
+            text.iter()
+                .map(|c| match &data.data[data.column_index(c).unwrap()] {
+                    pouwd::dataset::Column::Text { cells, .. } => cells[r].clone(),
+                    _ => panic!("{c} is text"),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(cells[2][0], "Astounding");
+    assert_eq!(cells[6][0], "Ideal", "trimmed as the node trims");
+    let theirs = crate::onnx::python_outputs_text(&arg(&onnx_file), &rows, &cells);
+    assert_eq!(theirs.len(), 20);
+    for (a, b) in ours.iter().zip(&theirs) {
+        let b = f64::from(*b);
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "onnxruntime gives {b}, the node {a}"
+        );
+    }
+    assert!(
+        ours.iter().any(|y| (y - ours[0]).abs() > 100.0),
+        "the predictions vary"
+    );
+
+    // The graph's inputs, as its metadata names them.
+    let meta = Command::new(crate::onnx::python())
+        .args([
+            "-c",
+            "import sys, onnxruntime as ort; s = ort.InferenceSession(sys.argv[1]); \
+             print([(i.name, i.type, i.shape[1]) for i in s.get_inputs()]); \
+             print(s.get_modelmeta().custom_metadata_map['pouwd.inputs'])",
+            &arg(&onnx_file),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        meta.status.success(),
+        "{}",
+        String::from_utf8_lossy(&meta.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(meta.stdout).unwrap(),
+        "[('features', 'tensor(float)', 3), ('text', 'tensor(string)', 3)]\n\
+         {\"features\":[\"carat\",\"depth\",\"table\"],\"text\":[\"cut\",\"color\",\"clarity\"]}\n"
+    );
+
+    // pouwd eval on the chain's holdout rows gives the R² the chain reports.
+    let (ok, stdout, stderr) = crate::onnx::eval(
+        &[
+            "--model",
+            &arg(&onnx_file),
+            "--dataset",
+            "data/diamonds-small.csv",
+            "--target",
+            "price",
+            "--holdout-every",
+            "5",
+            "--ort-ep",
+            "cpu",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let scored: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(scored["rows"], 100);
+    let r2 = scored["r2"].as_f64().unwrap();
+    let chain = model["score_ppm"].as_f64().unwrap() / 1e6;
+    assert!(r2 > 0.5, "R² {r2}");
+    assert!(
+        (r2 - chain).abs() <= 2e-6,
+        "eval's R² {r2}, the chain's {chain}"
     );
 }

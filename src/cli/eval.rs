@@ -9,9 +9,16 @@
 //! training scripts store those), else every column but the target, in
 //! file order. A CSV whose columns do not fit the model's input is refused
 //! before anything runs.
+//!
+//! A graph `pouwd export-model` wrote for data with text columns encodes
+//! them itself: besides (or instead of) `features` it has a string input
+//! `text`, and its metadata `pouwd.inputs` names the CSV columns each
+//! input holds, in order. Eval then feeds those numeric columns and the
+//! text columns' cells (trimmed, as the node reads them) as they are.
 
 use crate::dataset::{Column, CsvDataset, FeatureSource};
 use crate::model::onnx::{self, ExecutionProvider, ModelSpec, OnnxModel, OrtSetup, SessionConfig};
+use crate::model::onnx_export::{TextInputs, TEXT_INPUT_NAME};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
@@ -51,7 +58,9 @@ impl OrtArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// The ONNX model: one float32 input [batch, features], one prediction per row.
+    /// The ONNX model: one float32 input [batch, features] (and, for a graph
+    /// that encodes text columns, a string input `text`), one prediction
+    /// per row.
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// A CSV file with a header row; the target and the numeric inputs must be numbers.
@@ -94,6 +103,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         blake3: args.blake3.clone(),
         input_name: Some(args.input_name.clone()),
         features: None,
+        text_input: Some(TEXT_INPUT_NAME.to_string()),
     };
     let mut model = OnnxModel::load(
         runtime,
@@ -134,34 +144,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     }
     let features: Vec<String> = sources.iter().map(FeatureSource::name).collect();
-    if features.len() != model.features() {
-        bail!(
-            "{csv_file} does not fit {model_file}: the model's input {:?} takes {} values per row, \
-             but the CSV has {} feature columns besides the target {:?}: {}",
-            model.input_name(),
-            model.features(),
-            features.len(),
-            args.target,
-            features.join(",")
-        );
-    }
-    // A one-hot input compares the cells of its column as text, even where
-    // this CSV's column holds only numbers.
-    let one_hot: Vec<&str> = sources
-        .iter()
-        .filter(|s| s.category.is_some())
-        .map(|s| s.column.as_str())
-        .collect();
-    let read_as_numbers = |name: &&str| {
-        data.column_index(name)
-            .is_ok_and(|c| matches!(data.data[c], Column::Numeric(_)))
-    };
-    if one_hot.iter().any(read_as_numbers) {
-        data = CsvDataset::from_bytes_with_text(&csv_file, &csv_bytes, &one_hot)?;
-    }
-    let raw = data.encode(&sources)?;
-    let target = data.numeric(&args.target)?;
-
     let scored: Vec<usize> = match args.holdout_every {
         Some(k) => {
             let k = k as usize;
@@ -175,18 +157,97 @@ pub fn run(args: EvalArgs) -> Result<()> {
             scored.len()
         );
     }
-    let d = model.features();
-    let mut rows = Vec::with_capacity(scored.len() * d);
-    for &r in &scored {
-        // f64 to the nearest f32: the model's input type.
-        rows.extend(raw[r * d..(r + 1) * d].iter().map(|&v| v as f32));
-    }
     let batch = args.batch as usize;
     let mut predictions = Vec::with_capacity(scored.len());
-    let started = Instant::now();
-    for chunk in rows.chunks(batch * d) {
-        model.run_into(chunk, &mut predictions)?;
+    let started;
+    if let Some((text_name, columns)) = model.text_input() {
+        let text_name = text_name.to_string();
+        let inputs = model.metadata("pouwd.inputs").with_context(|| {
+            format!(
+                "{model_file}: the graph has the text input {text_name:?} but no metadata \
+                 pouwd.inputs naming its columns"
+            )
+        })?;
+        let inputs: TextInputs = serde_json::from_str(&inputs).with_context(|| {
+            format!("{model_file}: metadata pouwd.inputs is not {{\"features\": [...], \"text\": [...]}}: {inputs}")
+        })?;
+        if inputs.text.len() != columns || inputs.features.len() != model.features() {
+            bail!(
+                "{model_file}: metadata pouwd.inputs names {} numeric and {} text columns, but \
+                 the graph's inputs take {} and {columns}",
+                inputs.features.len(),
+                inputs.text.len(),
+                model.features()
+            );
+        }
+        // Text columns are compared as text, even where this CSV's column
+        // holds only numbers.
+        let text: Vec<&str> = inputs.text.iter().map(String::as_str).collect();
+        data = CsvDataset::from_bytes_with_text(&csv_file, &csv_bytes, &text)?;
+        let numeric = inputs
+            .features
+            .iter()
+            .map(|name| data.numeric(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cells = Vec::with_capacity(text.len());
+        for name in &text {
+            let c = data.column_index(name)?;
+            let Column::Text { cells: column, .. } = &data.data[c] else {
+                bail!("{csv_file}: column {name:?} was not read as text");
+            };
+            cells.push(column);
+        }
+        let (mut rows, mut row_cells) = (Vec::new(), Vec::new());
+        started = Instant::now();
+        for chunk in scored.chunks(batch) {
+            rows.clear();
+            row_cells.clear();
+            for &r in chunk {
+                // f64 to the nearest f32: the model's input type.
+                rows.extend(numeric.iter().map(|values| values[r] as f32));
+                row_cells.extend(cells.iter().map(|column| column[r].as_str()));
+            }
+            model.run_text_into(&rows, &row_cells, &mut predictions)?;
+        }
+    } else {
+        if features.len() != model.features() {
+            bail!(
+                "{csv_file} does not fit {model_file}: the model's input {:?} takes {} values per \
+                 row, but the CSV has {} feature columns besides the target {:?}: {}",
+                model.input_name(),
+                model.features(),
+                features.len(),
+                args.target,
+                features.join(",")
+            );
+        }
+        // A one-hot input compares the cells of its column as text, even
+        // where this CSV's column holds only numbers.
+        let one_hot: Vec<&str> = sources
+            .iter()
+            .filter(|s| s.category.is_some())
+            .map(|s| s.column.as_str())
+            .collect();
+        let read_as_numbers = |name: &&str| {
+            data.column_index(name)
+                .is_ok_and(|c| matches!(data.data[c], Column::Numeric(_)))
+        };
+        if one_hot.iter().any(read_as_numbers) {
+            data = CsvDataset::from_bytes_with_text(&csv_file, &csv_bytes, &one_hot)?;
+        }
+        let raw = data.encode(&sources)?;
+        let d = model.features();
+        let mut rows = Vec::with_capacity(scored.len() * d);
+        for &r in &scored {
+            // f64 to the nearest f32: the model's input type.
+            rows.extend(raw[r * d..(r + 1) * d].iter().map(|&v| v as f32));
+        }
+        started = Instant::now();
+        for chunk in rows.chunks(batch * d) {
+            model.run_into(chunk, &mut predictions)?;
+        }
     }
+    let target = data.numeric(&args.target)?;
     let seconds = started.elapsed().as_secs_f64();
 
     let actual: Vec<f64> = scored.iter().map(|&r| target[r]).collect();
@@ -218,7 +279,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "dataset: {csv_file}: {} rows{which}, target {}, {} features",
             actual.len(),
             args.target,
-            d
+            features.len()
         );
         println!("provider: {}", model.provider().ort_name());
         println!("R²: {r2:.6}");

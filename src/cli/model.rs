@@ -3,15 +3,20 @@
 //! or as one ONNX graph (raw CSV features in, the prediction out; for an
 //! `onnx_linear` chain the encoder and its head together).
 //!
-//! The graph does not one-hot encode: a text column's input is its
-//! one-hot columns as 0.0/1.0 values, one per category, and the metadata
-//! `pouwd.features` lists every input's column and category so that
-//! `pouwd eval` (or any caller) can encode a CSV's text cells first.
+//! A graph of data without text columns has one input, `features`
+//! [batch, d], the CSV's raw feature values. When the model's features
+//! include a text column's one-hot columns, the graph takes the raw
+//! columns and one-hot encodes them itself: `features` [batch, n] holds the
+//! numeric feature columns and `text` [batch, t] (ONNX strings) the text
+//! columns' cells, each in the order the metadata `pouwd.inputs` lists
+//! (`{"features": [...], "text": [...]}`); a cell no category names
+//! encodes as all zeros, as the node encodes it. `pouwd.features` lists
+//! the model's features after encoding, each a column and its category.
 
 use super::{output, DataDirArg};
 use crate::chain::Hash32;
 use crate::ledger::JobStatus;
-use crate::model::onnx_export::{mlp_to_onnx, to_onnx, GraphModel};
+use crate::model::onnx_export::{mlp_to_onnx, text_inputs, to_onnx, GraphModel};
 use crate::node::chain::{job_data, prepare_inputs, EncoderFile, TaskInputs};
 use crate::node::views::{job_model_json, job_state_name, model_json, resolve, BlockRef};
 use crate::node::DataDir;
@@ -36,9 +41,11 @@ pub struct ExportModelArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// `json`, or `onnx`: one graph with input `features` [batch, d] of raw
-    /// CSV values (a text column as its one-hot 0/1 columns, listed in the
-    /// metadata `pouwd.features`) and output `prediction` [batch, 1] in the
-    /// target's units.
+    /// CSV values and output `prediction` [batch, 1] in the target's units;
+    /// with text columns, `features` holds the numeric columns and a second
+    /// input `text` (strings) the text columns' cells, which the graph
+    /// one-hot encodes (the metadata `pouwd.inputs` lists both inputs'
+    /// columns in order).
     #[arg(long, value_name = "FORMAT", default_value = "json")]
     pub format: ModelFormat,
 }
@@ -136,7 +143,7 @@ fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
             text
         }
         ModelFormat::Onnx => {
-            let metadata: Vec<(String, String)> = [
+            let entries = vec![
                 ("pouwd.kind", spec.head.name()),
                 ("pouwd.input", input_kind(&inputs).to_string()),
                 ("pouwd.feature_names", inputs.feature_names.join(",")),
@@ -154,12 +161,11 @@ fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
                 ("pouwd.job_block", model["job_block"].to_string()),
                 ("pouwd.score_ppm", model["score_ppm"].to_string()),
                 ("pouwd.trained_by", "pouwd export-model --job".to_string()),
-            ]
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect();
+            ];
+            let metadata = with_inputs(&inputs, entries)?;
             let graph = GraphModel {
                 feature_scaling: &inputs.feature_scaling,
+                feature_sources: Some(&inputs.feature_sources),
                 target_scaling: inputs.target_scaling,
                 params: &params,
                 encoder: spec.encoder.as_deref(),
@@ -190,13 +196,29 @@ fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
     Ok(())
 }
 
-/// `pouwd.input` of a graph: the raw columns, text ones one-hot encoded.
+/// `pouwd.input` of a graph: the raw columns, text ones as strings.
 fn input_kind(inputs: &TaskInputs) -> &'static str {
     if inputs.feature_sources.iter().any(|s| s.category.is_some()) {
-        "raw, text columns one-hot encoded as pouwd.features lists"
+        "raw; numeric columns in input features, text columns as strings in input text, \
+         one-hot encoded by the graph; pouwd.inputs lists both in order"
     } else {
         "raw"
     }
+}
+
+/// The metadata of a graph, with `pouwd.inputs` (the columns each graph
+/// input holds, in order) after `pouwd.input` when the graph encodes text;
+/// a graph without text columns keeps the keys it always had.
+fn with_inputs(inputs: &TaskInputs, entries: Vec<(&str, String)>) -> Result<Vec<(String, String)>> {
+    let text = text_inputs(&inputs.feature_sources)?;
+    let mut metadata = Vec::with_capacity(entries.len() + 1);
+    for (key, value) in entries {
+        metadata.push((key.to_string(), value));
+        if let (Some(text), "pouwd.input") = (&text, key) {
+            metadata.push(("pouwd.inputs".to_string(), serde_json::to_string(text)?));
+        }
+    }
+    Ok(metadata)
 }
 
 /// The model of `hash` as one ONNX graph, with the metadata `pouwd eval`
@@ -211,12 +233,9 @@ fn onnx_graph(
         .model(hash, inputs.dim())?
         .with_context(|| format!("block {hash} has no stored model"))?;
     let chain = store.params();
-    // The graph does not one-hot encode; say so where a reader of the
-    // metadata looks first.
-    let input = input_kind(inputs);
-    let metadata: Vec<(String, String)> = [
+    let entries = vec![
         ("pouwd.kind", chain.task.model.name().to_string()),
-        ("pouwd.input", input.to_string()),
+        ("pouwd.input", input_kind(inputs).to_string()),
         ("pouwd.feature_names", inputs.feature_names.join(",")),
         (
             "pouwd.features",
@@ -229,12 +248,11 @@ fn onnx_graph(
         ("pouwd.height", model["height"].to_string()),
         ("pouwd.score_ppm", model["score_ppm"].to_string()),
         ("pouwd.trained_by", "pouwd export-model".to_string()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_string(), value))
-    .collect();
+    ];
+    let metadata = with_inputs(inputs, entries)?;
     let graph = GraphModel {
         feature_scaling: &inputs.feature_scaling,
+        feature_sources: Some(&inputs.feature_sources),
         target_scaling: inputs.target_scaling,
         params: &params,
         encoder: inputs.encoder.as_ref().map(|e| e.bytes.as_slice()),

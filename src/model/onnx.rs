@@ -14,7 +14,11 @@
 //! graph has exactly one `float32` input of the expected name and shape
 //! `[batch, features]` with a dynamic batch axis, and a `float32` output of
 //! shape `[batch]` or `[batch, width]`. Each failure is its own
-//! [`OnnxError`] naming what was expected and what was found.
+//! [`OnnxError`] naming what was expected and what was found. A caller that
+//! names a text input in [`ModelSpec::text_input`] also accepts a graph
+//! that has it, a `string` tensor `[batch, columns]`, beside the float32
+//! input or instead of it (an exported graph that one-hot encodes text
+//! columns itself); such a graph runs with [`OnnxModel::run_text_into`].
 //!
 //! The execution provider is chosen with [`ExecutionProvider`]: `cpu`,
 //! `cuda` (an error when CUDA cannot be had, never a silent fallback), or
@@ -341,6 +345,9 @@ pub struct ModelSpec {
     pub input_name: Option<String>,
     /// Features per row, when the caller knows it.
     pub features: Option<usize>,
+    /// The name of a string input `[batch, columns]` the graph may have
+    /// besides (or instead of) the float32 one; `None`: exactly one input.
+    pub text_input: Option<String>,
 }
 
 /// Lowercase hex BLAKE3 of `bytes`.
@@ -359,7 +366,11 @@ pub struct OnnxModel {
     file: String,
     input_name: String,
     output_name: String,
+    /// Values per row of the float32 input; 0 when the graph has only a
+    /// text input.
     features: usize,
+    /// The string input and its columns per row, if the graph has one.
+    text: Option<(String, usize)>,
     width: usize,
     /// The output's rank: 1 for `[batch]`, 2 for `[batch, width]`.
     output_rank: usize,
@@ -390,6 +401,7 @@ impl fmt::Debug for OnnxModel {
             .field("input_name", &self.input_name)
             .field("output_name", &self.output_name)
             .field("features", &self.features)
+            .field("text", &self.text)
             .field("width", &self.width)
             .field("provider", &self.provider)
             .field("blake3", &self.blake3)
@@ -418,7 +430,7 @@ impl OnnxModel {
             }
         }
         let (session, provider) = commit(runtime, file, bytes, config)?;
-        let (input_name, features) = check_input(file, &session, spec)?;
+        let (input_name, features, text) = check_input(file, &session, spec)?;
         let (output_name, width, output_rank) = check_output(file, &session)?;
         eprintln!(
             "onnx: {file}: running on {} (--ort-ep {}, {} intra-op thread{})",
@@ -427,13 +439,15 @@ impl OnnxModel {
             config.intra_threads,
             if config.intra_threads == 1 { "" } else { "s" }
         );
-        let preallocate = provider == ActiveProvider::Cpu && output_name != input_name;
+        let preallocate =
+            provider == ActiveProvider::Cpu && output_name != input_name && text.is_none();
         Ok(OnnxModel {
             session,
             file: file.to_string(),
             input_name,
             output_name,
             features,
+            text,
             width,
             output_rank,
             provider,
@@ -446,6 +460,13 @@ impl OnnxModel {
     /// Features per input row.
     pub fn features(&self) -> usize {
         self.features
+    }
+
+    /// The string input's name and columns per row, for a graph that has one.
+    pub fn text_input(&self) -> Option<(&str, usize)> {
+        self.text
+            .as_ref()
+            .map(|(name, columns)| (name.as_str(), *columns))
     }
 
     /// Output values per row: 1 for a prediction, the feature count for an encoder.
@@ -484,8 +505,73 @@ impl OnnxModel {
         Ok(out)
     }
 
+    /// Run a graph with a text input: `rows` holds [`Self::features`]
+    /// float32 values per row, `cells` the text input's columns per row
+    /// (both row-major, the same rows), and the outputs are appended to
+    /// `out` as [`Self::run_into`] appends them.
+    pub fn run_text_into<S: AsRef<str>>(
+        &mut self,
+        rows: &[f32],
+        cells: &[S],
+        out: &mut Vec<f32>,
+    ) -> Result<(), OnnxError> {
+        let run_error = |reason: String| OnnxError::Run {
+            file: self.file.clone(),
+            reason,
+        };
+        let Some((text_name, columns)) = self.text.clone() else {
+            return Err(run_error("the graph has no text input".to_string()));
+        };
+        let batch = cells.len() / columns;
+        if cells.len() != batch * columns || rows.len() != batch * self.features {
+            return Err(run_error(format!(
+                "{} text cells and {} values do not make whole rows of {columns} cells and {} \
+                 values",
+                cells.len(),
+                rows.len(),
+                self.features
+            )));
+        }
+        if batch == 0 {
+            return Ok(());
+        }
+        // The tensor copies the strings; its input must own them.
+        let cells: Vec<String> = cells.iter().map(|c| c.as_ref().to_string()).collect();
+        let text = Tensor::from_string_array(([batch, columns], cells.as_slice()))
+            .map_err(|e| run_error(e.to_string()))?;
+        let mut inputs: Vec<(String, ort::session::SessionInputValue)> =
+            vec![(text_name, text.into())];
+        if self.features > 0 {
+            let input = TensorRef::from_array_view(([batch, self.features], rows))
+                .map_err(|e| run_error(e.to_string()))?;
+            inputs.push((self.input_name.clone(), input.into()));
+        }
+        let outputs = self
+            .session
+            .run(inputs)
+            .map_err(|e| run_error(e.to_string()))?;
+        let (shape, values) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| run_error(e.to_string()))?;
+        if values.len() != batch * self.width {
+            return Err(run_error(format!(
+                "output {:?} has shape {shape} for a batch of {batch}; expected {} values",
+                self.output_name,
+                batch * self.width
+            )));
+        }
+        out.extend_from_slice(values);
+        Ok(())
+    }
+
     /// [`Self::run`], appending to `out` instead of allocating.
     pub fn run_into(&mut self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), OnnxError> {
+        if let Some((name, _)) = &self.text {
+            return Err(OnnxError::Run {
+                file: self.file.clone(),
+                reason: format!("the graph also takes the text input {name:?}"),
+            });
+        }
         if !rows.len().is_multiple_of(self.features) {
             return Err(OnnxError::RaggedBatch {
                 file: self.file.clone(),
@@ -700,13 +786,48 @@ fn element_name(ty: TensorElementType) -> String {
     }
 }
 
-fn check_input(
-    file: &str,
-    session: &Session,
-    spec: &ModelSpec,
-) -> Result<(String, usize), OnnxError> {
+/// The float32 input's name and width (0 and the spec's name when the
+/// graph has only a text input), and the text input's name and columns.
+type Inputs = (String, usize, Option<(String, usize)>);
+
+fn check_input(file: &str, session: &Session, spec: &ModelSpec) -> Result<Inputs, OnnxError> {
     let inputs = session.inputs();
-    if inputs.len() != 1 {
+    let text = spec
+        .text_input
+        .as_deref()
+        .and_then(|name| inputs.iter().find(|i| i.name() == name));
+    let text = match text {
+        None => None,
+        Some(input) => {
+            let shape_error = || OnnxError::InputShape {
+                file: file.to_string(),
+                name: input.name().to_string(),
+                expected: "a string tensor of shape [?, columns] (a dynamic batch axis, then a \
+                           fixed column count)"
+                    .to_string(),
+                found: shape_text(input.dtype()),
+            };
+            let ValueType::Tensor { ty, shape, .. } = input.dtype() else {
+                return Err(shape_error());
+            };
+            if *ty != TensorElementType::String
+                || shape.len() != 2
+                || shape[0] >= 0
+                || shape[1] <= 0
+            {
+                return Err(shape_error());
+            }
+            Some((input.name().to_string(), shape[1] as usize))
+        }
+    };
+    let floats: Vec<_> = inputs
+        .iter()
+        .filter(|i| text.as_ref().is_none_or(|(name, _)| i.name() != name))
+        .collect();
+    if text.is_some() && floats.is_empty() {
+        return Ok((spec.input_name.clone().unwrap_or_default(), 0, text));
+    }
+    if floats.len() != 1 {
         return Err(OnnxError::InputCount {
             file: file.to_string(),
             expected: spec.input_name.clone().unwrap_or_default(),
@@ -714,7 +835,7 @@ fn check_input(
             names: inputs.iter().map(|i| i.name().to_string()).collect(),
         });
     }
-    let input = &inputs[0];
+    let input = floats[0];
     if let Some(expected) = spec
         .input_name
         .as_ref()
@@ -746,7 +867,7 @@ fn check_input(
     if spec.features.is_some_and(|d| d != features) {
         return Err(shape_error());
     }
-    Ok((input.name().to_string(), features))
+    Ok((input.name().to_string(), features, text))
 }
 
 /// The output's name, width (values per row) and rank.

@@ -25,6 +25,19 @@
 //! float32 the standardisation alone (`x - mean` for a column whose values
 //! are large next to their spread) would lose several more digits.
 //!
+//! When the model's features include a text column's one-hot columns
+//! ([`GraphModel::feature_sources`]), the graph takes the raw columns and
+//! encodes them itself ([`TextInputs`]): `features` holds only the numeric
+//! columns and a second input `text`, ONNX strings `[batch, t]`, the text
+//! columns' cells. Each text column is gathered from `text`, mapped to its
+//! category's index by an `ai.onnx.ml` `LabelEncoder` (-1 for a value no
+//! category names), compared with `0..categories` and cast to double, so
+//! an unseen value is all zeros as the node encodes it; the pieces and the
+//! numeric columns are concatenated in the model's feature order before
+//! the standardisation. `LabelEncoder` works at every default-domain
+//! opset, so an encoder's opset stays as it is. A graph without text
+//! columns is what it always was.
+//!
 //! The encoder is embedded, not referenced: its `ModelProto` is read with
 //! the small protobuf reader below, its one input is renamed to an internal
 //! name everywhere it is consumed (subgraphs included), and its graph gets
@@ -37,7 +50,8 @@
 //!
 //! Nothing here reads a file or calls ONNX Runtime: bytes in, bytes out.
 
-use crate::dataset::Scaling;
+use crate::dataset::{FeatureSource, Scaling};
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use thiserror::Error;
 
@@ -54,6 +68,14 @@ pub const MIN_ENCODER_OPSET: u64 = 7;
 /// The graph's input and output names: those `pouwd eval` expects.
 pub const INPUT_NAME: &str = "features";
 pub const OUTPUT_NAME: &str = "prediction";
+
+/// The string input of a graph that one-hot encodes text columns itself.
+pub const TEXT_INPUT_NAME: &str = "text";
+
+/// The domain of `LabelEncoder`, and the opset of it the graphs import:
+/// version 2 is the first with `keys_strings` and `values_int64s`.
+pub const ML_DOMAIN: &str = "ai.onnx.ml";
+pub const ML_OPSET: u64 = 2;
 
 /// How deep subgraphs (`If`, `Loop`, `Scan` bodies) may nest in an encoder.
 const MAX_SUBGRAPH_DEPTH: usize = 32;
@@ -113,6 +135,13 @@ pub enum ExportError {
     Opset { found: u64, minimum: u64 },
     #[error("the encoder's subgraphs nest deeper than {limit} levels")]
     TooDeep { limit: usize },
+    #[error("the model's feature sources do not fit a graph: {reason}")]
+    Sources { reason: String },
+    #[error(
+        "the encoder imports {ML_DOMAIN} at opset {found}; a graph that one-hot encodes text \
+         needs LabelEncoder of opset {ML_OPSET} or later"
+    )]
+    MlOpset { found: u64 },
 }
 
 /// What [`to_onnx`] writes.
@@ -125,6 +154,11 @@ pub struct GraphModel<'a> {
     /// The head's weights, then its bias: one weight per feature for a
     /// linear model, one per encoder output with an encoder.
     pub params: &'a [f64],
+    /// Where each feature comes from, in input order (`None`: every
+    /// feature is a numeric column). When a text column's one-hot columns
+    /// are among them, the graph takes the raw cells and encodes them
+    /// itself: see [`TextInputs`].
+    pub feature_sources: Option<&'a [FeatureSource]>,
     /// The frozen encoder's `ModelProto` bytes, for `onnx_linear`: one
     /// float32 input `[batch, features]` of standardised rows, one float32
     /// output `[batch, width]`.
@@ -182,6 +216,14 @@ fn check_model(model: &GraphModel) -> Result<usize, ExportError> {
         return Err(ExportError::NoFeatures);
     }
     check_values(model)?;
+    if let Some(sources) = model.feature_sources {
+        if sources.len() != d {
+            return Err(ExportError::Sources {
+                reason: format!("{} sources for {d} features", sources.len()),
+            });
+        }
+        layout(sources)?;
+    }
     let mut seen = HashSet::new();
     for (key, _) in model.metadata {
         if !seen.insert(key.as_str()) {
@@ -216,6 +258,98 @@ fn check_values(model: &GraphModel) -> Result<(), ExportError> {
         });
     }
     Ok(())
+}
+
+/// The inputs of a graph whose features include a text column's one-hot
+/// columns: input `features`, float32 `[batch, features.len()]`, holds the
+/// numeric columns named in `features`, in that order (the input is left
+/// out when there are none), and input `text`, string `[batch,
+/// text.len()]`, the raw cells of the text columns named in `text`, in
+/// that order. Stored as the metadata `pouwd.inputs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextInputs {
+    pub features: Vec<String>,
+    pub text: Vec<String>,
+}
+
+/// One run of the model's features, in their order.
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    /// Numeric features: these columns of input `features`.
+    Numeric(Vec<usize>),
+    /// A text column's one-hot columns: column `index` of input `text`,
+    /// one feature per category.
+    Text {
+        index: usize,
+        categories: Vec<String>,
+    },
+}
+
+/// The graph inputs `sources` need when a text column is among them;
+/// `None` when every feature is numeric (one input `features`, as before).
+pub fn text_inputs(sources: &[FeatureSource]) -> Result<Option<TextInputs>, ExportError> {
+    Ok(layout(sources)?.map(|(inputs, _)| inputs))
+}
+
+/// The inputs and the runs of features of a graph that encodes text; each
+/// text column's categories must be one run of distinct values, and no
+/// column may appear twice.
+fn layout(sources: &[FeatureSource]) -> Result<Option<(TextInputs, Vec<Piece>)>, ExportError> {
+    if sources.iter().all(|s| s.category.is_none()) {
+        return Ok(None);
+    }
+    let refuse = |reason: String| ExportError::Sources { reason };
+    let mut inputs = TextInputs {
+        features: Vec::new(),
+        text: Vec::new(),
+    };
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut previous: Option<&FeatureSource> = None;
+    for source in sources {
+        let column = source.column.as_str();
+        let continues = previous.is_some_and(|p| p.column == column && p.category.is_some());
+        match &source.category {
+            Some(category) if continues => {
+                let Some(Piece::Text { categories, .. }) = pieces.last_mut() else {
+                    unreachable!("a text run is open");
+                };
+                if categories.contains(category) {
+                    return Err(refuse(format!(
+                        "category {category:?} of column {column:?} appears twice"
+                    )));
+                }
+                categories.push(category.clone());
+            }
+            _ => {
+                if !seen.insert(column) {
+                    return Err(refuse(format!(
+                        "column {column:?} appears twice (a text column's categories must be \
+                         one run)"
+                    )));
+                }
+                match &source.category {
+                    Some(category) => {
+                        pieces.push(Piece::Text {
+                            index: inputs.text.len(),
+                            categories: vec![category.clone()],
+                        });
+                        inputs.text.push(source.column.clone());
+                    }
+                    None => {
+                        let index = inputs.features.len();
+                        inputs.features.push(source.column.clone());
+                        match pieces.last_mut() {
+                            Some(Piece::Numeric(columns)) => columns.push(index),
+                            _ => pieces.push(Piece::Numeric(vec![index])),
+                        }
+                    }
+                }
+            }
+        }
+        previous = Some(source);
+    }
+    Ok(Some((inputs, pieces)))
 }
 
 fn check_param_count(params: &[f64], width: usize, per: &str) -> Result<(), ExportError> {
@@ -253,14 +387,19 @@ const NODE_OUTPUT: u32 = 2;
 const NODE_NAME: u32 = 3;
 const NODE_OP_TYPE: u32 = 4;
 const NODE_ATTRIBUTE: u32 = 5;
+const NODE_DOMAIN: u32 = 7;
 
 const ATTRIBUTE_NAME: u32 = 1;
 const ATTRIBUTE_I: u32 = 3;
 const ATTRIBUTE_G: u32 = 6;
+const ATTRIBUTE_INTS: u32 = 8;
+const ATTRIBUTE_STRINGS: u32 = 9;
 const ATTRIBUTE_GRAPHS: u32 = 11;
 const ATTRIBUTE_TYPE: u32 = 20;
-/// `AttributeProto.AttributeType.INT`.
+/// `AttributeProto.AttributeType`.
 const ATTRIBUTE_TYPE_INT: u64 = 2;
+const ATTRIBUTE_TYPE_INTS: u64 = 7;
+const ATTRIBUTE_TYPE_STRINGS: u64 = 8;
 
 const VALUE_INFO_NAME: u32 = 1;
 const VALUE_INFO_TYPE: u32 = 2;
@@ -287,6 +426,8 @@ const OPSET_VERSION: u32 = 2;
 
 /// `TensorProto.DataType`.
 const FLOAT: u64 = 1;
+const INT64: u64 = 7;
+const STRING: u64 = 8;
 const DOUBLE: u64 = 11;
 
 // ---------------------------------------------------------------------------
@@ -362,18 +503,123 @@ fn initializer(
     name
 }
 
-/// Nodes from the float32 input to the standardised rows in double; returns
-/// the name of those.
-fn standardise(names: &mut Names, added: &mut Added, scaling: &[Scaling]) -> String {
+fn int_attribute(name: &str, value: i64) -> Message {
+    let mut attribute = Message::default();
+    attribute.push_str(ATTRIBUTE_NAME, name);
+    attribute.push_varint(ATTRIBUTE_I, value as u64);
+    attribute.push_varint(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INT);
+    attribute
+}
+
+/// An int64 initializer with fresh name from `base`; returns its name.
+fn int64_initializer(names: &mut Names, added: &mut Added, base: &str, values: &[i64]) -> String {
+    let name = names.fresh(base);
+    let mut tensor = Message::default();
+    tensor.push_varint(TENSOR_DIMS, values.len() as u64);
+    tensor.push_varint(TENSOR_DATA_TYPE, INT64);
+    tensor.push_str(TENSOR_NAME, &name);
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor.push_bytes(TENSOR_RAW_DATA, raw);
+    added.initializers.push(tensor);
+    name
+}
+
+/// `Gather(input, indices, axis = 1)`: the columns `indices` of `input`.
+fn gather_columns(
+    names: &mut Names,
+    added: &mut Added,
+    input: &str,
+    indices: &[i64],
+    output: &str,
+) {
+    let indices = int64_initializer(names, added, "pouwd_columns", indices);
+    let mut gather = node(names, "Gather", &[input, &indices], output);
+    gather.push_message(NODE_ATTRIBUTE, &int_attribute("axis", 1));
+    added.before.push(gather);
+}
+
+/// Nodes from the graph's inputs to the raw features in double, `[batch,
+/// d]` in the model's feature order; returns the name of those. With text
+/// columns: each numeric run gathered from the cast `features`, each text
+/// column gathered from `text`, mapped to its category's index by a
+/// `LabelEncoder` (-1 for a value no category names), compared with
+/// `0..categories` (so an unknown value is all zeros) and cast; then
+/// everything concatenated.
+fn raw_features(names: &mut Names, added: &mut Added, model: &GraphModel) -> String {
+    let raw = names.fresh("pouwd_features_f64");
+    let layout = model
+        .feature_sources
+        .and_then(|sources| layout(sources).ok().flatten());
+    let Some((inputs, pieces)) = layout else {
+        added.before.push(cast(names, INPUT_NAME, &raw, DOUBLE));
+        return raw;
+    };
+    let numeric = names.fresh("pouwd_numeric_f64");
+    if !inputs.features.is_empty() {
+        added.before.push(cast(names, INPUT_NAME, &numeric, DOUBLE));
+    }
+    let mut parts = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        match piece {
+            Piece::Numeric(columns) => {
+                let part = names.fresh("pouwd_numeric_part");
+                let columns: Vec<i64> = columns.iter().map(|&c| c as i64).collect();
+                gather_columns(names, added, &numeric, &columns, &part);
+                parts.push(part);
+            }
+            Piece::Text { index, categories } => {
+                let cells = names.fresh("pouwd_text_cells");
+                gather_columns(names, added, TEXT_INPUT_NAME, &[index as i64], &cells);
+                let codes = names.fresh("pouwd_text_codes");
+                let mut encoder = node(names, "LabelEncoder", &[&cells], &codes);
+                encoder.push_str(NODE_DOMAIN, ML_DOMAIN);
+                let mut keys = Message::default();
+                keys.push_str(ATTRIBUTE_NAME, "keys_strings");
+                for category in &categories {
+                    keys.push_str(ATTRIBUTE_STRINGS, category);
+                }
+                keys.push_varint(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_STRINGS);
+                let mut values = Message::default();
+                values.push_str(ATTRIBUTE_NAME, "values_int64s");
+                for code in 0..categories.len() {
+                    values.push_varint(ATTRIBUTE_INTS, code as u64);
+                }
+                values.push_varint(ATTRIBUTE_TYPE, ATTRIBUTE_TYPE_INTS);
+                encoder.push_message(NODE_ATTRIBUTE, &keys);
+                encoder.push_message(NODE_ATTRIBUTE, &values);
+                encoder.push_message(NODE_ATTRIBUTE, &int_attribute("default_int64", -1));
+                added.before.push(encoder);
+                let range: Vec<i64> = (0..categories.len() as i64).collect();
+                let range = int64_initializer(names, added, "pouwd_category_codes", &range);
+                let hits = names.fresh("pouwd_one_hot");
+                added
+                    .before
+                    .push(node(names, "Equal", &[&codes, &range], &hits));
+                let part = names.fresh("pouwd_one_hot_f64");
+                added.before.push(cast(names, &hits, &part, DOUBLE));
+                parts.push(part);
+            }
+        }
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut concat = node(names, "Concat", &parts, &raw);
+    concat.push_message(NODE_ATTRIBUTE, &int_attribute("axis", 1));
+    added.before.push(concat);
+    raw
+}
+
+/// Nodes from the graph's inputs to the standardised rows in double;
+/// returns the name of those.
+fn standardise(names: &mut Names, added: &mut Added, model: &GraphModel) -> String {
+    let scaling = model.feature_scaling;
     let d = scaling.len() as u64;
     let means: Vec<f64> = scaling.iter().map(|s| s.mean).collect();
     let stds: Vec<f64> = scaling.iter().map(|s| s.std).collect();
     let mean = initializer(names, added, "pouwd_feature_mean", &[d], &means);
     let std = initializer(names, added, "pouwd_feature_std", &[d], &stds);
-    let raw = names.fresh("pouwd_features_f64");
+    let raw = raw_features(names, added, model);
     let centred = names.fresh("pouwd_centred");
     let standardised = names.fresh("pouwd_standardised_f64");
-    added.before.push(cast(names, INPUT_NAME, &raw, DOUBLE));
     added
         .before
         .push(node(names, "Sub", &[&raw, &mean], &centred));
@@ -493,12 +739,51 @@ fn value_info(name: &str, elem_type: u64, dims: &[Dim]) -> Message {
     info
 }
 
-fn io_value_infos(d: usize) -> (Message, Message) {
+/// The graph's inputs and its output: `features` [batch, d], or with text
+/// columns `features` [batch, numeric columns] (when there are any) and
+/// `text` [batch, text columns].
+fn io_value_infos(model: &GraphModel) -> (Vec<Message>, Message) {
     let batch = || Dim::Param("batch".to_string());
+    let d = model.feature_scaling.len();
+    let inputs = match model
+        .feature_sources
+        .and_then(|sources| text_inputs(sources).ok().flatten())
+    {
+        None => vec![value_info(
+            INPUT_NAME,
+            FLOAT,
+            &[batch(), Dim::Value(d as i64)],
+        )],
+        Some(text) => {
+            let mut inputs = Vec::new();
+            if !text.features.is_empty() {
+                let width = Dim::Value(text.features.len() as i64);
+                inputs.push(value_info(INPUT_NAME, FLOAT, &[batch(), width]));
+            }
+            let width = Dim::Value(text.text.len() as i64);
+            inputs.push(value_info(TEXT_INPUT_NAME, STRING, &[batch(), width]));
+            inputs
+        }
+    };
     (
-        value_info(INPUT_NAME, FLOAT, &[batch(), Dim::Value(d as i64)]),
+        inputs,
         value_info(OUTPUT_NAME, FLOAT, &[batch(), Dim::Value(1)]),
     )
+}
+
+/// Whether the graph of `model` one-hot encodes text (and so imports
+/// [`ML_DOMAIN`]).
+fn encodes_text(model: &GraphModel) -> bool {
+    model
+        .feature_sources
+        .is_some_and(|sources| sources.iter().any(|s| s.category.is_some()))
+}
+
+fn ml_opset() -> Message {
+    let mut opset = Message::default();
+    opset.push_str(OPSET_DOMAIN, ML_DOMAIN);
+    opset.push_varint(OPSET_VERSION, ML_OPSET);
+    opset
 }
 
 fn metadata(model: &GraphModel) -> Vec<Message> {
@@ -533,10 +818,12 @@ fn standalone_model(
     head: impl FnOnce(&mut Names, &mut Added, &str),
 ) -> Message {
     let mut names = Names {
-        taken: [INPUT_NAME, OUTPUT_NAME].map(str::to_string).into(),
+        taken: [INPUT_NAME, TEXT_INPUT_NAME, OUTPUT_NAME]
+            .map(str::to_string)
+            .into(),
     };
     let mut added = Added::default();
-    let z = standardise(&mut names, &mut added, model.feature_scaling);
+    let z = standardise(&mut names, &mut added, model);
     head(&mut names, &mut added, &z);
     let mut graph = Message::default();
     for node in added.before.iter().chain(&added.after) {
@@ -546,8 +833,10 @@ fn standalone_model(
     for tensor in &added.initializers {
         graph.push_message(GRAPH_INITIALIZER, tensor);
     }
-    let (input, output) = io_value_infos(model.feature_scaling.len());
-    graph.push_message(GRAPH_INPUT, &input);
+    let (inputs, output) = io_value_infos(model);
+    for input in &inputs {
+        graph.push_message(GRAPH_INPUT, input);
+    }
     graph.push_message(GRAPH_OUTPUT, &output);
 
     let mut out = Message::default();
@@ -558,6 +847,9 @@ fn standalone_model(
     opset.push_str(OPSET_DOMAIN, "");
     opset.push_varint(OPSET_VERSION, OPSET);
     out.push_message(MODEL_OPSET_IMPORT, &opset);
+    if encodes_text(model) {
+        out.push_message(MODEL_OPSET_IMPORT, &ml_opset());
+    }
     for entry in metadata(model) {
         out.push_message(MODEL_METADATA_PROPS, &entry);
     }
@@ -629,6 +921,7 @@ fn elem_name(elem_type: Option<u64>) -> String {
     match elem_type {
         Some(1) => "float32".to_string(),
         Some(7) => "int64".to_string(),
+        Some(8) => "string".to_string(),
         Some(10) => "float16".to_string(),
         Some(11) => "float64".to_string(),
         Some(16) => "bfloat16".to_string(),
@@ -845,17 +1138,17 @@ fn encoder_model(model: &GraphModel, bytes: &[u8]) -> Result<Message, ExportErro
         found: describe(&output),
     })?;
     check_param_count(model.params, width, "per encoder output")?;
-    let opsets = check_opsets(&encoder)?;
+    let opsets = check_opsets(&encoder, encodes_text(model))?;
 
     // The encoder's input gets an internal name, and so does any value of
     // the encoder that has the name of the new graph's input or output.
     let mut names = Names { taken };
     names
         .taken
-        .extend([INPUT_NAME, OUTPUT_NAME].map(str::to_string));
+        .extend([INPUT_NAME, TEXT_INPUT_NAME, OUTPUT_NAME].map(str::to_string));
     let mut renames = std::collections::HashMap::new();
     renames.insert(input_name.clone(), names.fresh("pouwd_standardised"));
-    for interface in [INPUT_NAME, OUTPUT_NAME] {
+    for interface in [INPUT_NAME, TEXT_INPUT_NAME, OUTPUT_NAME] {
         if values.contains(interface) && !renames.contains_key(interface) {
             let internal = names.fresh(&format!("pouwd_encoder_{interface}"));
             renames.insert(interface.to_string(), internal);
@@ -875,7 +1168,7 @@ fn encoder_model(model: &GraphModel, bytes: &[u8]) -> Result<Message, ExportErro
     let (standardised_f32, embedding) = (rename(&input_name), rename(&output_name));
 
     let mut added = Added::default();
-    let z = standardise(&mut names, &mut added, model.feature_scaling);
+    let z = standardise(&mut names, &mut added, model);
     added
         .before
         .push(cast(&mut names, &z, &standardised_f32, FLOAT));
@@ -915,8 +1208,10 @@ fn encoder_model(model: &GraphModel, bytes: &[u8]) -> Result<Message, ExportErro
     for tensor in &added.initializers {
         out_graph.push_message(GRAPH_INITIALIZER, tensor);
     }
-    let (input_info, output_info) = io_value_infos(d);
-    out_graph.push_message(GRAPH_INPUT, &input_info);
+    let (input_infos, output_info) = io_value_infos(model);
+    for info in &input_infos {
+        out_graph.push_message(GRAPH_INPUT, info);
+    }
     for info in kept_inputs {
         out_graph.push_bytes(GRAPH_INPUT, info);
     }
@@ -1023,10 +1318,13 @@ fn encoder_output(graph: &Message) -> Result<(String, TensorInfo), ExportError> 
 
 /// The encoder's opset imports, with the default domain added at [`OPSET`]
 /// when the encoder does not import it; refused below [`MIN_ENCODER_OPSET`].
-fn check_opsets(encoder: &Message) -> Result<Vec<Vec<u8>>, ExportError> {
+/// For a graph that encodes text (`text`), [`ML_DOMAIN`] too: added at
+/// [`ML_OPSET`] when the encoder does not import it, refused below it.
+fn check_opsets(encoder: &Message, text: bool) -> Result<Vec<Vec<u8>>, ExportError> {
     let context = "ModelProto.opset_import";
     let mut opsets = Vec::new();
     let mut default_domain = false;
+    let mut ml_domain = false;
     for bytes in encoder
         .bytes(MODEL_OPSET_IMPORT)
         .map_err(|e| malformed(context, e))?
@@ -1036,17 +1334,26 @@ fn check_opsets(encoder: &Message) -> Result<Vec<Vec<u8>>, ExportError> {
             .string(OPSET_DOMAIN)
             .map_err(|e| malformed(context, e))?
             .unwrap_or_default();
-        if domain.is_empty() || domain == "ai.onnx" {
-            default_domain = true;
-            let version = opset
+        let version = || -> Result<u64, ExportError> {
+            Ok(opset
                 .varint(OPSET_VERSION)
                 .map_err(|e| malformed(context, e))?
-                .unwrap_or(0);
+                .unwrap_or(0))
+        };
+        if domain.is_empty() || domain == "ai.onnx" {
+            default_domain = true;
+            let version = version()?;
             if version < MIN_ENCODER_OPSET {
                 return Err(ExportError::Opset {
                     found: version,
                     minimum: MIN_ENCODER_OPSET,
                 });
+            }
+        } else if domain == ML_DOMAIN && text {
+            ml_domain = true;
+            let version = version()?;
+            if version < ML_OPSET {
+                return Err(ExportError::MlOpset { found: version });
             }
         }
         opsets.push(bytes.to_vec());
@@ -1056,6 +1363,9 @@ fn check_opsets(encoder: &Message) -> Result<Vec<Vec<u8>>, ExportError> {
         opset.push_str(OPSET_DOMAIN, "");
         opset.push_varint(OPSET_VERSION, OPSET);
         opsets.push(opset.encode());
+    }
+    if text && !ml_domain {
+        opsets.push(ml_opset().encode());
     }
     Ok(opsets)
 }
@@ -1300,6 +1610,7 @@ mod tests {
     fn linear(scaling: &[Scaling], params: &[f64]) -> Result<Vec<u8>, ExportError> {
         to_onnx(&GraphModel {
             feature_scaling: scaling,
+            feature_sources: None,
             target_scaling: TARGET,
             params,
             encoder: None,
@@ -1310,6 +1621,7 @@ mod tests {
     fn with_encoder(d: usize, params: &[f64], encoder: &[u8]) -> Result<Vec<u8>, ExportError> {
         to_onnx(&GraphModel {
             feature_scaling: &scaling(d),
+            feature_sources: None,
             target_scaling: TARGET,
             params,
             encoder: Some(encoder),
@@ -1477,6 +1789,7 @@ mod tests {
         let metadata = [("pouwd.kind".to_string(), "linear".to_string())];
         let bytes = to_onnx(&GraphModel {
             feature_scaling: &scaling,
+            feature_sources: None,
             target_scaling: TARGET,
             params: &params,
             encoder: None,
@@ -1533,6 +1846,7 @@ mod tests {
         ];
         let graph_model = GraphModel {
             feature_scaling: &scaling(2),
+            feature_sources: None,
             target_scaling: TARGET,
             params: &params,
             encoder: None,
@@ -1580,6 +1894,95 @@ mod tests {
             ..graph_model
         };
         assert_eq!(mlp_to_onnx(&with_encoder, 3), Err(ExportError::MlpEncoder));
+    }
+
+    #[test]
+    fn a_graph_of_text_columns_takes_the_raw_cells_and_encodes_them() {
+        let source = |column: &str, category: Option<&str>| FeatureSource {
+            column: column.into(),
+            category: category.map(str::to_string),
+        };
+        // x, colour (2 categories), y, z: numeric runs [0] and [1, 2].
+        let sources = [
+            source("x", None),
+            source("colour", Some("blue")),
+            source("colour", Some("red")),
+            source("y", None),
+            source("z", None),
+        ];
+        let inputs = text_inputs(&sources).unwrap().unwrap();
+        assert_eq!(inputs.features, ["x", "y", "z"]);
+        assert_eq!(inputs.text, ["colour"]);
+        assert_eq!(text_inputs(&sources[..1]), Ok(None));
+        let model = GraphModel {
+            feature_scaling: &scaling(5),
+            feature_sources: Some(&sources),
+            target_scaling: TARGET,
+            params: &[0.0; 6],
+            encoder: None,
+            metadata: &[],
+        };
+        let (exported, graph) = graph_of(&to_onnx(&model).unwrap());
+        let inputs = value_infos(&graph, GRAPH_INPUT).unwrap();
+        let described: Vec<(String, String)> = inputs
+            .iter()
+            .map(|(name, info)| (name.clone(), describe(info)))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (
+                    "features".into(),
+                    "a float32 tensor of shape [batch, 3]".into()
+                ),
+                ("text".into(), "a string tensor of shape [batch, 1]".into()),
+            ]
+        );
+        let ops: Vec<String> = nodes(&graph)
+            .iter()
+            .map(|n| n.string(NODE_OP_TYPE).unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            ops[..9],
+            [
+                "Cast",
+                "Gather",
+                "Gather",
+                "LabelEncoder",
+                "Equal",
+                "Cast",
+                "Gather",
+                "Concat",
+                "Sub"
+            ]
+        );
+        let opsets: Vec<(String, u64)> = exported
+            .bytes(MODEL_OPSET_IMPORT)
+            .unwrap()
+            .into_iter()
+            .map(|b| {
+                let opset = Message::parse(b).unwrap();
+                let domain = opset.string(OPSET_DOMAIN).unwrap().unwrap();
+                (domain, opset.varint(OPSET_VERSION).unwrap().unwrap())
+            })
+            .collect();
+        assert_eq!(opsets, [("".into(), OPSET), (ML_DOMAIN.into(), ML_OPSET)]);
+
+        // A text column's categories must be one run; sources must match.
+        let split = [
+            source("colour", Some("blue")),
+            source("x", None),
+            source("colour", Some("red")),
+        ];
+        assert!(matches!(
+            text_inputs(&split),
+            Err(ExportError::Sources { .. })
+        ));
+        let short = GraphModel {
+            feature_sources: Some(&sources[..4]),
+            ..model
+        };
+        assert!(matches!(to_onnx(&short), Err(ExportError::Sources { .. })));
     }
 
     #[test]
@@ -1640,6 +2043,7 @@ mod tests {
         ];
         let err = to_onnx(&GraphModel {
             feature_scaling: &scaling(1),
+            feature_sources: None,
             target_scaling: TARGET,
             params: &[0.0; 2],
             encoder: None,

@@ -297,6 +297,7 @@ fn run_encoder(
         blake3,
         input_name,
         features: Some(prepared.features()),
+        text_input: None,
     };
     let mut model =
         OnnxModel::load(runtime, file, bytes, &spec, &ort.session).map_err(|e| match e {
