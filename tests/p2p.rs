@@ -666,3 +666,106 @@ fn a_silent_peer_claiming_the_most_work_does_not_stall_a_sync() {
         "blocks come from the peer that answered"
     );
 }
+
+/// A chain file in `root/chain/` (with its dataset): regtest with a fixed
+/// target 100 times harder, about 20,000 steps a block, so a miner makes
+/// tens of blocks a second rather than hundreds and a follower on a
+/// loaded machine keeps up.
+fn tens_of_blocks_a_second(root: &Path) -> PathBuf {
+    let dir = root.join("chain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut params = crate::support::chain::regtest_params();
+    params.network = "regtest-relay".into();
+    params.initial_target =
+        Hash32::from_hex("000346dc5d63886594af4f0d844d013a92a305532617c1bda5119ce075f6fd21")
+            .unwrap();
+    std::fs::write(dir.join("chain.json"), params.to_json()).unwrap();
+    std::fs::copy("data/diabetes.csv", dir.join("diabetes.csv")).unwrap();
+    dir.join("chain.json")
+}
+
+/// A peer that finishes its Hello and then answers nothing, and a
+/// follower killed with -9, hold up block relay to nobody: each peer's
+/// announcements go on their own, so an honest follower keeps within 2 s
+/// of every block the miner makes, for longer than the 10 s the miner
+/// waits on the silent ones before it drops them.
+#[test]
+fn a_silent_peer_and_a_killed_follower_do_not_hold_up_block_relay() {
+    use crate::api::{api_addr, get};
+    use std::collections::VecDeque;
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let [m, f, k] = dirs(tmp.path(), ["m", "f", "k"]);
+    let chain = dir_arg(&tens_of_blocks_a_second(tmp.path()));
+    let pm = free_port();
+    let node = |dir: &Path, extra: &[&str]| {
+        let d = dir_arg(dir);
+        let mut args = vec!["--data-dir", &d, "--chain", &chain];
+        args.extend_from_slice(extra);
+        let node = Node::start(&args);
+        node.wait_for(LIMIT, |l| l.starts_with("node started"));
+        node
+    };
+    let listen = local(pm);
+    let mut miner = node(&m, &["--listen", &listen, "--mine", "--api", "127.0.0.1:0"]);
+    let api_m = api_addr(&miner);
+    let mut follower = node(&f, &["--peer", &listen, "--api", "127.0.0.1:0"]);
+    let api_f = api_addr(&follower);
+    let mut killed = node(&k, &["--peer", &listen]);
+    wait_until(LIMIT, "both followers connect", &[&miner], || {
+        get(api_m, "/status")["peers"].as_u64() == Some(2)
+    });
+    let genesis = Hash32::from_hex(get(api_m, "/status")["genesis"].as_str().unwrap()).unwrap();
+    let silent = Adversary::new();
+    let conn = silent.connect(pm_addr(pm)).expect("TLS handshake");
+    conn.serve(Arc::new(|_: &Request| None));
+    assert!(matches!(
+        conn.request(&Request::Hello(hello(genesis, 0, [0; 32]))),
+        Ok(Response::Hello(_))
+    ));
+    killed.kill();
+
+    // Every height the miner reached must reach the follower within 2 s.
+    let started = Instant::now();
+    let mut waiting: VecDeque<(Instant, u64)> = VecDeque::new();
+    let mut worst = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(14) {
+        let now = Instant::now();
+        let mined = get(api_m, "/status")["height"].as_u64().unwrap();
+        waiting.push_back((now, mined));
+        let followed = get(api_f, "/status")["height"].as_u64().unwrap();
+        while let Some(&(at, height)) = waiting.front() {
+            if followed < height {
+                break;
+            }
+            worst = worst.max(now - at);
+            waiting.pop_front();
+        }
+        if let Some(&(at, height)) = waiting.front() {
+            assert!(
+                now - at <= Duration::from_secs(2),
+                "the follower is at {followed}, and the miner was at {height} {:?} ago",
+                now - at
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mined = get(api_m, "/status")["height"].as_u64().unwrap();
+    assert!(mined >= 20, "the miner made only {mined} blocks");
+
+    // The miner gave up on both silent peers without a ban.
+    for short_id in [silent.short_id(), node_id(&k)[..12].to_string()] {
+        let line = miner.wait_for(LIMIT, |l| {
+            l.starts_with(&format!("p2p: dropping peer {short_id}"))
+        });
+        assert!(line.contains("did not answer an announcement"), "{line}");
+    }
+    eprintln!("worst relay lag {worst:?} over {mined} blocks");
+    stop(&mut follower);
+    stop(&mut miner);
+    assert_no_bans(&[&miner, &follower]);
+}
+
+fn pm_addr(port: u16) -> SocketAddr {
+    local(port).parse().unwrap()
+}

@@ -28,6 +28,8 @@ pub(super) const CLOSE_REFUSED: u32 = 1;
 pub(super) const CLOSE_BANNED: u32 = 2;
 const CLOSE_DUPLICATE: u32 = 3;
 pub(super) const CLOSE_SHUTDOWN: u32 = 4;
+/// The peer did not answer in time (it may reconnect; no ban).
+pub(super) const CLOSE_SLOW: u32 = 5;
 
 /// Two connections between the same nodes made within this time are a
 /// simultaneous dial; past it, the older one is stale (the peer lost it,
@@ -963,15 +965,26 @@ impl Network {
     /// Announce new tips to every peer that does not have them. At most
     /// one round per [`ANNOUNCE_INTERVAL`]: tips found meanwhile coalesce
     /// into the latest, so a fast chain never floods peers.
+    ///
+    /// Each peer has its own announcer task and a queue of one: the
+    /// latest announcement replaces one the peer has not taken yet. A
+    /// round only hands announcements over, so a slow or dead peer delays
+    /// nobody but itself, and one that does not answer an announcement in
+    /// time is dropped ([`Network::announce_to`]).
     async fn announce_loop(self: Arc<Self>) {
         let mut tips = self.shared.tip_watch.subscribe();
+        // Per peer: the connection its announcer serves, and its queue.
+        let mut announcers: HashMap<Hash32, (usize, tokio::sync::watch::Sender<Option<Request>>)> =
+            HashMap::new();
         loop {
             tokio::select! {
                 changed = tips.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(REANNOUNCE_INTERVAL) => {}
             }
             let hash = *tips.borrow_and_update();
-            let Ok(Some(meta)) = self.shared.chain.store.meta(&hash) else {
+            let shared = Arc::clone(&self.shared);
+            let meta = tokio::task::spawn_blocking(move || shared.chain.store.meta(&hash)).await;
+            let Ok(Ok(Some(meta))) = meta else {
                 continue;
             };
             let request = Request::Announce {
@@ -980,24 +993,81 @@ impl Network {
                 work: meta.cumulative_work,
             };
             let peers: Vec<Peer> = lock(&self.peers).values().cloned().collect();
-            let sends: Vec<_> = peers
-                .into_iter()
-                .filter(|peer| peer.best_work < meta.work())
-                .map(|peer| {
-                    let network = Arc::clone(&self);
-                    let request = request.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = network.request(&peer.conn, &request).await {
-                            network.request_failed(&peer.id, &e);
-                        }
-                    })
-                })
-                .collect();
-            for send in sends {
-                let _ = send.await;
+            announcers.retain(|id, (conn, _)| {
+                peers
+                    .iter()
+                    .any(|p| p.id == *id && p.conn.stable_id() == *conn)
+            });
+            for peer in peers {
+                if peer.best_work >= meta.work() {
+                    continue;
+                }
+                let (_, queue) = announcers.entry(peer.id).or_insert_with(|| {
+                    let (queue, receiver) = tokio::sync::watch::channel(None);
+                    let stable_id = peer.conn.stable_id();
+                    tokio::spawn(Arc::clone(&self).announce_to(peer, receiver));
+                    (stable_id, queue)
+                });
+                queue.send_replace(Some(request.clone()));
             }
             tokio::time::sleep(ANNOUNCE_INTERVAL).await;
         }
+    }
+
+    /// One peer's announcer: send the latest announcement queued for it,
+    /// one at a time, until its queue is dropped (the peer left). A peer
+    /// that does not answer one within the request timeout is dropped, and
+    /// the timeout counts against it.
+    async fn announce_to(
+        self: Arc<Self>,
+        peer: Peer,
+        mut queue: tokio::sync::watch::Receiver<Option<Request>>,
+    ) {
+        while queue.changed().await.is_ok() {
+            let Some(request) = queue.borrow_and_update().clone() else {
+                continue;
+            };
+            match self.request(&peer.conn, &request).await {
+                Ok(_) => {}
+                Err(NetError::Timeout) => {
+                    self.note_timeout(&peer.id);
+                    self.drop_peer(
+                        &peer,
+                        &format!(
+                            "did not answer an announcement within {} s",
+                            self.config.limits.request_timeout.as_secs()
+                        ),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.request_failed(&peer.id, &e);
+                    if peer.conn.close_reason().is_some() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Disconnect a peer that is too slow to keep, without a ban: it may
+    /// come back.
+    fn drop_peer(&self, peer: &Peer, reason: &str) {
+        let removed = {
+            let mut peers = lock(&self.peers);
+            let ours = peers
+                .get(&peer.id)
+                .is_some_and(|p| p.conn.stable_id() == peer.conn.stable_id());
+            ours && peers.remove(&peer.id).is_some()
+        };
+        if removed {
+            log(format_args!(
+                "dropping peer {} ({}): {reason}",
+                short(&peer.id),
+                peer.addr
+            ));
+        }
+        peer.conn.close(CLOSE_SLOW.into(), reason.as_bytes());
     }
 
     /// Relay every transaction the pool takes to the peers that do not
