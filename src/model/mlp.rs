@@ -248,15 +248,7 @@ pub fn sgd_step(
         y: &data.train_y,
         indices,
     };
-    macro_rules! fixed_width {
-        ($($width:literal)*) => {
-            match d {
-                $($width => gradient::<$width>($width, hidden, params, &batch, scratch),)*
-                _ => gradient::<0>(d, hidden, params, &batch, scratch),
-            }
-        };
-    }
-    let squares = fixed_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    let squares = kernel::Kernel::detect().gradient(d, hidden, params, &batch, scratch);
     let norm = squares.sqrt();
     if !norm.is_finite() {
         return;
@@ -276,10 +268,136 @@ pub fn sgd_step(
 }
 
 /// The training rows of one step.
+#[derive(Clone, Copy)]
 struct Batch<'a> {
     x: &'a [f64],
     y: &'a [f64],
     indices: &'a [u32],
+}
+
+/// Copies of [`gradient`] compiled for wider vector instructions, and the
+/// choice among them at run time.
+///
+/// Every copy is the same source: [`gradient`] is `#[inline(always)]`, so
+/// each `#[target_feature]` function below gets its own copy of the body,
+/// compiled with that feature's registers. The order of every sum is the
+/// source's, whatever the vector width: the kernels are vectorised only
+/// across independent sums, and Rust never contracts a multiply and an
+/// add into one rounding (no `mul_add`, no FMA intrinsics, and LLVM fuses
+/// only operations marked `contract`, which Rust never emits), so every
+/// copy gives the same bits; the tests check it.
+mod kernel {
+    use super::{gradient, Batch, StepScratch};
+
+    /// A compiled copy of the gradient kernel that this CPU can run.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Kernel {
+        /// Built for the crate's target (SSE2 on x86-64): runs anywhere.
+        Portable,
+        /// AVX2 (four f64 lanes). The value holds a [`x86::Detected`],
+        /// which only exists once the CPU has been seen to support it.
+        #[cfg(target_arch = "x86_64")]
+        Avx2(x86::Detected),
+    }
+
+    impl Kernel {
+        /// The widest kernel this CPU supports (the detection is cached
+        /// by the standard library: one atomic load after the first).
+        #[inline]
+        pub(super) fn detect() -> Kernel {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(token) = x86::Detected::avx2() {
+                return Kernel::Avx2(token);
+            }
+            Kernel::Portable
+        }
+
+        /// [`gradient`] with this kernel, at a compile-time width for 1 to
+        /// 16 inputs and the general one beyond.
+        pub(super) fn gradient(
+            self,
+            d: usize,
+            hidden: usize,
+            params: &[f64],
+            batch: &Batch,
+            scratch: &mut StepScratch,
+        ) -> f64 {
+            macro_rules! fixed_width {
+                ($($width:literal)*) => {
+                    match d {
+                        $($width => self.at::<$width>(d, hidden, params, batch, scratch),)*
+                        _ => self.at::<0>(d, hidden, params, batch, scratch),
+                    }
+                };
+            }
+            fixed_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+        }
+
+        #[inline(always)]
+        fn at<const D: usize>(
+            self,
+            d: usize,
+            hidden: usize,
+            params: &[f64],
+            batch: &Batch,
+            scratch: &mut StepScratch,
+        ) -> f64 {
+            match self {
+                Kernel::Portable => gradient::<D>(d, hidden, params, batch, scratch),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2(token) => token.gradient::<D>(d, hidden, params, batch, scratch),
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) mod x86 {
+        use super::super::{gradient, Batch, StepScratch};
+
+        /// Proof that this CPU supports AVX2: the private field means that
+        /// [`Detected::avx2`] is the only way to make one.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(in super::super) struct Detected(());
+
+        impl Detected {
+            #[inline]
+            pub(in super::super) fn avx2() -> Option<Detected> {
+                is_x86_feature_detected!("avx2").then_some(Detected(()))
+            }
+
+            /// [`gradient`] compiled for AVX2.
+            #[inline(always)]
+            pub(super) fn gradient<const D: usize>(
+                self,
+                d: usize,
+                hidden: usize,
+                params: &[f64],
+                batch: &Batch,
+                scratch: &mut StepScratch,
+            ) -> f64 {
+                // SAFETY: `avx2` needs a CPU with AVX2, and `self` exists
+                // only if `is_x86_feature_detected!("avx2")` said so.
+                #[allow(unsafe_code)]
+                unsafe {
+                    avx2::<D>(d, hidden, params, batch, scratch)
+                }
+            }
+        }
+
+        /// [`gradient`] with AVX2 instructions. Only AVX2 (and what it
+        /// implies) is enabled, not FMA, so that no fused multiply-add can
+        /// appear even by mistake.
+        #[target_feature(enable = "avx2")]
+        fn avx2<const D: usize>(
+            d: usize,
+            hidden: usize,
+            params: &[f64],
+            batch: &Batch,
+            scratch: &mut StepScratch,
+        ) -> f64 {
+            gradient::<D>(d, hidden, params, batch, scratch)
+        }
+    }
 }
 
 /// The gradient of one step into `scratch.grad`, returning `Σ_i G_i·G_i`
@@ -756,6 +874,58 @@ mod tests {
                     gradient::<0>(features, hidden, &fast, &batch_rows, &mut scratch);
                     let n = fixed.len();
                     assert_eq!(bits(&scratch.grad[..n]), bits(&fixed));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dispatched_kernel_matches_the_portable_one() {
+        let chosen = kernel::Kernel::detect();
+        // On a CPU with AVX2 the comparison below is between two different
+        // compiled copies; elsewhere it only checks the choice.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            chosen != kernel::Kernel::Portable,
+            is_x86_feature_detected!("avx2"),
+            "{chosen:?}"
+        );
+        let rows = 50;
+        for features in [1usize, 10, 13] {
+            let data = synthetic(rows, features, 100 + features as u64, true);
+            for hidden in [1usize, 3, 17, 32, 33] {
+                for batch_size in [1usize, 5, 32, 65] {
+                    let indices: Vec<u32> = (0..batch_size)
+                        .map(|q| ((q * 13 + hidden) % rows) as u32)
+                        .collect();
+                    let batch = Batch {
+                        x: &data.train_x,
+                        y: &data.train_y,
+                        indices: &indices,
+                    };
+                    let mut params = initial_params(features, hidden, &seed());
+                    for (k, p) in params.iter_mut().enumerate().skip(hidden * features) {
+                        *p = 0.1 * ((k % 7) as f64 - 3.0);
+                    }
+                    let n = params.len();
+                    let mut fast = StepScratch::new(features, hidden, batch_size);
+                    let mut slow = StepScratch::new(features, hidden, batch_size);
+                    // A few steps, so that the units' activity changes.
+                    for step in 0..3 {
+                        let case = format!(
+                            "{features} inputs, {hidden} units, batch {batch_size}, step {step}"
+                        );
+                        let a = chosen.gradient(features, hidden, &params, &batch, &mut fast);
+                        let b = kernel::Kernel::Portable
+                            .gradient(features, hidden, &params, &batch, &mut slow);
+                        assert_eq!(a.to_bits(), b.to_bits(), "{case}");
+                        assert_eq!(bits(&fast.grad[..n]), bits(&slow.grad[..n]), "{case}");
+                        let hs = batch_size * hidden;
+                        assert_eq!(bits(&fast.h[..hs]), bits(&slow.h[..hs]), "{case}");
+                        for (p, g) in params.iter_mut().zip(&slow.grad) {
+                            *p = *p - 0.05 * g;
+                        }
+                    }
                 }
             }
         }
