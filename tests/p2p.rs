@@ -769,3 +769,143 @@ fn a_silent_peer_and_a_killed_follower_do_not_hold_up_block_relay() {
 fn pm_addr(port: u16) -> SocketAddr {
     local(port).parse().unwrap()
 }
+
+/// Sample the miner's and the follower's heights for `span`; every height
+/// the miner reached must reach the follower within 2 s. Returns the
+/// worst lag seen and the miner's last height.
+fn follows_within_two_seconds(
+    api_m: SocketAddr,
+    api_f: SocketAddr,
+    span: Duration,
+) -> (Duration, u64) {
+    use crate::api::get;
+    use std::collections::VecDeque;
+    use std::time::Instant;
+    let started = Instant::now();
+    let mut waiting: VecDeque<(Instant, u64)> = VecDeque::new();
+    let mut worst = Duration::ZERO;
+    let mut mined = 0;
+    while started.elapsed() < span {
+        let now = Instant::now();
+        mined = get(api_m, "/status")["height"].as_u64().unwrap();
+        waiting.push_back((now, mined));
+        let followed = get(api_f, "/status")["height"].as_u64().unwrap();
+        while let Some(&(at, height)) = waiting.front() {
+            if followed < height {
+                break;
+            }
+            worst = worst.max(now - at);
+            waiting.pop_front();
+        }
+        if let Some(&(at, height)) = waiting.front() {
+            assert!(
+                now - at <= Duration::from_secs(2),
+                "the follower is at {followed}, and the miner was at {height} {:?} ago",
+                now - at
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (worst, mined)
+}
+
+/// The attack on sync: a peer claims more work than anyone, keeps
+/// announcing it, forwards the honest miner's answers to GetHashes (so it
+/// is worth asking), and never answers GetBlocks. Its batch goes to
+/// another peer within its first deadline (1 s), it loses its claim and
+/// gets no more batches, and the follower keeps within 2 s of the miner.
+#[test]
+fn a_peer_that_gives_hashes_but_never_blocks_cannot_stall_a_sync() {
+    use crate::api::{api_addr, get};
+    let tmp = tempfile::tempdir().unwrap();
+    let [m, f] = dirs(tmp.path(), ["m", "f"]);
+    let chain = dir_arg(&tens_of_blocks_a_second(tmp.path()));
+    let (pm, pf) = (free_port(), free_port());
+    let node = |dir: &Path, extra: &[&str]| {
+        let d = dir_arg(dir);
+        let mut args = vec!["--data-dir", &d, "--chain", &chain];
+        args.extend_from_slice(extra);
+        let node = Node::start(&args);
+        node.wait_for(LIMIT, |l| l.starts_with("node started"));
+        node
+    };
+    let (lm, lf) = (local(pm), local(pf));
+    let mut miner = node(&m, &["--listen", &lm, "--mine", "--api", "127.0.0.1:0"]);
+    let api_m = api_addr(&miner);
+    let mut follower = node(
+        &f,
+        &["--listen", &lf, "--peer", &lm, "--api", "127.0.0.1:0"],
+    );
+    let api_f = api_addr(&follower);
+    wait_until(LIMIT, "the follower connects", &[&miner], || {
+        get(api_m, "/status")["peers"].as_u64() == Some(1)
+    });
+    let genesis = Hash32::from_hex(get(api_m, "/status")["genesis"].as_str().unwrap()).unwrap();
+
+    // The attacker's own link to the miner, for the answers it forwards.
+    let (_upstream_peer, upstream) = greet(pm_addr(pm), genesis, [0; 32]);
+    let upstream = Arc::new(upstream);
+    let attacker = Adversary::new();
+    let conn = Arc::new(attacker.connect(pm_addr(pf)).expect("TLS handshake"));
+    conn.serve(Arc::new(move |request: &Request| match request {
+        Request::GetHashes { .. } => {
+            let (upstream, request) = (Arc::clone(&upstream), request.clone());
+            std::thread::spawn(move || upstream.request(&request).ok())
+                .join()
+                .ok()
+                .flatten()
+        }
+        Request::GetBlocks(_) => None,
+        Request::Announce { .. } | Request::AnnounceTxs(_) => Some(Response::Ok),
+        Request::GetAddrs => Some(Response::Addrs(Vec::new())),
+        _ => Some(Response::NotFound),
+    }));
+    assert!(matches!(
+        conn.request(&Request::Hello(hello(genesis, 1_000_000, [0xff; 32]))),
+        Ok(Response::Hello(_))
+    ));
+    // It claims the most work again and again.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let announcer = {
+        let (conn, stop) = (Arc::clone(&conn), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0u8;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n = n.wrapping_add(1);
+                let _ = conn.request(&Request::Announce {
+                    hash: Hash32([n; 32]),
+                    height: 1_000_000,
+                    work: Hash32([0xff; 32]),
+                });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let (worst, mined) = follows_within_two_seconds(api_m, api_f, Duration::from_secs(12));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    announcer.join().unwrap();
+    assert!(mined >= 20, "the miner made only {mined} blocks");
+    let asked = conn.requests.lock().unwrap().clone();
+    let blocks_asked = asked
+        .iter()
+        .filter(|r| matches!(r, Request::GetBlocks(_)))
+        .count();
+    let hashes_asked = asked
+        .iter()
+        .filter(|r| matches!(r, Request::GetHashes { .. }))
+        .count();
+    assert!(hashes_asked >= 1, "the attacker was asked for hashes");
+    eprintln!(
+        "worst sync lag {worst:?} over {mined} blocks; the attacker was asked for blocks \
+         {blocks_asked} times and for hashes {hashes_asked} times"
+    );
+    // Asked for blocks at most once before it was benched.
+    assert!(blocks_asked <= 1, "asked for blocks {blocks_asked} times");
+    stop_node(&mut follower);
+    stop_node(&mut miner);
+}
+
+fn stop_node(node: &mut Node) {
+    stop(node);
+}

@@ -118,6 +118,108 @@ impl BanList {
     }
 }
 
+/// How long a peer that has never delivered blocks may take over a batch
+/// before it counts as stalling (Bitcoin Core starts at 2 s; blocks here
+/// are about 1 kB).
+pub const STALL_FIRST: Duration = Duration::from_secs(1);
+/// A measured peer may take this many times its usual time for a batch.
+pub const STALL_FACTOR: u32 = 4;
+/// The shortest stall timeout, however fast the peer was.
+pub const STALL_MIN: Duration = Duration::from_millis(250);
+/// A staller gets no batches for this long, doubled at each further
+/// stall, up to [`BENCH_MAX`].
+pub const BENCH_FIRST: Duration = Duration::from_secs(30);
+pub const BENCH_MAX: Duration = Duration::from_secs(600);
+/// Peers remembered as block sources; past it, the ones not benched are
+/// forgotten first.
+pub const MAX_SOURCES: usize = 4096;
+
+/// What the node learned of each peer as a source of blocks during sync,
+/// for stall detection as in Bitcoin Core's block download: each batch a
+/// peer is asked for has a deadline adapted to the peer's measured time
+/// per block, and a peer that misses one is benched (no batches) for a
+/// while that doubles with every stall.
+#[derive(Clone, Debug, Default)]
+pub struct BlockSources {
+    peers: HashMap<Hash32, Source>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Source {
+    /// A moving average of the time per block of its answers.
+    per_block: Option<Duration>,
+    stalls: u32,
+    benched_until: Option<Instant>,
+}
+
+impl BlockSources {
+    /// How long `id` may take to deliver a batch of `blocks`, at most
+    /// `cap`: [`STALL_FIRST`] until it has delivered once (doubled for
+    /// each time it stalled, in case it was only slow), then
+    /// [`STALL_FACTOR`] times its usual time for that many blocks, at
+    /// least [`STALL_MIN`].
+    pub fn deadline(&self, id: &Hash32, blocks: usize, cap: Duration) -> Duration {
+        let source = self.peers.get(id);
+        let time = match source.and_then(|s| s.per_block) {
+            // Doubled for each stall, in case it was only slow.
+            None => STALL_FIRST.saturating_mul(1 << source.map_or(0, |s| s.stalls.min(16))),
+            Some(per_block) => {
+                let blocks = u32::try_from(blocks.max(1)).unwrap_or(u32::MAX);
+                per_block
+                    .saturating_mul(blocks)
+                    .saturating_mul(STALL_FACTOR)
+                    .max(STALL_MIN)
+            }
+        };
+        time.min(cap)
+    }
+
+    /// `id` delivered `blocks` in `took`: the average moves halfway.
+    pub fn delivered(&mut self, id: Hash32, blocks: usize, took: Duration) {
+        if blocks == 0 {
+            return;
+        }
+        self.make_room();
+        let per_block = took / u32::try_from(blocks).unwrap_or(u32::MAX);
+        let source = self.peers.entry(id).or_default();
+        source.per_block = Some(match source.per_block {
+            None => per_block,
+            Some(old) => (old + per_block) / 2,
+        });
+    }
+
+    /// `id` missed a deadline at `now`: benched for [`BENCH_FIRST`],
+    /// doubled at every further stall, up to [`BENCH_MAX`]. Returns how
+    /// long.
+    pub fn stalled(&mut self, id: Hash32, now: Instant) -> Duration {
+        self.make_room();
+        let source = self.peers.entry(id).or_default();
+        let bench = BENCH_FIRST
+            .saturating_mul(1u32 << source.stalls.min(16))
+            .min(BENCH_MAX);
+        source.stalls = source.stalls.saturating_add(1);
+        source.benched_until = Some(now + bench);
+        bench
+    }
+
+    /// Whether `id` may be given batches at `now`.
+    pub fn usable(&self, id: &Hash32, now: Instant) -> bool {
+        self.peers
+            .get(id)
+            .and_then(|s| s.benched_until)
+            .is_none_or(|until| until <= now)
+    }
+
+    fn make_room(&mut self) {
+        if self.peers.len() >= MAX_SOURCES {
+            self.peers.retain(|_, s| s.benched_until.is_some());
+        }
+        if self.peers.len() >= MAX_SOURCES {
+            self.peers.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +306,69 @@ mod tests {
         assert!(!bans.is_banned(&a, until));
         // Forgotten once expired, even if asked about an earlier time.
         assert!(!bans.is_banned(&a, start));
+    }
+
+    #[test]
+    fn a_source_has_a_first_deadline_then_one_adapted_to_its_speed() {
+        let mut sources = BlockSources::default();
+        let (a, b) = (Hash32([1; 32]), Hash32([2; 32]));
+        let cap = Duration::from_secs(10);
+        assert_eq!(sources.deadline(&a, 64, cap), STALL_FIRST);
+        // 64 blocks in 640 ms: 10 ms a block; a batch of 64 may take 4 × 640 ms.
+        sources.delivered(a, 64, Duration::from_millis(640));
+        assert_eq!(sources.deadline(&a, 64, cap), Duration::from_millis(2560));
+        assert_eq!(sources.deadline(&a, 1, cap), STALL_MIN);
+        assert_eq!(sources.deadline(&a, 1000, cap), cap);
+        // The average moves halfway: 10 ms and 30 ms a block give 20 ms.
+        sources.delivered(a, 10, Duration::from_millis(300));
+        assert_eq!(sources.deadline(&a, 10, cap), Duration::from_millis(800));
+        // Nothing delivered changes nothing; b is still unmeasured.
+        sources.delivered(a, 0, Duration::from_secs(5));
+        assert_eq!(sources.deadline(&a, 10, cap), Duration::from_millis(800));
+        assert_eq!(sources.deadline(&b, 10, cap), STALL_FIRST);
+        // An unmeasured peer that stalled gets twice as long next time,
+        // up to the cap.
+        sources.stalled(b, Instant::now());
+        assert_eq!(sources.deadline(&b, 10, cap), 2 * STALL_FIRST);
+        sources.stalled(b, Instant::now());
+        assert_eq!(sources.deadline(&b, 10, cap), 4 * STALL_FIRST);
+        for _ in 0..20 {
+            sources.stalled(b, Instant::now());
+        }
+        assert_eq!(sources.deadline(&b, 10, cap), cap);
+    }
+
+    #[test]
+    fn a_staller_is_benched_until_its_deadline_doubling_up_to_the_most() {
+        let start = Instant::now();
+        let mut sources = BlockSources::default();
+        let a = Hash32([1; 32]);
+        assert!(sources.usable(&a, start));
+        assert_eq!(sources.stalled(a, start), BENCH_FIRST);
+        assert!(!sources.usable(&a, start + BENCH_FIRST - Duration::from_nanos(1)));
+        assert!(sources.usable(&a, start + BENCH_FIRST));
+        let later = start + BENCH_FIRST;
+        assert_eq!(sources.stalled(a, later), 2 * BENCH_FIRST);
+        assert!(!sources.usable(&a, later + 2 * BENCH_FIRST - Duration::from_nanos(1)));
+        assert!(sources.usable(&a, later + 2 * BENCH_FIRST));
+        for _ in 0..40 {
+            assert!(sources.stalled(a, later) <= BENCH_MAX);
+        }
+        assert_eq!(sources.stalled(a, later), BENCH_MAX);
+    }
+
+    #[test]
+    fn sources_are_bounded_keeping_the_benched() {
+        let start = Instant::now();
+        let mut sources = BlockSources::default();
+        let staller = Hash32([0xff; 32]);
+        sources.stalled(staller, start);
+        for i in 0..(MAX_SOURCES as u32 + 10) {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            sources.delivered(Hash32(id), 1, Duration::from_millis(1));
+            assert!(sources.peers.len() <= MAX_SOURCES);
+        }
+        assert!(!sources.usable(&staller, start));
     }
 }

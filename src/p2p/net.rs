@@ -6,7 +6,7 @@
 //! verification never stalls QUIC's timers.
 
 use super::files::ServedFiles;
-use super::limits::{BanList, Charge, RequestRate, TimeoutLog};
+use super::limits::{BanList, BlockSources, Charge, RequestRate, TimeoutLog};
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 use super::txrelay::{self, PeerTxs, TxFetches};
@@ -200,6 +200,8 @@ pub struct Network {
     sync_state: Mutex<SyncState>,
     /// Transaction relay state of each connected peer.
     tx_peers: Mutex<HashMap<Hash32, PeerTxs>>,
+    /// Each peer's record as a source of blocks (stall detection).
+    block_sources: Mutex<BlockSources>,
     tx_fetches: Mutex<TxFetches>,
 }
 
@@ -316,6 +318,7 @@ impl Network {
             peer_news: tokio::sync::Notify::new(),
             sync_state: Mutex::new(SyncState::default()),
             tx_peers: Mutex::new(HashMap::new()),
+            block_sources: Mutex::new(BlockSources::default()),
             tx_fetches: Mutex::new(TxFetches::default()),
             config,
         });
@@ -1417,22 +1420,39 @@ impl Network {
             };
             // Fetch every batch at once, spread over the peers ahead of us
             // from the one that gave the hashes (it has the blocks; a
-            // single batch goes to it alone), and store them in order as
-            // they arrive.
-            let sources: Vec<Peer> = std::iter::once(leader.clone())
+            // single batch goes to it alone), leaving out peers benched
+            // for stalling while another can serve, and store them in
+            // order as they arrive. A batch whose peer stalls goes to the
+            // next source at once (`fetch_batch`).
+            let now = Instant::now();
+            let all: Vec<Peer> = std::iter::once(leader.clone())
                 .chain(ahead.iter().filter(|p| p.id != leader.id).cloned())
                 .collect();
+            let usable: Vec<Peer> = {
+                let book = lock(&self.block_sources);
+                all.iter()
+                    .filter(|p| book.usable(&p.id, now))
+                    .cloned()
+                    .collect()
+            };
+            if usable.is_empty() {
+                // Only peers benched for stalling have these blocks: they
+                // cannot back their claims now. Wait for a peer that can.
+                for peer in &all {
+                    self.forget_claim(&peer.id, ours);
+                }
+                small_round = true;
+                continue;
+            }
+            let sources = Arc::new(usable);
             let fetches: Vec<_> = wanted
                 .chunks(BATCH)
                 .enumerate()
                 .map(|(i, chunk)| {
-                    let peer = sources[i % sources.len()].clone();
                     let network = Arc::clone(self);
-                    let request = Request::GetBlocks(chunk.to_vec());
-                    tokio::spawn(async move {
-                        let result = network.request(&peer.conn, &request).await;
-                        (peer, result)
-                    })
+                    let sources = Arc::clone(&sources);
+                    let chunk = chunk.to_vec();
+                    tokio::spawn(async move { network.fetch_batch(chunk, &sources, i, ours).await })
                 })
                 .collect();
             let total = wanted.len();
@@ -1466,7 +1486,10 @@ impl Network {
                         stop = true;
                     }
                     Err(e) => {
-                        self.request_failed(&peer.id, &e);
+                        // A timeout was counted where the batch was fetched.
+                        if !matches!(e, NetError::Timeout) {
+                            self.request_failed(&peer.id, &e);
+                        }
                         stop = true;
                     }
                 }
@@ -1514,6 +1537,81 @@ impl Network {
                 }
             }
         }
+    }
+
+    /// Fetch one batch of blocks, from `sources[first]` and, when it does
+    /// not deliver, from the next sources in turn. Each try has the
+    /// deadline [`BlockSources::deadline`] gives the peer; a peer that
+    /// misses it, or answers without blocks, loses its claim of more work
+    /// and is benched as a source; a timeout also counts against it.
+    /// Answers the peer that delivered (or the last one tried) and what it
+    /// answered.
+    async fn fetch_batch(
+        self: Arc<Self>,
+        chunk: Vec<Hash32>,
+        sources: &[Peer],
+        first: usize,
+        ours: U256,
+    ) -> (Peer, Result<Response, NetError>) {
+        let count = chunk.len();
+        let request = Request::GetBlocks(chunk);
+        let cap = self.config.limits.request_timeout;
+        let mut last = None;
+        for attempt in 0..sources.len() {
+            let peer = &sources[(first + attempt) % sources.len()];
+            if attempt > 0 && !lock(&self.block_sources).usable(&peer.id, Instant::now()) {
+                continue;
+            }
+            let deadline = lock(&self.block_sources).deadline(&peer.id, count, cap);
+            let started = Instant::now();
+            let result =
+                match tokio::time::timeout(deadline, self.request(&peer.conn, &request)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(NetError::Timeout),
+                };
+            match &result {
+                Ok(Response::Blocks(blocks)) if !blocks.is_empty() => {
+                    lock(&self.block_sources).delivered(peer.id, blocks.len(), started.elapsed());
+                    return (peer.clone(), result);
+                }
+                // Busy, not lying: the next source may serve it.
+                Ok(Response::Refused(_)) => {}
+                Ok(Response::Blocks(_)) | Err(NetError::Timeout) => {
+                    let bench = lock(&self.block_sources).stalled(peer.id, Instant::now());
+                    self.forget_claim(&peer.id, ours);
+                    log(format_args!(
+                        "sync: peer {} {} within {:?}; its claim is dropped, it gets no blocks \
+                         to serve for {} s, and its batch goes to another peer",
+                        short(&peer.id),
+                        if result.is_ok() {
+                            "sent no blocks"
+                        } else {
+                            "sent nothing"
+                        },
+                        deadline,
+                        bench.as_secs()
+                    ));
+                    if result.is_err() {
+                        self.note_timeout(&peer.id);
+                    }
+                }
+                _ => {}
+            }
+            let done = !matches!(
+                &result,
+                Ok(Response::Refused(_) | Response::Blocks(_)) | Err(NetError::Timeout)
+            );
+            last = Some((peer.clone(), result));
+            if done {
+                break;
+            }
+        }
+        last.unwrap_or_else(|| {
+            (
+                sources[first % sources.len()].clone(),
+                Err(NetError::Timeout),
+            )
+        })
     }
 
     fn request_failed(&self, id: &Hash32, error: &NetError) {
