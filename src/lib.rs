@@ -29,6 +29,7 @@ pub mod fuzzing;
 pub mod ledger;
 pub mod model;
 pub mod node;
+pub mod offload;
 pub mod p2p;
 pub mod store;
 pub mod tx;

@@ -159,7 +159,22 @@ pub struct Api {
 impl Api {
     /// Write a fresh token to the data dir's `api.cookie` and serve on
     /// `listener` (from [`bind`]); `network` is `None` when the node runs
-    /// without peers. Must run inside the tokio runtime.
+    /// without peers. Must run inside the tokio runtime. The caller then
+    /// records the address in the status file and says it
+    /// ([`Api::announce`]).
+    /// Record the API's address in the status file, off the async
+    /// threads, and only then say it, so whoever waits for the line finds
+    /// it there (`pouwd status`, `send`).
+    pub async fn announce(&self) {
+        let shared = Arc::clone(&self.shared);
+        match crate::offload::spawn_blocking(move || shared.write_status()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: cannot write the status file: {e:#}"),
+            Err(e) => eprintln!("warning: cannot write the status file: {e}"),
+        }
+        crate::say!("api: listening on {}", self.addr);
+    }
+
     pub fn start(
         listener: std::net::TcpListener,
         shared: Arc<Shared>,
@@ -176,12 +191,6 @@ impl Api {
         })?;
         let cookie = Arc::new(cookie);
         shared.set_api_addr(Some(addr));
-        // Record the address before saying it, so whoever waits for the
-        // line finds it in the status file (`pouwd status`, `send`).
-        if let Err(e) = shared.write_status() {
-            eprintln!("warning: cannot write the status file: {e:#}");
-        }
-        crate::say!("api: listening on {addr}");
         let context = Arc::new(Context {
             shared: Arc::clone(&shared),
             network,
@@ -464,7 +473,7 @@ async fn read_store<T: Send + 'static>(
     read: impl FnOnce(&Shared) -> Result<T, Failure> + Send + 'static,
 ) -> Result<T, Failure> {
     let shared = Arc::clone(&context.shared);
-    tokio::task::spawn_blocking(move || read(&shared))
+    crate::offload::spawn_blocking(move || read(&shared))
         .await
         .map_err(Failure::internal)?
 }
@@ -617,7 +626,7 @@ async fn submit_tx(
     let tx = Tx::from_bytes(&bytes)
         .map_err(|e| Failure::from(TxSubmitError::Invalid(TxError::Decode(e))))?;
     let shared = Arc::clone(&context.shared);
-    let (id, _evicted) = tokio::task::spawn_blocking(move || shared.submit_tx(tx))
+    let (id, _evicted) = crate::offload::spawn_blocking(move || shared.submit_tx(tx))
         .await
         .map_err(Failure::internal)??;
     Ok(json!({ "id": id.to_hex() }))

@@ -412,7 +412,10 @@ async fn supervise(
         .map(|config| Network::start(Arc::clone(&shared), config))
         .transpose()?;
     let api = match api.map(|l| Api::start(l, Arc::clone(&shared), network.clone())) {
-        Some(Ok(api)) => Some(api),
+        Some(Ok(api)) => {
+            api.announce().await;
+            Some(api)
+        }
         Some(Err(e)) => {
             if let Some(network) = network {
                 network.shutdown().await;
@@ -424,7 +427,7 @@ async fn supervise(
     let stop_at = options.stop_at_height;
     let worker = {
         let shared = Arc::clone(&shared);
-        tokio::task::spawn_blocking(move || {
+        crate::offload::spawn_blocking(move || {
             if mine {
                 run_miners(shared, &options)
             } else {

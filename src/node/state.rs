@@ -9,7 +9,7 @@ use super::miner::{Notice, Notices};
 use super::status::status_json;
 use crate::chain::{Block, Hash32};
 use crate::consensus::BlockError;
-use crate::store::{StoreError, Stored};
+use crate::store::{StoreError, Stored, Tip};
 use crate::tx::{self, Account, CheckedTx, Tx, TxError, TxKind};
 use anyhow::Result;
 use ed25519_dalek::SigningKey;
@@ -74,8 +74,9 @@ pub struct Shared {
     pub tip_version: AtomicU64,
     /// Serialises writes to the chain, so log lines follow the store's order.
     pub submit: Mutex<()>,
-    /// The current tip, for tasks that wait for it to move.
-    pub tip_watch: tokio::sync::watch::Sender<Hash32>,
+    /// The current tip, for tasks that wait for it to move, and for
+    /// async code that must not read the store (it may wait on a write).
+    pub tip_watch: tokio::sync::watch::Sender<Tip>,
     /// Where the local API listens while it runs, for the status file.
     pub api_addr: Mutex<Option<SocketAddr>>,
     /// Transactions waiting for a block, valid on the tip's ledger. Its
@@ -99,7 +100,7 @@ impl Shared {
         key: SigningKey,
         limits: MempoolLimits,
     ) -> Result<Shared> {
-        let tip = chain.store.tip()?.hash;
+        let tip = chain.store.tip()?;
         Ok(Shared {
             chain,
             dir,
@@ -277,7 +278,7 @@ impl Shared {
     }
 
     pub fn tip_reached(&self, stop_at: Option<u64>) -> bool {
-        stop_at.is_some_and(|h| self.chain.store.tip().is_ok_and(|t| t.height >= h))
+        stop_at.is_some_and(|h| self.tip_watch.borrow().height >= h)
     }
 
     /// Run `store` with writes serialised; afterwards, if the tip moved,
@@ -286,11 +287,11 @@ impl Shared {
         let _guard = self.submit.lock().unwrap_or_else(|e| e.into_inner());
         let before = self.chain.store.tip().map(|t| t.hash).ok();
         let result = store(&self.chain);
-        let after = self.chain.store.tip().map(|t| t.hash).ok();
-        if let (Some(after), true) = (after, after != before) {
+        let after = self.chain.store.tip().ok();
+        if let Some(after) = after.filter(|t| Some(t.hash) != before) {
             self.tip_version.fetch_add(1, Ordering::SeqCst);
             if let Some(before) = before {
-                if let Err(e) = self.follow_tip(&before, &after) {
+                if let Err(e) = self.follow_tip(&before, &after.hash) {
                     eprintln!("warning: the mempool cannot follow the tip: {e:#}");
                 }
             }

@@ -813,7 +813,7 @@ impl Fetcher {
         let (handle, missing) = {
             let manifest = Arc::clone(&manifest);
             let path = partial.clone();
-            tokio::task::spawn_blocking(move || open_partial(&path, &manifest)).await??
+            crate::offload::spawn_blocking(move || open_partial(&path, &manifest)).await??
         };
         let handle = Arc::new(handle);
         let total = manifest.chunk_hashes.len() as u64;
@@ -866,7 +866,7 @@ impl Fetcher {
         }
         let found = {
             let path = partial.clone();
-            tokio::task::spawn_blocking(move || -> Result<Hash32> {
+            crate::offload::spawn_blocking(move || -> Result<Hash32> {
                 handle.sync_all()?;
                 Ok(read_manifest(&path)?.0)
             })
@@ -893,7 +893,7 @@ impl Fetcher {
             return Ok(Some(Round::WrongFile));
         }
         let target = file.path.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        crate::offload::spawn_blocking(move || -> Result<()> {
             fs::rename(&partial, &target)
                 .with_context(|| format!("cannot rename onto {}", target.display()))?;
             if let Some(dir) = target.parent() {
@@ -1089,7 +1089,7 @@ impl Download {
             };
             let partial = Arc::clone(&self.partial);
             let written =
-                tokio::task::spawn_blocking(move || partial.write_all_at(&bytes, offset)).await;
+                crate::offload::spawn_blocking(move || partial.write_all_at(&bytes, offset)).await;
             match written {
                 Ok(Ok(())) => {
                     lock(&self.schedule).verified();

@@ -15,6 +15,7 @@ use crate::chain::Hash32;
 use crate::node::chain::now_ms;
 use crate::node::import::{store_blocks, ImportError, ImportReport};
 use crate::node::state::{Shared, TxSubmitError};
+use crate::store::StoreError;
 use anyhow::{Context, Result};
 use primitive_types::U256;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -419,11 +420,10 @@ impl Network {
     }
 
     fn our_hello(&self) -> Result<Hello> {
-        let store = &self.shared.chain.store;
-        let tip = store.tip()?;
+        let tip = self.shared.tip_watch.borrow().clone();
         Ok(Hello {
             version: wire::PROTOCOL_VERSION,
-            genesis: store.genesis_hash(),
+            genesis: self.shared.chain.store.genesis_hash(),
             best_height: tip.height,
             best_hash: tip.hash,
             best_work: Hash32(tip.cumulative_work.to_big_endian()),
@@ -449,12 +449,15 @@ impl Network {
         Ok(())
     }
 
+    /// Our tip's work, from memory: async code never reads the store.
     fn our_work(&self) -> U256 {
-        self.shared
-            .chain
-            .store
-            .tip()
-            .map_or(U256::zero(), |t| t.cumulative_work)
+        self.shared.tip_watch.borrow().cumulative_work
+    }
+
+    /// Whether the store holds `hash`, read on the blocking pool.
+    async fn have_block(&self, hash: Hash32) -> Result<bool> {
+        let shared = Arc::clone(&self.shared);
+        Ok(crate::offload::spawn_blocking(move || shared.chain.store.contains(&hash)).await??)
     }
 
     /// Send one request on its own stream and read the answer.
@@ -887,18 +890,18 @@ impl Network {
                     peer.best_height = peer.best_height.max(height);
                     peer.best_work = peer.best_work.max(work);
                 }
-                let known = shared.chain.store.contains(&hash).unwrap_or(false);
-                if !known && work > self.our_work() {
+                if work > self.our_work() && !self.have_block(hash).await.unwrap_or(false) {
                     self.trigger_sync();
                 }
                 Response::Ok
             }
             Request::GetHashes { locator, max } => {
                 let max = (max as usize).min(wire::MAX_HASHES);
-                tokio::task::spawn_blocking(move || hashes_after(&shared, &locator, max)).await??
+                crate::offload::spawn_blocking(move || hashes_after(&shared, &locator, max))
+                    .await??
             }
             Request::GetBlocks(hashes) => {
-                tokio::task::spawn_blocking(move || -> Result<Response> {
+                crate::offload::spawn_blocking(move || -> Result<Response> {
                     let mut blocks = Vec::new();
                     let mut total = 16;
                     for hash in hashes {
@@ -960,7 +963,7 @@ impl Network {
             Request::GetFile { blake3 } => self.config.files.manifest(&blake3),
             Request::GetChunk { blake3, index } => {
                 let files = self.config.files.clone();
-                tokio::task::spawn_blocking(move || files.chunk(&blake3, index)).await?
+                crate::offload::spawn_blocking(move || files.chunk(&blake3, index)).await?
             }
         })
     }
@@ -984,16 +987,11 @@ impl Network {
                 changed = tips.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(REANNOUNCE_INTERVAL) => {}
             }
-            let hash = *tips.borrow_and_update();
-            let shared = Arc::clone(&self.shared);
-            let meta = tokio::task::spawn_blocking(move || shared.chain.store.meta(&hash)).await;
-            let Ok(Ok(Some(meta))) = meta else {
-                continue;
-            };
+            let tip = tips.borrow_and_update().clone();
             let request = Request::Announce {
-                hash,
-                height: meta.height,
-                work: meta.cumulative_work,
+                hash: tip.hash,
+                height: tip.height,
+                work: Hash32(tip.cumulative_work.to_big_endian()),
             };
             let peers: Vec<Peer> = lock(&self.peers).values().cloned().collect();
             announcers.retain(|id, (conn, _)| {
@@ -1002,7 +1000,7 @@ impl Network {
                     .any(|p| p.id == *id && p.conn.stable_id() == *conn)
             });
             for peer in peers {
-                if peer.best_work >= meta.work() {
+                if peer.best_work >= tip.cumulative_work {
                     continue;
                 }
                 let (_, queue) = announcers.entry(peer.id).or_insert_with(|| {
@@ -1155,7 +1153,7 @@ impl Network {
     async fn fetch_txs(self: Arc<Self>, peer_id: Hash32, ids: Vec<Hash32>) {
         let shared = Arc::clone(&self.shared);
         let asked = ids.clone();
-        let Ok(have) = tokio::task::spawn_blocking(move || -> HashSet<Hash32> {
+        let Ok(have) = crate::offload::spawn_blocking(move || -> HashSet<Hash32> {
             let pool = shared.pool();
             asked
                 .into_iter()
@@ -1233,7 +1231,7 @@ impl Network {
         // A sender's transactions in nonce order, whatever order they came in.
         txs.sort_by_key(|t| (t.fields.from, t.fields.nonce));
         let shared = Arc::clone(&self.shared);
-        let Ok(results) = tokio::task::spawn_blocking(move || {
+        let Ok(results) = crate::offload::spawn_blocking(move || {
             txs.into_iter()
                 .map(|tx| {
                     let id = tx.id();
@@ -1330,7 +1328,7 @@ impl Network {
                 state.peers = ahead.len();
             }
             let shared = Arc::clone(&self.shared);
-            let locator = tokio::task::spawn_blocking(move || locator(&shared)).await??;
+            let locator = crate::offload::spawn_blocking(move || locator(&shared)).await??;
             // Ask several peers ahead at once, and any that comes ahead
             // while we wait, and follow the first useful answer: a peer
             // that claims work and stays silent cannot hold the sync up.
@@ -1382,13 +1380,18 @@ impl Network {
                 waiting -= 1;
                 match result {
                     Ok(Response::Hashes(hashes)) => {
-                        let store = &self.shared.chain.store;
-                        let mut wanted = Vec::with_capacity(hashes.len());
-                        for hash in hashes {
-                            if !store.contains(&hash)? {
-                                wanted.push(hash);
+                        let shared = Arc::clone(&self.shared);
+                        let wanted = crate::offload::spawn_blocking(move || {
+                            let store = &shared.chain.store;
+                            let mut wanted = Vec::with_capacity(hashes.len());
+                            for hash in hashes {
+                                if !store.contains(&hash)? {
+                                    wanted.push(hash);
+                                }
                             }
-                        }
+                            Ok::<_, StoreError>(wanted)
+                        })
+                        .await??;
                         if wanted.is_empty() {
                             // The peer claimed more work than it can show us.
                             self.forget_claim(&peer.id, ours);
@@ -1524,7 +1527,7 @@ impl Network {
                     break;
                 }
                 done += count;
-                let tip = self.shared.chain.store.tip()?;
+                let tip = self.shared.tip_watch.borrow().clone();
                 log(format_args!(
                     "sync: {done}/{total} blocks fetched, {} stored, tip height {} (target {}, {} peers)",
                     report.stored,
@@ -1636,7 +1639,7 @@ impl Network {
     ) -> Result<(ImportReport, Option<ImportError>)> {
         let shared = Arc::clone(&self.shared);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(tokio::task::spawn_blocking(move || {
+        Ok(crate::offload::spawn_blocking(move || {
             shared.write(|chain| {
                 let records = blocks
                     .into_iter()

@@ -504,6 +504,7 @@ impl Store {
     }
 
     pub fn tip(&self) -> Result<Tip, StoreError> {
+        crate::offload::check_thread();
         let hash = decode_hash(
             &self
                 .db
@@ -522,6 +523,7 @@ impl Store {
     }
 
     pub fn meta(&self, hash: &Hash32) -> Result<Option<BlockMeta>, StoreError> {
+        crate::offload::check_thread();
         self.db
             .get(meta_key(hash))?
             .map(|b| decode_meta(&b))
@@ -529,15 +531,18 @@ impl Store {
     }
 
     pub fn contains(&self, hash: &Hash32) -> Result<bool, StoreError> {
+        crate::offload::check_thread();
         Ok(self.db.contains_key(meta_key(hash))?)
     }
 
     /// The block's bytes as stored (canonical). `None` for genesis and unknown blocks.
     pub fn block_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        crate::offload::check_thread();
         Ok(self.db.get(block_key(hash))?.map(|v| v.to_vec()))
     }
 
     pub fn block(&self, hash: &Hash32) -> Result<Option<Block>, StoreError> {
+        crate::offload::check_thread();
         match self.block_bytes(hash)? {
             None => Ok(None),
             Some(bytes) => Block::from_bytes(&bytes, &Limits::default())
@@ -548,6 +553,7 @@ impl Store {
 
     /// The best chain's block at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash32>, StoreError> {
+        crate::offload::check_thread();
         self.db
             .get(height_key(height))?
             .map(|b| decode_hash(&b, "height index entry"))
@@ -556,6 +562,7 @@ impl Store {
 
     /// The block that carries `work_hash`, if any.
     pub fn work_owner(&self, work_hash: &Hash32) -> Result<Option<Hash32>, StoreError> {
+        crate::offload::check_thread();
         self.db
             .get(work_key(work_hash))?
             .map(|b| decode_hash(&b, "work index entry"))
@@ -564,6 +571,7 @@ impl Store {
 
     /// Final model of a block: its body's parameters, or zeros for genesis.
     pub fn model(&self, hash: &Hash32, dim: usize) -> Result<Option<Vec<f64>>, StoreError> {
+        crate::offload::check_thread();
         if *hash == self.genesis {
             return Ok(Some(crate::model::initial_params(dim - 1)));
         }
@@ -572,6 +580,7 @@ impl Store {
 
     /// An account on the best chain; an account never seen is empty.
     pub fn account(&self, id: &Hash32) -> Result<Account, StoreError> {
+        crate::offload::check_thread();
         Ok(self
             .db
             .get(account_key(id))?
@@ -582,6 +591,7 @@ impl Store {
 
     /// The best-chain block that holds transaction `id`: its height and hash.
     pub fn tx_location(&self, id: &Hash32) -> Result<Option<(u64, Hash32)>, StoreError> {
+        crate::offload::check_thread();
         let Some(bytes) = self.db.get(tx_key(id))? else {
             return Ok(None);
         };
@@ -603,6 +613,7 @@ impl Store {
     /// else from the blocks of the branch that ends at `branch`, back to
     /// where it meets the best chain. `None` when neither holds it.
     pub fn job_spec(&self, id: &Hash32, branch: &Hash32) -> Result<Option<JobSpec>, StoreError> {
+        crate::offload::check_thread();
         let spec_in = |block: &Hash32| -> Result<Option<JobSpec>, StoreError> {
             Ok(self.block(block)?.and_then(|b| {
                 b.body
@@ -633,16 +644,19 @@ impl Store {
 
     /// A job's state on the best chain.
     pub fn job(&self, id: &Hash32) -> Result<Option<JobState>, StoreError> {
+        crate::offload::check_thread();
         self.reader().get_job(id)
     }
 
     /// The job the next block on the best chain trains.
     pub fn scheduled_job(&self) -> Result<Hash32, StoreError> {
+        crate::offload::check_thread();
         ledger::scheduled_job(&self.reader())
     }
 
     /// Every job on the best chain, in inclusion order.
     pub fn jobs(&self) -> Result<Vec<(Hash32, JobState)>, StoreError> {
+        crate::offload::check_thread();
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(b"j/") {
             let (key, value) = entry?;
@@ -655,6 +669,7 @@ impl Store {
 
     /// The queued jobs in the order they become active.
     pub fn job_queue(&self) -> Result<Vec<Hash32>, StoreError> {
+        crate::offload::check_thread();
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(QUEUE_PREFIX) {
             out.push(decode_hash(&entry?.1, "queue entry")?);
@@ -671,6 +686,7 @@ impl Store {
     }
 
     pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
+        crate::offload::check_thread();
         let account = self.account(miner)?;
         Ok(Balance {
             total: account.spendable + account.immature,
@@ -681,6 +697,7 @@ impl Store {
     /// Every key with a non-zero balance on the best chain, for tests and
     /// audits.
     pub fn balances(&self) -> Result<BTreeMap<Hash32, u64>, StoreError> {
+        crate::offload::check_thread();
         let mut out = BTreeMap::new();
         for item in self.db.scan_prefix(b"a/") {
             let (k, v) = item?;
@@ -701,6 +718,7 @@ impl Store {
     /// stored, nor is anything after it; the blocks before it are, and the
     /// error ([`StoreError::InvalidBlock`]) says what they did.
     pub fn insert(&self, blocks: &[CheckedBlock]) -> Result<Vec<Stored>, StoreError> {
+        crate::offload::check_thread();
         match self.insert_all(blocks) {
             Ok(outcomes) => Ok(outcomes),
             Err((
