@@ -21,6 +21,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where the task's files come from when a data dir is created.
 pub enum ChainSource {
@@ -223,7 +224,9 @@ impl DataDir {
                 fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
             for entry in entries {
                 let name = entry?.file_name();
-                if CREATION_ENTRIES.iter().any(|known| name == *known) {
+                if CREATION_ENTRIES.iter().any(|known| name == *known)
+                    || is_temp_of(&name, "chain.json")
+                {
                     continue;
                 }
                 bail!(
@@ -409,9 +412,35 @@ fn create_key(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write a file by writing a temporary sibling and renaming it over.
+/// Temporary files made by [`write_atomic`] in this process so far.
+static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// The temporary sibling [`write_atomic`] writes `path` through:
+/// `NAME.PID.N.tmp`, unique to this write, so that writers of the same
+/// file (the node's status file is written from several threads) never
+/// share one.
+fn temp_path(path: &Path) -> PathBuf {
+    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Whether `name` is a temporary file left by [`write_atomic`] writing
+/// `target` (or `chain.tmp`, the one name earlier versions used for `chain.json`).
+fn is_temp_of(name: &std::ffi::OsStr, target: &str) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name.strip_prefix(target)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| rest.ends_with(".tmp"))
+}
+
+/// Write a file by writing a temporary sibling of its own and renaming it
+/// over: a reader sees the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = temp_path(path);
     {
         let mut file =
             fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -419,6 +448,67 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         file.sync_all()?;
     }
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
+    fs::rename(&tmp, path).with_context(|| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot rename onto {}", path.display())
+    })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writers of one file at once, as the node's threads write its status
+    /// file: every write succeeds, and a reader only ever finds a whole
+    /// file from one of them.
+    #[test]
+    fn concurrent_writers_never_tear_or_lose_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("status.json");
+        write_atomic(&path, b"{}").unwrap();
+        let writers = 8;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for writer in 0..writers {
+                let (path, done) = (&path, &done);
+                scope.spawn(move || {
+                    for n in 0..200 {
+                        // Contents of different lengths, so a mix of two
+                        // writes cannot pass for one.
+                        let pad = "x".repeat((writer * 997 + n * 31) % 5000);
+                        let json = serde_json::json!({"writer": writer, "n": n, "pad": pad});
+                        write_atomic(path, json.to_string().as_bytes())
+                            .unwrap_or_else(|e| panic!("writer {writer}, write {n}: {e:#}"));
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            let mut reads = 0;
+            while done.load(Ordering::SeqCst) < writers {
+                let text = fs::read_to_string(&path).expect("the file is always there");
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("torn file ({e}): {text:.80}"));
+                assert!(value.is_object());
+                reads += 1;
+            }
+            assert!(reads > 0);
+        });
+        let leftovers: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name != "status.json")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_creation_stopped_while_writing_chain_json_can_resume() {
+        let name = temp_path(Path::new("/d/chain.json"));
+        let name = name.file_name().unwrap();
+        assert!(is_temp_of(name, "chain.json"), "{name:?}");
+        assert!(!is_temp_of("chain.json".as_ref(), "chain.json"));
+        assert!(!is_temp_of("chain.jsonx.tmp".as_ref(), "chain.json"));
+        assert!(!is_temp_of("status.json.1.2.tmp".as_ref(), "chain.json"));
+    }
 }
