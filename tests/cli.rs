@@ -991,6 +991,38 @@ fn a_new_data_dir_defaults_to_devnet() {
     assert_eq!(s["genesis"], params.genesis_hash().to_hex().as_str());
 }
 
+/// A damaged `node.key` is named, said to be no node key, and the way
+/// out given: it holds the miner's identity, so restore it, do not delete it.
+#[test]
+fn a_damaged_node_key_is_named_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    mine_regtest(&dir, 1);
+    let d = dir_arg(&dir);
+    let key = dir.join("node.key");
+    let mut not_text = vec![0xffu8, 0xfe, 0x00, 0x80];
+    not_text.extend([0x9c; 60]);
+    for damaged in [not_text, b"not a key at all\n".to_vec(), b"abcd\n".to_vec()] {
+        // Written over the file, which keeps its mode 0600.
+        std::fs::write(&key, &damaged).unwrap();
+        for args in [
+            vec!["status", "--data-dir", &d],
+            vec!["start", "--data-dir", &d, "--stop-at-height", "1"],
+        ] {
+            let out = run(&args);
+            assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+            let err = &out.stderr;
+            assert!(
+                err.contains(&format!("{} is not a valid node key", key.display())),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains("restore it from a backup"), "{err}");
+            assert!(err.contains("Do not delete it"), "{err}");
+            assert!(!err.contains("stream did not contain"), "{err}");
+        }
+    }
+}
+
 /// A reader that closes the pipe early (`pouwd inspect … | head -1`) ends
 /// the command quietly, with SIGPIPE's status, not with a panic.
 #[test]

@@ -378,9 +378,19 @@ impl DataDir {
                 path.display()
             );
         }
-        let text = fs::read_to_string(&path)?;
-        let seed = Hash32::from_hex(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not a node key: {e}", path.display()))?;
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let seed = std::str::from_utf8(&bytes)
+            .map_err(|_| "not text, where a node key is 64 hex digits".to_string())
+            .and_then(|text| Hash32::from_hex(text).map_err(|e| e.to_string()))
+            .map_err(|problem| {
+                anyhow::anyhow!(
+                    "{} is not a valid node key ({problem}): the file is damaged. It holds \
+                     this node's identity, and with it the miner's balance: restore it from \
+                     a backup. Do not delete it unless you mean to give up that identity and \
+                     balance: a new key is made only when none exists",
+                    path.display()
+                )
+            })?;
         Ok(SigningKey::from_bytes(&seed.0))
     }
 
