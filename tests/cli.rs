@@ -956,14 +956,62 @@ fn an_interrupted_creation_is_finished_on_the_next_start() {
         "0",
     ]);
     assert!(out.ok(), "{}", out.stderr);
-    // A kill inside store creation leaves an empty sled store behind.
+    assert!(
+        !dir.join("store.creating").exists(),
+        "a complete store has no marker"
+    );
+    // A kill inside store creation leaves an empty sled store behind, and
+    // the marker written before it.
     std::fs::remove_dir_all(dir.join("store")).unwrap();
     drop(raw_store(&dir.join("store")));
+    std::fs::write(dir.join("store.creating"), b"").unwrap();
+    let out = run(&["status", "--data-dir", &d]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("was interrupted") && out.stderr.contains("pouwd start --data-dir"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
     let out = run(&["start", "--data-dir", &d, "--mine", "--stop-at-height", "2"]);
     assert!(out.ok(), "{}", out.stderr);
     let s = status(&dir);
     assert_eq!(s["network"], "regtest");
     assert_eq!(s["height"], 2);
+    assert!(!dir.join("store.creating").exists());
+}
+
+/// A store whose files are damaged so that nothing in them can be read
+/// (here the head of store/db, zeroed) is not taken for an interrupted
+/// creation: it is said to be damaged, and `start` does not replace it
+/// with a new chain.
+#[test]
+fn a_damaged_store_is_not_taken_for_an_interrupted_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let d = dir_arg(&dir);
+    mine_regtest(&dir, 5);
+    let db = dir.join("store").join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..64].fill(0);
+    std::fs::write(&db, bytes).unwrap();
+    for args in [
+        vec!["status", "--data-dir", &d],
+        vec!["export-chain", "--data-dir", &d, "--out", "-"],
+        vec!["start", "--data-dir", &d, "--stop-at-height", "0"],
+        vec!["status", "--data-dir", &d],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("{} is damaged", dir.join("store").display())),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("restore the data dir from a backup"));
+        assert!(!out.stderr.contains("interrupted"), "{}", out.stderr);
+    }
 }
 
 #[test]

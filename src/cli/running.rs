@@ -41,6 +41,7 @@ pub fn access(dir: &DataDir) -> Result<Access> {
         Err(StoreError::Locked { .. }) => Ok(Access::Running(RunningNode {
             status: status_file(dir)?,
         })),
+        Err(StoreError::Unfinished { .. }) => Err(dir.empty_store()),
         Err(e) => Err(e.into()),
     }
 }

@@ -7,6 +7,7 @@
 //!                       an onnx_linear task), checked against their BLAKE3 hashes
 //! DIR/dataset/FILE.partial  a file being fetched from peers (p2p::files)
 //! DIR/store/            the sled store (schema/storage.md)
+//! DIR/store.creating    present only while the store is being created
 //! DIR/status.json       written by a running node after every block
 //! DIR/api.cookie        the API's write token while a node serves it, mode 0600
 //! ```
@@ -170,7 +171,12 @@ pub fn pinned_files(params: &ChainParams) -> Vec<PinnedFile> {
 
 /// What a data dir holds before its store exists: the first steps of a
 /// creation that was stopped, or that waits for its dataset from peers.
-const CREATION_ENTRIES: [&str; 4] = ["node.key", "chain.json", "chain.tmp", "dataset"];
+const CREATION_ENTRIES: [&str; 5] = ["node.key", "chain.json", "chain.tmp", "dataset", CREATING];
+
+/// The marker of a store being created: written before the store, removed
+/// once it is complete. A store that holds nothing is an interrupted
+/// creation when the marker is there, and a damaged store when it is not.
+const CREATING: &str = "store.creating";
 
 /// An opened data directory.
 pub struct DataDir {
@@ -192,6 +198,9 @@ impl DataDir {
     }
     pub fn chain_path(&self) -> PathBuf {
         self.root.join("chain.json")
+    }
+    pub fn creating_path(&self) -> PathBuf {
+        self.root.join(CREATING)
     }
     pub fn status_path(&self) -> PathBuf {
         self.root.join("status.json")
@@ -249,6 +258,9 @@ impl DataDir {
             );
         }
         let opened = match Store::open(&self.store_path()) {
+            Err(StoreError::Unfinished { .. }) if !self.creating_path().exists() => {
+                return Err(self.damaged_store());
+            }
             Err(StoreError::Unfinished { .. }) => {
                 // Everything before the store was written first, so the
                 // chain file is complete: finish what was interrupted.
@@ -260,7 +272,11 @@ impl DataDir {
                 })?;
                 let params = ChainParams::from_json(&text)
                     .with_context(|| format!("{}", self.chain_path().display()))?;
-                Store::create(&self.store_path(), &params)
+                let created = Store::create(&self.store_path(), &params);
+                if created.is_ok() {
+                    self.created()?;
+                }
+                created
             }
             other => other,
         };
@@ -333,8 +349,47 @@ impl DataDir {
                 );
             }
         }
-        Store::create(&self.store_path(), params)
-            .with_context(|| format!("cannot create the store in {}", self.root.display()))
+        let cannot = || format!("cannot create the store in {}", self.root.display());
+        write_atomic(&self.creating_path(), b"").with_context(cannot)?;
+        let store = Store::create(&self.store_path(), params).with_context(cannot)?;
+        self.created().with_context(cannot)?;
+        Ok(store)
+    }
+
+    /// The store is complete: remove the marker of its creation.
+    fn created(&self) -> Result<()> {
+        let path = self.creating_path();
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Why a store holds nothing: its creation was interrupted (the marker
+    /// is there; `pouwd start` finishes it), or its files are damaged.
+    pub fn empty_store(&self) -> anyhow::Error {
+        if self.creating_path().exists() {
+            anyhow::anyhow!(
+                "the creation of {} was interrupted before its store was complete; \
+                 `pouwd start --data-dir {}` finishes it",
+                self.root.display(),
+                self.root.display()
+            )
+        } else {
+            self.damaged_store()
+        }
+    }
+
+    fn damaged_store(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the store {} is damaged: its creation finished, but no data can be read \
+             from its files (store/db); restore the data dir from a backup, or move it \
+             aside and import an export of the chain into a new one with \
+             `pouwd import-chain` (its node.key holds the miner's identity: keep it)",
+            self.store_path().display()
+        )
     }
 
     /// The chain of a creation that was begun but not finished.
