@@ -913,6 +913,68 @@ mount -o remount,size=64m {t}/mnt || exit 91
     }
 }
 
+/// An import that fills the disk (a 3 MiB tmpfs in a private mount
+/// namespace, as above) names, beside the count of blocks it stored, the
+/// tip they end at: the stored one, which the store has once space is
+/// freed, not the one of a batch the disk had no room for.
+#[test]
+fn an_import_that_fills_the_disk_names_the_stored_count_and_tip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    mine_regtest(&source, 1100);
+    export(&source, &tmp.path().join("chain.pouw"));
+    let t = dir_arg(tmp.path());
+    let script = format!(
+        r#"set -u
+mkdir -p {t}/mnt
+mount -t tmpfs -o size=3m tmpfs {t}/mnt || exit 90
+{bin} import-chain --data-dir {t}/mnt/node --chain regtest --in {t}/chain.pouw 2> {t}/err
+echo $? > {t}/rc
+mount -o remount,size=64m {t}/mnt || exit 91
+{bin} status --data-dir {t}/mnt/node --json > {t}/status 2>&1
+"#,
+        bin = crate::support::node::BIN
+    );
+    let status = std::process::Command::new("unshare")
+        .args(["--mount", "bash", "-c", &script])
+        .status()
+        .expect("unshare runs");
+    assert!(
+        status.success(),
+        "the disk-full test needs root to mount a tmpfs in a private namespace: {status}"
+    );
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let err = read("err");
+    assert_eq!(read("rc").trim(), "1", "the import stops: {err}");
+    assert!(err.contains("the disk holding the store is full"), "{err}");
+    // "the N valid blocks before the problem are stored (tip height=H …"
+    let number_after = |text: &str, marker: &str| -> u64 {
+        let start = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker:?}: {text}"))
+            + marker.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("{marker:?}: {text}"))
+    };
+    let stored = number_after(&err, "refused; the ");
+    let named = number_after(&err, "(tip height=");
+    assert!(stored > 0, "{err}");
+    assert_eq!(
+        named, stored,
+        "a fresh data dir's tip is at its block count: {err}"
+    );
+    let status: Value = serde_json::from_str(&read("status")).expect("status JSON");
+    assert_eq!(
+        status["height"], named,
+        "the named tip is the stored one: {err}"
+    );
+}
+
 #[test]
 fn mine_threads_mine_independent_lanes() {
     let tmp = tempfile::tempdir().unwrap();
