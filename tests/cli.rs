@@ -913,6 +913,56 @@ mount -o remount,size=64m {t}/mnt || exit 91
     }
 }
 
+/// `status` and `export-chain` work on a data dir whose disk is full (a
+/// 3 MiB tmpfs in a private mount namespace, filled up), which is when a
+/// backup is wanted, although sled writes to any store it opens.
+#[test]
+fn status_and_export_work_while_the_disk_is_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = dir_arg(tmp.path());
+    let script = format!(
+        r#"set -u
+mkdir -p {t}/mnt
+mount -t tmpfs -o size=3m tmpfs {t}/mnt || exit 90
+{bin} start --data-dir {t}/mnt/node --chain regtest --mine --stop-at-height 20 > /dev/null 2> {t}/start.err || exit 91
+head -c 4m /dev/zero > {t}/mnt/filler 2> /dev/null
+{bin} status --data-dir {t}/mnt/node --json > {t}/status 2> {t}/status.err
+echo $? > {t}/status.rc
+{bin} export-chain --data-dir {t}/mnt/node --out {t}/chain.pouw 2> {t}/export.err
+echo $? > {t}/export.rc
+df -k {t}/mnt > {t}/df
+"#,
+        bin = crate::support::node::BIN
+    );
+    let ran = std::process::Command::new("unshare")
+        .args(["--mount", "bash", "-c", &script])
+        .status()
+        .expect("unshare runs");
+    assert!(
+        ran.success(),
+        "the disk-full test needs root to mount a tmpfs in a private namespace: {ran}"
+    );
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let df = read("df");
+    assert!(
+        df.lines().nth(1).is_some_and(|l| l.contains(" 100% ")),
+        "{df}"
+    );
+    assert_eq!(read("status.rc").trim(), "0", "{}", read("status.err"));
+    let s: Value = serde_json::from_str(&read("status")).expect("status JSON");
+    assert_eq!(s["height"], 20);
+    assert_eq!(read("export.rc").trim(), "0", "{}", read("export.err"));
+    assert!(
+        read("export.err").contains("exported 20 blocks"),
+        "{}",
+        read("export.err")
+    );
+    let fresh = tmp.path().join("fresh");
+    let out = import(&fresh, &tmp.path().join("chain.pouw"));
+    assert!(out.ok(), "{}", out.stderr);
+    assert_eq!(status(&fresh)["tip"], s["tip"]);
+}
+
 /// An import that fills the disk (a 3 MiB tmpfs in a private mount
 /// namespace, as above) names, beside the count of blocks it stored, the
 /// tip they end at: the stored one, which the store has once space is

@@ -39,7 +39,7 @@ pub struct ImportArgs {
 
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
-    let store = dir.open_store()?;
+    let store = dir.read_store()?;
     let (blocks, _) = export_chain(&store, output(&args.out)?)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(

@@ -280,13 +280,31 @@ impl DataDir {
             }
             other => other,
         };
-        opened.map_err(|e| match e {
+        opened.map_err(|e| self.store_error(e))
+    }
+
+    /// Open the store of an existing data dir only to read it: on a full
+    /// disk, a copy of it ([`Store::open_to_read`]). An interrupted
+    /// creation is not finished.
+    pub fn read_store(&self) -> Result<Store> {
+        if !self.exists() {
+            bail!(
+                "{} is not a pouwd data dir (no store/ inside)",
+                self.root.display()
+            );
+        }
+        Store::open_to_read(&self.store_path()).map_err(|e| self.store_error(e))
+    }
+
+    fn store_error(&self, error: StoreError) -> anyhow::Error {
+        match error {
             StoreError::Locked { .. } => anyhow::anyhow!(
                 "a node is running on {} (its store is locked); stop it first, or use `pouwd status`",
                 self.root.display()
             ),
+            StoreError::Unfinished { .. } => self.empty_store(),
             other => anyhow::Error::new(other),
-        })
+        }
     }
 
     /// Create a fresh data dir for a chain: key, task files, store.
