@@ -913,6 +913,118 @@ mount -o remount,size=64m {t}/mnt || exit 91
     }
 }
 
+/// `status` and `export-chain` work on a data dir whose disk is full (a
+/// 3 MiB tmpfs in a private mount namespace, filled up), which is when a
+/// backup is wanted, although sled writes to any store it opens.
+#[test]
+fn status_and_export_work_while_the_disk_is_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = dir_arg(tmp.path());
+    let script = format!(
+        r#"set -u
+mkdir -p {t}/mnt
+mount -t tmpfs -o size=3m tmpfs {t}/mnt || exit 90
+{bin} start --data-dir {t}/mnt/node --chain regtest --mine --stop-at-height 20 > /dev/null 2> {t}/start.err || exit 91
+head -c 4m /dev/zero > {t}/mnt/filler 2> /dev/null
+{bin} status --data-dir {t}/mnt/node --json > {t}/status 2> {t}/status.err
+echo $? > {t}/status.rc
+{bin} export-chain --data-dir {t}/mnt/node --out {t}/chain.pouw 2> {t}/export.err
+echo $? > {t}/export.rc
+df -k {t}/mnt > {t}/df
+"#,
+        bin = crate::support::node::BIN
+    );
+    let ran = std::process::Command::new("unshare")
+        .args(["--mount", "bash", "-c", &script])
+        .status()
+        .expect("unshare runs");
+    assert!(
+        ran.success(),
+        "the disk-full test needs root to mount a tmpfs in a private namespace: {ran}"
+    );
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let df = read("df");
+    assert!(
+        df.lines().nth(1).is_some_and(|l| l.contains(" 100% ")),
+        "{df}"
+    );
+    assert_eq!(read("status.rc").trim(), "0", "{}", read("status.err"));
+    let s: Value = serde_json::from_str(&read("status")).expect("status JSON");
+    assert_eq!(s["height"], 20);
+    assert_eq!(read("export.rc").trim(), "0", "{}", read("export.err"));
+    assert!(
+        read("export.err").contains("exported 20 blocks"),
+        "{}",
+        read("export.err")
+    );
+    let fresh = tmp.path().join("fresh");
+    let out = import(&fresh, &tmp.path().join("chain.pouw"));
+    assert!(out.ok(), "{}", out.stderr);
+    assert_eq!(status(&fresh)["tip"], s["tip"]);
+}
+
+/// An import that fills the disk (a 3 MiB tmpfs in a private mount
+/// namespace, as above) names, beside the count of blocks it stored, the
+/// tip they end at: the stored one, which the store has once space is
+/// freed, not the one of a batch the disk had no room for.
+#[test]
+fn an_import_that_fills_the_disk_names_the_stored_count_and_tip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    mine_regtest(&source, 1100);
+    export(&source, &tmp.path().join("chain.pouw"));
+    let t = dir_arg(tmp.path());
+    let script = format!(
+        r#"set -u
+mkdir -p {t}/mnt
+mount -t tmpfs -o size=3m tmpfs {t}/mnt || exit 90
+{bin} import-chain --data-dir {t}/mnt/node --chain regtest --in {t}/chain.pouw 2> {t}/err
+echo $? > {t}/rc
+mount -o remount,size=64m {t}/mnt || exit 91
+{bin} status --data-dir {t}/mnt/node --json > {t}/status 2>&1
+"#,
+        bin = crate::support::node::BIN
+    );
+    let status = std::process::Command::new("unshare")
+        .args(["--mount", "bash", "-c", &script])
+        .status()
+        .expect("unshare runs");
+    assert!(
+        status.success(),
+        "the disk-full test needs root to mount a tmpfs in a private namespace: {status}"
+    );
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let err = read("err");
+    assert_eq!(read("rc").trim(), "1", "the import stops: {err}");
+    assert!(err.contains("the disk holding the store is full"), "{err}");
+    // "the N valid blocks before the problem are stored (tip height=H …"
+    let number_after = |text: &str, marker: &str| -> u64 {
+        let start = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker:?}: {text}"))
+            + marker.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("{marker:?}: {text}"))
+    };
+    let stored = number_after(&err, "refused; the ");
+    let named = number_after(&err, "(tip height=");
+    assert!(stored > 0, "{err}");
+    assert_eq!(
+        named, stored,
+        "a fresh data dir's tip is at its block count: {err}"
+    );
+    let status: Value = serde_json::from_str(&read("status")).expect("status JSON");
+    assert_eq!(
+        status["height"], named,
+        "the named tip is the stored one: {err}"
+    );
+}
+
 #[test]
 fn mine_threads_mine_independent_lanes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -956,14 +1068,62 @@ fn an_interrupted_creation_is_finished_on_the_next_start() {
         "0",
     ]);
     assert!(out.ok(), "{}", out.stderr);
-    // A kill inside store creation leaves an empty sled store behind.
+    assert!(
+        !dir.join("store.creating").exists(),
+        "a complete store has no marker"
+    );
+    // A kill inside store creation leaves an empty sled store behind, and
+    // the marker written before it.
     std::fs::remove_dir_all(dir.join("store")).unwrap();
     drop(raw_store(&dir.join("store")));
+    std::fs::write(dir.join("store.creating"), b"").unwrap();
+    let out = run(&["status", "--data-dir", &d]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("was interrupted") && out.stderr.contains("pouwd start --data-dir"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
     let out = run(&["start", "--data-dir", &d, "--mine", "--stop-at-height", "2"]);
     assert!(out.ok(), "{}", out.stderr);
     let s = status(&dir);
     assert_eq!(s["network"], "regtest");
     assert_eq!(s["height"], 2);
+    assert!(!dir.join("store.creating").exists());
+}
+
+/// A store whose files are damaged so that nothing in them can be read
+/// (here the head of store/db, zeroed) is not taken for an interrupted
+/// creation: it is said to be damaged, and `start` does not replace it
+/// with a new chain.
+#[test]
+fn a_damaged_store_is_not_taken_for_an_interrupted_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let d = dir_arg(&dir);
+    mine_regtest(&dir, 5);
+    let db = dir.join("store").join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..64].fill(0);
+    std::fs::write(&db, bytes).unwrap();
+    for args in [
+        vec!["status", "--data-dir", &d],
+        vec!["export-chain", "--data-dir", &d, "--out", "-"],
+        vec!["start", "--data-dir", &d, "--stop-at-height", "0"],
+        vec!["status", "--data-dir", &d],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("{} is damaged", dir.join("store").display())),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("restore the data dir from a backup"));
+        assert!(!out.stderr.contains("interrupted"), "{}", out.stderr);
+    }
 }
 
 #[test]
@@ -989,6 +1149,38 @@ fn a_new_data_dir_defaults_to_devnet() {
     let devnet = std::fs::read_to_string(format!("{ROOT}/config/devnet.json")).unwrap();
     let params = pouwd::consensus::params::ChainParams::from_json(&devnet).unwrap();
     assert_eq!(s["genesis"], params.genesis_hash().to_hex().as_str());
+}
+
+/// A damaged `node.key` is named, said to be no node key, and the way
+/// out given: it holds the miner's identity, so restore it, do not delete it.
+#[test]
+fn a_damaged_node_key_is_named_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    mine_regtest(&dir, 1);
+    let d = dir_arg(&dir);
+    let key = dir.join("node.key");
+    let mut not_text = vec![0xffu8, 0xfe, 0x00, 0x80];
+    not_text.extend([0x9c; 60]);
+    for damaged in [not_text, b"not a key at all\n".to_vec(), b"abcd\n".to_vec()] {
+        // Written over the file, which keeps its mode 0600.
+        std::fs::write(&key, &damaged).unwrap();
+        for args in [
+            vec!["status", "--data-dir", &d],
+            vec!["start", "--data-dir", &d, "--stop-at-height", "1"],
+        ] {
+            let out = run(&args);
+            assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+            let err = &out.stderr;
+            assert!(
+                err.contains(&format!("{} is not a valid node key", key.display())),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains("restore it from a backup"), "{err}");
+            assert!(err.contains("Do not delete it"), "{err}");
+            assert!(!err.contains("stream did not contain"), "{err}");
+        }
+    }
 }
 
 /// A reader that closes the pipe early (`pouwd inspect … | head -1`) ends

@@ -544,7 +544,13 @@ fn bad_peers_are_cut_off_while_honest_ones_keep_syncing() {
         conn.request(&Request::Hello(claim)),
         Ok(Response::Hello(_))
     ));
-    assert_banned(&target_node, &liar, &conn, "sent an invalid block");
+    // Named by its hash and height, not by a position as in an import file.
+    assert_banned(
+        &target_node,
+        &liar,
+        &conn,
+        &format!("sent an invalid block {id} at height 1: "),
+    );
     let asked = conn.requests.lock().unwrap().clone();
     assert!(
         asked.contains(&Request::GetBlocks(vec![id])),

@@ -3,7 +3,7 @@
 use super::eval::OrtArgs;
 use super::{output, DataDirArg};
 use crate::node::export::export_chain;
-use crate::node::import::import_chain;
+use crate::node::import::{import_chain, ImportError};
 use crate::node::{now_ms, Chain, ChainSource, DataDir};
 use anyhow::{bail, Context, Result};
 use std::io::{BufReader, Read};
@@ -39,7 +39,7 @@ pub struct ImportArgs {
 
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
-    let store = dir.open_store()?;
+    let store = dir.read_store()?;
     let (blocks, _) = export_chain(&store, output(&args.out)?)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
@@ -85,6 +85,11 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let started = std::time::Instant::now();
+    // The tip as of the last batch stored and flushed. When a write fails
+    // (a full disk), sled's view already holds the batch it could not
+    // flush, so the tip read from the store would name blocks that are not
+    // stored, and that the count leaves out.
+    let mut stored_tip = chain.store.tip()?;
     let (report, error) = import_chain(
         &chain,
         BufReader::with_capacity(1 << 20, input),
@@ -94,10 +99,16 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
             eprintln!(
                 "import: {read} blocks read, {} stored, {} already known",
                 report.stored, report.already_known
-            )
+            );
+            if let Ok(tip) = chain.store.tip() {
+                stored_tip = tip;
+            }
         },
     );
-    let tip = chain.store.tip()?;
+    let tip = match &error {
+        Some(ImportError::Store(_)) => stored_tip,
+        _ => chain.store.tip()?,
+    };
     match error {
         None => {
             let seconds = started.elapsed().as_secs_f64();

@@ -36,11 +36,12 @@ pub fn access(dir: &DataDir) -> Result<Access> {
             dir.root.display()
         );
     }
-    match Store::open(&dir.store_path()) {
+    match Store::open_to_read(&dir.store_path()) {
         Ok(store) => Ok(Access::Stopped(Box::new(store))),
         Err(StoreError::Locked { .. }) => Ok(Access::Running(RunningNode {
             status: status_file(dir)?,
         })),
+        Err(StoreError::Unfinished { .. }) => Err(dir.empty_store()),
         Err(e) => Err(e.into()),
     }
 }

@@ -7,6 +7,7 @@
 //!                       an onnx_linear task), checked against their BLAKE3 hashes
 //! DIR/dataset/FILE.partial  a file being fetched from peers (p2p::files)
 //! DIR/store/            the sled store (schema/storage.md)
+//! DIR/store.creating    present only while the store is being created
 //! DIR/status.json       written by a running node after every block
 //! DIR/api.cookie        the API's write token while a node serves it, mode 0600
 //! ```
@@ -21,6 +22,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where the task's files come from when a data dir is created.
 pub enum ChainSource {
@@ -169,7 +171,12 @@ pub fn pinned_files(params: &ChainParams) -> Vec<PinnedFile> {
 
 /// What a data dir holds before its store exists: the first steps of a
 /// creation that was stopped, or that waits for its dataset from peers.
-const CREATION_ENTRIES: [&str; 4] = ["node.key", "chain.json", "chain.tmp", "dataset"];
+const CREATION_ENTRIES: [&str; 5] = ["node.key", "chain.json", "chain.tmp", "dataset", CREATING];
+
+/// The marker of a store being created: written before the store, removed
+/// once it is complete. A store that holds nothing is an interrupted
+/// creation when the marker is there, and a damaged store when it is not.
+const CREATING: &str = "store.creating";
 
 /// An opened data directory.
 pub struct DataDir {
@@ -191,6 +198,9 @@ impl DataDir {
     }
     pub fn chain_path(&self) -> PathBuf {
         self.root.join("chain.json")
+    }
+    pub fn creating_path(&self) -> PathBuf {
+        self.root.join(CREATING)
     }
     pub fn status_path(&self) -> PathBuf {
         self.root.join("status.json")
@@ -223,7 +233,9 @@ impl DataDir {
                 fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
             for entry in entries {
                 let name = entry?.file_name();
-                if CREATION_ENTRIES.iter().any(|known| name == *known) {
+                if CREATION_ENTRIES.iter().any(|known| name == *known)
+                    || is_temp_of(&name, "chain.json")
+                {
                     continue;
                 }
                 bail!(
@@ -246,6 +258,9 @@ impl DataDir {
             );
         }
         let opened = match Store::open(&self.store_path()) {
+            Err(StoreError::Unfinished { .. }) if !self.creating_path().exists() => {
+                return Err(self.damaged_store());
+            }
             Err(StoreError::Unfinished { .. }) => {
                 // Everything before the store was written first, so the
                 // chain file is complete: finish what was interrupted.
@@ -257,17 +272,39 @@ impl DataDir {
                 })?;
                 let params = ChainParams::from_json(&text)
                     .with_context(|| format!("{}", self.chain_path().display()))?;
-                Store::create(&self.store_path(), &params)
+                let created = Store::create(&self.store_path(), &params);
+                if created.is_ok() {
+                    self.created()?;
+                }
+                created
             }
             other => other,
         };
-        opened.map_err(|e| match e {
+        opened.map_err(|e| self.store_error(e))
+    }
+
+    /// Open the store of an existing data dir only to read it: on a full
+    /// disk, a copy of it ([`Store::open_to_read`]). An interrupted
+    /// creation is not finished.
+    pub fn read_store(&self) -> Result<Store> {
+        if !self.exists() {
+            bail!(
+                "{} is not a pouwd data dir (no store/ inside)",
+                self.root.display()
+            );
+        }
+        Store::open_to_read(&self.store_path()).map_err(|e| self.store_error(e))
+    }
+
+    fn store_error(&self, error: StoreError) -> anyhow::Error {
+        match error {
             StoreError::Locked { .. } => anyhow::anyhow!(
                 "a node is running on {} (its store is locked); stop it first, or use `pouwd status`",
                 self.root.display()
             ),
+            StoreError::Unfinished { .. } => self.empty_store(),
             other => anyhow::Error::new(other),
-        })
+        }
     }
 
     /// Create a fresh data dir for a chain: key, task files, store.
@@ -330,8 +367,47 @@ impl DataDir {
                 );
             }
         }
-        Store::create(&self.store_path(), params)
-            .with_context(|| format!("cannot create the store in {}", self.root.display()))
+        let cannot = || format!("cannot create the store in {}", self.root.display());
+        write_atomic(&self.creating_path(), b"").with_context(cannot)?;
+        let store = Store::create(&self.store_path(), params).with_context(cannot)?;
+        self.created().with_context(cannot)?;
+        Ok(store)
+    }
+
+    /// The store is complete: remove the marker of its creation.
+    fn created(&self) -> Result<()> {
+        let path = self.creating_path();
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Why a store holds nothing: its creation was interrupted (the marker
+    /// is there; `pouwd start` finishes it), or its files are damaged.
+    pub fn empty_store(&self) -> anyhow::Error {
+        if self.creating_path().exists() {
+            anyhow::anyhow!(
+                "the creation of {} was interrupted before its store was complete; \
+                 `pouwd start --data-dir {}` finishes it",
+                self.root.display(),
+                self.root.display()
+            )
+        } else {
+            self.damaged_store()
+        }
+    }
+
+    fn damaged_store(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the store {} is damaged: its creation finished, but no data can be read \
+             from its files (store/db); restore the data dir from a backup, or move it \
+             aside and import an export of the chain into a new one with \
+             `pouwd import-chain` (its node.key holds the miner's identity: keep it)",
+            self.store_path().display()
+        )
     }
 
     /// The chain of a creation that was begun but not finished.
@@ -375,9 +451,19 @@ impl DataDir {
                 path.display()
             );
         }
-        let text = fs::read_to_string(&path)?;
-        let seed = Hash32::from_hex(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not a node key: {e}", path.display()))?;
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let seed = std::str::from_utf8(&bytes)
+            .map_err(|_| "not text, where a node key is 64 hex digits".to_string())
+            .and_then(|text| Hash32::from_hex(text).map_err(|e| e.to_string()))
+            .map_err(|problem| {
+                anyhow::anyhow!(
+                    "{} is not a valid node key ({problem}): the file is damaged. It holds \
+                     this node's identity, and with it the miner's balance: restore it from \
+                     a backup. Do not delete it unless you mean to give up that identity and \
+                     balance: a new key is made only when none exists",
+                    path.display()
+                )
+            })?;
         Ok(SigningKey::from_bytes(&seed.0))
     }
 
@@ -409,9 +495,35 @@ fn create_key(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write a file by writing a temporary sibling and renaming it over.
+/// Temporary files made by [`write_atomic`] in this process so far.
+static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// The temporary sibling [`write_atomic`] writes `path` through:
+/// `NAME.PID.N.tmp`, unique to this write, so that writers of the same
+/// file (the node's status file is written from several threads) never
+/// share one.
+fn temp_path(path: &Path) -> PathBuf {
+    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Whether `name` is a temporary file left by [`write_atomic`] writing
+/// `target` (or `chain.tmp`, the one name earlier versions used for `chain.json`).
+fn is_temp_of(name: &std::ffi::OsStr, target: &str) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name.strip_prefix(target)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| rest.ends_with(".tmp"))
+}
+
+/// Write a file by writing a temporary sibling of its own and renaming it
+/// over: a reader sees the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = temp_path(path);
     {
         let mut file =
             fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -419,6 +531,67 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         file.sync_all()?;
     }
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
+    fs::rename(&tmp, path).with_context(|| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot rename onto {}", path.display())
+    })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writers of one file at once, as the node's threads write its status
+    /// file: every write succeeds, and a reader only ever finds a whole
+    /// file from one of them.
+    #[test]
+    fn concurrent_writers_never_tear_or_lose_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("status.json");
+        write_atomic(&path, b"{}").unwrap();
+        let writers = 8;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for writer in 0..writers {
+                let (path, done) = (&path, &done);
+                scope.spawn(move || {
+                    for n in 0..200 {
+                        // Contents of different lengths, so a mix of two
+                        // writes cannot pass for one.
+                        let pad = "x".repeat((writer * 997 + n * 31) % 5000);
+                        let json = serde_json::json!({"writer": writer, "n": n, "pad": pad});
+                        write_atomic(path, json.to_string().as_bytes())
+                            .unwrap_or_else(|e| panic!("writer {writer}, write {n}: {e:#}"));
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            let mut reads = 0;
+            while done.load(Ordering::SeqCst) < writers {
+                let text = fs::read_to_string(&path).expect("the file is always there");
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("torn file ({e}): {text:.80}"));
+                assert!(value.is_object());
+                reads += 1;
+            }
+            assert!(reads > 0);
+        });
+        let leftovers: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name != "status.json")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_creation_stopped_while_writing_chain_json_can_resume() {
+        let name = temp_path(Path::new("/d/chain.json"));
+        let name = name.file_name().unwrap();
+        assert!(is_temp_of(name, "chain.json"), "{name:?}");
+        assert!(!is_temp_of("chain.json".as_ref(), "chain.json"));
+        assert!(!is_temp_of("chain.jsonx.tmp".as_ref(), "chain.json"));
+        assert!(!is_temp_of("status.json.1.2.tmp".as_ref(), "chain.json"));
+    }
 }

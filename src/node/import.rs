@@ -57,10 +57,12 @@ pub enum ImportError {
         ours_network: String,
         ours_genesis: Hash32,
     },
-    #[error("block #{index} of the file{at} is invalid: {reason}")]
+    /// The block at position `index` (from 1) of the stream; `block` is
+    /// its height and hash when it decodes.
+    #[error("block #{index} of the file{} is invalid: {reason}", at(.block.as_deref()))]
     BadBlock {
         index: u64,
-        at: String,
+        block: Option<Box<(u64, Hash32)>>,
         reason: BlockError,
     },
     /// A block that passed every check alone broke a ledger rule when it
@@ -69,6 +71,30 @@ pub enum ImportError {
     Ledger(BlockError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ImportError {
+    /// The error as said of blocks a peer sent, for which the position
+    /// in the batch means nothing: a bad block is named by its hash and
+    /// height, as in `block HASH at height H: REASON`.
+    pub fn from_peer(&self) -> String {
+        match self {
+            ImportError::BadBlock {
+                block: Some(block),
+                reason,
+                ..
+            } => {
+                let (height, hash) = **block;
+                format!("block {hash} at height {height}: {reason}")
+            }
+            ImportError::BadBlock {
+                block: None,
+                reason,
+                ..
+            } => format!("block that does not decode: {reason}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What an import did, also when it stopped at a bad block.
@@ -244,8 +270,11 @@ fn read_batch<R: Read>(reader: &mut StreamReader<R>) -> Records {
     }
 }
 
-fn describe(height: u64, id: &Hash32) -> String {
-    format!(" (height {height}, hash {id})")
+/// A bad block of a file, after its position: its height and hash when it decodes.
+fn at(block: Option<&(u64, Hash32)>) -> String {
+    block.map_or(String::new(), |(height, id)| {
+        format!(" (height {height}, hash {id})")
+    })
 }
 
 /// Import a whole stream into `chain`. `progress(report, blocks_read)` is
@@ -481,7 +510,7 @@ fn prepare(
             Err(reason) => {
                 error = Some(ImportError::BadBlock {
                     index,
-                    at: String::new(),
+                    block: None,
                     reason,
                 });
                 break;
@@ -495,7 +524,7 @@ fn prepare(
         let fields = &block.header.fields;
         let unknown_parent = |reason| ImportError::BadBlock {
             index,
-            at: describe(fields.height, &id),
+            block: Some(Box::new((fields.height, id))),
             reason,
         };
         let Some(ctx) = ParentContext::build(params, &pending, &fields.parent) else {
@@ -698,10 +727,53 @@ fn check(
         };
         let error = ImportError::BadBlock {
             index,
-            at: describe(height, &id),
+            block: Some(Box::new((height, id))),
             reason,
         };
         return (valid, Some(error));
     }
     (valid, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file's bad block is named by its position in the file; a peer's,
+    /// by its hash and height only.
+    #[test]
+    fn a_bad_block_is_named_by_file_position_or_by_hash_for_peers() {
+        let hash = Hash32([0xab; 32]);
+        let reason = || BlockError::UnknownParent {
+            parent: Hash32([0xcd; 32]),
+        };
+        let error = ImportError::BadBlock {
+            index: 1,
+            block: Some(Box::new((7, hash))),
+            reason: reason(),
+        };
+        let file = error.to_string();
+        assert!(
+            file.starts_with(&format!(
+                "block #1 of the file (height 7, hash {hash}) is invalid: "
+            )),
+            "{file}"
+        );
+        let peer = error.from_peer();
+        assert_eq!(peer, format!("block {hash} at height 7: {}", reason()));
+        let undecodable = ImportError::BadBlock {
+            index: 3,
+            block: None,
+            reason: reason(),
+        };
+        assert!(undecodable
+            .to_string()
+            .starts_with("block #3 of the file is invalid: "));
+        let peer = undecodable.from_peer();
+        assert!(peer.starts_with("block that does not decode: "), "{peer}");
+        assert!(
+            !peer.contains("of the file") && !peer.contains('#'),
+            "{peer}"
+        );
+    }
 }

@@ -1511,16 +1511,19 @@ impl Network {
                     .collect();
                 let (report, error) = self.store_from(blocks).await?;
                 if let Some(error) = error {
+                    // The blocks are numbered from 1 in the order fetched;
+                    // the messages name a block by its hash and height.
                     match &error {
-                        ImportError::BadBlock { index, reason, .. }
-                            if !matches!(
-                                reason,
-                                crate::consensus::BlockError::UnknownParent { .. }
-                            ) =>
-                        {
+                        ImportError::BadBlock { index, reason, .. } => {
                             let sender =
                                 senders[(*index as usize).saturating_sub(1).min(count - 1)];
-                            self.punish(&sender, &format!("sent an invalid block: {error}"));
+                            let block = error.from_peer();
+                            if matches!(reason, crate::consensus::BlockError::UnknownParent { .. })
+                            {
+                                log(format_args!("sync: peer {} sent {block}", short(&sender)));
+                            } else {
+                                self.punish(&sender, &format!("sent an invalid {block}"));
+                            }
                         }
                         _ => log(format_args!("sync: {error}")),
                     }

@@ -92,6 +92,16 @@ pub enum StoreError {
     DiskFull { detail: String },
     #[error("storage error: {0}")]
     Sled(String),
+    #[error(
+        "the disk holding the store at {path} is full, and sled writes to a store it opens; \
+             reading a copy of it instead failed ({error}): free some space on either disk, \
+             or set TMPDIR to a disk with room for a copy of the store ({bytes} bytes)"
+    )]
+    FullNoCopy {
+        path: String,
+        error: String,
+        bytes: u64,
+    },
     #[error("the store at {path} holds a protocol {protocol} chain (store format {found}); this pouwd runs protocol {runs}: start a new data dir")]
     OldProtocol {
         path: String,
@@ -195,6 +205,9 @@ pub struct Store {
     db: sled::Db,
     params: ChainParams,
     genesis: Hash32,
+    /// The temporary directory of the copy `db` was opened from
+    /// ([`Store::open_to_read`]), removed after `db` is dropped.
+    copy: Option<tempfile::TempDir>,
 }
 
 /// Pending writes over the tree: reads see them, and they become one batch.
@@ -332,6 +345,35 @@ fn decode_hash(bytes: &[u8], what: &str) -> Result<Hash32, StoreError> {
     Ok(Hash32(array))
 }
 
+/// Copy the files of directory `from`, and of its subdirectories, into `to`.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes the files of directory `path` take, subdirectories included.
+fn dir_size(path: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        bytes += if entry.file_type()?.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            entry.metadata()?.len()
+        };
+    }
+    Ok(bytes)
+}
+
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     sled::Config::new().path(path).open().map_err(|e| {
         // sled 0.34 reports a held lock as an I/O error of kind Other whose
@@ -383,6 +425,7 @@ impl Store {
             db,
             params: params.clone(),
             genesis,
+            copy: None,
         })
     }
 
@@ -444,7 +487,59 @@ impl Store {
             db,
             params,
             genesis,
+            copy: None,
         };
+        Ok(store)
+    }
+
+    /// Open an existing store only to read it. sled writes whenever it
+    /// opens a store (it clears the log after its last write), which a
+    /// full disk refuses; then the store's files are copied, under the
+    /// lock sled takes on them, into a temporary directory (`TMPDIR`), and
+    /// the copy is read. A node running on the store makes it `Locked`, as
+    /// [`Store::open`] does.
+    pub fn open_to_read(path: &Path) -> Result<Store, StoreError> {
+        match Store::open(path) {
+            Err(StoreError::DiskFull { .. }) => Store::open_copy(path),
+            other => other,
+        }
+    }
+
+    fn open_copy(path: &Path) -> Result<Store, StoreError> {
+        let failed = |error: std::io::Error| StoreError::FullNoCopy {
+            path: path.display().to_string(),
+            error: error.to_string(),
+            bytes: dir_size(path).unwrap_or(0),
+        };
+        let db = std::fs::File::open(path.join("db")).map_err(failed)?;
+        match db.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: path.display().to_string(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+        }
+        let copy = tempfile::Builder::new()
+            .prefix("pouwd-store-")
+            .tempdir()
+            .map_err(failed)?;
+        copy_dir(path, copy.path()).map_err(|e| {
+            let e = std::io::Error::new(
+                e.kind(),
+                format!("copying it into {}: {e}", copy.path().display()),
+            );
+            failed(e)
+        })?;
+        drop(db);
+        eprintln!(
+            "note: the disk holding the store at {} is full; reading a copy of it made in {}",
+            path.display(),
+            copy.path().display()
+        );
+        let mut store = Store::open(copy.path())?;
+        store.copy = Some(copy);
         Ok(store)
     }
 
