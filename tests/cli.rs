@@ -977,7 +977,7 @@ fn an_import_that_fills_the_disk_names_the_stored_count_and_tip() {
     let script = format!(
         r#"set -u
 mkdir -p {t}/mnt
-mount -t tmpfs -o size=3m tmpfs {t}/mnt || exit 90
+mount -t tmpfs -o size=1536k tmpfs {t}/mnt || exit 90
 {bin} import-chain --data-dir {t}/mnt/node --chain regtest --in {t}/chain.pouw 2> {t}/err
 echo $? > {t}/rc
 mount -o remount,size=64m {t}/mnt || exit 91

@@ -661,32 +661,89 @@ fn a_store_of_a_protocol_1_format_is_refused_naming_both_versions() {
 }
 
 #[test]
-fn a_store_of_format_3_is_refused_saying_to_start_a_new_data_dir() {
+fn stores_of_formats_3_and_4_are_refused_saying_to_start_a_new_data_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store");
     drop(Store::create(&path, &regtest_params()).expect("create store"));
-    {
-        let db = sled_released(&path);
-        db.insert(&b"meta/format"[..], &3u32.to_le_bytes())
-            .expect("write the format");
-        db.flush().expect("flush");
+    for format in [3u32, 4] {
+        {
+            let db = sled_released(&path);
+            db.insert(&b"meta/format"[..], &format.to_le_bytes())
+                .expect("write the format");
+            db.flush().expect("flush");
+        }
+        let error = open_released(&path)
+            .err()
+            .expect("a store of an old format is refused");
+        let text = error.to_string();
+        assert!(
+            matches!(
+                error,
+                StoreError::OldFormat { found, supported: FORMAT_VERSION, .. } if found == format
+            ),
+            "{text}"
+        );
+        assert!(text.contains("start a new data dir"), "{text}");
     }
-    let error = open_released(&path)
-        .err()
-        .expect("a format 3 store is refused");
-    let text = error.to_string();
-    assert!(
-        matches!(
-            error,
-            StoreError::OldFormat {
-                found: 3,
-                supported: 4,
-                ..
-            }
-        ),
-        "{text}"
-    );
-    assert!(text.contains("start a new data dir"), "{text}");
+}
+
+/// The block file past the length the store gives holds bytes of a batch
+/// that a crash stopped before sled committed it: opening cuts them off.
+/// A block file shorter than that length is corruption.
+#[test]
+fn the_block_file_is_cut_back_to_the_stored_blocks_and_never_short() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, 3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    {
+        let store = Store::create(&path, &regtest_params()).expect("create store");
+        let chain = Chain::new(
+            store,
+            &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+            &pouwd::model::onnx::OrtSetup::default(),
+        )
+        .expect("open the chain");
+        for block in &blocks {
+            chain.submit(block.clone(), now).expect("submit");
+        }
+    }
+    let file = path.join("blocks");
+    let stored = std::fs::metadata(&file).expect("the block file").len();
+    let expected: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
+    assert_eq!(stored, expected, "the block file holds each block once");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .expect("open the block file");
+        f.write_all(&[7; 1000]).expect("append");
+    }
+    let store = open_released(&path).expect("a store with an unfinished append opens");
+    assert_eq!(std::fs::metadata(&file).expect("block file").len(), stored);
+    for block in &blocks {
+        assert_eq!(
+            store.block_bytes(&block.id()).expect("read"),
+            Some(block.to_bytes())
+        );
+    }
+    assert_eq!(store.tip().expect("tip").height, 3);
+    drop(store);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open the block file")
+        .set_len(stored - 1)
+        .expect("cut the block file");
+    match open_released(&path) {
+        Err(StoreError::Corrupt(text)) => assert!(text.contains("block file"), "{text}"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a short block file opened"),
+    }
 }
 
 /// What the store answers about the blocks it holds, on both branches of

@@ -1,9 +1,10 @@
 //! Persistent chain storage in sled.
 //!
 //! One sled tree holds everything, under key prefixes (schema/storage.md):
-//! blocks, per-block metadata, the best-chain height index, the work-hash
-//! index, the ledger's accounts, each best-chain block's undo record and a
-//! few meta keys (format version, chain parameters, tip). Every change —
+//! one record per block (the little its header does not say, then its
+//! bytes), the best-chain height index with each block's undo record, the
+//! work-hash index, the ledger's accounts and jobs, the transaction index
+//! and a few meta keys (format version, chain parameters, tip). Every change —
 //! new blocks, the tip move, a reorg's rollback and replay, the accounts —
 //! is one atomic sled batch, flushed before the call returns, so a crash
 //! leaves either all of it or none.
@@ -21,25 +22,34 @@ use crate::tx::{Account, CheckedTx, JobSpec, TxKind};
 use primitive_types::U256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Mutex;
 use thiserror::Error;
 
 /// Version of the layout below. Versions 1 and 2 hold protocol 1 chains,
 /// which this node cannot read; a store of another version is refused.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The most memory sled's page cache may hold. sled's default (1 GiB) let
+/// a node's memory grow with its chain; the store's reads are the last
+/// few blocks, the accounts and the indexes, which fit in far less.
+pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 const KEY_FORMAT: &[u8] = b"meta/format";
 const KEY_PARAMS: &[u8] = b"meta/params";
 const KEY_TIP: &[u8] = b"meta/tip";
+/// How many bytes of the block file hold stored blocks.
+const KEY_BLOCKS_LEN: &[u8] = b"meta/blocks";
+/// The block file, in the store's directory beside sled's files: every
+/// stored block's canonical bytes, one after another.
+const BLOCK_FILE: &str = "blocks";
 
 fn key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
     [prefix, id].concat()
 }
 fn block_key(hash: &Hash32) -> Vec<u8> {
     key(b"b/", &hash.0)
-}
-fn meta_key(hash: &Hash32) -> Vec<u8> {
-    key(b"m/", &hash.0)
 }
 fn height_key(height: u64) -> Vec<u8> {
     key(b"h/", &height.to_be_bytes())
@@ -59,10 +69,6 @@ fn queue_key(job: &JobState) -> Vec<u8> {
     key(QUEUE_PREFIX, &job.queue_key().to_bytes())
 }
 const KEY_SCHEDULE: &[u8] = b"meta/schedule";
-
-fn undo_key(hash: &Hash32) -> Vec<u8> {
-    key(b"u/", &hash.0)
-}
 /// The transaction index is keyed by the first 16 bytes of the id: short
 /// keys and values keep its writes cheap, and a lookup confirms the whole
 /// id in the block it names.
@@ -109,11 +115,12 @@ pub enum StoreError {
         protocol: u32,
         runs: u32,
     },
-    #[error("the store at {path} is of format {found}, written before training jobs changed the chains' genesis; this pouwd reads format {supported}: start a new data dir")]
+    #[error("the store at {path} is of format {found}, {why}; this pouwd reads format {supported}: start a new data dir")]
     OldFormat {
         path: String,
         found: u32,
         supported: u32,
+        why: &'static str,
     },
     #[error("a block breaks a ledger rule: {0}")]
     Ledger(#[from] LedgerError),
@@ -203,24 +210,129 @@ pub struct Balance {
 
 pub struct Store {
     db: sled::Db,
+    blocks: BlockFile,
     params: ChainParams,
     genesis: Hash32,
     /// The temporary directory of the copy `db` was opened from
     /// ([`Store::open_to_read`]), removed after `db` is dropped.
     copy: Option<tempfile::TempDir>,
+    /// Genesis has no record: its metadata follows from the parameters.
+    genesis_meta: BlockMeta,
+}
+
+/// The block file and how much of it the store's records cover.
+struct BlockFile {
+    file: std::fs::File,
+    /// The length the store's `meta/blocks` gives. Held while a batch is
+    /// staged and written, so that batches append one after another.
+    len: Mutex<u64>,
+}
+
+fn block_file_error(e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        StoreError::DiskFull {
+            detail: e.to_string(),
+        }
+    } else {
+        StoreError::Sled(format!("block file: {e}"))
+    }
+}
+
+impl BlockFile {
+    /// Open the block file of a store whose records cover `len` bytes of
+    /// it. Bytes past `len` were written by a batch that a crash stopped
+    /// before sled committed it: they are cut off.
+    fn open(dir: &Path, len: u64) -> Result<BlockFile, StoreError> {
+        let path = dir.join(BLOCK_FILE);
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            // A store created with no block yet may have lost the file's
+            // directory entry in a crash: nothing is missing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && len == 0 => {
+                return BlockFile::create(dir)
+            }
+            Err(e) => {
+                return Err(StoreError::Corrupt(format!(
+                    "block file {}: {e}",
+                    path.display()
+                )))
+            }
+            Ok(file) => file,
+        };
+        let size = file.metadata().map_err(block_file_error)?.len();
+        if size < len {
+            return Err(StoreError::Corrupt(format!(
+                "the block file {} holds {size} bytes; the store's blocks take {len}",
+                path.display()
+            )));
+        }
+        if size > len {
+            file.set_len(len).map_err(block_file_error)?;
+            file.sync_all().map_err(block_file_error)?;
+        }
+        Ok(BlockFile {
+            file,
+            len: Mutex::new(len),
+        })
+    }
+
+    fn create(dir: &Path) -> Result<BlockFile, StoreError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join(BLOCK_FILE))
+            .map_err(block_file_error)?;
+        file.sync_all().map_err(block_file_error)?;
+        Ok(BlockFile {
+            file,
+            len: Mutex::new(0),
+        })
+    }
+
+    fn read(&self, id: &Hash32, record: &BlockRecord) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = vec![0u8; record.len as usize];
+        self.file
+            .read_exact_at(&mut bytes, record.offset)
+            .map_err(|e| corrupt_record(id, format!("reading the block file: {e}")))?;
+        Ok(bytes)
+    }
 }
 
 /// Pending writes over the tree: reads see them, and they become one batch.
 struct Overlay<'a> {
     tree: &'a sled::Db,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Where the staged blocks' bytes go in the block file, and the bytes.
+    base: u64,
+    appended: Vec<u8>,
+}
+
+/// A value read through an [`Overlay`]: staged or stored, never copied.
+enum Value<'a> {
+    Staged(&'a [u8]),
+    Stored(sled::IVec),
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Value::Staged(bytes) => bytes,
+            Value::Stored(bytes) => bytes,
+        }
+    }
 }
 
 impl<'a> Overlay<'a> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Value<'_>>, StoreError> {
         match self.writes.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+            Some(value) => Ok(value.as_deref().map(Value::Staged)),
+            None => Ok(self.tree.get(key)?.map(Value::Stored)),
         }
     }
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -316,17 +428,13 @@ impl LedgerState<StoreError> for Overlay<'_> {
         Ok(())
     }
 
-    /// The credit is in the undo record of the best chain's block there.
+    /// The credit is in the undo record of the best chain's block there,
+    /// which its height index entry holds.
     fn credit_at(&self, height: u64) -> Result<Option<Credit>, StoreError> {
-        let Some(hash) = self.get(&height_key(height))? else {
+        let Some(entry) = self.get(&height_key(height))? else {
             return Ok(None);
         };
-        let hash = decode_hash(&hash, "height index entry")?;
-        Ok(self
-            .get(&undo_key(&hash))?
-            .map(|bytes| decode_value::<Undo>(&bytes, "undo record"))
-            .transpose()?
-            .map(|undo| undo.credit))
+        Ok(decode_height_entry(&entry)?.1.map(|undo| undo.credit))
     }
 }
 
@@ -334,8 +442,124 @@ fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Res
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn decode_meta(bytes: &[u8]) -> Result<BlockMeta, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("block metadata: {e}")))
+/// A block's record (`b/`): where its bytes are in the block file, and
+/// its metadata in few bytes.
+#[derive(Serialize, Deserialize)]
+struct BlockRecord {
+    /// Offset and length of the block's canonical bytes in the block file.
+    offset: u64,
+    len: u32,
+    parent: Hash32,
+    height: u64,
+    timestamp_ms: u64,
+    /// The target, big-endian, without leading zero bytes.
+    target: Vec<u8>,
+    score_ppm: u32,
+    miner: Hash32,
+    /// Cumulative work, big-endian, without leading zero bytes.
+    work: Vec<u8>,
+    /// The job, `None` for the genesis task (all zeros).
+    job: Option<Hash32>,
+    job_block: u64,
+    /// The last block at or before this one that trains the genesis task;
+    /// `None` when that is the block itself.
+    genesis_task_tip: Option<Hash32>,
+}
+
+fn trimmed(hash: &Hash32) -> Vec<u8> {
+    let first = hash.0.iter().position(|&b| b != 0).unwrap_or(32);
+    hash.0[first..].to_vec()
+}
+
+fn untrimmed(id: &Hash32, bytes: &[u8]) -> Result<Hash32, StoreError> {
+    if bytes.len() > 32 {
+        return Err(corrupt_record(id, "a 256-bit number over 32 bytes"));
+    }
+    let mut out = [0u8; 32];
+    out[32 - bytes.len()..].copy_from_slice(bytes);
+    Ok(Hash32(out))
+}
+
+impl BlockRecord {
+    fn new(id: &Hash32, meta: &BlockMeta, offset: u64, len: u32) -> BlockRecord {
+        BlockRecord {
+            offset,
+            len,
+            parent: meta.parent,
+            height: meta.height,
+            timestamp_ms: meta.timestamp_ms,
+            target: trimmed(&meta.target),
+            score_ppm: meta.score_ppm,
+            miner: meta.miner,
+            work: trimmed(&meta.cumulative_work),
+            job: (meta.job != Hash32::ZERO).then_some(meta.job),
+            job_block: meta.job_block,
+            genesis_task_tip: (meta.genesis_task_tip != *id).then_some(meta.genesis_task_tip),
+        }
+    }
+
+    fn decode(id: &Hash32, bytes: &[u8]) -> Result<BlockRecord, StoreError> {
+        postcard::from_bytes(bytes).map_err(|e| corrupt_record(id, e))
+    }
+
+    fn meta(&self, id: &Hash32) -> Result<BlockMeta, StoreError> {
+        Ok(BlockMeta {
+            parent: self.parent,
+            height: self.height,
+            timestamp_ms: self.timestamp_ms,
+            target: untrimmed(id, &self.target)?,
+            score_ppm: self.score_ppm,
+            miner: self.miner,
+            cumulative_work: untrimmed(id, &self.work)?,
+            job: self.job.unwrap_or(Hash32::ZERO),
+            job_block: self.job_block,
+            genesis_task_tip: self.genesis_task_tip.unwrap_or(*id),
+        })
+    }
+}
+
+fn corrupt_record(id: &Hash32, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("record of block {id}: {e}"))
+}
+
+/// A height index entry: the block's id and, for every height but 0, its
+/// undo record.
+fn decode_height_entry(entry: &[u8]) -> Result<(Hash32, Option<Undo>), StoreError> {
+    if entry.len() < 32 {
+        return Err(StoreError::Corrupt(
+            "a height index entry is under 32 bytes".into(),
+        ));
+    }
+    let (id, undo) = entry.split_at(32);
+    let id = decode_hash(id, "height index entry")?;
+    let undo = if undo.is_empty() {
+        None
+    } else {
+        Some(decode_value(undo, "undo record")?)
+    };
+    Ok((id, undo))
+}
+
+fn height_entry(id: &Hash32, undo: &Undo) -> Vec<u8> {
+    let mut entry = id.0.to_vec();
+    entry.extend_from_slice(&encoding::encode(undo));
+    entry
+}
+
+/// Genesis's metadata: it has no block, only the parameters.
+fn genesis_meta(params: &ChainParams, genesis: Hash32) -> BlockMeta {
+    BlockMeta {
+        parent: Hash32::ZERO,
+        height: 0,
+        timestamp_ms: params.genesis_time_ms,
+        target: params.initial_target,
+        score_ppm: 0,
+        miner: Hash32::ZERO,
+        cumulative_work: Hash32::ZERO,
+        job: Hash32::ZERO,
+        job_block: 0,
+        genesis_task_tip: genesis,
+    }
 }
 
 fn decode_hash(bytes: &[u8], what: &str) -> Result<Hash32, StoreError> {
@@ -375,17 +599,21 @@ fn dir_size(path: &Path) -> std::io::Result<u64> {
 }
 
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    sled::Config::new().path(path).open().map_err(|e| {
-        // sled 0.34 reports a held lock as an I/O error of kind Other whose
-        // text starts so (and names the OS error, WouldBlock on Linux).
-        if e.to_string().contains("could not acquire lock") {
-            StoreError::Locked {
-                path: path.display().to_string(),
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(|e| {
+            // sled 0.34 reports a held lock as an I/O error of kind Other whose
+            // text starts so (and names the OS error, WouldBlock on Linux).
+            if e.to_string().contains("could not acquire lock") {
+                StoreError::Locked {
+                    path: path.display().to_string(),
+                }
+            } else {
+                StoreError::from(e)
             }
-        } else {
-            StoreError::from(e)
-        }
-    })
+        })
 }
 
 impl Store {
@@ -399,21 +627,10 @@ impl Store {
             });
         }
         let genesis = params.genesis_hash();
-        let genesis_meta = BlockMeta {
-            parent: Hash32::ZERO,
-            height: 0,
-            timestamp_ms: params.genesis_time_ms,
-            target: params.initial_target,
-            score_ppm: 0,
-            miner: Hash32::ZERO,
-            cumulative_work: Hash32::ZERO,
-            job: Hash32::ZERO,
-            job_block: 0,
-            genesis_task_tip: genesis,
-        };
+        let blocks = BlockFile::create(path)?;
         let mut batch = sled::Batch::default();
         batch.insert(KEY_PARAMS, params.to_json().as_bytes());
-        batch.insert(meta_key(&genesis), encoding::encode(&genesis_meta));
+        batch.insert(KEY_BLOCKS_LEN, &0u64.to_le_bytes());
         batch.insert(height_key(0), &genesis.0);
         batch.insert(KEY_TIP, &genesis.0);
         // The format key goes last in the same atomic batch: its presence
@@ -423,9 +640,11 @@ impl Store {
         db.flush()?;
         Ok(Store {
             db,
+            blocks,
             params: params.clone(),
             genesis,
             copy: None,
+            genesis_meta: genesis_meta(params, genesis),
         })
     }
 
@@ -462,11 +681,16 @@ impl Store {
                 supported: FORMAT_VERSION,
             });
         }
-        if format == 3 {
+        if format == 3 || format == 4 {
             return Err(StoreError::OldFormat {
                 path: path.display().to_string(),
                 found: format,
                 supported: FORMAT_VERSION,
+                why: if format == 3 {
+                    "written before training jobs changed the chains' genesis"
+                } else {
+                    "of the layout before each block became one record"
+                },
             });
         }
         if format < FORMAT_VERSION {
@@ -483,8 +707,15 @@ impl Store {
         let params = ChainParams::from_json(&String::from_utf8_lossy(&params_json))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let genesis = params.genesis_hash();
+        let blocks_len = db
+            .get(KEY_BLOCKS_LEN)?
+            .and_then(|len| Some(u64::from_le_bytes(len.as_ref().try_into().ok()?)))
+            .ok_or_else(|| StoreError::Corrupt("no length of the block file".into()))?;
+        let blocks = BlockFile::open(path, blocks_len)?;
         let store = Store {
             db,
+            blocks,
+            genesis_meta: genesis_meta(&params, genesis),
             params,
             genesis,
             copy: None,
@@ -575,8 +806,7 @@ impl Store {
             },
             other => other,
         })?;
-        overlay.put(undo_key(hash), encoding::encode(&undo));
-        overlay.put(height_key(meta.height), hash.0.to_vec());
+        overlay.put(height_key(meta.height), height_entry(hash, &undo));
         for tx in txs {
             overlay.put(tx_key(&tx.id()), meta.height.to_be_bytes().to_vec());
         }
@@ -619,21 +849,32 @@ impl Store {
 
     pub fn meta(&self, hash: &Hash32) -> Result<Option<BlockMeta>, StoreError> {
         crate::offload::check_thread();
-        self.db
-            .get(meta_key(hash))?
-            .map(|b| decode_meta(&b))
+        self.meta_in(&self.reader(), hash)
+    }
+
+    /// A block's metadata as `overlay` sees it.
+    fn meta_in(&self, overlay: &Overlay, hash: &Hash32) -> Result<Option<BlockMeta>, StoreError> {
+        if *hash == self.genesis {
+            return Ok(Some(self.genesis_meta.clone()));
+        }
+        overlay
+            .get(&block_key(hash))?
+            .map(|record| BlockRecord::decode(hash, &record)?.meta(hash))
             .transpose()
     }
 
     pub fn contains(&self, hash: &Hash32) -> Result<bool, StoreError> {
         crate::offload::check_thread();
-        Ok(self.db.contains_key(meta_key(hash))?)
+        Ok(*hash == self.genesis || self.db.contains_key(block_key(hash))?)
     }
 
     /// The block's bytes as stored (canonical). `None` for genesis and unknown blocks.
     pub fn block_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         crate::offload::check_thread();
-        Ok(self.db.get(block_key(hash))?.map(|v| v.to_vec()))
+        self.db
+            .get(block_key(hash))?
+            .map(|record| self.blocks.read(hash, &BlockRecord::decode(hash, &record)?))
+            .transpose()
     }
 
     pub fn block(&self, hash: &Hash32) -> Result<Option<Block>, StoreError> {
@@ -651,7 +892,14 @@ impl Store {
         crate::offload::check_thread();
         self.db
             .get(height_key(height))?
-            .map(|b| decode_hash(&b, "height index entry"))
+            .map(|entry| {
+                entry
+                    .get(..32)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a height index entry is under 32 bytes".into())
+                    })
+                    .and_then(|id| decode_hash(id, "height index entry"))
+            })
             .transpose()
     }
 
@@ -777,6 +1025,8 @@ impl Store {
         Overlay {
             tree: &self.db,
             writes: BTreeMap::new(),
+            base: u64::MAX,
+            appended: Vec::new(),
         }
     }
 
@@ -840,10 +1090,22 @@ impl Store {
 
     /// [`Store::insert`] all or nothing; an error comes with the position
     /// of the block that caused it.
+    ///
+    /// The new blocks' bytes are written to the block file past its stored
+    /// length and synced first; the sled batch, with the file's new length,
+    /// then commits them. A crash before the batch leaves bytes past the
+    /// stored length, which the next opening cuts off.
     fn insert_all(&self, blocks: &[CheckedBlock]) -> Result<Vec<Stored>, (usize, StoreError)> {
+        let mut committed = self
+            .blocks
+            .len
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut overlay = Overlay {
             tree: &self.db,
             writes: BTreeMap::new(),
+            base: *committed,
+            appended: Vec::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
         for (at, checked) in blocks.iter().enumerate() {
@@ -853,23 +1115,30 @@ impl Store {
             return Ok(outcomes);
         }
         let at = blocks.len();
+        let end = overlay.base + overlay.appended.len() as u64;
+        if !overlay.appended.is_empty() {
+            let file = &self.blocks.file;
+            file.write_all_at(&overlay.appended, overlay.base)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| (at, block_file_error(e)))?;
+            overlay.put(KEY_BLOCKS_LEN.to_vec(), end.to_le_bytes().to_vec());
+        }
         self.db
             .apply_batch(overlay.into_batch())
             .map_err(|e| (at, e.into()))?;
         self.db.flush().map_err(|e| (at, e.into()))?;
+        *committed = end;
         Ok(outcomes)
     }
 
     fn stage(&self, overlay: &mut Overlay, checked: &CheckedBlock) -> Result<Stored, StoreError> {
         let id = checked.id();
-        if overlay.get(&meta_key(&id))?.is_some() {
+        if id == self.genesis || overlay.get(&block_key(&id))?.is_some() {
             return Ok(Stored::AlreadyKnown);
         }
         let fields = &checked.block().header.fields;
-        let parent_meta = overlay
-            .get(&meta_key(&fields.parent))?
-            .map(|b| decode_meta(&b))
-            .transpose()?
+        let parent_meta = self
+            .meta_in(overlay, &fields.parent)?
             .ok_or_else(|| StoreError::Corrupt(format!("parent {} not stored", fields.parent)))?;
         let work = consensus::cumulative_work(parent_meta.work(), &fields.target);
         let meta = BlockMeta {
@@ -888,8 +1157,13 @@ impl Store {
                 parent_meta.genesis_task_tip
             },
         };
-        overlay.put(block_key(&id), checked.block().to_bytes());
-        overlay.put(meta_key(&id), encoding::encode(&meta));
+        let bytes = checked.block().to_bytes();
+        let offset = overlay.base + overlay.appended.len() as u64;
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| StoreError::Corrupt(format!("block {id} is over 4 GiB")))?;
+        overlay.appended.extend_from_slice(&bytes);
+        let record = BlockRecord::new(&id, &meta, offset, len);
+        overlay.put(block_key(&id), encoding::encode(&record));
         overlay.put(work_key(&checked.work_hash()), id.0.to_vec());
 
         let tip_hash = decode_hash(
@@ -898,10 +1172,8 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("no tip".into()))?,
             "tip",
         )?;
-        let tip_meta = overlay
-            .get(&meta_key(&tip_hash))?
-            .map(|b| decode_meta(&b))
-            .transpose()?
+        let tip_meta = self
+            .meta_in(overlay, &tip_hash)?
             .ok_or_else(|| StoreError::Corrupt("tip has no metadata".into()))?;
         if !consensus::is_better(work, tip_meta.work()) {
             return Ok(Stored::SideChain);
@@ -913,15 +1185,15 @@ impl Store {
             if m.height == 0 {
                 break;
             }
-            let on_best = overlay.get(&height_key(m.height))?.as_deref() == Some(&hash.0[..]);
+            let on_best = overlay
+                .get(&height_key(m.height))?
+                .is_some_and(|entry| entry.get(..32) == Some(&hash.0[..]));
             if on_best && *hash != id {
                 break;
             }
             let parent = m.parent;
-            let parent_meta = overlay
-                .get(&meta_key(&parent))?
-                .map(|b| decode_meta(&b))
-                .transpose()?
+            let parent_meta = self
+                .meta_in(overlay, &parent)?
                 .ok_or_else(|| StoreError::Corrupt(format!("ancestor {parent} not stored")))?;
             branch.push((parent, parent_meta));
         }
@@ -929,22 +1201,18 @@ impl Store {
         let fork_height = fork.1.height;
         // Roll back the old branch above the fork, newest first.
         for height in (fork_height + 1..=tip_meta.height).rev() {
-            let old = overlay
+            let entry = overlay
                 .get(&height_key(height))?
                 .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
-            let old = decode_hash(&old, "height index")?;
-            let undo: Undo = overlay
-                .get(&undo_key(&old))?
-                .map(|bytes| decode_value(&bytes, "undo record"))
-                .transpose()?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("best block {old} has no undo record"))
-                })?;
+            let (old, undo) = decode_height_entry(&entry)?;
+            drop(entry);
+            let undo = undo.ok_or_else(|| {
+                StoreError::Corrupt(format!("best block {old} has no undo record"))
+            })?;
             ledger::disconnect_block(overlay, undo)?;
             for tx in self.stored_txs(overlay, &old)? {
                 overlay.remove(tx_key(&tx.id()));
             }
-            overlay.remove(undo_key(&old));
             overlay.remove(height_key(height));
         }
         // Connect the new branch, oldest first: the blocks stored earlier
@@ -976,9 +1244,22 @@ impl Store {
 impl Store {
     /// The transactions of a stored block, checked when it was stored.
     fn stored_txs(&self, overlay: &Overlay, hash: &Hash32) -> Result<Vec<CheckedTx>, StoreError> {
-        let bytes = overlay
+        let record = overlay
             .get(&block_key(hash))?
             .ok_or_else(|| StoreError::Corrupt(format!("block {hash} has no bytes")))?;
+        let record = BlockRecord::decode(hash, &record)?;
+        let bytes = match record.offset.checked_sub(overlay.base) {
+            // Staged in this batch: not in the file yet.
+            Some(at) => {
+                let at = at as usize;
+                overlay
+                    .appended
+                    .get(at..at + record.len as usize)
+                    .ok_or_else(|| corrupt_record(hash, "staged bytes out of range"))?
+                    .to_vec()
+            }
+            None => self.blocks.read(hash, &record)?,
+        };
         let block = Block::from_bytes(&bytes, &Limits::default())
             .map_err(|e| StoreError::Corrupt(format!("block {hash}: {e}")))?;
         Ok(block
