@@ -597,8 +597,18 @@ fn bad_peers_are_cut_off_while_honest_ones_keep_syncing() {
 
     // Inbound connections per address are bounded: H and two more fill
     // T's three, so a third stranger is turned away.
-    let polite = [(); 2].map(|_| greet(target, genesis, [0; 32]));
-    assert!(Adversary::new().connect(target).is_err());
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let polite = [(); 2].map(|_| {
+        let adversary = Adversary::at(localhost);
+        let conn = adversary.connect(target).expect("TLS handshake");
+        conn.serve_politely();
+        assert!(matches!(
+            conn.request(&Request::Hello(hello(genesis, 0, [0; 32]))),
+            Ok(Response::Hello(_))
+        ));
+        (adversary, conn)
+    });
+    assert!(Adversary::at(localhost).connect(target).is_err());
     target_node.wait_for(LIMIT, |l| l.starts_with("p2p: refusing a connection from"));
     drop(polite);
     keeps_up("a full house");
@@ -914,4 +924,87 @@ fn a_peer_that_gives_hashes_but_never_blocks_cannot_stall_a_sync() {
 
 fn stop_node(node: &mut Node) {
     stop(node);
+}
+
+/// An adversary at `ip` that connects and sends a malformed Hello:
+/// banned at once.
+fn banned_from(node: &Node, target: SocketAddr, ip: std::net::Ipv4Addr) {
+    let adversary = Adversary::at(ip);
+    let conn = adversary.connect(target).expect("TLS handshake");
+    let _ = conn.send_raw(&[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], 1024);
+    assert_banned(node, &adversary, &conn, "malformed hello");
+}
+
+/// Bans hold for the address and, at four addresses, the network group: a
+/// fresh key from a banned address is refused before its handshake, and
+/// so is any address of a /24 with four banned ones, while another /24
+/// and the honest peers on 127.0.0.1 are served. With every inbound slot
+/// taken, a newcomer evicts the newest peer of the largest group, never
+/// the one that brought blocks.
+#[test]
+fn bans_hold_for_fresh_keys_from_one_place_and_full_slots_evict_the_least_useful() {
+    use std::net::Ipv4Addr;
+    let tmp = tempfile::tempdir().unwrap();
+    let [m, n] = dirs(tmp.path(), ["m", "n"]);
+    mine_to(&m, 5);
+    let pn = free_port();
+    let node = start(&n, &["--listen", &local(pn), "--max-inbound", "10"]);
+    let target = pm_addr(pn);
+    let genesis =
+        Hash32::from_hex(running_status(&n).unwrap()["genesis"].as_str().unwrap()).unwrap();
+    let greets = |ip: Ipv4Addr| -> Result<Conn, String> {
+        let adversary = Adversary::at(ip);
+        let conn = adversary.connect(target)?;
+        conn.serve_politely();
+        match conn.request(&Request::Hello(hello(genesis, 0, [0; 32]))) {
+            Ok(Response::Hello(_)) => Ok(conn),
+            other => Err(format!("{other:?}")),
+        }
+    };
+
+    banned_from(&node, target, Ipv4Addr::new(127, 50, 1, 1));
+    assert!(
+        greets(Ipv4Addr::new(127, 50, 1, 1)).is_err(),
+        "a fresh key from a banned address"
+    );
+    let neighbour =
+        greets(Ipv4Addr::new(127, 50, 1, 9)).expect("one banned address is not the group");
+    for last in 2..=4 {
+        banned_from(&node, target, Ipv4Addr::new(127, 50, 1, last));
+    }
+    assert!(
+        greets(Ipv4Addr::new(127, 50, 1, 200)).is_err(),
+        "a /24 with four banned addresses"
+    );
+    let elsewhere = greets(Ipv4Addr::new(127, 50, 2, 1)).expect("another /24 is served");
+
+    // An honest miner brings blocks; then the slots fill from one /24.
+    let honest = start(&m, &["--peer", &local(pn)]);
+    wait_until(LIMIT, "N syncs from M", &[&node, &honest], || {
+        running_tip(&n).0 >= 5
+    });
+    let mut crowd = Vec::new();
+    for last in 1..=7 {
+        crowd.push(greets(Ipv4Addr::new(127, 60, 1, last)).expect("a free slot"));
+    }
+    // 10 inbound: M, the peers from 127.50.1.9 and 127.50.2.1, and 7 from
+    // 127.60.1.0/24.
+    let newcomer = greets(Ipv4Addr::new(127, 70, 1, 1)).expect("a newcomer evicts someone");
+    let line = node.wait_for(LIMIT, |l| l.starts_with("p2p: evicting inbound peer"));
+    assert!(
+        line.contains("127.60.1.7:"),
+        "the newest of the largest group: {line}"
+    );
+    assert!(
+        crowd[6].closed_within(LIMIT).is_some(),
+        "the evicted peer is disconnected"
+    );
+    drop((neighbour, elsewhere, newcomer, crowd));
+    assert_no_bans(&[&honest]);
+    for l in node.lines() {
+        assert!(
+            !(l.starts_with("p2p: evicting") && l.contains("127.0.0.1")),
+            "an honest peer was evicted: {l}"
+        );
+    }
 }

@@ -63,6 +63,10 @@ pub struct StartArgs {
     /// Most inbound connections from one IP address.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_inbound_per_ip: usize,
+    /// Most inbound connections; when all are taken, a new peer evicts the
+    /// inbound peer that has shown the least (schema/p2p.md).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_inbound: u16,
     /// Serve the JSON API on this TCP address: a port, or IP:port
     /// (127.0.0.1:8645 when given without a value). Reads are open; the one
     /// write, POST /tx, needs the token of DIR/api.cookie.
@@ -126,6 +130,7 @@ fn network_config(args: &StartArgs) -> Result<Option<NetConfig>> {
         limits: NetLimits {
             ban: Duration::from_secs(args.ban_secs),
             max_inbound_per_ip: args.max_inbound_per_ip,
+            max_inbound: usize::from(args.max_inbound),
             ..NetLimits::default()
         },
         // Known once the data dir is open: see `run`.

@@ -8,6 +8,7 @@
 
 use crate::chain::Hash32;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// The window requests are counted in.
@@ -84,16 +85,93 @@ impl TimeoutLog {
     }
 }
 
-/// Banned peers, each until a deadline, with the reason.
+/// Addresses banned in one network group (an IPv4 /24, an IPv6 /48) at
+/// which the whole group is banned: fresh addresses from one place do
+/// not reset a ban either.
+pub const GROUP_BAN_ADDRESSES: usize = 4;
+
+/// Most banned addresses remembered; past it, the oldest ban is dropped.
+pub const MAX_BANNED_ADDRESSES: usize = 10_000;
+
+/// The network group of an address: the /24 of an IPv4 address (an
+/// IPv4-mapped IPv6 address counts as IPv4), the /48 of an IPv6 one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NetGroup {
+    V4([u8; 3]),
+    V6([u8; 6]),
+}
+
+pub fn net_group(ip: IpAddr) -> NetGroup {
+    let ip = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            NetGroup::V4([o[0], o[1], o[2]])
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            NetGroup::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
+        }
+    }
+}
+
+/// Banned peers, each until a deadline, with the reason: by key, by the
+/// address it came from (so a fresh key from there is refused too), and
+/// by network group once [`GROUP_BAN_ADDRESSES`] of its addresses are
+/// banned.
 #[derive(Clone, Debug, Default)]
 pub struct BanList {
     bans: HashMap<Hash32, (Instant, String)>,
+    addresses: HashMap<IpAddr, (Instant, String)>,
 }
 
 impl BanList {
     /// Ban `id` until `until`; a later ban replaces an earlier one.
     pub fn ban(&mut self, id: Hash32, until: Instant, reason: &str) {
         self.bans.insert(id, (until, reason.to_string()));
+    }
+
+    /// Ban `id` and the address `ip` it connected from until `until`.
+    pub fn ban_peer(&mut self, id: Hash32, ip: IpAddr, until: Instant, reason: &str) {
+        self.ban(id, until, reason);
+        let ip = canonical(ip);
+        if self.addresses.len() >= MAX_BANNED_ADDRESSES && !self.addresses.contains_key(&ip) {
+            let oldest = self
+                .addresses
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(a, _)| *a);
+            if let Some(oldest) = oldest {
+                self.addresses.remove(&oldest);
+            }
+        }
+        self.addresses.insert(ip, (until, reason.to_string()));
+    }
+
+    /// Why connections from `ip` are refused at `now`, if they are: the
+    /// address is banned, or [`GROUP_BAN_ADDRESSES`] addresses of its
+    /// group are. Expired bans are forgotten.
+    pub fn address_ban(&mut self, ip: IpAddr, now: Instant) -> Option<String> {
+        self.addresses.retain(|_, (until, _)| *until > now);
+        let ip = canonical(ip);
+        if let Some((_, reason)) = self.addresses.get(&ip) {
+            return Some(format!("address {ip} banned: {reason}"));
+        }
+        let group = net_group(ip);
+        let banned = self
+            .addresses
+            .keys()
+            .filter(|a| net_group(**a) == group)
+            .count();
+        (banned >= GROUP_BAN_ADDRESSES).then(|| {
+            format!("{banned} addresses of its network group banned (the most is {GROUP_BAN_ADDRESSES})")
+        })
     }
 
     /// Whether `id` is banned at `now`; an expired ban is forgotten.
@@ -116,6 +194,62 @@ impl BanList {
             .map(|(id, (until, reason))| (*id, *until - now, reason.clone()))
             .collect()
     }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it maps.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// What eviction weighs of one inbound peer.
+#[derive(Clone, Debug)]
+pub struct EvictionCandidate {
+    pub id: Hash32,
+    pub group: NetGroup,
+    pub connected_at: Instant,
+    /// When it last sent a block this node stored, if ever.
+    pub last_block_at: Option<Instant>,
+}
+
+/// Inbound peers protected from eviction for each of the two merits.
+pub const PROTECT_PER_MERIT: usize = 4;
+
+/// Which inbound peer to disconnect so that a new one can come in when
+/// every inbound slot is taken (after Bitcoin Core's eviction): protect
+/// the [`PROTECT_PER_MERIT`] peers that most recently sent a block we
+/// stored and the [`PROTECT_PER_MERIT`] longest connected; of the rest,
+/// take the network group with the most peers (ties: the group whose
+/// newest peer is newest) and evict its newest peer. `None` when every
+/// peer is protected: the newcomer is refused.
+pub fn choose_eviction(candidates: &[EvictionCandidate]) -> Option<Hash32> {
+    let mut left: Vec<&EvictionCandidate> = candidates.iter().collect();
+    left.sort_by_key(|c| std::cmp::Reverse(c.last_block_at));
+    let useful = left
+        .iter()
+        .take_while(|c| c.last_block_at.is_some())
+        .take(PROTECT_PER_MERIT)
+        .count();
+    left.drain(..useful);
+    left.sort_by_key(|c| c.connected_at);
+    left.drain(..PROTECT_PER_MERIT.min(left.len()));
+    let mut groups: HashMap<NetGroup, Vec<&EvictionCandidate>> = HashMap::new();
+    for c in left {
+        groups.entry(c.group).or_default().push(c);
+    }
+    let newest = |members: &Vec<&EvictionCandidate>| {
+        members
+            .iter()
+            .max_by_key(|c| (c.connected_at, c.id))
+            .map(|c| (c.connected_at, c.id))
+    };
+    groups
+        .values()
+        .max_by_key(|members| (members.len(), newest(members)))
+        .and_then(newest)
+        .map(|(_, id)| id)
 }
 
 /// How long a peer that has never delivered blocks may take over a batch
@@ -370,5 +504,119 @@ mod tests {
             assert!(sources.peers.len() <= MAX_SOURCES);
         }
         assert!(!sources.usable(&staller, start));
+    }
+
+    #[test]
+    fn an_address_is_banned_with_its_key_and_a_group_at_its_limit() {
+        let start = Instant::now();
+        let until = start + Duration::from_secs(600);
+        let mut bans = BanList::default();
+        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+        bans.ban_peer(Hash32([1; 32]), ip("10.1.2.3"), until, "flood");
+        assert!(bans.is_banned(&Hash32([1; 32]), start));
+        // A fresh key from the same address is refused; its neighbour not yet.
+        assert!(bans.address_ban(ip("10.1.2.3"), start).is_some());
+        assert!(bans.address_ban(ip("::ffff:10.1.2.3"), start).is_some());
+        assert!(bans.address_ban(ip("10.1.2.4"), start).is_none());
+        // At GROUP_BAN_ADDRESSES banned addresses the /24 is banned; one
+        // fewer is not.
+        for last in 4..(2 + GROUP_BAN_ADDRESSES as u8) {
+            bans.ban_peer(
+                Hash32([last; 32]),
+                ip(&format!("10.1.2.{last}")),
+                until,
+                "bad",
+            );
+        }
+        assert!(bans.address_ban(ip("10.1.2.200"), start).is_none());
+        bans.ban_peer(Hash32([99; 32]), ip("10.1.2.99"), until, "bad");
+        assert!(bans.address_ban(ip("10.1.2.200"), start).is_some());
+        assert!(bans.address_ban(ip("10.1.3.200"), start).is_none());
+        // Until the bans end.
+        assert!(bans.address_ban(ip("10.1.2.200"), until).is_none());
+        assert!(bans.address_ban(ip("10.1.2.3"), until).is_none());
+        // IPv6 groups are /48.
+        for n in 0..GROUP_BAN_ADDRESSES as u16 {
+            bans.ban_peer(
+                Hash32([7; 32]),
+                ip(&format!("2001:db8:1:{n}::1")),
+                until,
+                "bad",
+            );
+        }
+        assert!(bans.address_ban(ip("2001:db8:1:ffff::9"), start).is_some());
+        assert!(bans.address_ban(ip("2001:db8:2::9"), start).is_none());
+    }
+
+    #[test]
+    fn banned_addresses_are_bounded() {
+        let start = Instant::now();
+        let mut bans = BanList::default();
+        for n in 0..(MAX_BANNED_ADDRESSES as u32 + 5) {
+            // One address per /24, so that no group ban gets in the way.
+            let ip = IpAddr::from((n << 8).to_be_bytes());
+            bans.ban_peer(
+                Hash32([1; 32]),
+                ip,
+                start + Duration::from_secs(u64::from(n) + 1),
+                "x",
+            );
+            assert!(bans.addresses.len() <= MAX_BANNED_ADDRESSES);
+        }
+        // The oldest went first.
+        assert!(bans
+            .address_ban(IpAddr::from(0u32.to_be_bytes()), start)
+            .is_none());
+        let last = (MAX_BANNED_ADDRESSES as u32 + 4) << 8;
+        assert!(bans
+            .address_ban(IpAddr::from(last.to_be_bytes()), start)
+            .is_some());
+    }
+
+    fn candidate(
+        n: u8,
+        group: u8,
+        age_secs: u64,
+        block_secs_ago: Option<u64>,
+        now: Instant,
+    ) -> EvictionCandidate {
+        EvictionCandidate {
+            id: Hash32([n; 32]),
+            group: NetGroup::V4([10, 0, group]),
+            connected_at: now - Duration::from_secs(age_secs),
+            last_block_at: block_secs_ago.map(|s| now - Duration::from_secs(s)),
+        }
+    }
+
+    #[test]
+    fn eviction_protects_block_senders_and_old_peers_and_takes_the_newest_of_the_largest_group() {
+        let now = Instant::now() + Duration::from_secs(10_000);
+        // Eight protected: four that sent blocks, four old ones.
+        let mut peers: Vec<EvictionCandidate> = (1..=4)
+            .map(|n| candidate(n, n, 10, Some(u64::from(n)), now))
+            .chain((5..=8).map(|n| candidate(n, n, 5000 + u64::from(n), None, now)))
+            .collect();
+        assert_eq!(choose_eviction(&peers), None, "all protected");
+        // Three from group 9 and two from group 10: group 9's newest goes.
+        peers.push(candidate(20, 9, 300, None, now));
+        peers.push(candidate(21, 9, 100, None, now));
+        peers.push(candidate(22, 9, 200, None, now));
+        peers.push(candidate(23, 10, 50, None, now));
+        peers.push(candidate(24, 10, 60, None, now));
+        assert_eq!(choose_eviction(&peers), Some(Hash32([21; 32])));
+        // A fifth block sender is not protected, and a sender of an old
+        // block loses its protection to newer senders.
+        let mut senders: Vec<EvictionCandidate> = (1..=5)
+            .map(|n| candidate(n, n, 5000, Some(u64::from(n) * 10), now))
+            .collect();
+        senders.extend((6..=9).map(|n| candidate(n, n, 9000, None, now)));
+        assert_eq!(choose_eviction(&senders), Some(Hash32([5; 32])));
+        // Equal groups: the one whose newest peer is newest.
+        let mut tie: Vec<EvictionCandidate> = (1..=8)
+            .map(|n| candidate(n, n, 9000 + u64::from(n), None, now))
+            .collect();
+        tie.push(candidate(30, 40, 30, None, now));
+        tie.push(candidate(31, 41, 20, None, now));
+        assert_eq!(choose_eviction(&tie), Some(Hash32([31; 32])));
     }
 }

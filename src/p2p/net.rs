@@ -6,7 +6,10 @@
 //! verification never stalls QUIC's timers.
 
 use super::files::ServedFiles;
-use super::limits::{BanList, BlockSources, Charge, RequestRate, TimeoutLog};
+use super::limits::{
+    choose_eviction, net_group, BanList, BlockSources, Charge, EvictionCandidate, RequestRate,
+    TimeoutLog,
+};
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 use super::txrelay::{self, PeerTxs, TxFetches};
@@ -31,6 +34,8 @@ const CLOSE_DUPLICATE: u32 = 3;
 pub(super) const CLOSE_SHUTDOWN: u32 = 4;
 /// The peer did not answer in time (it may reconnect; no ban).
 pub(super) const CLOSE_SLOW: u32 = 5;
+/// Every inbound slot was taken, and the peer was evicted for a new one.
+pub(super) const CLOSE_EVICTED: u32 = 6;
 
 /// Two connections between the same nodes made within this time are a
 /// simultaneous dial; past it, the older one is stale (the peer lost it,
@@ -152,6 +157,8 @@ pub struct Peer {
     pub best_work: U256,
     initiator: Hash32,
     connected_at: Instant,
+    /// When it last sent a block this node stored (eviction keeps it).
+    last_block_at: Option<Instant>,
     requests: RequestRate,
     timeouts: TimeoutLog,
 }
@@ -387,11 +394,21 @@ impl Network {
         lock(&self.bans).is_banned(id, Instant::now())
     }
 
-    /// Disconnect a peer at once and refuse it for the ban period.
+    /// Disconnect a peer at once and refuse it, and the address it came
+    /// from, for the ban period.
     fn punish(&self, id: &Hash32, reason: &str) {
+        self.punish_from(id, None, reason);
+    }
+
+    /// [`Network::punish`], for a peer that may not be registered yet and
+    /// came from `from`.
+    fn punish_from(&self, id: &Hash32, from: Option<std::net::IpAddr>, reason: &str) {
         let until = Instant::now() + self.config.limits.ban;
-        lock(&self.bans).ban(*id, until, reason);
         let peer = lock(&self.peers).remove(id);
+        match peer.as_ref().map(|p| p.addr.ip()).or(from) {
+            Some(ip) => lock(&self.bans).ban_peer(*id, ip, until, reason),
+            None => lock(&self.bans).ban(*id, until, reason),
+        }
         let addr = peer
             .as_ref()
             .map_or("?".to_string(), |p| p.addr.to_string());
@@ -515,6 +532,7 @@ impl Network {
             best_work: U256::from_big_endian(&hello.best_work.0),
             initiator: if inbound { id } else { self.shared.miner_id() },
             connected_at: Instant::now(),
+            last_block_at: None,
             requests: RequestRate::new(Instant::now()),
             timeouts: TimeoutLog::default(),
             conn,
@@ -524,6 +542,12 @@ impl Network {
     async fn accept_loop(self: Arc<Self>) {
         while let Some(incoming) = self.endpoint.accept().await {
             let ip = incoming.remote_address().ip();
+            // A banned address, or group, is refused before any handshake:
+            // a fresh key from there changes nothing.
+            if lock(&self.bans).address_ban(ip, Instant::now()).is_some() {
+                incoming.refuse();
+                continue;
+            }
             let (total, from_ip) = {
                 let peers = lock(&self.peers);
                 let inbound = peers.values().filter(|p| p.inbound);
@@ -531,7 +555,8 @@ impl Network {
                 (total, inbound.filter(|p| p.addr.ip() == ip).count())
             };
             let limits = &self.config.limits;
-            if total >= limits.max_inbound || from_ip >= limits.max_inbound_per_ip {
+            let full = total >= limits.max_inbound;
+            if from_ip >= limits.max_inbound_per_ip || (full && !self.evict_for(ip)) {
                 log(format_args!(
                     "refusing a connection from {}: {total} inbound, {from_ip} from that address",
                     incoming.remote_address()
@@ -546,6 +571,47 @@ impl Network {
                 }
             });
         }
+    }
+
+    /// Every inbound slot is taken and a peer from `ip` knocks: evict the
+    /// inbound peer [`choose_eviction`] picks, if any. Outbound peers,
+    /// which this node chose, are never evicted.
+    fn evict_for(&self, ip: std::net::IpAddr) -> bool {
+        let victim = {
+            let peers = lock(&self.peers);
+            let candidates: Vec<EvictionCandidate> = peers
+                .values()
+                .filter(|p| p.inbound)
+                .map(|p| EvictionCandidate {
+                    id: p.id,
+                    group: net_group(p.addr.ip()),
+                    connected_at: p.connected_at,
+                    last_block_at: p.last_block_at,
+                })
+                .collect();
+            choose_eviction(&candidates).and_then(|id| peers.get(&id).cloned())
+        };
+        let Some(victim) = victim else {
+            return false;
+        };
+        {
+            let mut peers = lock(&self.peers);
+            if peers
+                .get(&victim.id)
+                .is_some_and(|p| p.conn.stable_id() == victim.conn.stable_id())
+            {
+                peers.remove(&victim.id);
+            }
+        }
+        log(format_args!(
+            "evicting inbound peer {} ({}) to make room for {ip}",
+            short(&victim.id),
+            victim.addr
+        ));
+        victim
+            .conn
+            .close(CLOSE_EVICTED.into(), b"evicted for a new peer");
+        true
     }
 
     async fn accept_one(self: Arc<Self>, incoming: quinn::Incoming) -> Result<()> {
@@ -570,7 +636,7 @@ impl Network {
             Ok(bytes) => bytes,
             Err(e) => {
                 let code = if e.is_misbehaviour() {
-                    self.punish(&id, &format!("bad hello: {e}"));
+                    self.punish_from(&id, Some(remote.ip()), &format!("bad hello: {e}"));
                     CLOSE_BANNED
                 } else {
                     CLOSE_REFUSED
@@ -582,12 +648,12 @@ impl Network {
         let hello = match wire::decode_request(&bytes) {
             Ok(Request::Hello(hello)) => hello,
             Ok(_) => {
-                self.punish(&id, "first request was not a hello");
+                self.punish_from(&id, Some(remote.ip()), "first request was not a hello");
                 conn.close(CLOSE_REFUSED.into(), b"expected hello");
                 anyhow::bail!("peer {} skipped the hello", short(&id));
             }
             Err(e) => {
-                self.punish(&id, &format!("malformed hello: {e}"));
+                self.punish_from(&id, Some(remote.ip()), &format!("malformed hello: {e}"));
                 conn.close(CLOSE_BANNED.into(), b"malformed hello");
                 anyhow::bail!("malformed hello from {}: {e}", short(&id));
             }
@@ -739,6 +805,12 @@ impl Network {
                 }
                 let now = Instant::now();
                 if backoff.get(&target.addr).is_some_and(|(at, _)| *at > now) {
+                    continue;
+                }
+                if lock(&self.bans)
+                    .address_ban(target.addr.ip(), now)
+                    .is_some()
+                {
                     continue;
                 }
                 let result = self.dial(&target, &transport).await;
@@ -1528,6 +1600,16 @@ impl Network {
                         _ => log(format_args!("sync: {error}")),
                     }
                     break;
+                }
+                if report.stored > 0 {
+                    // Peers that bring blocks are kept when slots run out.
+                    let now = Instant::now();
+                    let mut peers = lock(&self.peers);
+                    for id in &senders {
+                        if let Some(peer) = peers.get_mut(id) {
+                            peer.last_block_at = Some(now);
+                        }
+                    }
                 }
                 done += count;
                 let tip = self.shared.tip_watch.borrow().clone();

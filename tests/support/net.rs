@@ -114,8 +114,20 @@ impl Default for Adversary {
 }
 
 impl Adversary {
-    /// A fresh identity: a new ed25519 key, so earlier bans do not apply.
+    /// A fresh identity: a new ed25519 key, so earlier bans do not apply,
+    /// on a loopback address of its own network group (127.G.H.1), so
+    /// that banning it bans neither the honest nodes on 127.0.0.1 nor
+    /// other adversaries.
     pub fn new() -> Adversary {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let [_, _, g, h] = n.to_be_bytes();
+        Adversary::at(std::net::Ipv4Addr::new(127, 100 + g % 100, h, 1))
+    }
+
+    /// A fresh identity connecting from the loopback address `ip`.
+    pub fn at(ip: std::net::Ipv4Addr) -> Adversary {
         let key = SigningKey::generate(&mut rand_core::OsRng);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -125,7 +137,7 @@ impl Adversary {
         let runtime = Arc::new(runtime);
         let endpoint = {
             let _context = runtime.enter();
-            quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("UDP endpoint")
+            quinn::Endpoint::client(SocketAddr::from((ip, 0))).expect("UDP endpoint")
         };
         Adversary {
             runtime,
