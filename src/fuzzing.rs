@@ -367,3 +367,52 @@ pub fn dataset(data: &[u8]) -> bool {
     }
     true
 }
+
+/// Decode `data` as a peer's request and as a response (the bytes after a
+/// frame's length), as strictly as the network does: what decodes must
+/// re-encode to the same bytes, a request must be within its bound, and
+/// the checks a node runs on what it decoded (a request's bounds, a file
+/// manifest's consistency, a chunk against its manifest) must refuse,
+/// never panic. Returns whether either decoded.
+pub fn wire(data: &[u8]) -> bool {
+    use crate::p2p::files::Manifest;
+    use crate::p2p::wire::{self, Response};
+    let request = wire::decode_request(data);
+    if let Ok(request) = &request {
+        assert!(data.len() <= wire::MAX_REQUEST_BYTES);
+        assert_eq!(
+            &wire::frame(request)[4..],
+            data,
+            "a decoded request must re-encode to its input"
+        );
+        let _ = request.check();
+        assert!(request.response_limit() <= wire::MAX_MESSAGE_BYTES);
+    }
+    let response = wire::decode_response(data, wire::MAX_MESSAGE_BYTES);
+    if let Ok(response) = &response {
+        assert_eq!(
+            &wire::frame(response)[4..],
+            data,
+            "a decoded response must re-encode to its input"
+        );
+        if let Response::File { size, chunk_hashes } = response {
+            let manifest = Manifest {
+                size: *size,
+                chunk_hashes: chunk_hashes.clone(),
+            };
+            if manifest.check().is_ok() {
+                // A consistent manifest spans its file in whole chunks.
+                let mut end = 0;
+                for index in 0..manifest.chunk_hashes.len() as u32 {
+                    let (offset, len) = manifest.chunk_span(index).expect("a listed chunk");
+                    assert_eq!(offset, end, "chunks follow one another");
+                    assert!(len > 0 && len <= u64::from(wire::CHUNK_BYTES));
+                    end = offset + len;
+                }
+                assert_eq!(end, manifest.size);
+                let _ = manifest.check_chunk(0, data);
+            }
+        }
+    }
+    request.is_ok() || response.is_ok()
+}

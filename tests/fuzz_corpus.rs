@@ -67,3 +67,9 @@ fn dataset_corpus_keeps_the_column_and_encoding_rules() {
     let read = replay("dataset_decode", pouwd::fuzzing::dataset);
     assert!(read > 0, "no CSV in the corpus is read");
 }
+
+#[test]
+fn wire_corpus_round_trips_and_keeps_the_manifest_rules() {
+    let decoded = replay("wire_decode", pouwd::fuzzing::wire);
+    assert!(decoded > 0, "no message in the corpus decodes");
+}
