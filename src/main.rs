@@ -6,10 +6,14 @@ fn main() -> ExitCode {
     let cli = pouwd::cli::Cli::parse();
     match pouwd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<pouwd::cli::ExitCode>() {
+            // The command said why already.
+            Some(exit) => ExitCode::from(exit.code),
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -1008,3 +1008,141 @@ fn bans_hold_for_fresh_keys_from_one_place_and_full_slots_evict_the_least_useful
         );
     }
 }
+
+/// A miner stopped by `--stop-at-height` hands its last blocks to the
+/// peers behind it before it closes their connections: 19 followers
+/// that only the miner dials (a star) all end on its tip, and its stop
+/// stays within the bound of schema/p2p.md.
+#[test]
+fn a_miner_stopping_at_a_height_brings_every_follower_to_it() {
+    use crate::support::node::parse_mined;
+    use std::time::Instant;
+    const FOLLOWERS: usize = 19;
+    const HEIGHT: u64 = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..FOLLOWERS).map(|_| free_port()).collect();
+    let dirs: Vec<PathBuf> = (0..FOLLOWERS)
+        .map(|i| tmp.path().join(format!("f{i}")))
+        .collect();
+    // Started all at once, then waited for.
+    let mut followers: Vec<Node> = dirs
+        .iter()
+        .zip(&ports)
+        .map(|(dir, port)| {
+            let (d, l) = (dir_arg(dir), local(*port));
+            Node::start(&["--data-dir", &d, "--chain", "regtest", "--listen", &l])
+        })
+        .collect();
+    for follower in &followers {
+        follower.wait_for(LIMIT, |l| l.starts_with("node started"));
+    }
+    let peers: Vec<String> = ports.iter().map(|p| local(*p)).collect();
+    let height = HEIGHT.to_string();
+    let mut args = vec!["--mine", "--stop-at-height", &height];
+    for peer in &peers {
+        args.extend(["--peer", peer]);
+    }
+    let m = tmp.path().join("m");
+    let mut miner = start(&m, &args);
+    miner.wait_for(LIMIT, |l| {
+        parse_mined(l).is_some_and(|b| b.height == HEIGHT)
+    });
+    let reached = Instant::now();
+    assert_eq!(miner.wait(LIMIT), Some(0), "stderr: {}", miner.stderr());
+    let stop_took = reached.elapsed();
+    let lines = miner.lines();
+    let last = miner.mined().last().cloned().unwrap();
+    assert_eq!(last.height, HEIGHT);
+    let tip = (HEIGHT, last.hash.clone());
+    // Every follower was connected before the miner stopped.
+    let before: Vec<&String> = lines
+        .iter()
+        .take_while(|l| parse_mined(l).is_none_or(|b| b.height < HEIGHT))
+        .collect();
+    for peer in &peers {
+        assert!(
+            before
+                .iter()
+                .any(|l| l.starts_with("p2p: peer ")
+                    && l.contains(&format!(" connected at {peer} "))),
+            "the miner was not connected to {peer} when it stopped: {lines:?}"
+        );
+    }
+
+    let took = wait_until(
+        Duration::from_secs(5),
+        "every follower on the miner's last block",
+        &followers.iter().collect::<Vec<_>>(),
+        || dirs.iter().all(|d| running_tip(d) == tip),
+    );
+    let relayed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("p2p: stopping: "))
+        .collect();
+    eprintln!(
+        "the miner stopped {stop_took:?} after its last block; the followers were on it \
+         {took:?} after it exited; {relayed:?}"
+    );
+    assert_eq!(relayed.len(), 1, "{lines:?}");
+    assert!(relayed[0].ends_with(", 0 left"), "{}", relayed[0]);
+    let bound = pouwd::p2p::STOP_RELAY_BOUND + Duration::from_secs(3);
+    assert!(
+        stop_took < bound,
+        "the miner took {stop_took:?} to stop, over {bound:?}"
+    );
+
+    for follower in &followers {
+        follower.signal("TERM");
+    }
+    for follower in &mut followers {
+        assert_eq!(follower.wait(LIMIT), Some(0), "{}", follower.stderr());
+        let stopped = follower
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with("node stopped"))
+            .expect("a 'node stopped' line");
+        assert_eq!(parse_stopped(&stopped), tip);
+    }
+    let mut all: Vec<&Node> = followers.iter().collect();
+    all.push(&miner);
+    assert_no_bans(&all);
+}
+
+/// A peer behind a stopping node that never fetches the tip holds the
+/// stop up for the bound and no longer; the node says it was left.
+#[test]
+fn a_silent_peer_holds_a_stop_up_for_the_bound_only() {
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let [n] = dirs(tmp.path(), ["n"]);
+    mine_to(&n, 5);
+    let pn = free_port();
+    let mut node = start(&n, &["--listen", &local(pn)]);
+    let genesis =
+        Hash32::from_hex(running_status(&n).unwrap()["genesis"].as_str().unwrap()).unwrap();
+    let silent = Adversary::new();
+    let conn = silent.connect(pm_addr(pn)).expect("TLS handshake");
+    conn.serve(Arc::new(|_: &Request| None));
+    assert!(matches!(
+        conn.request(&Request::Hello(hello(genesis, 0, [0; 32]))),
+        Ok(Response::Hello(_))
+    ));
+    node.wait_for(LIMIT, |l| {
+        l.starts_with(&format!("p2p: peer {} connected", silent.short_id()))
+    });
+    let asked = Instant::now();
+    node.signal("TERM");
+    assert_eq!(node.wait(LIMIT), Some(0), "{}", node.stderr());
+    let took = asked.elapsed();
+    let bound = pouwd::p2p::STOP_RELAY_BOUND;
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(3),
+        "the stop took {took:?}"
+    );
+    let line = node.wait_for(LIMIT, |l| l.starts_with("p2p: stopping: "));
+    assert!(
+        line.starts_with("p2p: stopping: 0 peers brought up to date with our tip (height 5) in ")
+            && line.ends_with(" s, 1 left (1 did not catch up within 5 s)"),
+        "{line}"
+    );
+}

@@ -69,6 +69,14 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// A command that ends on purpose with an exit code of its own, having
+/// said why: `import-chain` stopped by a signal exits 128 + its number.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {code}")]
+pub struct ExitCode {
+    pub code: u8,
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Start(args) => start::run(args),

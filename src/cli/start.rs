@@ -13,7 +13,7 @@ use crate::node::{Chain, ChainSource, DataDir};
 use crate::p2p::files::{read_manifest, training_files};
 use crate::p2p::{
     EarlierBan, Fetcher, NetConfig, NetLimits, Network, PeerAddr, PeersFile, ServedFiles,
-    TrainingFile,
+    TrainingFile, STOP_RELAY_BOUND,
 };
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
@@ -462,6 +462,10 @@ async fn supervise(
         api.shutdown().await;
     }
     if let Some(network) = network {
+        // A clean stop hands the peers behind us our last blocks first.
+        if result.is_ok() {
+            network.relay_tip_before_stop(STOP_RELAY_BOUND).await;
+        }
         network.shutdown().await;
     }
     result

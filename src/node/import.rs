@@ -34,7 +34,7 @@ use crate::work::Run;
 use crate::work::Task;
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use thiserror::Error;
@@ -71,6 +71,10 @@ pub enum ImportError {
     Ledger(BlockError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Asked to stop ([`import_chain_until`]): the batches read so far
+    /// are stored, the rest of the stream is left unread.
+    #[error("stopped before the end of the stream")]
+    Stopped,
 }
 
 impl ImportError {
@@ -285,6 +289,27 @@ pub fn import_chain(
     input: impl Read,
     threads: usize,
     now_ms: u64,
+    progress: impl FnMut(&ImportReport, u64),
+) -> (ImportReport, Option<ImportError>) {
+    import_chain_until(
+        chain,
+        input,
+        threads,
+        now_ms,
+        &AtomicBool::new(false),
+        progress,
+    )
+}
+
+/// [`import_chain`], ending early once `stop` is set: the batches being
+/// checked and stored then are finished and stored, nothing more is read,
+/// and the error is [`ImportError::Stopped`].
+pub fn import_chain_until(
+    chain: &Chain,
+    input: impl Read,
+    threads: usize,
+    now_ms: u64,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&ImportReport, u64),
 ) -> (ImportReport, Option<ImportError>) {
     let mut report = ImportReport::default();
@@ -330,7 +355,7 @@ pub fn import_chain(
             } = prepared;
             // Check this batch on the workers; meanwhile read and prepare
             // the next one on top of this one's claimed blocks.
-            let more = !finished && error.is_none();
+            let more = !finished && error.is_none() && !stop.load(Ordering::SeqCst);
             let (checked, next) = std::thread::scope(|inner| {
                 let checking =
                     inner.spawn(|| check(chain, items, &in_flight.work, threads, now_ms));
@@ -352,8 +377,11 @@ pub fn import_chain(
             let (valid, bad_block) = checked;
             let error = bad_block.or(error);
             report.already_known += known_before(&known, error.as_ref());
+            // Asked to stop while this batch was checked: it is the last
+            // one, and the batch read meanwhile is dropped unchecked.
+            let stopped = !finished && stop.load(Ordering::SeqCst);
             let next = match (error, next) {
-                (None, Some(Ok(next))) => next,
+                (None, Some(Ok(next))) if !stopped => next,
                 // The last batch, or one that ends at a bad block (the
                 // batch read after it is dropped unchecked): store the
                 // valid prefix here.
@@ -364,6 +392,7 @@ pub fn import_chain(
                     let error = match (error, next) {
                         (Some(bad_block), _) => return (report, Some(bad_block)),
                         (None, Some(Err(store))) => Some(store.into()),
+                        (None, _) if stopped => Some(ImportError::Stopped),
                         (None, _) => stream_error.map(ImportError::from),
                     };
                     progress(&report, read);

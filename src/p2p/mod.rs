@@ -18,5 +18,5 @@ pub mod txrelay;
 pub mod wire;
 
 pub use files::{Fetcher, ServedFiles, TrainingFile};
-pub use net::{EarlierBan, NetConfig, NetLimits, Network};
+pub use net::{EarlierBan, NetConfig, NetLimits, Network, STOP_RELAY_BOUND};
 pub use peers::{PeerAddr, PeersFile};

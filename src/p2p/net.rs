@@ -18,7 +18,7 @@ use crate::chain::Hash32;
 use crate::node::chain::now_ms;
 use crate::node::import::{store_blocks, ImportError, ImportReport};
 use crate::node::state::{Shared, TxSubmitError};
-use crate::store::StoreError;
+use crate::store::{StoreError, Tip};
 use anyhow::{Context, Result};
 use primitive_types::U256;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -58,6 +58,12 @@ const STORE_GROUP: usize = 256;
 /// Peers that connected since the last relay round hear of the pool
 /// within this.
 const TX_RELAY_INTERVAL: Duration = Duration::from_millis(500);
+/// The longest a stopping node waits for the peers behind its tip to
+/// fetch it before it closes their connections (schema/p2p.md).
+pub const STOP_RELAY_BOUND: Duration = Duration::from_secs(5);
+/// How often a stopping node asks a peer behind it whether it has
+/// stored the tip yet.
+const STOP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bounds on what peers may cost this node.
 #[derive(Clone, Debug)]
@@ -187,6 +193,16 @@ pub struct SyncState {
     pub syncing: bool,
     pub target_height: u64,
     pub peers: usize,
+}
+
+/// How a peer behind a stopping node ended up.
+enum CatchUp {
+    /// It has the tip.
+    Done,
+    /// It did not fetch the tip within the bound.
+    TimedOut,
+    /// Its connection closed first.
+    Lost,
 }
 
 pub struct Network {
@@ -346,6 +362,99 @@ impl Network {
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Before a clean stop: announce our tip to every peer not known to
+    /// have as much work, keep serving them, and wait until each has it
+    /// (it says so, or it answers `GetBlocks([tip])` with the block) or
+    /// `bound` passes. Logs how many peers were brought up to date and
+    /// how many were left. Returns at once when no peer is behind.
+    pub async fn relay_tip_before_stop(self: &Arc<Self>, bound: Duration) {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + bound;
+        let tip = self.shared.tip_watch.borrow().clone();
+        let behind: Vec<Peer> = lock(&self.peers)
+            .values()
+            .filter(|p| p.best_work < tip.cumulative_work)
+            .cloned()
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for peer in behind {
+            tasks.spawn(Arc::clone(self).bring_up_to_date(peer, tip.clone(), deadline));
+        }
+        let (mut done, mut late, mut lost) = (0, 0, 0);
+        while let Some(outcome) = tasks.join_next().await {
+            match outcome {
+                Ok(CatchUp::Done) => done += 1,
+                Ok(CatchUp::TimedOut) => late += 1,
+                Ok(CatchUp::Lost) | Err(_) => lost += 1,
+            }
+        }
+        let mut why = Vec::new();
+        if late > 0 {
+            why.push(format!(
+                "{late} did not catch up within {} s",
+                bound.as_secs_f64()
+            ));
+        }
+        if lost > 0 {
+            why.push(format!("{lost} disconnected"));
+        }
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join(", "))
+        };
+        log(format_args!(
+            "stopping: {done} peers brought up to date with our tip (height {}) in {:.1} s, {} left{why}",
+            tip.height,
+            started.elapsed().as_secs_f64(),
+            late + lost
+        ));
+    }
+
+    /// One peer behind a stopping node: announce the tip, then ask every
+    /// [`STOP_PROBE_INTERVAL`] for the tip block until the peer has it,
+    /// claims as much work, leaves, or `deadline` passes. Its requests
+    /// are served meanwhile as always.
+    async fn bring_up_to_date(
+        self: Arc<Self>,
+        peer: Peer,
+        tip: Tip,
+        deadline: tokio::time::Instant,
+    ) -> CatchUp {
+        let announce = Request::Announce {
+            hash: tip.hash,
+            height: tip.height,
+            work: Hash32(tip.cumulative_work.to_big_endian()),
+        };
+        let probe = Request::GetBlocks(vec![tip.hash]);
+        let wait = async {
+            let _ = self.request(&peer.conn, &announce).await;
+            loop {
+                let claim = lock(&self.peers)
+                    .get(&peer.id)
+                    .filter(|p| p.conn.stable_id() == peer.conn.stable_id())
+                    .map(|p| p.best_work);
+                match claim {
+                    None => return CatchUp::Lost,
+                    Some(work) if work >= tip.cumulative_work => return CatchUp::Done,
+                    Some(_) => {}
+                }
+                match self.request(&peer.conn, &probe).await {
+                    Ok(Response::Blocks(blocks)) if !blocks.is_empty() => return CatchUp::Done,
+                    _ if peer.conn.close_reason().is_some() => return CatchUp::Lost,
+                    _ => {}
+                }
+                tokio::time::sleep(STOP_PROBE_INTERVAL).await;
+            }
+        };
+        tokio::time::timeout_at(deadline, wait)
+            .await
+            .unwrap_or(CatchUp::TimedOut)
     }
 
     /// Close every connection and the endpoint.
