@@ -122,6 +122,8 @@ pub struct CheckedBlock {
     id: Hash32,
     work_hash: Hash32,
     txs: Vec<CheckedTx>,
+    /// The block's canonical bytes, when the caller had them already.
+    bytes: Option<Vec<u8>>,
 }
 
 impl CheckedBlock {
@@ -140,6 +142,24 @@ impl CheckedBlock {
     /// The block's transactions, each past every rule that needs no ledger.
     pub fn txs(&self) -> &[CheckedTx] {
         &self.txs
+    }
+    /// Keep `bytes`, the bytes the block was strictly decoded from (which
+    /// are therefore its canonical encoding), so that storing it does not
+    /// encode it again.
+    pub fn with_canonical_bytes(mut self, bytes: Vec<u8>) -> CheckedBlock {
+        debug_assert!(
+            bytes == self.block.to_bytes(),
+            "not the block's canonical bytes"
+        );
+        self.bytes = Some(bytes);
+        self
+    }
+    /// The block's canonical bytes: those it came with, or its encoding.
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.bytes {
+            Some(bytes) => std::borrow::Cow::Borrowed(bytes),
+            None => std::borrow::Cow::Owned(self.block.to_bytes()),
+        }
     }
 }
 
@@ -296,6 +316,7 @@ pub fn check_body(
         block,
         work_hash: header.work_hash,
         txs,
+        bytes: None,
     })
 }
 

@@ -208,6 +208,8 @@ struct Unverified {
     index: u64,
     id: Hash32,
     block: Block,
+    /// The bytes `block` was strictly decoded from, kept for the store.
+    bytes: Vec<u8>,
     ctx: ParentContext,
     /// The task of the job the block trains, where the block stands in
     /// it, and the model it starts from.
@@ -619,6 +621,7 @@ fn prepare(
             index,
             id,
             block,
+            bytes,
             ctx,
             task,
             job,
@@ -710,7 +713,9 @@ fn check(
                             Ok(header) => {
                                 let work_hash = header.work_hash();
                                 match consensus::check_body(params, &training, item.block, header) {
-                                    Ok(checked) => Verdict::Valid(Box::new(checked)),
+                                    Ok(checked) => Verdict::Valid(Box::new(
+                                        checked.with_canonical_bytes(item.bytes),
+                                    )),
                                     Err(reason) => Verdict::BadBody(work_hash, reason),
                                 }
                             }

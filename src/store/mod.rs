@@ -306,7 +306,8 @@ impl BlockFile {
 /// Pending writes over the tree: reads see them, and they become one batch.
 struct Overlay<'a> {
     tree: &'a sled::Db,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Kept as sled's own byte strings, so that the batch takes them as they are.
+    writes: BTreeMap<sled::IVec, Option<sled::IVec>>,
     /// Where the staged blocks' bytes go in the block file, and the bytes.
     base: u64,
     appended: Vec<u8>,
@@ -336,10 +337,10 @@ impl<'a> Overlay<'a> {
         }
     }
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert(key, Some(value));
+        self.writes.insert(key.into(), Some(value.into()));
     }
     fn remove(&mut self, key: Vec<u8>) {
-        self.writes.insert(key, None);
+        self.writes.insert(key.into(), None);
     }
     fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
@@ -396,9 +397,12 @@ impl LedgerState<StoreError> for Overlay<'_> {
     fn queue_head(&self) -> Result<Option<Hash32>, StoreError> {
         let pending = self
             .writes
-            .range(QUEUE_PREFIX.to_vec()..)
+            .range::<[u8], _>((
+                std::ops::Bound::Included(QUEUE_PREFIX),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(QUEUE_PREFIX))
-            .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+            .find_map(|(k, v)| v.as_ref().map(|v| (k.to_vec(), v.to_vec())));
         let mut stored = None;
         for entry in self.tree.scan_prefix(QUEUE_PREFIX) {
             let (k, v) = entry?;
@@ -1157,7 +1161,7 @@ impl Store {
                 parent_meta.genesis_task_tip
             },
         };
-        let bytes = checked.block().to_bytes();
+        let bytes = checked.bytes();
         let offset = overlay.base + overlay.appended.len() as u64;
         let len = u32::try_from(bytes.len())
             .map_err(|_| StoreError::Corrupt(format!("block {id} is over 4 GiB")))?;
@@ -1185,10 +1189,13 @@ impl Store {
             if m.height == 0 {
                 break;
             }
-            let on_best = overlay
-                .get(&height_key(m.height))?
-                .is_some_and(|entry| entry.get(..32) == Some(&hash.0[..]));
-            if on_best && *hash != id {
+            // The new block is not on the best chain yet: only its
+            // ancestors need the height index.
+            if *hash != id
+                && overlay
+                    .get(&height_key(m.height))?
+                    .is_some_and(|entry| entry.get(..32) == Some(&hash.0[..]))
+            {
                 break;
             }
             let parent = m.parent;
