@@ -89,6 +89,17 @@ fn job(head: Head, learning_rate: f64, max_blocks: u32, patience: u32, bounty: u
 }
 
 fn signed(key: &SigningKey, genesis: Hash32, nonce: u64, spec: JobSpec) -> Tx {
+    signed_under(&JobLimits::default(), key, genesis, nonce, spec)
+}
+
+/// A signed job that keeps every rule of its own under `limits`.
+fn signed_under(
+    limits: &JobLimits,
+    key: &SigningKey,
+    genesis: Hash32,
+    nonce: u64,
+    spec: JobSpec,
+) -> Tx {
     let tx = TxFields {
         version: TX_VERSION,
         chain: genesis,
@@ -98,8 +109,7 @@ fn signed(key: &SigningKey, genesis: Hash32, nonce: u64, spec: JobSpec) -> Tx {
         kind: TxKind::SubmitJob(Box::new(spec)),
     }
     .sign(key);
-    // The job keeps every rule of its own.
-    pouwd::tx::check_tx(tx.clone(), &genesis, &JobLimits::default()).expect("a valid job");
+    pouwd::tx::check_tx(tx.clone(), &genesis, limits).expect("a valid job");
     tx
 }
 
@@ -339,22 +349,14 @@ fn encoder_chain(dir: &std::path::Path) -> Chain {
     .expect("ONNX Runtime loads (ORT_DYLIB_PATH, tools/ort_lib.sh)")
 }
 
+/// A job for a chain that allows encoders; the encoder itself is checked
+/// where it runs.
 fn signed_allowing(key: &SigningKey, genesis: Hash32, nonce: u64, spec: JobSpec) -> Tx {
-    let tx = TxFields {
-        version: TX_VERSION,
-        chain: genesis,
-        from: id_of(key),
-        nonce,
-        fee: 10,
-        kind: TxKind::SubmitJob(Box::new(spec)),
-    }
-    .sign(key);
     let limits = JobLimits {
         allow_encoder: true,
         ..JobLimits::default()
     };
-    pouwd::tx::check_tx(tx.clone(), &genesis, &limits).expect("valid without running the encoder");
-    tx
+    signed_under(&limits, key, genesis, nonce, spec)
 }
 
 /// A job with the shipped transformer encoder (10 standardised features
