@@ -513,6 +513,7 @@ impl Network {
     /// came from `from`.
     fn punish_from(&self, id: &Hash32, from: Option<std::net::IpAddr>, reason: &str) {
         let until = Instant::now() + self.config.limits.ban;
+        self.shared.metrics.bans.inc();
         let peer = lock(&self.peers).remove(id);
         match peer.as_ref().map(|p| p.addr.ip()).or(from) {
             Some(ip) => lock(&self.bans).ban_peer(*id, ip, until, reason),
@@ -984,6 +985,9 @@ impl Network {
                     tokio::spawn(async move { network.handle_stream(id, send, recv).await });
                 }
                 Err(e) => {
+                    let stats = conn.stats();
+                    let metrics = &self.shared.metrics;
+                    metrics.connection_closed(stats.udp_rx.bytes, stats.udp_tx.bytes);
                     let mut peers = lock(&self.peers);
                     if peers
                         .get(&id)
@@ -1842,6 +1846,7 @@ impl Network {
                     .collect();
                 let mut report = ImportReport::default();
                 let error = store_blocks(chain, records, threads, now_ms(), &mut report).err();
+                shared.metrics.blocks_imported.inc_by(report.stored);
                 (report, error)
             })
         })
