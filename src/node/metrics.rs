@@ -423,6 +423,41 @@ mod tests {
     }
 
     #[test]
+    fn the_grafana_dashboard_uses_only_metrics_the_node_serves() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../tools/grafana/pouwd.json")).unwrap();
+        let snapshot = Snapshot {
+            best_scores: vec![("genesis".into(), 0.5)],
+            ..Snapshot::default()
+        };
+        let text = Metrics::new(Instant::now()).encode(&snapshot, Instant::now());
+        let served: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split([' ', '{']).next())
+            .collect();
+        let mut queries = vec![dashboard["templating"]["list"][0]["definition"].clone()];
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                queries.push(target["expr"].clone());
+            }
+        }
+        let mut named = 0;
+        for query in &queries {
+            let query = query.as_str().unwrap();
+            for (at, _) in query.match_indices("pouwd_") {
+                let name: String = query[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(served.contains(&name.as_str()), "{name} in {query}");
+                named += 1;
+            }
+        }
+        assert!(named >= 20, "{named} metrics named");
+    }
+
+    #[test]
     fn byte_totals_never_go_back_when_a_connection_closes() {
         let metrics = Metrics::new(Instant::now());
         assert_eq!(metrics.p2p_bytes(100, 50), (100, 50));
