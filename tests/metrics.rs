@@ -4,8 +4,8 @@
 //! page loaded in headless Chromium, whose DOM must hold the chart's points.
 
 use crate::api::{api_addr, get};
-use crate::p2p::{start, stop, LIMIT};
-use crate::support::net::{free_port, local, wait_until};
+use crate::p2p::{assert_banned, start, stop, LIMIT};
+use crate::support::net::{free_port, local, wait_until, Adversary};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -275,6 +275,20 @@ fn metrics_agree_with_the_api_on_a_two_node_network() {
         f.value("pouwd_mempool_bytes"),
         mempool["bytes"].as_f64().unwrap()
     );
+
+    // A peer that breaks the protocol is banned, and counted. It comes
+    // from another address than the honest peers' 127.0.0.1, which the
+    // ban covers too.
+    let adversary = Adversary::at(std::net::Ipv4Addr::new(127, 50, 1, 1));
+    let conn = adversary
+        .connect(local(pb).parse().unwrap())
+        .expect("TLS handshake");
+    let _ = conn.send_raw(&[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], 1024);
+    assert_banned(&follower, &adversary, &conn, "malformed hello");
+    let f = scrape(follower_api, &python);
+    assert_eq!(f.value("pouwd_bans_total"), 1.0);
+    assert_eq!(f.value("pouwd_bans_active"), 1.0);
+
     let store = f.value("pouwd_store_bytes");
     let on_disk = dir_bytes(&b.join("store")) as f64;
     assert!(

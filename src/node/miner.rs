@@ -266,7 +266,10 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         // are done) and the rest when it ends.
         let mut counted = 0;
         let outcome = work.mine(chain, miner_id, lane, |i| {
-            shared.metrics.training_steps.inc_by(i - 1 - counted);
+            shared
+                .metrics
+                .training_steps
+                .inc_by(i.saturating_sub(1 + counted));
             counted = i - 1;
             !shared.stop.load(Ordering::Relaxed)
                 && shared.tip_version.load(Ordering::Relaxed) == version
