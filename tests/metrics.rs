@@ -428,16 +428,9 @@ fn the_dashboard_charts_the_scores_in_headless_chromium() {
     let dom = dump_dom(&format!("http://{addr}/"), 5000);
     let after = height(addr);
     assert!(dom.contains("id=\"chart\""), "{dom}");
-    let points: Vec<(u64, f64)> = dom
-        .split("<circle")
-        .skip(1)
-        .filter(|tag| attr(tag, "class") == Some("point"))
-        .map(|tag| {
-            (
-                attr(tag, "data-height").unwrap().parse().unwrap(),
-                attr(tag, "data-score").unwrap().parse().unwrap(),
-            )
-        })
+    let points: Vec<(u64, f64)> = chart_points(&dom)
+        .into_iter()
+        .map(|(height, score, _)| (height, score))
         .collect();
     assert!(points.len() >= 10, "{} points in {dom}", points.len());
     for pair in points.windows(2) {
@@ -461,5 +454,93 @@ fn the_dashboard_charts_the_scores_in_headless_chromium() {
     assert_eq!(tile("peers"), "0");
     assert!(tile("mined").parse::<u64>().unwrap() >= 10);
     assert!(dom.contains("class=\"muted\">updated "), "{dom}");
+    stop(&mut node);
+}
+
+/// The circles of the chart in `dom`: each point's height, score and job.
+fn chart_points(dom: &str) -> Vec<(u64, f64, String)> {
+    dom.split("<circle")
+        .skip(1)
+        .filter(|tag| attr(tag, "class") == Some("point"))
+        .map(|tag| {
+            (
+                attr(tag, "data-height").unwrap().parse().unwrap(),
+                attr(tag, "data-score").unwrap().parse().unwrap(),
+                attr(tag, "data-job").unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_has_its_best_score_in_the_metrics_and_its_own_series_on_the_dashboard() {
+    let python = prometheus_python();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let d = dir_arg(&dir);
+    let mut node = start(&dir, &["--mine", "--api", "127.0.0.1:0"]);
+    let addr = api_addr(&node);
+    // Rewards are spendable once 10 blocks deep.
+    wait_until(LIMIT, "the node mines 15 blocks", &[&node], || {
+        height(addr) >= 15
+    });
+    let csv = tmp.path().join("diabetes-200.csv");
+    let text = std::fs::read_to_string("data/diabetes.csv").unwrap();
+    let rows: Vec<&str> = text.lines().take(201).collect();
+    std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
+    let out = run(&[
+        "job",
+        "submit",
+        "--data-dir",
+        &d,
+        "--dataset",
+        &dir_arg(&csv),
+        "--target",
+        "progression",
+        "--head",
+        "linear",
+        "--max-blocks",
+        "3",
+        "--patience",
+        "3",
+        "--bounty",
+        "1",
+    ]);
+    assert!(out.ok(), "job submit: {}", out.stderr);
+    let id = out.stdout.lines().next().unwrap().trim().to_string();
+    wait_until(LIMIT, "the job ends", &[&node], || {
+        get(addr, &format!("/jobs/{id}"))["state"] == "ended"
+    });
+    // The chart shows the last 300 blocks: stop mining, so the job's stay in it.
+    stop(&mut node);
+    let mut node = start(&dir, &["--api", "127.0.0.1:0"]);
+    let addr = api_addr(&node);
+    let job = get(addr, &format!("/jobs/{id}"));
+    let tip = height(addr);
+    let ended = job["ended_height"].as_u64().unwrap();
+    assert!(
+        tip < ended + 297,
+        "the job ended at {ended}, the tip is {tip}"
+    );
+
+    let m = scrape(addr, &python);
+    assert_eq!(
+        m.labelled("pouwd_best_score", &[("job", &id)]),
+        job["best_score"].as_f64().unwrap()
+    );
+    let genesis = m.labelled("pouwd_best_score", &[("job", "genesis")]);
+    assert!(genesis > 0.0 && genesis <= 1.0, "{genesis}");
+
+    let dom = dump_dom(&format!("http://{addr}/"), 5000);
+    let points = chart_points(&dom);
+    let of_job: Vec<_> = points.iter().filter(|p| p.2 == id).collect();
+    assert_eq!(of_job.len(), 3, "the job's 3 blocks: {points:?}");
+    let best = of_job.iter().map(|p| p.1).fold(0.0, f64::max);
+    assert_eq!(best, job["best_score"].as_f64().unwrap());
+    assert!(
+        points.iter().any(|p| p.2 == "0".repeat(64)),
+        "the genesis task's series: {points:?}"
+    );
+    assert!(dom.contains("diabetes-200.csv"), "the legend names the job");
     stop(&mut node);
 }
