@@ -524,9 +524,12 @@ async fn metrics_text(context: &Context) -> Result<String, Failure> {
             } else {
                 snapshot.peers_outbound += 1;
             }
-            snapshot.live_bytes_in += peer.bytes_in;
-            snapshot.live_bytes_out += peer.bytes_out;
         }
+        (snapshot.p2p_bytes_in, snapshot.p2p_bytes_out) = context.shared.metrics.p2p_bytes(|| {
+            network.peer_infos().iter().fold((0, 0), |(i, o), peer| {
+                (i + peer.bytes_in, o + peer.bytes_out)
+            })
+        });
         snapshot.bans_active = network.ban_infos().len() as u64;
         let sync = network.sync_state();
         snapshot.syncing = sync.syncing;

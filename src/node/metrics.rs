@@ -66,9 +66,10 @@ pub struct Snapshot {
     pub best_scores: Vec<(String, f64)>,
     pub peers_inbound: u64,
     pub peers_outbound: u64,
-    /// Bytes of the open peer connections, received and sent.
-    pub live_bytes_in: u64,
-    pub live_bytes_out: u64,
+    /// Bytes received and sent on peer connections since the start, from
+    /// [`Metrics::p2p_bytes`].
+    pub p2p_bytes_in: u64,
+    pub p2p_bytes_out: u64,
     pub bans_active: u64,
     pub syncing: bool,
     pub sync_target_height: u64,
@@ -97,22 +98,46 @@ impl Metrics {
         }
     }
 
-    /// Count the bytes of a peer connection that closed.
+    /// Count the bytes of a peer connection that closed. The network
+    /// calls it while it holds its peer list's lock, as it takes the
+    /// connection out of the list, so [`Metrics::p2p_bytes`] never counts
+    /// a connection twice.
     pub fn connection_closed(&self, bytes_in: u64, bytes_out: u64) {
-        self.closed_bytes[0].fetch_add(bytes_in, Ordering::Relaxed);
-        self.closed_bytes[1].fetch_add(bytes_out, Ordering::Relaxed);
+        self.closed_bytes[0].fetch_add(bytes_in, Ordering::SeqCst);
+        self.closed_bytes[1].fetch_add(bytes_out, Ordering::SeqCst);
+    }
+
+    fn closed(&self) -> (u64, u64) {
+        (
+            self.closed_bytes[0].load(Ordering::SeqCst),
+            self.closed_bytes[1].load(Ordering::SeqCst),
+        )
     }
 
     /// Bytes received and sent since the start: the closed connections'
-    /// and the open ones', never less than an earlier answer.
-    pub fn p2p_bytes(&self, live_in: u64, live_out: u64) -> (u64, u64) {
-        let total = |i: usize, live: u64| {
-            let now = self.closed_bytes[i].load(Ordering::Relaxed) + live;
+    /// and those `live` sums over the open ones (read again if one closed
+    /// meanwhile), never less than an earlier answer. A connection taken
+    /// out of the list before its bytes are counted as closed is missed
+    /// for that moment, and the totals stand still until it is counted.
+    pub fn p2p_bytes(&self, live: impl Fn() -> (u64, u64)) -> (u64, u64) {
+        let mut attempts = 0;
+        let (closed, live) = loop {
+            let before = self.closed();
+            let live = live();
+            attempts += 1;
+            if self.closed() == before || attempts == 8 {
+                break (before, live);
+            }
+        };
+        let total = |i: usize, now: u64| {
             self.reported_bytes[i]
-                .fetch_max(now, Ordering::Relaxed)
+                .fetch_max(now, Ordering::SeqCst)
                 .max(now)
         };
-        (total(0, live_in), total(1, live_out))
+        (
+            total(0, closed.0.saturating_add(live.0)),
+            total(1, closed.1.saturating_add(live.1)),
+        )
     }
 
     /// Training steps per second over the last window of at least
@@ -196,7 +221,7 @@ impl Metrics {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         registry.register("peers", "Connected peers by direction", peers);
-        let (bytes_in, bytes_out) = self.p2p_bytes(s.live_bytes_in, s.live_bytes_out);
+        let (bytes_in, bytes_out) = (s.p2p_bytes_in, s.p2p_bytes_out);
         let bytes: Family<Vec<(String, String)>, Counter> = Family::default();
         for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
             bytes
@@ -365,7 +390,6 @@ mod tests {
         metrics.blocks_mined.inc_by(3);
         metrics.blocks_imported.inc_by(7);
         metrics.bans.inc();
-        metrics.connection_closed(100, 200);
         let snapshot = Snapshot {
             height: 42,
             cumulative_work: 1e20,
@@ -374,8 +398,8 @@ mod tests {
             best_scores: vec![("genesis".into(), 0.5), ("ab".repeat(32), 0.75)],
             peers_inbound: 2,
             peers_outbound: 1,
-            live_bytes_in: 10,
-            live_bytes_out: 20,
+            p2p_bytes_in: 110,
+            p2p_bytes_out: 220,
             bans_active: 1,
             syncing: true,
             sync_target_height: 50,
@@ -460,12 +484,24 @@ mod tests {
     #[test]
     fn byte_totals_never_go_back_when_a_connection_closes() {
         let metrics = Metrics::new(Instant::now());
-        assert_eq!(metrics.p2p_bytes(100, 50), (100, 50));
+        assert_eq!(metrics.p2p_bytes(|| (100, 50)), (100, 50));
         // The connection left the peer list before its bytes were counted.
-        assert_eq!(metrics.p2p_bytes(0, 0), (100, 50));
+        assert_eq!(metrics.p2p_bytes(|| (0, 0)), (100, 50));
         metrics.connection_closed(120, 60);
-        assert_eq!(metrics.p2p_bytes(0, 0), (120, 60));
-        assert_eq!(metrics.p2p_bytes(5, 1), (125, 61));
+        assert_eq!(metrics.p2p_bytes(|| (0, 0)), (120, 60));
+        assert_eq!(metrics.p2p_bytes(|| (5, 1)), (125, 61));
+        // A connection that closes while the open ones are summed is
+        // counted once: the sum is taken again.
+        let closing = std::cell::Cell::new(true);
+        let live = || {
+            if closing.replace(false) {
+                metrics.connection_closed(1000, 1000);
+                (1000 + 5, 1000 + 1)
+            } else {
+                (5, 1)
+            }
+        };
+        assert_eq!(metrics.p2p_bytes(live), (1125, 1061));
     }
 
     #[test]

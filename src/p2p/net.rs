@@ -985,10 +985,12 @@ impl Network {
                     tokio::spawn(async move { network.handle_stream(id, send, recv).await });
                 }
                 Err(e) => {
+                    let mut peers = lock(&self.peers);
+                    // Under the lock, with the removal: a scrape of the
+                    // metrics sees the connection open or closed, not both.
                     let stats = conn.stats();
                     let metrics = &self.shared.metrics;
                     metrics.connection_closed(stats.udp_rx.bytes, stats.udp_tx.bytes);
-                    let mut peers = lock(&self.peers);
                     if peers
                         .get(&id)
                         .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
