@@ -15,9 +15,10 @@
 //! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
 //! [`ledger`] (accounts, jobs, the schedule and their undo), [`model`]
 //! (the linear and MLP heads) and [`dataset`]. Around
-//! it: [`store`] (sled), [`node`] (the running node, its mempool, import
+//! it: [`store`] (sled), [`node`] (the running node, its mempool, metrics, import
 //! and export), [`p2p`] (the peer network and transaction relay), [`api`]
-//! (the local JSON API; writing needs the data dir's cookie) and [`cli`]
+//! (the local JSON API, `/metrics` and the dashboard page; writing needs
+//! the data dir's cookie) and [`cli`]
 //! (the `pouwd` commands).
 
 pub mod api;
