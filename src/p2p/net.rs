@@ -234,7 +234,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub(super) fn log(message: std::fmt::Arguments) {
-    crate::say!("p2p: {message}");
+    tracing::info!(target: "p2p", "{message}");
 }
 
 pub(super) fn short(id: &Hash32) -> String {
@@ -461,6 +461,11 @@ impl Network {
     pub async fn shutdown(&self) {
         self.endpoint.close(CLOSE_SHUTDOWN.into(), b"node stopping");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+
+    /// How many peers are connected.
+    pub fn peer_count(&self) -> usize {
+        lock(&self.peers).len()
     }
 
     pub fn peer_infos(&self) -> Vec<PeerInfo> {
