@@ -1491,6 +1491,10 @@ impl Network {
     async fn sync(self: &Arc<Self>) -> Result<()> {
         const BATCH: usize = wire::MAX_BLOCKS_PER_REQUEST;
         let mut small_round = false;
+        // The progress lines count from where this sync began, across its
+        // rounds of up to MAX_HASHES blocks.
+        let start_height = self.shared.tip_watch.borrow().height;
+        let started = Instant::now();
         loop {
             if small_round {
                 // Pace a node chasing a fast chain, but never delay the
@@ -1727,8 +1731,15 @@ impl Network {
                 }
                 done += count;
                 let tip = self.shared.tip_watch.borrow().clone();
+                let synced = tip.height.saturating_sub(start_height);
+                let wanted = leader.best_height.saturating_sub(start_height).max(synced);
+                let rate = synced as f64 / started.elapsed().as_secs_f64().max(1e-3);
                 log(format_args!(
-                    "sync: {done}/{total} blocks fetched, {} stored, tip height {} (target {}, {} peers)",
+                    "sync: {synced}/{wanted} blocks ({}%), {rate:.0} blocks/s, ETA {}, \
+                     {done}/{total} of this round fetched, {} stored, tip height {} \
+                     (target {}, {} peers)",
+                    (synced * 100).checked_div(wanted).unwrap_or(100),
+                    crate::progress::eta(wanted - synced, rate),
                     report.stored,
                     tip.height,
                     leader.best_height,
