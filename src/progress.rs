@@ -31,6 +31,12 @@ pub fn around_bar(write: impl FnOnce()) {
     }
 }
 
+/// Whether progress is drawn as a bar: stderr is a terminal and logs are
+/// text.
+pub fn bar_wanted() -> bool {
+    std::io::stderr().is_terminal() && crate::logs::format() == crate::logs::LogFormat::Text
+}
+
 /// Which task a report is about: it names the log target and the line's
 /// first word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,26 +90,20 @@ impl Progress {
     /// Start reporting `task`, of `total` units when known. A bar is drawn
     /// when stderr is a terminal and logs are text.
     pub fn start(task: Task, unit: Unit, total: Option<u64>) -> Progress {
-        let terminal = std::io::stderr().is_terminal()
-            && crate::logs::format() == crate::logs::LogFormat::Text;
-        let bar = terminal.then(|| {
+        let bar = bar_wanted().then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-            let count = match unit {
-                Unit::Blocks => "{human_pos}/{human_len} blocks",
-                Unit::Bytes => "{bytes}/{total_bytes}",
+            // The rate and the detail are the message (`update`).
+            let template = match (unit, total.is_some()) {
+                (Unit::Blocks, true) => {
+                    "{prefix} [{wide_bar}] {human_pos}/{human_len} blocks, ETA {eta}, {msg}"
+                }
+                (Unit::Blocks, false) => "{prefix} {spinner} {human_pos} blocks, {msg}",
+                (Unit::Bytes, true) => {
+                    "{prefix} [{wide_bar}] {bytes}/{total_bytes}, ETA {eta}, {msg}"
+                }
+                (Unit::Bytes, false) => "{prefix} {spinner} {bytes}, {msg}",
             };
-            let rate = match unit {
-                Unit::Blocks => "{per_sec}",
-                Unit::Bytes => "{bytes_per_sec}",
-            };
-            let template = if total.is_some() {
-                format!("{{prefix}} [{{wide_bar}}] {count} {rate} ETA {{eta}} {{msg}}")
-            } else {
-                format!("{{prefix}} {{spinner}} {count} {rate} {{msg}}")
-                    .replace("/{human_len} blocks", " blocks")
-                    .replace("/{total_bytes}", "")
-            };
-            if let Ok(style) = ProgressStyle::with_template(&template) {
+            if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_prefix(task.name());
@@ -145,12 +145,17 @@ impl Progress {
     /// known`) goes after the figures. Logs a line if the interval passed.
     pub fn update(&mut self, count: u64, detail: &str) {
         self.count = count;
+        let now = Instant::now();
         if let Some(bar) = &self.bar {
+            let rate = rate(count, now.duration_since(self.started));
             bar.set_position(count);
-            bar.set_message(detail.to_string());
+            bar.set_message(format!(
+                "{}/s{}{detail}",
+                self.amount(rate.round() as u64, true),
+                if detail.is_empty() { "" } else { ", " }
+            ));
             return;
         }
-        let now = Instant::now();
         if now.duration_since(self.last_line) < self.interval {
             return;
         }

@@ -378,3 +378,49 @@ fn a_regtest_miner_summarises_instead_of_a_line_a_block() {
     assert_eq!(heights.len(), BLOCKS, "each block at debug");
     assert_eq!(heights.first(), Some(&(BLOCKS as u64 + 1)));
 }
+
+/// A node syncing a chain of 1,500 blocks at the default level says a few
+/// sync lines, not one a group of blocks, the count running from where
+/// the sync began against its target, with the rate and the ETA; the
+/// last one at the target.
+#[test]
+fn a_sync_says_its_progress_against_the_target_a_few_times_not_a_line_a_batch() {
+    use crate::support::net::{running_tip, wait_until};
+    const BLOCKS: u64 = 1500;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    mine(&source, BLOCKS, &["--log-level", "warn"]);
+    let port = free_port();
+    let (s, f) = (dir_arg(&source), dir_arg(&tmp.path().join("follower")));
+    let serving = Node::start(&["--data-dir", &s, "--listen", &local(port)]);
+    serving.wait_for(LIMIT, |l| l.starts_with("p2p: listening on "));
+    let follower = Node::start(&[
+        "--data-dir",
+        &f,
+        "--chain",
+        "regtest",
+        "--peer",
+        &local(port),
+        "--log-level",
+        "info",
+    ]);
+    wait_until(LIMIT, "the follower syncs", &[&follower], || {
+        running_tip(&tmp.path().join("follower")).0 == BLOCKS
+    });
+    let last = follower.wait_for(LIMIT, |l| {
+        l.starts_with("p2p: sync: ") && l.contains(&format!("tip height {BLOCKS} "))
+    });
+    assert!(
+        last.starts_with("p2p: sync: 1500/1500 blocks (100%), ")
+            && last.contains(" blocks/s, ETA 0s, "),
+        "{last}"
+    );
+    let syncs: Vec<String> = follower
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("p2p: sync: "))
+        .collect();
+    // 1,500 blocks are 6 groups of 256: a line at the start, one every 5 s
+    // and the last.
+    assert!(syncs.len() < 6, "{syncs:?}");
+}

@@ -110,9 +110,10 @@ pub fn dir_arg(dir: &Path) -> String {
     dir.to_str().expect("utf-8 path").to_string()
 }
 
-/// The log filter nodes run with: info, and each block mined (said at
-/// debug when blocks come faster than one a second).
-pub const TEST_LOG_FILTER: &str = "info,pouwd=debug";
+/// The log filter nodes run with: info, each block mined (said at debug
+/// when blocks come faster than one a second) and each sync line (at
+/// debug between two said at info).
+pub const TEST_LOG_FILTER: &str = "info,pouwd=debug,p2p=debug";
 
 /// A log line's message as a test reads it: `2026-…Z  INFO p2p: peer …`
 /// reads `p2p: peer …`, and the node's own target is left out
