@@ -1,4 +1,4 @@
-//! Progress of a long task (an import, a sync, a download): a bar with the
+//! Progress of a long task (an import, a sync): a bar with the
 //! count, the total, the rate and the time left when stderr is a terminal
 //! and logs are text, else a log line with the same figures every
 //! [`LINE_INTERVAL`], and a summary line when the task ends.
@@ -45,8 +45,6 @@ pub enum Task {
     Import,
     /// Downloading blocks from peers, target `p2p`, lines `sync: …`.
     Sync,
-    /// Downloading a chain's data files, target `p2p`, lines `fetch: …`.
-    Fetch,
 }
 
 /// What is counted.
@@ -61,7 +59,6 @@ impl Task {
         match self {
             Task::Import => "import",
             Task::Sync => "sync",
-            Task::Fetch => "fetch",
         }
     }
 
@@ -69,7 +66,6 @@ impl Task {
         match self {
             Task::Import => tracing::info!(target: "import", "{message}"),
             Task::Sync => tracing::info!(target: "p2p", "sync: {message}"),
-            Task::Fetch => tracing::info!(target: "p2p", "fetch: {message}"),
         }
     }
 }

@@ -604,4 +604,30 @@ mod tests {
         assert!(notices.first(b, Notice::Exhausted));
         assert!(!notices.first(b, Notice::Exhausted));
     }
+
+    #[test]
+    fn the_status_line_counts_steps_blocks_and_the_best_score_then_starts_again() {
+        let stats = MinerStats::default();
+        let job = Hash32([0xab; 32]);
+        stats.working_on(job, 4);
+        stats.add_steps(30_000);
+        let start = Instant::now();
+        assert!(stats.mined(job, 400_000, start), "the first block is said");
+        assert!(!stats.mined(job, 812_345, start + Duration::from_millis(10)));
+        assert!(stats.mined(job, 100_000, start + MINED_LINE_SPAN));
+        let line = stats.status_line(Duration::from_secs(10), 123, Some(2));
+        assert_eq!(
+            line,
+            "3000 steps/s, 3 blocks mined in 10.0s, best score 0.812345, \
+             job abababababababab at block 4, height 123, 2 peers"
+        );
+        let line = stats.status_line(Duration::from_secs(10), 123, None);
+        assert!(line.starts_with("0 steps/s, 0 blocks mined in 10.0s, best score 0.812345"));
+        assert!(line.ends_with(", no network"), "{line}");
+        // A new job starts without a best score.
+        stats.working_on(Hash32([0xcd; 32]), 0);
+        let line = stats.status_line(Duration::from_secs(10), 124, Some(1));
+        assert!(line.contains("no block on this job yet"), "{line}");
+        assert!(line.ends_with(", 1 peer"), "{line}");
+    }
 }
