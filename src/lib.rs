@@ -18,8 +18,8 @@
 //! it: [`store`] (sled), [`node`] (the running node, its mempool, metrics, import
 //! and export), [`p2p`] (the peer network and transaction relay), [`api`]
 //! (the local JSON API, `/metrics` and the dashboard page; writing needs
-//! the data dir's cookie) and [`cli`]
-//! (the `pouwd` commands).
+//! the data dir's cookie), [`cli`] (the `pouwd` commands), and [`logs`]
+//! and [`progress`] (what a node and its commands say on stderr).
 
 pub mod api;
 pub mod chain;
@@ -28,20 +28,21 @@ pub mod consensus;
 pub mod dataset;
 pub mod fuzzing;
 pub mod ledger;
+pub mod logs;
 pub mod model;
 pub mod node;
 pub mod offload;
 pub mod p2p;
+pub mod progress;
 pub mod store;
 pub mod tx;
 pub mod work;
 
-/// Print one log line on stdout, ignoring a closed pipe: a node whose
-/// output reader went away must still stop cleanly on a signal.
+/// Log one line of the node's own (target `pouwd`) at info, on stderr
+/// like every log line ([`logs`]).
 #[macro_export]
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        ::tracing::info!(target: "pouwd", $($arg)*)
+    };
 }

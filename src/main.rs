@@ -4,6 +4,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = pouwd::cli::Cli::parse();
+    if let Err(error) = pouwd::logs::init(&cli.logs) {
+        // A bad RUST_LOG is a bad argument: clap's exit code.
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
     match pouwd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => match error.downcast_ref::<pouwd::cli::ExitCode>() {

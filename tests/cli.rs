@@ -22,7 +22,7 @@ fn mine_regtest(dir: &Path, height: u64) -> Vec<String> {
         &h,
     ]);
     assert!(out.ok(), "start failed: {}", out.stderr);
-    out.stdout.lines().map(str::to_string).collect()
+    out.lines()
 }
 
 fn status(dir: &Path) -> Value {
@@ -879,6 +879,7 @@ mount -o remount,size=64m {t}/mnt || exit 91
     );
     let status = std::process::Command::new("unshare")
         .args(["--mount", "bash", "-c", &script])
+        .env("RUST_LOG", crate::support::node::TEST_LOG_FILTER)
         .status()
         .expect("unshare runs");
     assert!(
@@ -893,7 +894,11 @@ mount -o remount,size=64m {t}/mnt || exit 91
         "clear message: {err}"
     );
     assert!(!err.contains("panicked"), "{err}");
-    let mined: Vec<_> = read("out").lines().filter_map(parse_mined).collect();
+    let mined: Vec<_> = read("err")
+        .lines()
+        .map(crate::support::node::log_message)
+        .filter_map(parse_mined)
+        .collect();
     assert!(mined.len() > 100, "it mined until the disk was full");
 
     // After space is freed the store opens, and every reported block is
@@ -1043,7 +1048,7 @@ fn mine_threads_mine_independent_lanes() {
         "40",
     ]);
     assert!(out.ok(), "{}", out.stderr);
-    assert!(out.stdout.contains("mining=2 thread(s)"), "{}", out.stdout);
+    assert!(out.stderr.contains("mining=2 thread(s)"), "{}", out.stderr);
     let mut lanes = std::collections::BTreeSet::new();
     for height in 1..=40 {
         let out = run(&["inspect", "--data-dir", &d, &height.to_string(), "--json"]);
@@ -1139,9 +1144,9 @@ fn a_new_data_dir_defaults_to_devnet() {
     ]);
     assert!(out.ok(), "{}", out.stderr);
     assert!(
-        out.stdout.contains("for chain \"devnet\""),
+        out.stderr.contains("for chain \"devnet\""),
         "{}",
-        out.stdout
+        out.stderr
     );
     let s = status(&dir);
     assert_eq!(s["network"], "devnet");
@@ -1240,6 +1245,7 @@ fn a_signal_stops_an_import_after_its_batch_and_says_what_is_stored() {
         let mut child = Command::new(crate::support::node::BIN)
             .args(args)
             .args(["--in", "-"])
+            .env("POUWD_PROGRESS_MS", "100")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1261,7 +1267,8 @@ fn a_signal_stops_an_import_after_its_batch_and_says_what_is_stored() {
             let (lines, stderr) = (Arc::clone(&lines), child.stderr.take().unwrap());
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
+                    let message = crate::support::node::log_message(&line).to_string();
+                    lines.lock().unwrap().push(message);
                 }
             })
         };

@@ -8,6 +8,7 @@ mod crash;
 mod fuzz_corpus;
 mod job_rules;
 mod jobs;
+mod logs;
 mod metrics;
 mod onnx;
 mod onnx_chain;

@@ -167,7 +167,8 @@ fn a_node_with_only_the_chain_file_fetches_the_dataset_then_syncs() {
         lines
             .iter()
             .any(|l| l.starts_with("p2p: fetching dataset big.csv (BLAKE3 ")
-                && l.ends_with("from 1 peers: 0/4 chunks")),
+                && l.contains("from 1 peers: 0/4 chunks (0%), ")
+                && l.contains("/s, ETA ")),
         "{lines:?}"
     );
     assert!(

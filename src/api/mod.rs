@@ -176,10 +176,10 @@ impl Api {
         let shared = Arc::clone(&self.shared);
         match crate::offload::spawn_blocking(move || shared.write_status()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: cannot write the status file: {e:#}"),
-            Err(e) => eprintln!("warning: cannot write the status file: {e}"),
+            Ok(Err(e)) => tracing::warn!(target: "pouwd", "cannot write the status file: {e:#}"),
+            Err(e) => tracing::warn!(target: "pouwd", "cannot write the status file: {e}"),
         }
-        crate::say!("api: listening on {}", self.addr);
+        tracing::info!(target: "api", "listening on {}", self.addr);
     }
 
     pub fn start(
@@ -226,8 +226,9 @@ impl Api {
         let _ = self.task.await;
         self.shared.set_api_addr(None);
         if let Err(e) = self.cookie.remove() {
-            eprintln!(
-                "warning: cannot remove the API's token {}: {e}",
+            tracing::warn!(
+                target: "api",
+                "cannot remove the API's token {}: {e}",
                 self.cookie.path().display()
             );
         }
@@ -259,7 +260,7 @@ async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
-                crate::say!("api: cannot accept a connection: {e}");
+                tracing::warn!(target: "api", "cannot accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -459,7 +460,7 @@ async fn answer(
         Ok(body) => (StatusCode::OK, body),
         Err(failure) => {
             if failure.status.is_server_error() {
-                crate::say!("api: {} {path} failed: {}", parts.method, failure.message);
+                tracing::info!(target: "api", "{} {path} failed: {}", parts.method, failure.message);
             }
             (failure.status, json!({ "error": failure.message }))
         }

@@ -5,6 +5,7 @@ use super::{output, DataDirArg, ExitCode};
 use crate::node::export::export_chain;
 use crate::node::import::{import_chain_until, ImportError};
 use crate::node::{now_ms, Chain, ChainSource, DataDir};
+use crate::progress::{Progress, Task, Unit};
 use anyhow::{bail, Context, Result};
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
@@ -75,13 +76,14 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
             );
         }
     }
-    let input: Box<dyn Read> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
+    // A file says its block count in its end marker: the progress total.
+    let (input, total): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
-        Box::new(
-            std::fs::File::open(&args.input)
-                .with_context(|| format!("cannot open {}", args.input.display()))?,
-        )
+        let mut file = std::fs::File::open(&args.input)
+            .with_context(|| format!("cannot open {}", args.input.display()))?;
+        let total = declared_count(&mut file);
+        (Box::new(file), total)
     };
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -93,6 +95,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
     // flush, so the tip read from the store would name blocks that are not
     // stored, and that the count leaves out.
     let mut stored_tip = chain.store.tip()?;
+    let mut progress = Progress::start(Task::Import, Unit::Blocks, total);
     let (report, error) = import_chain_until(
         &chain,
         BufReader::with_capacity(1 << 20, input),
@@ -100,9 +103,12 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         now_ms(),
         &signals.stop,
         |report, read| {
-            eprintln!(
-                "import: {read} blocks read, {} stored, {} already known",
-                report.stored, report.already_known
+            progress.update(
+                read,
+                &format!(
+                    "{} stored, {} already known",
+                    report.stored, report.already_known
+                ),
             );
             if let Ok(tip) = chain.store.tip() {
                 stored_tip = tip;
@@ -114,6 +120,13 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         _ => chain.store.tip()?,
     };
     let seconds = started.elapsed().as_secs_f64();
+    progress.finish(
+        "read",
+        &format!(
+            "{} stored, {} already known",
+            report.stored, report.already_known
+        ),
+    );
     match error {
         None => {
             println!(
@@ -184,12 +197,16 @@ impl Signals {
                         .compare_exchange(0, received, Ordering::SeqCst, Ordering::SeqCst)
                         .is_ok()
                     {
-                        eprintln!("import: {name} received, stopping after the current batch");
+                        tracing::warn!(
+                            target: "import",
+                            "{name} received, stopping after the current batch"
+                        );
                         stop.store(true, Ordering::SeqCst);
                     } else {
-                        eprintln!(
-                            "import: {name} received again, exiting now; the blocks reported \
-                             stored are kept"
+                        tracing::warn!(
+                            target: "import",
+                            "{name} received again, exiting now; the blocks reported stored \
+                             are kept"
                         );
                         std::process::exit(i32::from(received));
                     }
@@ -214,4 +231,25 @@ fn signal_name(code: u8) -> &'static str {
     } else {
         "SIGTERM"
     }
+}
+
+/// The block count an export file's end marker declares (its last 12
+/// bytes: `u32 0 | u64 count`), with the file rewound; `None` when the
+/// file cannot be read so or does not end in a marker (the import then
+/// says what is wrong with it).
+fn declared_count(file: &mut std::fs::File) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    let count = (|| {
+        let length = file.metadata().ok()?.len();
+        if length < 12 {
+            return None;
+        }
+        file.seek(SeekFrom::End(-12)).ok()?;
+        let mut tail = [0u8; 12];
+        file.read_exact(&mut tail).ok()?;
+        let (marker, count) = tail.split_at(4);
+        (marker == [0; 4]).then(|| u64::from_le_bytes(count.try_into().unwrap_or([0; 8])))
+    })();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    count
 }

@@ -31,6 +31,9 @@ pub use masternode::MasternodeConfig;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// `--log-level` and `--log-format`, taken before or after the command.
+    #[command(flatten)]
+    pub logs: crate::logs::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]

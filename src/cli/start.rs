@@ -294,7 +294,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         api,
     ));
     if let Err(e) = shared.write_status() {
-        eprintln!("warning: cannot write the status file: {e:#}");
+        tracing::warn!(target: "pouwd", "cannot write the status file: {e:#}");
     }
     let tip = shared.chain.store.tip()?;
     crate::say!("node stopped: height={} tip={}", tip.height, tip.hash);
@@ -432,9 +432,12 @@ async fn supervise(
     let stop_at = options.stop_at_height;
     let worker = {
         let shared = Arc::clone(&shared);
+        let peers = network.clone();
         crate::offload::spawn_blocking(move || {
             if mine {
-                run_miners(shared, &options)
+                run_miners(shared, &options, move || {
+                    peers.as_ref().map(|network| network.peer_count())
+                })
             } else {
                 while !shared.stop.load(Ordering::SeqCst) && !shared.tip_reached(stop_at) {
                     std::thread::sleep(Duration::from_millis(50));

@@ -432,8 +432,9 @@ impl OnnxModel {
         let (session, provider) = commit(runtime, file, bytes, config)?;
         let (input_name, features, text) = check_input(file, &session, spec)?;
         let (output_name, width, output_rank) = check_output(file, &session)?;
-        eprintln!(
-            "onnx: {file}: running on {} (--ort-ep {}, {} intra-op thread{})",
+        tracing::info!(
+            target: "onnx",
+            "{file}: running on {} (--ort-ep {}, {} intra-op thread{})",
             provider.ort_name(),
             config.provider,
             config.intra_threads,
@@ -731,7 +732,7 @@ fn commit(
                 }
                 Err(reason) => {
                     let session = cpu(builder()?)?;
-                    eprintln!("onnx: {file}: CUDA cannot be had ({reason}); falling back to CPU");
+                    tracing::warn!(target: "onnx", "{file}: CUDA cannot be had ({reason}); falling back to CPU");
                     Ok((session, ActiveProvider::Cpu))
                 }
             }

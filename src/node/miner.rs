@@ -1,6 +1,13 @@
 //! Miner threads: each mines its own lanes on the current tip, restarts when
 //! the tip moves, and submits what it finds through the same validation
 //! path as any other block.
+//!
+//! What a miner says: a `mined height=… stored` line (target `pouwd`) for
+//! each block it mined, at info unless another was said less than
+//! [`MINED_LINE_SPAN`] before (then at debug, so a regtest-speed chain is
+//! not a line a block), and a status line (target `miner`) every
+//! [`STATUS_INTERVAL`] with the steps a second, the blocks mined, the best
+//! score, the job and the peers.
 
 use super::chain::now_ms;
 use super::chain::Chain;
@@ -12,9 +19,17 @@ use crate::store::Stored;
 use crate::work::miner;
 use crate::work::Task;
 use anyhow::Result;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Time between two miner status lines; `POUWD_MINER_STATUS_MS` sets it
+/// (for tests).
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A block mined within this time of the last `mined` line said at info
+/// is said at debug; the status line counts every block.
+pub const MINED_LINE_SPAN: Duration = Duration::from_secs(1);
 
 /// What mining a child of the best chain's tip needs: the job the ledger
 /// schedules, its task, where the child stands in it and its start model.
@@ -134,7 +149,7 @@ pub fn exhaustion_message(
     start_score: u32,
 ) -> String {
     let (lr, steps) = (at.learning_rate, at.max_steps);
-    let at_text = format!("miner: job {} block {}", job_name(&at.job), at.job_block);
+    let at_text = format!("job {} block {}", job_name(&at.job), at.job_block);
     match why {
         miner::Exhaustion::NotFinite { step } => format!(
             "{at_text}: training diverged: the model is not finite after step {step} at \
@@ -164,7 +179,7 @@ pub fn exhaustion_message(
 /// diverges.
 pub fn no_learning_message(at: &Where) -> String {
     format!(
-        "miner: job {} block {}: the trained model scores 0 (R² ≤ 0: no better than \
+        "job {} block {}: the trained model scores 0 (R² ≤ 0: no better than \
          predicting the mean) at learning rate {}: training diverges or does not learn; a \
          job ends by its patience",
         job_name(&at.job),
@@ -209,40 +224,196 @@ pub struct MinerOptions {
     pub stop_at_height: Option<u64>,
 }
 
-/// Mine until `shared.stop` is set or the tip reaches `stop_at_height`.
-pub fn run_miners(shared: Arc<Shared>, options: &MinerOptions) -> Result<()> {
-    let threads = options.threads.max(1);
-    let handles: Vec<_> = (0..threads)
-        .map(|index| {
-            let shared = Arc::clone(&shared);
-            let stop_at = options.stop_at_height;
-            std::thread::Builder::new()
-                .name(format!("miner-{index}"))
-                .spawn(move || {
-                    let result = mine_loop(&shared, index as u32, threads as u32, stop_at);
-                    if result.is_err() {
-                        shared.stop.store(true, Ordering::SeqCst);
-                    }
-                    result
+/// What the miner threads count between two status lines.
+#[derive(Default)]
+pub struct MinerStats {
+    /// Training steps run since the last status line.
+    steps: AtomicU64,
+    /// Blocks mined and stored since the last status line.
+    blocks: AtomicU64,
+    /// The job and block of the job mined last, and the best score of the
+    /// blocks mined on that job.
+    job: Mutex<Option<JobSeen>>,
+    /// When a `mined` line was last said at info.
+    last_mined_line: Mutex<Option<Instant>>,
+}
+
+#[derive(Clone, Copy)]
+struct JobSeen {
+    job: Hash32,
+    job_block: u64,
+    best_score_ppm: Option<u32>,
+}
+
+impl MinerStats {
+    fn add_steps(&self, steps: u64) {
+        self.steps.fetch_add(steps, Ordering::Relaxed);
+    }
+
+    fn working_on(&self, job: Hash32, job_block: u64) {
+        let mut seen = lock(&self.job);
+        match seen.as_mut() {
+            Some(seen) if seen.job == job => seen.job_block = job_block,
+            _ => {
+                *seen = Some(JobSeen {
+                    job,
+                    job_block,
+                    best_score_ppm: None,
                 })
-        })
-        .collect::<std::io::Result<_>>()?;
-    let mut first_error = None;
-    for handle in handles {
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error.get_or_insert(anyhow::anyhow!("a miner thread panicked"));
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+
+    /// A block was mined on `job` scoring `score_ppm`; whether its line is
+    /// said at info (none was within [`MINED_LINE_SPAN`]).
+    fn mined(&self, job: Hash32, score_ppm: u32, now: Instant) -> bool {
+        self.blocks.fetch_add(1, Ordering::Relaxed);
+        if let Some(seen) = lock(&self.job).as_mut().filter(|s| s.job == job) {
+            seen.best_score_ppm = seen.best_score_ppm.max(Some(score_ppm));
+        }
+        let mut last = lock(&self.last_mined_line);
+        let due = last.is_none_or(|at| now.duration_since(at) >= MINED_LINE_SPAN);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// The status line for the `elapsed` since the last one (and resets
+    /// the counts): `miner: 45678 steps/s, 3 blocks mined in 10.0s, best
+    /// score 0.812345, job genesis at block 7, height 123, 2 peers`.
+    pub fn status_line(&self, elapsed: Duration, height: u64, peers: Option<usize>) -> String {
+        let steps = self.steps.swap(0, Ordering::Relaxed);
+        let blocks = self.blocks.swap(0, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64().max(1e-3);
+        let seen = *lock(&self.job);
+        let best = match seen.and_then(|s| s.best_score_ppm) {
+            Some(ppm) => format!("best score {:.6}", f64::from(ppm) / 1e6),
+            None => "no block on this job yet".into(),
+        };
+        let job = match seen {
+            Some(s) => format!("job {} at block {}", job_name(&s.job), s.job_block),
+            None => "no job yet".into(),
+        };
+        let peers = match peers {
+            Some(1) => "1 peer".into(),
+            Some(n) => format!("{n} peers"),
+            None => "no network".into(),
+        };
+        format!(
+            "{:.0} steps/s, {blocks} block{} mined in {seconds:.1}s, {best}, {job}, height {height}, {peers}",
+            steps as f64 / seconds,
+            if blocks == 1 { "" } else { "s" },
+        )
+    }
 }
 
-fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) -> Result<()> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The interval between status lines: `POUWD_MINER_STATUS_MS`, else
+/// [`STATUS_INTERVAL`].
+fn status_interval() -> Duration {
+    std::env::var("POUWD_MINER_STATUS_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(STATUS_INTERVAL, Duration::from_millis)
+}
+
+/// Say the status line every [`status_interval`] until the node stops.
+fn report_status(shared: &Shared, stats: &MinerStats, peers: &(dyn Fn() -> Option<usize> + Sync)) {
+    let interval = status_interval();
+    let mut since = Instant::now();
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50).min(interval));
+        let elapsed = since.elapsed();
+        if elapsed < interval {
+            continue;
+        }
+        since = Instant::now();
+        let height = shared.chain.store.tip().map_or(0, |tip| tip.height);
+        tracing::info!(target: "miner", "{}", stats.status_line(elapsed, height, peers()));
+    }
+}
+
+/// Mine until `shared.stop` is set or the tip reaches `stop_at_height`,
+/// saying a status line with `peers()` connected peers (`None`: no network).
+pub fn run_miners(
+    shared: Arc<Shared>,
+    options: &MinerOptions,
+    peers: impl Fn() -> Option<usize> + Sync,
+) -> Result<()> {
+    let threads = options.threads.max(1);
+    let stats = MinerStats::default();
+    std::thread::scope(|scope| {
+        let reporter = scope.spawn(|| report_status(&shared, &stats, &peers));
+        let result = mine_threads(&shared, options, threads, &stats);
+        // The reporter ends when the node stops; the miners may end first
+        // (an error, or --stop-at-height).
+        shared.stop.store(true, Ordering::SeqCst);
+        let _ = reporter.join();
+        result
+    })
+}
+
+fn mine_threads(
+    shared: &Arc<Shared>,
+    options: &MinerOptions,
+    threads: usize,
+    stats: &MinerStats,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|index| {
+                let shared = Arc::clone(shared);
+                let stop_at = options.stop_at_height;
+                std::thread::Builder::new()
+                    .name(format!("miner-{index}"))
+                    .spawn_scoped(scope, move || {
+                        let result =
+                            mine_loop(&shared, stats, index as u32, threads as u32, stop_at);
+                        if result.is_err() {
+                            shared.stop.store(true, Ordering::SeqCst);
+                        }
+                        result
+                    })
+            })
+            .collect::<std::io::Result<_>>()?;
+        let mut first_error = None;
+        for handle in handles {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a miner thread panicked"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}
+
+/// The steps a run did in all, `polled` of them counted already.
+fn steps_run(outcome: &miner::Mined, max_steps: u64) -> u64 {
+    match outcome {
+        miner::Mined::Found(solution) => solution.steps,
+        miner::Mined::Stopped(steps) => *steps,
+        miner::Mined::Exhausted(miner::Exhaustion::NotFinite { step }) => *step,
+        miner::Mined::Exhausted(miner::Exhaustion::Gate { .. }) => max_steps,
+    }
+}
+
+fn mine_loop(
+    shared: &Shared,
+    stats: &MinerStats,
+    index: u32,
+    threads: u32,
+    stop_at: Option<u64>,
+) -> Result<()> {
     let chain = &shared.chain;
     let params = chain.params();
     let miner_id = shared.miner_id();
@@ -262,30 +433,20 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         let work = Work::on_tip(chain, &tip.hash)?;
         let lane = index.wrapping_add(threads.wrapping_mul(round));
         let started = Instant::now();
-        // Steps are counted as the run polls (before step `i`, `i - 1`
-        // are done) and the rest when it ends.
-        let mut counted = 0;
-        let outcome = work.mine(chain, miner_id, lane, |i| {
-            shared
-                .metrics
-                .training_steps
-                .inc_by(i.saturating_sub(1 + counted));
-            counted = i - 1;
+        stats.working_on(work.job, work.job_ctx.job_block);
+        let mut polled = 0;
+        let outcome = work.mine(chain, miner_id, lane, |steps| {
+            let done = steps.saturating_sub(polled);
+            stats.add_steps(done);
+            shared.metrics.training_steps.inc_by(done);
+            polled = steps;
             !shared.stop.load(Ordering::Relaxed)
                 && shared.tip_version.load(Ordering::Relaxed) == version
         });
-        let steps = match &outcome {
-            miner::Mined::Found(solution) => solution.steps,
-            miner::Mined::Stopped(steps) => *steps,
-            miner::Mined::Exhausted(miner::Exhaustion::NotFinite { step }) => *step,
-            miner::Mined::Exhausted(miner::Exhaustion::Gate { .. }) => {
-                work.task.max_steps_per_block
-            }
-        };
-        shared
-            .metrics
-            .training_steps
-            .inc_by(steps.saturating_sub(counted));
+        let max_steps = work.task.max_steps_per_block;
+        let rest = steps_run(&outcome, max_steps).saturating_sub(polled);
+        stats.add_steps(rest);
+        shared.metrics.training_steps.inc_by(rest);
         let solution = match outcome {
             miner::Mined::Found(solution) => solution,
             miner::Mined::Stopped(_) => continue,
@@ -293,17 +454,15 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
                 // Said once per job: a job whose training cannot give a
                 // block is not silent, and does not flood the log.
                 if shared.notice(work.job, Notice::Exhausted) {
-                    eprintln!(
-                        "{}",
-                        work.exhaustion_message(why, params.validation_threshold_ppm)
-                    );
+                    let message = work.exhaustion_message(why, params.validation_threshold_ppm);
+                    tracing::warn!(target: "miner", "{message}");
                 }
                 round = round.wrapping_add(1);
                 continue;
             }
         };
         if solution.score_ppm == 0 && shared.notice(work.job, Notice::NoLearning) {
-            eprintln!("{}", work.no_learning_message());
+            tracing::warn!(target: "miner", "{}", work.no_learning_message());
         }
         let txs = shared.block_txs(&tip.hash)?;
         let tx_count = txs.len();
@@ -312,7 +471,7 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
                 shared.metrics.blocks_mined.inc();
-                crate::say!(
+                let line = format!(
                     "mined height={} hash={} job={} job_block={} steps={} score={:.6} reward={} txs={} time={:.3}s stored",
                     work.ctx.child_height(),
                     id,
@@ -324,12 +483,17 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
                     tx_count,
                     started.elapsed().as_secs_f64()
                 );
+                if stats.mined(work.job, solution.score_ppm, Instant::now()) {
+                    tracing::info!(target: "pouwd", "{line}");
+                } else {
+                    tracing::debug!(target: "pouwd", "{line}");
+                }
             }
             Ok(Stored::SideChain) | Ok(Stored::AlreadyKnown) => {}
             Err(super::SubmitError::Invalid(e)) => {
                 // A block this node mined failed its own validation: a bug,
                 // never something to store. Log it and move to another lane.
-                eprintln!("error: mined block {id} is invalid: {e}");
+                tracing::error!(target: "miner", "mined block {id} is invalid: {e}");
                 round = round.wrapping_add(1);
             }
             Err(e) => return Err(e.into()),
@@ -357,7 +521,7 @@ mod tests {
     #[test]
     fn each_reason_a_run_gives_no_block_is_said_with_the_job_and_its_figures() {
         let text = exhaustion_message(&at(), Exhaustion::NotFinite { step: 32 }, 500_000, 0);
-        assert!(text.starts_with("miner: job abababababababab block 7: training diverged"));
+        assert!(text.starts_with("job abababababababab block 7: training diverged"));
         assert!(
             text.contains("after step 32 at learning rate 250"),
             "{text}"
@@ -444,5 +608,31 @@ mod tests {
         assert!(notices.first(a, Notice::NoLearning));
         assert!(notices.first(b, Notice::Exhausted));
         assert!(!notices.first(b, Notice::Exhausted));
+    }
+
+    #[test]
+    fn the_status_line_counts_steps_blocks_and_the_best_score_then_starts_again() {
+        let stats = MinerStats::default();
+        let job = Hash32([0xab; 32]);
+        stats.working_on(job, 4);
+        stats.add_steps(30_000);
+        let start = Instant::now();
+        assert!(stats.mined(job, 400_000, start), "the first block is said");
+        assert!(!stats.mined(job, 812_345, start + Duration::from_millis(10)));
+        assert!(stats.mined(job, 100_000, start + MINED_LINE_SPAN));
+        let line = stats.status_line(Duration::from_secs(10), 123, Some(2));
+        assert_eq!(
+            line,
+            "3000 steps/s, 3 blocks mined in 10.0s, best score 0.812345, \
+             job abababababababab at block 4, height 123, 2 peers"
+        );
+        let line = stats.status_line(Duration::from_secs(10), 123, None);
+        assert!(line.starts_with("0 steps/s, 0 blocks mined in 10.0s, best score 0.812345"));
+        assert!(line.ends_with(", no network"), "{line}");
+        // A new job starts without a best score.
+        stats.working_on(Hash32([0xcd; 32]), 0);
+        let line = stats.status_line(Duration::from_secs(10), 124, Some(1));
+        assert!(line.contains("no block on this job yet"), "{line}");
+        assert!(line.ends_with(", 1 peer"), "{line}");
     }
 }

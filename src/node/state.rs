@@ -300,12 +300,12 @@ impl Shared {
             self.tip_version.fetch_add(1, Ordering::SeqCst);
             if let Some(before) = before {
                 if let Err(e) = self.follow_tip(&before, &after.hash) {
-                    eprintln!("warning: the mempool cannot follow the tip: {e:#}");
+                    tracing::warn!(target: "pouwd", "the mempool cannot follow the tip: {e:#}");
                 }
             }
             self.tip_watch.send_replace(after);
             if let Err(e) = self.write_status() {
-                eprintln!("warning: cannot write the status file: {e:#}");
+                tracing::warn!(target: "pouwd", "cannot write the status file: {e:#}");
             }
         }
         result

@@ -834,6 +834,8 @@ impl Fetcher {
             sources: vouchers.clone(),
             fetched: AtomicU64::new(0),
             last_log: Mutex::new(Instant::now()),
+            started: Instant::now(),
+            kept,
             write_error: Mutex::new(None),
             request_interval: Duration::from_secs(1)
                 / self.limits.requests_per_second.max(2).div_ceil(2),
@@ -955,6 +957,9 @@ struct Download {
     sources: Vec<Arc<Source>>,
     fetched: AtomicU64,
     last_log: Mutex<Instant>,
+    /// When the round began, and the chunks verified then (for the rate).
+    started: Instant,
+    kept: u64,
     write_error: Mutex<Option<anyhow::Error>>,
     /// Gap between two requests to one peer.
     request_interval: Duration,
@@ -978,9 +983,19 @@ impl Download {
             .iter()
             .filter(|s| s.alive.load(Ordering::SeqCst))
             .count();
+        // Chunks are CHUNK_BYTES but the last: the rate and ETA in bytes.
+        let chunk = u64::from(CHUNK_BYTES);
+        let rate = (verified.saturating_sub(self.kept) * chunk) as f64
+            / self.started.elapsed().as_secs_f64().max(1e-3);
         log(format_args!(
-            "fetching {} {} (BLAKE3 {}) from {alive} peers: {verified}/{total} chunks",
-            self.file.what, self.file.name, self.file.blake3
+            "fetching {} {} (BLAKE3 {}) from {alive} peers: {verified}/{total} chunks ({}%), \
+             {}/s, ETA {}",
+            self.file.what,
+            self.file.name,
+            self.file.blake3,
+            (verified * 100).checked_div(total).unwrap_or(100),
+            indicatif::HumanBytes(rate as u64),
+            crate::progress::eta(total.saturating_sub(verified) * chunk, rate)
         ));
     }
 

@@ -222,6 +222,9 @@ pub struct Network {
     /// waiting for hashes asks it too.
     peer_news: tokio::sync::Notify,
     sync_state: Mutex<SyncState>,
+    /// When a sync progress line was last said at info (the others are
+    /// said at debug, so a fast chain is not a line a block).
+    last_sync_line: Mutex<Option<Instant>>,
     /// Transaction relay state of each connected peer.
     tx_peers: Mutex<HashMap<Hash32, PeerTxs>>,
     /// Each peer's record as a source of blocks (stall detection).
@@ -234,7 +237,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub(super) fn log(message: std::fmt::Arguments) {
-    crate::say!("p2p: {message}");
+    tracing::info!(target: "p2p", "{message}");
 }
 
 pub(super) fn short(id: &Hash32) -> String {
@@ -341,6 +344,7 @@ impl Network {
             sync_wanted: std::sync::atomic::AtomicBool::new(false),
             peer_news: tokio::sync::Notify::new(),
             sync_state: Mutex::new(SyncState::default()),
+            last_sync_line: Mutex::new(None),
             tx_peers: Mutex::new(HashMap::new()),
             block_sources: Mutex::new(BlockSources::default()),
             tx_fetches: Mutex::new(TxFetches::default()),
@@ -461,6 +465,11 @@ impl Network {
     pub async fn shutdown(&self) {
         self.endpoint.close(CLOSE_SHUTDOWN.into(), b"node stopping");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+
+    /// How many peers are connected.
+    pub fn peer_count(&self) -> usize {
+        lock(&self.peers).len()
     }
 
     pub fn peer_infos(&self) -> Vec<PeerInfo> {
@@ -1492,6 +1501,14 @@ impl Network {
     async fn sync(self: &Arc<Self>) -> Result<()> {
         const BATCH: usize = wire::MAX_BLOCKS_PER_REQUEST;
         let mut small_round = false;
+        // The progress lines count from where this sync began, across its
+        // rounds of up to MAX_HASHES blocks.
+        let start_height = self.shared.tip_watch.borrow().height;
+        let started = Instant::now();
+        // A line at info at most every LINE_INTERVAL (and when a sync of
+        // more than a group of blocks reaches its target), the others at
+        // debug; on a terminal, a bar for such a sync.
+        let mut bar: Option<crate::progress::Progress> = None;
         loop {
             if small_round {
                 // Pace a node chasing a fast chain, but never delay the
@@ -1728,13 +1745,53 @@ impl Network {
                 }
                 done += count;
                 let tip = self.shared.tip_watch.borrow().clone();
-                log(format_args!(
-                    "sync: {done}/{total} blocks fetched, {} stored, tip height {} (target {}, {} peers)",
+                let synced = tip.height.saturating_sub(start_height);
+                let wanted = leader.best_height.saturating_sub(start_height).max(synced);
+                let rate = synced as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let line = format!(
+                    "sync: {synced}/{wanted} blocks ({}%), {rate:.0} blocks/s, ETA {}, \
+                     {done}/{total} of this round fetched, {} stored, tip height {} \
+                     (target {}, {} peers)",
+                    (synced * 100).checked_div(wanted).unwrap_or(100),
+                    crate::progress::eta(wanted - synced, rate),
                     report.stored,
                     tip.height,
                     leader.best_height,
                     ahead.len()
-                ));
+                );
+                if bar.is_none() && wanted > STORE_GROUP as u64 && crate::progress::bar_wanted() {
+                    bar = Some(crate::progress::Progress::start(
+                        crate::progress::Task::Sync,
+                        crate::progress::Unit::Blocks,
+                        Some(wanted),
+                    ));
+                }
+                if let Some(bar) = bar.as_mut() {
+                    bar.set_total(wanted);
+                    bar.update(
+                        synced,
+                        &format!("tip height {} ({} peers)", tip.height, ahead.len()),
+                    );
+                }
+                let now = Instant::now();
+                let due = {
+                    let mut last = lock(&self.last_sync_line);
+                    // The end of a long sync is always said.
+                    let due = (synced >= wanted && wanted > STORE_GROUP as u64)
+                        || (bar.is_none()
+                            && last.is_none_or(|at| {
+                                now.duration_since(at) >= crate::progress::LINE_INTERVAL
+                            }));
+                    if due {
+                        *last = Some(now);
+                    }
+                    due
+                };
+                if due {
+                    tracing::info!(target: "p2p", "{line}");
+                } else {
+                    tracing::debug!(target: "p2p", "{line}");
+                }
                 if stop {
                     break;
                 }

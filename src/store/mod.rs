@@ -768,8 +768,9 @@ impl Store {
             failed(e)
         })?;
         drop(db);
-        eprintln!(
-            "note: the disk holding the store at {} is full; reading a copy of it made in {}",
+        tracing::warn!(
+            target: "pouwd",
+            "the disk holding the store at {} is full; reading a copy of it made in {}",
             path.display(),
             copy.path().display()
         );

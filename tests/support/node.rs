@@ -1,6 +1,11 @@
 //! Running the real `pouwd` binary: one-shot commands and long-running
 //! nodes whose output is read line by line. Every child is killed when
 //! its handle drops, so no test leaves a process behind.
+//!
+//! A node logs on stderr, `TIMESTAMP LEVEL target: message` a line; the
+//! lines a test reads are the messages ([`log_message`]), with stdout's
+//! lines, in the order they came. Nodes run with each mined block logged
+//! ([`TEST_LOG_FILTER`]) unless the test names a filter of its own.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -23,12 +28,23 @@ impl Output {
     pub fn ok(&self) -> bool {
         self.code == Some(0)
     }
+
+    /// Stdout's lines, then the log lines' messages ([`log_message`]).
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .chain(self.stderr.lines().map(log_message))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
-/// Run `pouwd args…` to completion, at most `limit`.
+/// Run `pouwd args…` to completion, at most `limit`, logging with
+/// [`TEST_LOG_FILTER`].
 pub fn run_with_input(args: &[&str], input: Option<&[u8]>, limit: Duration) -> Output {
     use std::io::Write;
     let mut child = Command::new(BIN)
+        .env("RUST_LOG", TEST_LOG_FILTER)
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -94,6 +110,36 @@ pub fn dir_arg(dir: &Path) -> String {
     dir.to_str().expect("utf-8 path").to_string()
 }
 
+/// The log filter nodes run with: info, each block mined (said at debug
+/// when blocks come faster than one a second) and each sync line (at
+/// debug between two said at info).
+pub const TEST_LOG_FILTER: &str = "info,pouwd=debug,p2p=debug";
+
+/// A log line's message as a test reads it: `2026-…Z  INFO p2p: peer …`
+/// reads `p2p: peer …`, and the node's own target is left out
+/// (`… INFO pouwd: node started …` reads `node started …`). Lines that are
+/// not log lines are kept as they are.
+pub fn log_message(line: &str) -> &str {
+    let Some((stamp, rest)) = line.split_once(' ') else {
+        return line;
+    };
+    let is_stamp = stamp.len() >= 20
+        && stamp.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && stamp.contains('T')
+        && stamp.ends_with('Z');
+    if !is_stamp {
+        return line;
+    }
+    let rest = rest.trim_start();
+    let Some((level, message)) = rest.split_once(' ') else {
+        return line;
+    };
+    if !["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level) {
+        return line;
+    }
+    message.strip_prefix("pouwd: ").unwrap_or(message)
+}
+
 /// A block the node reported as mined and stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mined {
@@ -116,16 +162,28 @@ pub fn parse_mined(line: &str) -> Option<Mined> {
     })
 }
 
-/// A running `pouwd start`, its stdout collected line by line.
+/// A running `pouwd start`, its stdout and log lines collected line by line.
 pub struct Node {
     child: Option<Child>,
     lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
+    raw_stderr: Arc<Mutex<String>>,
 }
 
 impl Node {
     pub fn start(args: &[&str]) -> Node {
-        let mut child = Command::new(BIN)
+        Node::start_with_env(args, &[])
+    }
+
+    /// `pouwd start args…` with `env` set; `RUST_LOG` is
+    /// [`TEST_LOG_FILTER`] unless `env` names it.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Node {
+        let mut command = Command::new(BIN);
+        command.env("RUST_LOG", TEST_LOG_FILTER);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("start")
             .args(args)
             .stdin(Stdio::null())
@@ -135,6 +193,7 @@ impl Node {
             .expect("spawn pouwd start");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let raw_stderr = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().expect("stdout");
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
@@ -144,19 +203,33 @@ impl Node {
             }
         });
         let err = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&stderr);
+        let (sink, raw, all) = (
+            Arc::clone(&stderr),
+            Arc::clone(&raw_stderr),
+            Arc::clone(&lines),
+        );
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
-                let mut s = sink.lock().expect("stderr");
-                s.push_str(&line);
-                s.push('\n');
+                let message = log_message(&line).to_string();
+                {
+                    let mut s = raw.lock().expect("stderr");
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+                {
+                    let mut s = sink.lock().expect("stderr");
+                    s.push_str(&message);
+                    s.push('\n');
+                }
+                all.lock().expect("lines").push(message);
             }
         });
         Node {
             child: Some(child),
             lines,
             stderr,
+            raw_stderr,
         }
     }
 
@@ -168,15 +241,22 @@ impl Node {
         self.lines.lock().expect("lines").clone()
     }
 
+    /// The log lines' messages ([`log_message`]), one a line.
     pub fn stderr(&self) -> String {
         self.stderr.lock().expect("stderr").clone()
+    }
+
+    /// Stderr as the node wrote it.
+    pub fn raw_stderr(&self) -> String {
+        self.raw_stderr.lock().expect("stderr").clone()
     }
 
     pub fn mined(&self) -> Vec<Mined> {
         self.lines().iter().filter_map(|l| parse_mined(l)).collect()
     }
 
-    /// Wait until a stdout line satisfies `pred`; panics after `limit`.
+    /// Wait until a line (of stdout, or a log message) satisfies `pred`;
+    /// panics after `limit`.
     pub fn wait_for(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
         loop {
@@ -185,9 +265,8 @@ impl Node {
             }
             if started.elapsed() > limit {
                 panic!(
-                    "no matching line within {limit:?}; stdout: {:?}; stderr: {}",
+                    "no matching line within {limit:?}; lines: {:?}",
                     self.lines(),
-                    self.stderr()
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
