@@ -4,6 +4,7 @@
 //! This is where time, files and threads live; every rule it applies comes
 //! from `consensus`, every byte it stores goes through `store`.
 
+pub mod backup;
 pub mod chain;
 pub mod datadir;
 pub mod export;
