@@ -51,13 +51,17 @@ pub struct RestoreArgs {
 }
 
 /// A file or directory being made, removed when dropped unless kept.
-struct Unfinished {
-    path: PathBuf,
+pub struct Unfinished {
+    pub path: PathBuf,
     kept: bool,
 }
 
 impl Unfinished {
-    fn keep(mut self) {
+    pub fn new(path: PathBuf) -> Unfinished {
+        Unfinished { path, kept: false }
+    }
+
+    pub fn keep(mut self) {
         self.kept = true;
     }
 }
@@ -81,7 +85,7 @@ impl Drop for Unfinished {
 }
 
 /// `NAME.WHAT.PID` next to `path`.
-fn sibling(path: &Path, what: &str) -> Result<PathBuf> {
+pub fn sibling(path: &Path, what: &str) -> Result<PathBuf> {
     let name = path
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?
@@ -149,10 +153,7 @@ pub fn run_backup(args: BackupArgs) -> Result<()> {
     }
 
     let temp = sibling(&args.out, "writing")?;
-    let unfinished = Unfinished {
-        path: temp.clone(),
-        kept: false,
-    };
+    let unfinished = Unfinished::new(temp.clone());
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -225,10 +226,7 @@ pub fn run_restore(args: RestoreArgs) -> Result<()> {
         .with_context(|| format!("cannot restore {}", args.input.display()))?;
 
     let temp = sibling(target, "restoring")?;
-    let unfinished = Unfinished {
-        path: temp.clone(),
-        kept: false,
-    };
+    let unfinished = Unfinished::new(temp.clone());
     fs::create_dir(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
     let dir = DataDir::new(&temp);
     let key_path = dir.key_path();

@@ -6,6 +6,7 @@
 //! chain it names: a new data dir is created for it, an existing one of
 //! another chain is refused, and nothing is written before these checks.
 
+use super::backup::{sibling, Unfinished};
 use super::eval::OrtArgs;
 use super::running::{access, Access, API_TIMEOUT};
 use super::{output, DataDirArg, ExitCode};
@@ -53,13 +54,34 @@ pub struct ImportArgs {
 
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
-    let mut out = output(&args.out)?;
+    // A file is written under a temporary name and renamed once whole, so
+    // a failed export leaves none; stdout and special files (a pipe, a
+    // device) are written as they are.
+    let special = args.out.as_os_str() == "-" || (args.out.exists() && !args.out.is_file());
+    let unfinished = if special {
+        None
+    } else {
+        Some(Unfinished::new(sibling(&args.out, "writing")?))
+    };
+    let target = unfinished.as_ref().map_or(&args.out, |u| &u.path);
+    let mut out = output(target)?;
     let written = write_chain(&dir, &mut out, "export-chain")
         .and_then(|written| {
             out.flush()?;
             Ok(written)
         })
         .with_context(|| format!("cannot export the chain to {}", args.out.display()))?;
+    drop(out);
+    if let Some(unfinished) = unfinished {
+        std::fs::rename(&unfinished.path, &args.out).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                unfinished.path.display(),
+                args.out.display()
+            )
+        })?;
+        unfinished.keep();
+    }
     eprintln!(
         "exported the chain of {} up to tip {} to {}",
         written.from,
