@@ -31,7 +31,7 @@ fn tip_in(text: &str) -> (u64, String) {
     let field = |name: &str| {
         text.split_whitespace()
             .find_map(|w| w.strip_prefix(name))
-            .map(|v| v.trim_end_matches([',', '.']).to_string())
+            .map(|v| v.trim_end_matches([',', '.', ')']).to_string())
             .unwrap_or_else(|| panic!("no {name} in {text:?}"))
     };
     (field("height=").parse().unwrap(), field("hash="))

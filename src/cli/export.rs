@@ -83,7 +83,8 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         unfinished.keep();
     }
     eprintln!(
-        "exported the chain of {} up to tip {} to {}",
+        "exported {} blocks of {} (tip {}) to {}",
+        written.blocks,
         written.from,
         written.tip,
         args.out.display()
@@ -97,6 +98,8 @@ pub struct ChainWritten {
     pub from: String,
     /// The tip the stream ends at: `height=H hash=X`.
     pub tip: String,
+    /// Blocks in the stream: those from height 1 up to the tip.
+    pub blocks: u64,
 }
 
 /// Write the data dir's best chain as an export stream: from its store
@@ -107,10 +110,11 @@ pub fn write_chain(dir: &DataDir, out: &mut dyn Write, command: &str) -> Result<
     match access(dir)? {
         Access::Stopped(store) => {
             let tip = store.tip()?;
-            export_chain_at(&store, &tip.hash, out)?;
+            let (blocks, _) = export_chain_at(&store, &tip.hash, out)?;
             Ok(ChainWritten {
                 from: format!("chain {:?} (store)", store.params().network),
                 tip: format!("height={} hash={}", tip.height, tip.hash),
+                blocks,
             })
         }
         Access::Running(node) => {
@@ -125,10 +129,16 @@ pub fn write_chain(dir: &DataDir, out: &mut dyn Write, command: &str) -> Result<
             })?;
             let tip = client::export_chain(addr, &token, out, API_TIMEOUT)
                 .with_context(|| format!("the running node's API at {addr} (GET /chain/export)"))?;
-            let (height, hash) = tip.split_once(' ').unwrap_or(("?", tip.as_str()));
+            let (height, hash) = tip
+                .split_once(' ')
+                .and_then(|(height, hash)| Some((height.parse::<u64>().ok()?, hash)))
+                .with_context(|| {
+                    format!("the running node named its tip {tip:?}, not `HEIGHT HASH`")
+                })?;
             Ok(ChainWritten {
                 from: format!("the running node (pid {})", node.pid()),
                 tip: format!("height={height} hash={hash}"),
+                blocks: height,
             })
         }
     }
