@@ -419,3 +419,46 @@ fn import_chain_checks_the_files_chain_before_writing_anything() {
     assert!(out.stderr.contains("was removed"), "{}", out.stderr);
     assert!(!fresh.exists());
 }
+
+/// The export of one tip is that tip's chain, by parent links, even after
+/// the node has reorganised onto another branch: what a backup of a
+/// running node relies on.
+#[test]
+fn an_export_of_a_tip_is_its_chain_even_after_a_reorg() {
+    use crate::reorg::{mine_branch, node, submit_all, submit_time};
+    use crate::support::chain::{key, TestChain};
+    use pouwd::node::export::{export_chain, export_chain_at, StreamReader};
+    use pouwd::store::Stored;
+
+    let mut builder = TestChain::regtest();
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let branch_a = mine_branch(&mut builder, genesis, &key(1), 2);
+    let branch_b = mine_branch(&mut builder, genesis, &key(2), 3);
+    let node = node();
+    submit_all(&node, &branch_a, now, &Stored::Extended);
+    let old_tip = branch_a[1].header.id();
+    submit_all(&node, &branch_b[..2], now, &Stored::SideChain);
+    assert!(matches!(
+        crate::reorg::submit(&node, &branch_b[2], now),
+        Stored::Reorg { .. }
+    ));
+    let store = &node.chain.store;
+    let ids = |stream: &[u8]| {
+        let (header, mut reader) = StreamReader::open(stream).unwrap();
+        assert_eq!(header.genesis, store.genesis_hash());
+        let mut ids = Vec::new();
+        while let Some(bytes) = reader.next_block().unwrap() {
+            ids.push(node.chain.decode(&bytes).unwrap().header.id());
+        }
+        ids
+    };
+    let (count, old) = export_chain_at(store, &old_tip, Vec::new()).unwrap();
+    assert_eq!(count, 2);
+    let expected: Vec<Hash32> = branch_a.iter().map(|b| b.header.id()).collect();
+    assert_eq!(ids(&old), expected, "the old tip's chain, not the best one");
+    let (count, best) = export_chain(store, Vec::new()).unwrap();
+    assert_eq!(count, 3);
+    let expected: Vec<Hash32> = branch_b.iter().map(|b| b.header.id()).collect();
+    assert_eq!(ids(&best), expected);
+}
