@@ -476,9 +476,10 @@ impl DataDir {
     fn damaged_store(&self) -> anyhow::Error {
         anyhow::anyhow!(
             "the store {} is damaged: its creation finished, but no data can be read \
-             from its files (store/db); restore the data dir from a backup, or move it \
-             aside and import an export of the chain into a new one with \
-             `pouwd import-chain` (its node.key holds the miner's identity: keep it)",
+             from its files (store/db); restore the data dir from a backup, into a new \
+             one, with `pouwd restore`, or move it aside and import an export of the chain \
+             into a new one with `pouwd import-chain` (its node.key holds the miner's \
+             identity: keep it)",
             self.store_path().display()
         )
     }
@@ -532,7 +533,7 @@ impl DataDir {
                 anyhow::anyhow!(
                     "{} is not a valid node key ({problem}): the file is damaged. It holds \
                      this node's identity, and with it the miner's balance: restore it from \
-                     a backup. Do not delete it unless you mean to give up that identity and \
+                     a backup (a `pouwd backup` file holds it). Do not delete it unless you mean to give up that identity and \
                      balance: a new key is made only when none exists",
                     path.display()
                 )
