@@ -236,6 +236,10 @@ fn restore_refuses_bad_input_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     mine_regtest(&a, 4);
+    let out = run(&["backup", "--data-dir", &dir_arg(&a), "--out", "-"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("to a file only"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "the key never goes to stdout");
     let file = tmp.path().join("b.backup");
     let out = run(&[
         "backup",

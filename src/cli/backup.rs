@@ -121,6 +121,9 @@ impl Write for Head<'_> {
 }
 
 pub fn run_backup(args: BackupArgs) -> Result<()> {
+    if args.out.as_os_str() == "-" {
+        bail!("--out -: a backup holds the node key, so it is written to a file only (mode 0600)");
+    }
     let dir = DataDir::new(&args.dir.data_dir);
     if !dir.exists() {
         bail!(
