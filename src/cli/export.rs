@@ -83,11 +83,11 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         unfinished.keep();
     }
     eprintln!(
-        "exported {} blocks of {} (tip {}) to {}",
+        "exported {} blocks of {} to {}; tip {}",
         written.blocks,
         written.from,
-        written.tip,
-        args.out.display()
+        args.out.display(),
+        written.tip
     );
     Ok(())
 }
