@@ -8,7 +8,7 @@
 
 use super::backup::{sibling, Unfinished};
 use super::eval::OrtArgs;
-use super::running::{access, Access, API_TIMEOUT};
+use super::running::{access, Access};
 use super::{output, DataDirArg, ExitCode};
 use crate::api::{client, cookie};
 use crate::chain::Hash32;
@@ -92,6 +92,12 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long `export-chain` and `backup` wait on each step of a running
+/// node's export: longer than the wallet commands' [`API_TIMEOUT`], since
+/// the node first walks its whole chain back from the tip; the node itself
+/// ends an export whose reader takes nothing for 30 s.
+const EXPORT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What [`write_chain`] wrote.
 pub struct ChainWritten {
     /// Where the chain came from: the store, or the running node.
@@ -127,7 +133,7 @@ pub fn write_chain(dir: &DataDir, out: &mut dyn Write, command: &str) -> Result<
                     cookie_path.display()
                 )
             })?;
-            let tip = client::export_chain(addr, &token, out, API_TIMEOUT)
+            let tip = client::export_chain(addr, &token, out, EXPORT_STEP_TIMEOUT)
                 .with_context(|| format!("the running node's API at {addr} (GET /chain/export)"))?;
             let (height, hash) = tip
                 .split_once(' ')
