@@ -93,7 +93,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
 }
 
 /// How long `export-chain` and `backup` wait on each step of a running
-/// node's export: longer than the wallet commands' [`API_TIMEOUT`], since
+/// node's export: longer than the wallet commands' `API_TIMEOUT`, since
 /// the node first walks its whole chain back from the tip; the node itself
 /// ends an export whose reader takes nothing for 30 s.
 const EXPORT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
