@@ -15,9 +15,11 @@
 //! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
 //! [`ledger`] (accounts, jobs, the schedule and their undo), [`model`]
 //! (the linear and MLP heads) and [`dataset`]. Around
-//! it: [`store`] (sled), [`node`] (the running node, its mempool, import,
-//! export and the backup file), [`p2p`] (the peer network and transaction relay), [`api`]
-//! (the local JSON API; writing needs the data dir's cookie) and [`cli`]
+//! it: [`store`] (sled), [`node`] (the running node, its mempool, metrics,
+//! import, export and the backup file), [`p2p`] (the peer network and
+//! transaction relay), [`api`] (the local JSON API, `/metrics` and the
+//! dashboard page; writing and the chain export need the data dir's
+//! cookie) and [`cli`]
 //! (the `pouwd` commands).
 
 pub mod api;

@@ -9,6 +9,7 @@ mod crash;
 mod fuzz_corpus;
 mod job_rules;
 mod jobs;
+mod metrics;
 mod onnx;
 mod onnx_chain;
 mod onnx_linear;

@@ -23,6 +23,11 @@
 //!   paid and the block whose model it delivers;
 //! - `POST /tx`: one signed transaction, its canonical bytes as the body
 //!   (`application/octet-stream`, schema/transactions.md), into the pool;
+//! - `GET /metrics`: Prometheus text of the node's metrics
+//!   ([`crate::node::metrics`]);
+//! - `GET /`: the dashboard, one static page (with `/dashboard.js` and
+//!   `/dashboard.css`, bundled into the binary) that charts the scores
+//!   over height from the JSON endpoints ([`dashboard`]);
 //! - `GET /chain/export`: the best chain as of the moment of the request,
 //!   as an export stream (schema/export.md), streamed; `pouwd
 //!   export-chain` and `pouwd backup` read a running node's chain here.
@@ -50,9 +55,11 @@
 
 pub mod client;
 pub mod cookie;
+pub mod dashboard;
 
 use crate::chain::Hash32;
 use crate::node::mempool::MempoolError;
+use crate::node::metrics;
 use crate::node::state::{Shared, TxSubmitError};
 use crate::node::status::status_json;
 use crate::node::views::{self, BlockRef, ViewError};
@@ -368,16 +375,21 @@ enum Route {
     Job(Hash32),
     SubmitTx,
     ExportChain,
+    Metrics,
+    Asset(&'static dashboard::Asset),
 }
 
 const ENDPOINTS: &str = "GET /status, /peers, /blocks/{height|hash}, /model, /accounts/{id}, \
-                         /mempool, /tx/{id}, /jobs, /jobs/{id} and /chain/export, and POST /tx";
+                         /mempool, /tx/{id}, /jobs, /jobs/{id}, /chain/export, /metrics and / \
+                         (the dashboard), and POST /tx";
 
 /// The one method a known path answers; `None` for an unknown path.
 fn method_of(segments: &[&str]) -> Option<Method> {
     match segments {
         ["tx"] => Some(Method::POST),
+        [name] if dashboard::asset(name).is_some() => Some(Method::GET),
         ["status"]
+        | ["metrics"]
         | ["peers"]
         | ["model"]
         | ["mempool"]
@@ -416,7 +428,11 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Fail
         Hash32::from_hex(text).map_err(|e| Failure::bad_request(format!("{what} {text:?}: {e}")))
     };
     Ok(match segments.as_slice() {
+        [name] if dashboard::asset(name).is_some() => {
+            Route::Asset(dashboard::asset(name).ok_or_else(|| Failure::internal(path))?)
+        }
         ["status"] => Route::Status,
+        ["metrics"] => Route::Metrics,
         ["peers"] => Route::Peers,
         ["blocks", which] => {
             Route::Block(BlockRef::parse(which).map_err(|e| Failure::bad_request(e.to_string()))?)
@@ -471,6 +487,13 @@ async fn answer(
             Ok(response) => return Ok(response),
             Err(failure) => Err(failure),
         },
+        Ok(Route::Metrics) => match metrics_text(&context).await {
+            Ok(text) => return Ok(text_response(text, METRICS_CONTENT_TYPE)),
+            Err(failure) => Err(failure),
+        },
+        Ok(Route::Asset(asset)) => {
+            return Ok(text_response(asset.body.to_string(), asset.content_type))
+        }
         Ok(route) => respond(&context, route).await,
         Err(failure) => Err(failure),
     };
@@ -510,6 +533,58 @@ async fn answer(
     Ok(response)
 }
 
+/// What `GET /metrics` is served as: OpenMetrics text, which Prometheus
+/// scrapes and its text parsers read.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A 200 response of `text`, never cached (the page and the metrics
+/// change as the node runs, and a new binary may serve a new page).
+fn text_response(text: String, content_type: &'static str) -> Response<ApiBody> {
+    let full = Full::new(Bytes::from(text)).map_err(|never: Infallible| match never {});
+    let mut response = Response::new(full.boxed());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// `GET /metrics`: the store, the pool and the system read on the
+/// blocking pool, the network's figures from memory.
+async fn metrics_text(context: &Context) -> Result<String, Failure> {
+    let mut snapshot = read_store(context, |shared| {
+        metrics::read_snapshot(shared, crate::node::now_ms()).map_err(Failure::internal)
+    })
+    .await?;
+    if let Some(network) = context.network.as_deref() {
+        for peer in network.peer_infos() {
+            if peer.direction == "inbound" {
+                snapshot.peers_inbound += 1;
+            } else {
+                snapshot.peers_outbound += 1;
+            }
+        }
+        (snapshot.p2p_bytes_in, snapshot.p2p_bytes_out) = context.shared.metrics.p2p_bytes(|| {
+            network.peer_infos().iter().fold((0, 0), |(i, o), peer| {
+                (i + peer.bytes_in, o + peer.bytes_out)
+            })
+        });
+        snapshot.bans_active = network.ban_infos().len() as u64;
+        let sync = network.sync_state();
+        snapshot.syncing = sync.syncing;
+        snapshot.sync_target_height = sync.target_height;
+    }
+    Ok(context
+        .shared
+        .metrics
+        .encode(&snapshot, std::time::Instant::now()))
+}
+
 /// Run a store read on the blocking pool.
 async fn read_store<T: Send + 'static>(
     context: &Context,
@@ -534,6 +609,12 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
             status["running"] = true.into();
             status["pid"] = std::process::id().into();
             status["api"] = context.addr.to_string().into();
+            let counters = &context.shared.metrics;
+            status["mining"] = json!({
+                "blocks_mined": counters.blocks_mined.get(),
+                "training_steps": counters.training_steps.get(),
+                "steps_per_second": counters.steps_per_second(std::time::Instant::now()),
+            });
             // What `pouwd job submit` checks a job against before sending it.
             status["job_limits"] = serde_json::to_value(&context.shared.chain.params().jobs)
                 .map_err(Failure::internal)?;
@@ -617,10 +698,11 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
             })
             .await
         }
-        Route::SubmitTx => Err(Failure::internal("POST /tx is answered by submit_tx")),
-        Route::ExportChain => Err(Failure::internal(
-            "GET /chain/export is answered by export_chain",
-        )),
+        Route::SubmitTx | Route::ExportChain | Route::Metrics | Route::Asset(_) => {
+            Err(Failure::internal(
+                "POST /tx, GET /chain/export, /metrics and the dashboard are answered by `answer`",
+            ))
+        }
     }
 }
 
@@ -910,13 +992,24 @@ mod tests {
             status(get, &format!("/blocks/{}", "g".repeat(64)), None),
             400
         );
+        assert_eq!(route(get, "/metrics", None), Ok(Route::Metrics));
+        assert!(
+            matches!(route(get, "/", None), Ok(Route::Asset(a)) if a.content_type.starts_with("text/html"))
+        );
+        assert!(matches!(
+            route(get, "/dashboard.js", None),
+            Ok(Route::Asset(_))
+        ));
+        assert_eq!(status(&Method::POST, "/metrics", None), 405);
+        assert_eq!(status(&Method::POST, "/", None), 405);
         for unknown in [
-            "/",
             "/status/",
             "/blocks",
             "/blocks/1/2",
             "/Status",
-            "/metrics",
+            "/metrics/",
+            "/index.html",
+            "/dashboard.jsx",
         ] {
             assert_eq!(status(get, unknown, None), 404, "{unknown}");
         }

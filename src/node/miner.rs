@@ -262,10 +262,30 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         let work = Work::on_tip(chain, &tip.hash)?;
         let lane = index.wrapping_add(threads.wrapping_mul(round));
         let started = Instant::now();
-        let outcome = work.mine(chain, miner_id, lane, |_| {
+        // Steps are counted as the run polls (before step `i`, `i - 1`
+        // are done) and the rest when it ends.
+        let mut counted = 0;
+        let outcome = work.mine(chain, miner_id, lane, |i| {
+            shared
+                .metrics
+                .training_steps
+                .inc_by(i.saturating_sub(1 + counted));
+            counted = i - 1;
             !shared.stop.load(Ordering::Relaxed)
                 && shared.tip_version.load(Ordering::Relaxed) == version
         });
+        let steps = match &outcome {
+            miner::Mined::Found(solution) => solution.steps,
+            miner::Mined::Stopped(steps) => *steps,
+            miner::Mined::Exhausted(miner::Exhaustion::NotFinite { step }) => *step,
+            miner::Mined::Exhausted(miner::Exhaustion::Gate { .. }) => {
+                work.task.max_steps_per_block
+            }
+        };
+        shared
+            .metrics
+            .training_steps
+            .inc_by(steps.saturating_sub(counted));
         let solution = match outcome {
             miner::Mined::Found(solution) => solution,
             miner::Mined::Stopped(_) => continue,
@@ -291,6 +311,7 @@ fn mine_loop(shared: &Shared, index: u32, threads: u32, stop_at: Option<u64>) ->
         let id = block.id();
         match shared.submit(block) {
             Ok(Stored::Extended) | Ok(Stored::Reorg { .. }) => {
+                shared.metrics.blocks_mined.inc();
                 crate::say!(
                     "mined height={} hash={} job={} job_block={} steps={} score={:.6} reward={} txs={} time={:.3}s stored",
                     work.ctx.child_height(),

@@ -10,6 +10,7 @@ pub mod datadir;
 pub mod export;
 pub mod import;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod state;
 pub mod status;

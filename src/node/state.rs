@@ -5,6 +5,7 @@
 use super::chain::{now_ms, Chain, SubmitError};
 use super::datadir::{write_atomic, DataDir};
 use super::mempool::{Mempool, MempoolError, MempoolLimits};
+use super::metrics::Metrics;
 use super::miner::{Notice, Notices};
 use super::status::status_json;
 use crate::chain::{Block, Hash32};
@@ -87,6 +88,10 @@ pub struct Shared {
     pub tx_relay: tokio::sync::broadcast::Sender<Hash32>,
     /// What the miner has said once per job.
     notices: Mutex<Notices>,
+    /// Counters for `GET /metrics`, fed by the miner, the network and sync.
+    pub metrics: Metrics,
+    /// When the node started, for `pouwd_uptime_seconds`.
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -101,6 +106,7 @@ impl Shared {
         limits: MempoolLimits,
     ) -> Result<Shared> {
         let tip = chain.store.tip()?;
+        let started = std::time::Instant::now();
         Ok(Shared {
             chain,
             dir,
@@ -113,6 +119,8 @@ impl Shared {
             mempool: Mutex::new(Mempool::new(limits)),
             tx_relay: tokio::sync::broadcast::Sender::new(TX_RELAY_CAPACITY),
             notices: Mutex::new(Notices::default()),
+            metrics: Metrics::new(started),
+            started,
         })
     }
 

@@ -327,7 +327,7 @@ pub fn job_model_json(
 }
 
 /// The scores of `hash` and up to `limit - 1` of its ancestors, oldest
-/// first: `[{height, hash, score_ppm}]`. Following parent links rather
+/// first: `[{height, hash, score_ppm, timestamp_ms, job}]`. Following parent links rather
 /// than the height index keeps the history on one branch even while a
 /// reorg moves the best chain.
 pub fn score_history(store: &Store, hash: &Hash32, limit: usize) -> Result<Value, ViewError> {
@@ -339,6 +339,8 @@ pub fn score_history(store: &Store, hash: &Hash32, limit: usize) -> Result<Value
             "height": meta.height,
             "hash": hash.to_hex(),
             "score_ppm": meta.score_ppm,
+            "timestamp_ms": meta.timestamp_ms,
+            "job": meta.job.to_hex(),
         }));
         next = (meta.height > 0).then_some(meta.parent);
     }

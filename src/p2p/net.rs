@@ -513,6 +513,7 @@ impl Network {
     /// came from `from`.
     fn punish_from(&self, id: &Hash32, from: Option<std::net::IpAddr>, reason: &str) {
         let until = Instant::now() + self.config.limits.ban;
+        self.shared.metrics.bans.inc();
         let peer = lock(&self.peers).remove(id);
         match peer.as_ref().map(|p| p.addr.ip()).or(from) {
             Some(ip) => lock(&self.bans).ban_peer(*id, ip, until, reason),
@@ -985,6 +986,11 @@ impl Network {
                 }
                 Err(e) => {
                     let mut peers = lock(&self.peers);
+                    // Under the lock, with the removal: a scrape of the
+                    // metrics sees the connection open or closed, not both.
+                    let stats = conn.stats();
+                    let metrics = &self.shared.metrics;
+                    metrics.connection_closed(stats.udp_rx.bytes, stats.udp_tx.bytes);
                     if peers
                         .get(&id)
                         .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
@@ -1842,6 +1848,7 @@ impl Network {
                     .collect();
                 let mut report = ImportReport::default();
                 let error = store_blocks(chain, records, threads, now_ms(), &mut report).err();
+                shared.metrics.blocks_imported.inc_by(report.stored);
                 (report, error)
             })
         })
