@@ -109,6 +109,34 @@ pub fn export_stream(data: &[u8]) -> bool {
     true
 }
 
+/// Read `data` as a backup file: its entries strictly, then the export
+/// stream after them through [`export_stream`]. Entries that decode must
+/// re-encode to exactly the bytes they were read from. Returns whether
+/// the entries decoded.
+pub fn backup(data: &[u8]) -> bool {
+    use crate::node::backup::{read_entries, task_entry, write_entries, CHAIN_ENTRY, KEY_ENTRY};
+    let mut rest = data;
+    let Ok(backup) = read_entries(&mut rest) else {
+        return false;
+    };
+    let consumed = &data[..data.len() - rest.len()];
+    let mut entries = vec![
+        (KEY_ENTRY.to_string(), &backup.key[..]),
+        (CHAIN_ENTRY.to_string(), &backup.chain_json[..]),
+    ];
+    for (name, bytes) in &backup.files {
+        entries.push((task_entry(name), &bytes[..]));
+    }
+    let mut again = Vec::new();
+    write_entries(&mut again, &entries).expect("writing to memory");
+    assert_eq!(
+        again, consumed,
+        "backup entries must re-encode to their bytes"
+    );
+    export_stream(rest);
+    true
+}
+
 /// Decode `data` as a transaction, check the round trip, and run the
 /// stateless checks (they must refuse, never panic). Returns whether it
 /// decoded.

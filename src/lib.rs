@@ -15,11 +15,12 @@
 //! [`work`] (training steps, lottery, checkpoints), [`tx`] (transactions),
 //! [`ledger`] (accounts, jobs, the schedule and their undo), [`model`]
 //! (the linear and MLP heads) and [`dataset`]. Around
-//! it: [`store`] (sled), [`node`] (the running node, its mempool, metrics, import
-//! and export), [`p2p`] (the peer network and transaction relay), [`api`]
-//! (the local JSON API, `/metrics` and the dashboard page; writing needs
-//! the data dir's cookie), [`cli`] (the `pouwd` commands), and [`logs`]
-//! and [`progress`] (what a node and its commands say on stderr).
+//! it: [`store`] (sled), [`node`] (the running node, its mempool, metrics,
+//! import, export and the backup file), [`p2p`] (the peer network and
+//! transaction relay), [`api`] (the local JSON API, `/metrics` and the
+//! dashboard page; writing and the chain export need the data dir's
+//! cookie), [`cli`] (the `pouwd` commands), and [`logs`] and [`progress`]
+//! (what a node and its commands say on stderr).
 
 pub mod api;
 pub mod chain;

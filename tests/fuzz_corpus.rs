@@ -47,6 +47,12 @@ fn export_stream_corpus_round_trips() {
 }
 
 #[test]
+fn backup_corpus_round_trips() {
+    let decoded = replay("backup_file", pouwd::fuzzing::backup);
+    assert!(decoded > 0, "no backup in the corpus decodes");
+}
+
+#[test]
 fn tx_corpus_round_trips() {
     let decoded = replay("tx_decode", pouwd::fuzzing::tx);
     assert!(decoded > 0, "no transaction in the corpus decodes");

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod backup;
 mod cli;
 mod consensus;
 mod crash;

@@ -27,12 +27,17 @@
 //!   ([`crate::node::metrics`]);
 //! - `GET /`: the dashboard, one static page (with `/dashboard.js` and
 //!   `/dashboard.css`, bundled into the binary) that charts the scores
-//!   over height from the JSON endpoints ([`dashboard`]).
+//!   over height from the JSON endpoints ([`dashboard`]);
+//! - `GET /chain/export`: the best chain as of the moment of the request,
+//!   as an export stream (schema/export.md), streamed; `pouwd
+//!   export-chain` and `pouwd backup` read a running node's chain here.
 //!
 //! Reads need no authentication, which is why the API binds a loopback
-//! address unless told `--api-public`. The one write, `POST /tx`, needs the
-//! token the node writes to `DATA_DIR/api.cookie` at every start
-//! ([`cookie`]), as `Authorization: Bearer TOKEN`: 401 without it. It
+//! address unless told `--api-public`. The one write, `POST /tx`, and the
+//! one read that costs the node a pass over its whole chain,
+//! `GET /chain/export`, need the token the node writes to
+//! `DATA_DIR/api.cookie` at every start ([`cookie`]), as
+//! `Authorization: Bearer TOKEN`: 401 without it. It
 //! answers 200 with the transaction's id, 400 naming the broken rule, 409
 //! for a transaction the pool holds already, 413 for a body over
 //! [`MAX_TX_BODY_BYTES`], 503 when the pool is full of transactions that
@@ -43,7 +48,8 @@
 //! [`MAX_CONNECTIONS`] at once (more wait in the listen backlog), request
 //! headers of at most 16 KiB read within 5 s, request bodies read only by
 //! an authorised `POST /tx` (at most [`MAX_TX_BODY_BYTES`], within 5 s),
-//! listings bounded by `?limit=`, every connection closed after 30 s, and
+//! listings bounded by `?limit=`, every connection closed after 30 s
+//! (an export's once 30 s pass in which its reader took nothing), and
 //! every store read and pool lock on the blocking pool so a slow read
 //! never stalls the network's timers.
 
@@ -61,18 +67,22 @@ use crate::p2p::net::{BanInfo, PeerInfo, SyncState};
 use crate::p2p::Network;
 use crate::tx::{Tx, TxError, MAX_ENCODED_TX_BYTES};
 use cookie::Cookie;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{header, HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// The port `--api` binds when given no value, on 127.0.0.1.
 pub const DEFAULT_PORT: u16 = 8645;
@@ -98,6 +108,13 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Bytes of an export stream handed to the connection at a time.
+const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks of an export stream read ahead of the connection.
+const EXPORT_CHUNKS_AHEAD: usize = 4;
+
+/// The body of every response: a JSON document, or an export stream.
+type ApiBody = BoxBody<Bytes, std::io::Error>;
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -267,11 +284,28 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let context = Arc::clone(&context);
-        let service =
-            hyper::service::service_fn(move |request| answer(Arc::clone(&context), request));
+        // Chunks of an export stream taken by the connection so far.
+        let progress = Arc::new(AtomicU64::new(0));
+        let sent = Arc::clone(&progress);
+        let service = hyper::service::service_fn(move |request| {
+            answer(Arc::clone(&context), Arc::clone(&sent), request)
+        });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            let mut connection = std::pin::pin!(connection);
+            // Closed after 30 s, unless it streams an export and its
+            // reader took a chunk in the last 30 s.
+            let mut seen = 0;
+            while tokio::time::timeout(CONNECTION_TIMEOUT, connection.as_mut())
+                .await
+                .is_err()
+            {
+                let now = progress.load(Ordering::SeqCst);
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
             drop(permit);
         });
     }
@@ -341,13 +375,14 @@ enum Route {
     Jobs,
     Job(Hash32),
     SubmitTx,
+    ExportChain,
     Metrics,
     Asset(&'static dashboard::Asset),
 }
 
 const ENDPOINTS: &str = "GET /status, /peers, /blocks/{height|hash}, /model, /accounts/{id}, \
-                         /mempool, /tx/{id}, /jobs, /jobs/{id}, /metrics and / (the dashboard), \
-                         and POST /tx";
+                         /mempool, /tx/{id}, /jobs, /jobs/{id}, /chain/export, /metrics and / \
+                         (the dashboard), and POST /tx";
 
 /// The one method a known path answers; `None` for an unknown path.
 fn method_of(segments: &[&str]) -> Option<Method> {
@@ -363,7 +398,8 @@ fn method_of(segments: &[&str]) -> Option<Method> {
         | ["jobs", _]
         | ["blocks", _]
         | ["accounts", _]
-        | ["tx", _] => Some(Method::GET),
+        | ["tx", _]
+        | ["chain", "export"] => Some(Method::GET),
         _ => None,
     }
 }
@@ -415,6 +451,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Fail
         ["tx"] => Route::SubmitTx,
         ["jobs"] => Route::Jobs,
         ["jobs", id] => Route::Job(hash(id, "job id")?),
+        ["chain", "export"] => Route::ExportChain,
         _ => Route::Model {
             history: limit(query, DEFAULT_HISTORY, MAX_HISTORY, "blocks")?,
         },
@@ -440,12 +477,17 @@ fn limit(query: Option<&str>, default: usize, max: usize, what: &str) -> Result<
 
 async fn answer(
     context: Arc<Context>,
+    progress: Arc<AtomicU64>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ApiBody>, Infallible> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let result = match route(&parts.method, path, parts.uri.query()) {
         Ok(Route::SubmitTx) => submit_tx(&context, &parts.headers, body).await,
+        Ok(Route::ExportChain) => match export_chain(&context, &parts.headers, progress).await {
+            Ok(response) => return Ok(response),
+            Err(failure) => Err(failure),
+        },
         Ok(Route::Metrics) => match metrics_text(&context).await {
             Ok(text) => return Ok(text_response(text, METRICS_CONTENT_TYPE)),
             Err(failure) => Err(failure),
@@ -467,7 +509,8 @@ async fn answer(
     };
     let mut text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| "{}".into());
     text.push('\n');
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let full = Full::new(Bytes::from(text)).map_err(|never: Infallible| match never {});
+    let mut response = Response::new(full.boxed());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -497,8 +540,9 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 /// A 200 response of `text`, never cached (the page and the metrics
 /// change as the node runs, and a new binary may serve a new page).
-fn text_response(text: String, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+fn text_response(text: String, content_type: &'static str) -> Response<ApiBody> {
+    let full = Full::new(Bytes::from(text)).map_err(|never: Infallible| match never {});
+    let mut response = Response::new(full.boxed());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -655,9 +699,129 @@ async fn respond(context: &Context, route: Route) -> Result<Value, Failure> {
             })
             .await
         }
-        Route::SubmitTx | Route::Metrics | Route::Asset(_) => Err(Failure::internal(
-            "POST /tx, /metrics and the dashboard are answered by `answer`",
-        )),
+        Route::SubmitTx | Route::ExportChain | Route::Metrics | Route::Asset(_) => {
+            Err(Failure::internal(
+                "POST /tx, GET /chain/export, /metrics and the dashboard are answered by `answer`",
+            ))
+        }
+    }
+}
+
+/// Refuse a request without the token of the node's cookie.
+fn authorize(context: &Context, headers: &HeaderMap, endpoint: &str) -> Result<(), Failure> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !context.cookie.authorizes(authorization) {
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "{endpoint} needs the token of the node's {} as `Authorization: Bearer TOKEN`",
+                cookie::FILE_NAME
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /chain/export`: check the token, take the tip, and stream the
+/// chain that ends there. The stream is written on the blocking pool
+/// into a channel of a few chunks, so it goes no faster than its reader
+/// takes it, and stops once the connection is gone.
+async fn export_chain(
+    context: &Context,
+    headers: &HeaderMap,
+    progress: Arc<AtomicU64>,
+) -> Result<Response<ApiBody>, Failure> {
+    authorize(context, headers, "GET /chain/export")?;
+    let tip = read_store(context, |shared| {
+        shared.chain.store.tip().map_err(Failure::internal)
+    })
+    .await?;
+    let (sender, chunks) = mpsc::channel(EXPORT_CHUNKS_AHEAD);
+    let shared = Arc::clone(&context.shared);
+    crate::offload::spawn_blocking(move || {
+        let writer = ChunkWriter {
+            sender: sender.clone(),
+            buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
+        };
+        let written = crate::node::export::export_chain_at(&shared.chain.store, &tip.hash, writer);
+        if let Err(e) = written {
+            // Ends the response without its last chunk: the reader sees
+            // the stream broken, never a stream cut short that looks whole.
+            let _ = sender.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+            crate::say!("api: GET /chain/export failed: {e:#}");
+        }
+    });
+    let body = ChunkBody { chunks, progress };
+    let mut response = Response::new(body.boxed());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    headers.insert(
+        "x-pouwd-tip",
+        header::HeaderValue::from_str(&format!("{} {}", tip.height, tip.hash))
+            .map_err(Failure::internal)?,
+    );
+    Ok(response)
+}
+
+/// Collects an export stream into chunks and hands them to the connection.
+struct ChunkWriter {
+    sender: mpsc::Sender<std::io::Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(EXPORT_CHUNK_BYTES));
+        self.sender
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| std::io::Error::other("the client closed the connection"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= EXPORT_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+/// A response body of the chunks a [`ChunkWriter`] sends; each chunk
+/// taken counts in `progress`.
+struct ChunkBody {
+    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    progress: Arc<AtomicU64>,
+}
+
+impl hyper::body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = self.chunks.poll_recv(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.progress.fetch_add(1, Ordering::SeqCst);
+        }
+        polled.map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
     }
 }
 
@@ -668,16 +832,7 @@ async fn submit_tx(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Value, Failure> {
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if !context.cookie.authorizes(authorization) {
-        return Err(Failure::new(
-            StatusCode::UNAUTHORIZED,
-            format!(
-                "POST /tx needs the token of the node's {} as `Authorization: Bearer TOKEN`",
-                cookie::FILE_NAME
-            ),
-        ));
-    }
+    authorize(context, headers, "POST /tx")?;
     let too_large = || {
         Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -884,6 +1039,7 @@ mod tests {
         assert!(f.message.contains("job id"), "{}", f.message);
         assert_eq!(route(&Method::POST, "/jobs", None).unwrap_err().status, 405);
         assert_eq!(route(&Method::POST, "/tx", None), Ok(Route::SubmitTx));
+        assert_eq!(route(get, "/chain/export", None), Ok(Route::ExportChain));
         assert_eq!(
             route(get, "/mempool", None),
             Ok(Route::Mempool {

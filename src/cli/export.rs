@@ -1,13 +1,24 @@
 //! `pouwd export-chain` and `pouwd import-chain`.
+//!
+//! export-chain reads a stopped node's store, or asks a running node's API
+//! for its chain (`GET /chain/export`): a running node holds its store
+//! locked. import-chain reads the stream's header first, and takes the
+//! chain it names: a new data dir is created for it, an existing one of
+//! another chain is refused, and nothing is written before these checks.
 
+use super::backup::{sibling, Unfinished};
 use super::eval::OrtArgs;
+use super::running::{access, Access};
 use super::{output, DataDirArg, ExitCode};
-use crate::node::export::export_chain;
+use crate::api::{client, cookie};
+use crate::chain::Hash32;
+use crate::node::datadir::{Cleanup, BUILTIN_CHAINS};
+use crate::node::export::{export_chain_at, StreamReader};
 use crate::node::import::{import_chain_until, ImportError};
 use crate::node::{now_ms, Chain, ChainSource, DataDir};
 use crate::progress::{Progress, Task, Unit};
 use anyhow::{bail, Context, Result};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -28,8 +39,10 @@ pub struct ImportArgs {
     /// Input file, or `-` for stdin.
     #[arg(long = "in", value_name = "FILE")]
     pub input: PathBuf,
-    /// Chain of a new data dir: `devnet` (default), `regtest`, `devnet-onnx`
-    /// or a chain JSON file.
+    /// The chain the file must be of: `devnet`, `regtest`, `devnet-onnx` or
+    /// a chain JSON file. A new data dir takes the file's own chain without
+    /// it; a chain that is not built in needs its chain file here, so that
+    /// its task's files are found.
     #[arg(long, value_name = "CHAIN")]
     pub chain: Option<String>,
     /// Threads verifying blocks in parallel (default: all cores).
@@ -42,40 +55,141 @@ pub struct ImportArgs {
 
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
-    let store = dir.read_store()?;
-    let (blocks, _) = export_chain(&store, output(&args.out)?)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    // A file is written under a temporary name and renamed once whole, so
+    // a failed export leaves none; stdout and special files (a pipe, a
+    // device) are written as they are.
+    let special = args.out.as_os_str() == "-" || (args.out.exists() && !args.out.is_file());
+    let unfinished = if special {
+        None
+    } else {
+        Some(Unfinished::new(sibling(&args.out, "writing")?))
+    };
+    let target = unfinished.as_ref().map_or(&args.out, |u| &u.path);
+    let mut out = output(target)?;
+    let written = write_chain(&dir, &mut out, "export-chain")
+        .and_then(|written| {
+            out.flush()?;
+            Ok(written)
+        })
+        .with_context(|| format!("cannot export the chain to {}", args.out.display()))?;
+    drop(out);
+    if let Some(unfinished) = unfinished {
+        std::fs::rename(&unfinished.path, &args.out).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                unfinished.path.display(),
+                args.out.display()
+            )
+        })?;
+        unfinished.keep();
+    }
     eprintln!(
-        "exported {blocks} blocks of chain {:?} (tip {}) to {}",
-        store.params().network,
-        store.tip()?.hash,
-        args.out.display()
+        "exported {} blocks of {} to {}; tip {}",
+        written.blocks,
+        written.from,
+        args.out.display(),
+        written.tip
     );
     Ok(())
 }
 
-pub fn run_import(args: ImportArgs) -> Result<()> {
-    let dir = DataDir::new(&args.dir.data_dir);
-    let ort = args.ort.setup();
-    let chain = if dir.exists() {
-        Chain::open(&dir, &ort)?
-    } else {
-        let source = ChainSource::from_arg(args.chain.as_deref().unwrap_or("devnet"));
-        let store = dir.create(&source)?;
-        let files = dir.load_task_files(store.params())?;
-        Chain::new(store, &files, &ort)?
-    };
-    if let Some(name) = &args.chain {
-        let named = ChainSource::from_arg(name).params()?;
-        if named.genesis_hash() != chain.store.genesis_hash() {
-            bail!(
-                "data dir {} holds chain {:?}, but --chain names {:?}",
-                dir.root.display(),
-                chain.params().network,
-                named.network
-            );
+/// How long `export-chain` and `backup` wait on each step of a running
+/// node's export: longer than the wallet commands' `API_TIMEOUT`, since
+/// the node first walks its whole chain back from the tip; the node itself
+/// ends an export whose reader takes nothing for 30 s.
+const EXPORT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What [`write_chain`] wrote.
+pub struct ChainWritten {
+    /// Where the chain came from: the store, or the running node.
+    pub from: String,
+    /// The tip the stream ends at: `height=H hash=X`.
+    pub tip: String,
+    /// Blocks in the stream: those from height 1 up to the tip.
+    pub blocks: u64,
+}
+
+/// Write the data dir's best chain as an export stream: from its store
+/// when no node runs on it, else from the running node's API
+/// (`GET /chain/export`), which needs the node to serve one. `command`
+/// names the command in errors.
+pub fn write_chain(dir: &DataDir, out: &mut dyn Write, command: &str) -> Result<ChainWritten> {
+    match access(dir)? {
+        Access::Stopped(store) => {
+            let tip = store.tip()?;
+            let (blocks, _) = export_chain_at(&store, &tip.hash, out)?;
+            Ok(ChainWritten {
+                from: format!("chain {:?} (store)", store.params().network),
+                tip: format!("height={} hash={}", tip.height, tip.hash),
+                blocks,
+            })
+        }
+        Access::Running(node) => {
+            let what = format!("`pouwd {command}` of a running node");
+            let addr = node.require_api(dir, &what)?;
+            let cookie_path = dir.cookie_path();
+            let token = cookie::read(&cookie_path).with_context(|| {
+                format!(
+                    "cannot read the API's token {} (the node writes it when it starts with --api)",
+                    cookie_path.display()
+                )
+            })?;
+            let tip = client::export_chain(addr, &token, out, EXPORT_STEP_TIMEOUT)
+                .with_context(|| format!("the running node's API at {addr} (GET /chain/export)"))?;
+            let (height, hash) = tip
+                .split_once(' ')
+                .and_then(|(height, hash)| Some((height.parse::<u64>().ok()?, hash)))
+                .with_context(|| {
+                    format!("the running node named its tip {tip:?}, not `HEIGHT HASH`")
+                })?;
+            Ok(ChainWritten {
+                from: format!("the running node (pid {})", node.pid()),
+                tip: format!("height={height} hash={hash}"),
+                blocks: height,
+            })
         }
     }
+}
+
+/// A reader that keeps a copy of what is read through it, so that a
+/// stream's header can be read and checked, then read again.
+struct Recording<R> {
+    inner: R,
+    seen: Vec<u8>,
+}
+
+impl<R: Read> Read for Recording<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The built-in chain with `genesis`, if there is one.
+pub fn builtin_source(genesis: &Hash32) -> Result<Option<ChainSource>> {
+    for name in BUILTIN_CHAINS {
+        let source = ChainSource::from_arg(name);
+        if source.params()?.genesis_hash() == *genesis {
+            return Ok(Some(source));
+        }
+    }
+    Ok(None)
+}
+
+/// The genesis of an existing data dir, from its chain.json, without
+/// opening its store; `None` when the file cannot tell.
+fn dir_genesis(dir: &DataDir) -> Option<(String, Hash32)> {
+    let text = std::fs::read_to_string(dir.chain_path()).ok()?;
+    let params = crate::consensus::params::ChainParams::from_json(&text).ok()?;
+    Some((params.network.clone(), params.genesis_hash()))
+}
+
+pub fn run_import(args: ImportArgs) -> Result<()> {
+    let dir = DataDir::new(&args.dir.data_dir);
+    dir.check_usable()?;
+    // The input and its header are read, and checked against the data
+    // dir and --chain, before anything is written.
     // A file says its block count in its end marker: the progress total.
     let (input, total): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), None)
@@ -84,6 +198,72 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
             .with_context(|| format!("cannot open {}", args.input.display()))?;
         let total = declared_count(&mut file);
         (Box::new(file), total)
+    };
+    let mut recording = Recording {
+        inner: BufReader::with_capacity(1 << 20, input),
+        seen: Vec::new(),
+    };
+    let header = StreamReader::open(&mut recording)
+        .map(|(header, _)| header)
+        .map_err(ImportError::from)
+        .with_context(|| format!("{} is not a chain export", args.input.display()))?;
+    let Recording { inner, seen } = recording;
+    let input = std::io::Cursor::new(seen).chain(inner);
+    let (file_network, file_genesis) = (header.params.network.clone(), header.genesis);
+    let named = match &args.chain {
+        Some(name) => {
+            let source = ChainSource::from_arg(name);
+            let params = source.params()?;
+            if params.genesis_hash() != file_genesis {
+                bail!(
+                    "{} is an export of chain {file_network:?} (genesis {file_genesis}), but \
+                     --chain names chain {:?} (genesis {}); nothing was written",
+                    args.input.display(),
+                    params.network,
+                    params.genesis_hash()
+                );
+            }
+            Some(source)
+        }
+        None => None,
+    };
+    let ort = args.ort.setup();
+    let mut cleanup = Cleanup::Nothing;
+    let chain = if dir.exists() {
+        if let Some((network, genesis)) = dir_genesis(&dir) {
+            if genesis != file_genesis {
+                bail!(
+                    "{} is an export of chain {file_network:?} (genesis {file_genesis}), but \
+                     data dir {} holds chain {network:?} (genesis {genesis}); nothing was \
+                     written: import it into a new data dir",
+                    args.input.display(),
+                    dir.root.display()
+                );
+            }
+        }
+        Chain::open(&dir, &ort)?
+    } else {
+        let source = match named {
+            Some(source) => source,
+            None => builtin_source(&file_genesis)?.with_context(|| {
+                format!(
+                    "{} is an export of chain {file_network:?} (genesis {file_genesis}), which \
+                     is not built into pouwd; name its chain file with --chain FILE, so that \
+                     its task's files are found next to it",
+                    args.input.display()
+                )
+            })?,
+        };
+        let files = source.task_files(&header.params)?;
+        cleanup = dir.cleanup_on_failure()?;
+        let store = dir.create_or_clean(&header.params, &files)?;
+        match Chain::new(store, &files, &ort) {
+            Ok(chain) => chain,
+            Err(e) => {
+                dir.clean(cleanup);
+                return Err(e);
+            }
+        }
     };
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -98,7 +278,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
     let mut progress = Progress::start(Task::Import, Unit::Blocks, total);
     let (report, error) = import_chain_until(
         &chain,
-        BufReader::with_capacity(1 << 20, input),
+        input,
         threads,
         now_ms(),
         &signals.stop,
@@ -148,6 +328,15 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
                 report.stored, report.already_known, tip.height, tip.hash
             );
             Err(ExitCode { code }.into())
+        }
+        Some(error) if report.stored == 0 && cleanup != Cleanup::Nothing => {
+            // Nothing of the file was valid: the data dir made for it goes.
+            drop(chain);
+            dir.clean(cleanup);
+            Err(anyhow::Error::new(error).context(format!(
+                "import refused; no block was stored, and the new data dir {} was removed",
+                dir.root.display()
+            )))
         }
         Some(error) => Err(anyhow::Error::new(error).context(format!(
             "import refused; the {} valid blocks before the problem are stored (tip height={} hash={})",

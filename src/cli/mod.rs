@@ -2,6 +2,7 @@
 //! file, and arguments become a validated configuration before any work
 //! starts.
 
+mod backup;
 mod eval;
 mod export;
 mod id;
@@ -46,6 +47,11 @@ pub enum Command {
     ExportChain(export::ExportArgs),
     /// Check and store every block of an exported chain (or `-` for stdin).
     ImportChain(export::ImportArgs),
+    /// Write the node key, chain file, task files and chain to one file,
+    /// also while the node runs.
+    Backup(backup::BackupArgs),
+    /// Make a new data dir from a backup.
+    Restore(backup::RestoreArgs),
     /// Show one block by height or hash.
     Inspect(inspect::InspectArgs),
     /// Write the chain's model, or a training job's (--job ID), as JSON or ONNX.
@@ -86,6 +92,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status::run(args),
         Command::ExportChain(args) => export::run_export(args),
         Command::ImportChain(args) => export::run_import(args),
+        Command::Backup(args) => backup::run_backup(args),
+        Command::Restore(args) => backup::run_restore(args),
         Command::Inspect(args) => inspect::run(args),
         Command::ExportModel(args) => model::run(args),
         Command::Eval(args) => eval::run(args),

@@ -315,7 +315,7 @@ fn create_data_dir(
 ) -> Result<Option<(Store, Vec<EarlierBan>)>> {
     let params = source.params()?;
     let missing = match source.task_files(&params) {
-        Ok(files) => return Ok(Some((dir.create_with(&params, &files)?, Vec::new()))),
+        Ok(files) => return Ok(Some((dir.create_or_clean(&params, &files)?, Vec::new()))),
         Err(missing) => missing,
     };
     if masternode {

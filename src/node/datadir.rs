@@ -178,6 +178,17 @@ const CREATION_ENTRIES: [&str; 5] = ["node.key", "chain.json", "chain.tmp", "dat
 /// creation when the marker is there, and a damaged store when it is not.
 const CREATING: &str = "store.creating";
 
+/// What [`DataDir::clean`] undoes of a creation that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// The directory was there with something in it: leave it.
+    Nothing,
+    /// The directory was not there: remove it.
+    RemoveDir,
+    /// The directory was there and empty: empty it again.
+    EmptyDir,
+}
+
 /// An opened data directory.
 pub struct DataDir {
     pub root: PathBuf,
@@ -314,6 +325,68 @@ impl DataDir {
         self.create_with(&params, &files)
     }
 
+    /// [`DataDir::create_with`], leaving no half-made data dir behind when
+    /// it fails: a directory it made is removed, and an empty one it was
+    /// given is emptied again. (A creation that was begun before, and
+    /// waits for its dataset, is left as it was.)
+    pub fn create_or_clean(&self, params: &ChainParams, files: &TaskFiles) -> Result<Store> {
+        let cleanup = self.cleanup_on_failure()?;
+        let created = self.create_with(params, files);
+        if created.is_err() {
+            self.clean(cleanup);
+        }
+        created
+    }
+
+    /// What to undo if the data dir about to be created is not completed.
+    pub fn cleanup_on_failure(&self) -> Result<Cleanup> {
+        let root = &self.root;
+        if !root.exists() {
+            return Ok(Cleanup::RemoveDir);
+        }
+        let empty = root.is_dir()
+            && fs::read_dir(root)
+                .with_context(|| format!("cannot read {}", root.display()))?
+                .next()
+                .is_none();
+        Ok(if empty {
+            Cleanup::EmptyDir
+        } else {
+            Cleanup::Nothing
+        })
+    }
+
+    /// Undo a creation that did not complete, as `cleanup` says. A failure
+    /// to clean is reported and otherwise ignored: the error that caused
+    /// it is the one to tell.
+    pub fn clean(&self, cleanup: Cleanup) {
+        let root = &self.root;
+        let removed = match cleanup {
+            Cleanup::Nothing => Ok(()),
+            Cleanup::RemoveDir => match fs::remove_dir_all(root) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Cleanup::EmptyDir => fs::read_dir(root).and_then(|entries| {
+                for entry in entries {
+                    let path = entry?.path();
+                    if path.is_dir() {
+                        fs::remove_dir_all(&path)?;
+                    } else {
+                        fs::remove_file(&path)?;
+                    }
+                }
+                Ok(())
+            }),
+        };
+        if let Err(e) = removed {
+            eprintln!(
+                "warning: cannot remove the half-made data dir {}: {e}",
+                root.display()
+            );
+        }
+    }
+
     /// Create a fresh data dir from a chain and its checked files.
     pub fn create_with(&self, params: &ChainParams, files: &TaskFiles) -> Result<Store> {
         self.begin(params)?;
@@ -403,9 +476,10 @@ impl DataDir {
     fn damaged_store(&self) -> anyhow::Error {
         anyhow::anyhow!(
             "the store {} is damaged: its creation finished, but no data can be read \
-             from its files (store/db); restore the data dir from a backup, or move it \
-             aside and import an export of the chain into a new one with \
-             `pouwd import-chain` (its node.key holds the miner's identity: keep it)",
+             from its files (store/db); restore the data dir from a backup, into a new \
+             one, with `pouwd restore`, or move it aside and import an export of the chain \
+             into a new one with `pouwd import-chain` (its node.key holds the miner's \
+             identity: keep it)",
             self.store_path().display()
         )
     }
@@ -459,7 +533,7 @@ impl DataDir {
                 anyhow::anyhow!(
                     "{} is not a valid node key ({problem}): the file is damaged. It holds \
                      this node's identity, and with it the miner's balance: restore it from \
-                     a backup. Do not delete it unless you mean to give up that identity and \
+                     a backup (a `pouwd backup` file holds it). Do not delete it unless you mean to give up that identity and \
                      balance: a new key is made only when none exists",
                     path.display()
                 )

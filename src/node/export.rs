@@ -13,6 +13,7 @@
 use crate::chain::{Hash32, Limits};
 use crate::consensus::params::ChainParams;
 use crate::store::Store;
+use anyhow::Context;
 use std::io::{self, Read, Write};
 use thiserror::Error;
 
@@ -231,19 +232,40 @@ impl<W: Write> StreamWriter<W> {
 
 /// Write the best chain of `store` as a stream; returns the block count.
 pub fn export_chain<W: Write>(store: &Store, out: W) -> anyhow::Result<(u64, W)> {
-    use anyhow::Context;
     let tip = store.tip()?;
+    export_chain_at(store, &tip.hash, out)
+}
+
+/// Write the chain that ends at block `tip` as a stream; returns the block
+/// count. The chain is found by following parent links back from `tip`,
+/// and a stored block never changes, so the stream is the chain as of that
+/// one tip even while a running node stores blocks and reorganises.
+pub fn export_chain_at<W: Write>(store: &Store, tip: &Hash32, out: W) -> anyhow::Result<(u64, W)> {
+    let hashes = chain_to(store, tip)?;
     let mut writer = StreamWriter::new(out, &store.params().to_json(), &store.genesis_hash())?;
-    for height in 1..=tip.height {
-        let hash = store
-            .hash_at(height)?
-            .with_context(|| format!("the store has no best block at height {height}"))?;
+    for hash in &hashes {
         let bytes = store
-            .block_bytes(&hash)?
+            .block_bytes(hash)?
             .with_context(|| format!("the store has no bytes for block {hash}"))?;
         writer.write_block(&bytes)?;
     }
-    Ok((tip.height, writer.finish()?))
+    Ok((hashes.len() as u64, writer.finish()?))
+}
+
+/// The hashes of the blocks from height 1 up to `tip`, by parent links.
+fn chain_to(store: &Store, tip: &Hash32) -> anyhow::Result<Vec<Hash32>> {
+    let genesis = store.genesis_hash();
+    let mut hashes = Vec::new();
+    let mut next = *tip;
+    while next != genesis {
+        let meta = store
+            .meta(&next)?
+            .with_context(|| format!("the store has no record of block {next}"))?;
+        hashes.push(next);
+        next = meta.parent;
+    }
+    hashes.reverse();
+    Ok(hashes)
 }
 
 /// Parse a whole stream held in memory and re-encode it; the fuzz targets

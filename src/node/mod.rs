@@ -1,9 +1,10 @@
-//! The running node: its data dir, its chain, the miner threads, and
-//! import and export of chains.
+//! The running node: its data dir, its chain, the miner threads, import
+//! and export of chains, and the backup file.
 //!
 //! This is where time, files and threads live; every rule it applies comes
 //! from `consensus`, every byte it stores goes through `store`.
 
+pub mod backup;
 pub mod chain;
 pub mod datadir;
 pub mod export;
