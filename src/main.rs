@@ -1,16 +1,24 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     quiet_broken_pipe();
-    let cli = pouwd::cli::Cli::parse();
+    let cli = pouwd::cli::parse();
     match pouwd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => match error.downcast_ref::<pouwd::cli::ExitCode>() {
             // The command said why already.
             Some(exit) => ExitCode::from(exit.code),
+            // A value clap let through that the command refused: exit 2,
+            // as for the values clap refuses itself.
+            None if error
+                .downcast_ref::<pouwd::cli::InvalidArgument>()
+                .is_some() =>
+            {
+                eprintln!("error: {}", pouwd::cli::error_text(&error));
+                ExitCode::from(2)
+            }
             None => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", pouwd::cli::error_text(&error));
                 ExitCode::FAILURE
             }
         },

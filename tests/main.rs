@@ -11,6 +11,7 @@ mod jobs;
 mod onnx;
 mod onnx_chain;
 mod onnx_linear;
+mod operator;
 mod p2p;
 mod p2p_files;
 mod reorg;

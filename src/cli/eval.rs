@@ -121,6 +121,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
 
+    // Before the columns are matched, which may fail for the very reason.
+    if let Some(trained) = model.metadata("pouwd.target") {
+        if trained != args.target {
+            eprintln!(
+                "warning: {model_file} was trained to predict {trained:?}, scoring it against {:?}",
+                args.target
+            );
+        }
+    }
     let sources = match model.metadata("pouwd.features") {
         Some(text) => serde_json::from_str::<Vec<FeatureSource>>(&text).with_context(|| {
             format!("{model_file}: metadata pouwd.features is not a list of features: {text}")
@@ -135,14 +144,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .collect()
         }
     };
-    if let Some(trained) = model.metadata("pouwd.target") {
-        if trained != args.target {
-            eprintln!(
-                "warning: {model_file} was trained to predict {trained:?}, scoring it against {:?}",
-                args.target
-            );
-        }
-    }
     let features: Vec<String> = sources.iter().map(FeatureSource::name).collect();
     let scored: Vec<usize> = match args.holdout_every {
         Some(k) => {

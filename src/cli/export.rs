@@ -29,7 +29,7 @@ pub struct ImportArgs {
     pub input: PathBuf,
     /// Chain of a new data dir: `devnet` (default), `regtest`, `devnet-onnx`
     /// or a chain JSON file.
-    #[arg(long, value_name = "CHAIN")]
+    #[arg(long, value_name = "CHAIN", value_parser = super::chain_arg)]
     pub chain: Option<String>,
     /// Threads verifying blocks in parallel (default: all cores).
     #[arg(long, value_name = "N")]
