@@ -368,13 +368,14 @@ fn the_systemd_unit_restarts_stops_cleanly_and_is_hardened() {
 
 /// Every `pouwd …` command line named in `text`: the inline code spans
 /// and the lines of code blocks (with `\` continuations joined), each
-/// cut where a shell would end the command.
-fn command_lines(text: &str) -> Vec<String> {
+/// cut where a shell would end the command. A file that is not Markdown
+/// is read as one code block.
+fn command_lines(text: &str, markdown: bool) -> Vec<String> {
     let mut segments = Vec::new();
-    let mut in_block = false;
+    let mut in_block = !markdown;
     let mut pending = String::new();
     for line in text.lines() {
-        if line.trim_start().starts_with("```") {
+        if markdown && line.trim_start().starts_with("```") {
             in_block = !in_block;
             continue;
         }
@@ -399,9 +400,13 @@ fn command_lines(text: &str) -> Vec<String> {
             let mut rest = piece.as_str();
             while let Some(at) = rest.find("pouwd ") {
                 let before = rest[..at].chars().last();
+                // A path to the binary, not a directory named pouwd.
+                let binary = ["bin/", "release/", "debug/", "./"]
+                    .iter()
+                    .any(|dir| rest[..at].ends_with(dir));
                 let tail = &rest[at + "pouwd ".len()..];
                 let end = tail.find("pouwd ").unwrap_or(tail.len());
-                if before.is_none_or(|c| c.is_whitespace() || c == '/' || c == '(') {
+                if binary || before.is_none_or(|c| c.is_whitespace() || c == '(') {
                     commands.push(tail[..end].to_string());
                 }
                 rest = &tail[end..];
@@ -459,9 +464,13 @@ fn every_command_and_flag_the_docs_name_exists() {
     let mut problems = Vec::new();
     for doc in &docs {
         let text = std::fs::read_to_string(doc).unwrap();
-        for command in command_lines(&text) {
+        for command in command_lines(&text, doc.ends_with(".md")) {
             let words: Vec<&str> = command.split_whitespace().collect();
             let Some(first) = words.first() else { continue };
+            // `…/bin/pouwd /usr/local/bin/pouwd` names paths, not a command.
+            if !first.starts_with(|c: char| c.is_ascii_lowercase() || c == '-') {
+                continue;
+            }
             let mut path = Vec::new();
             if !first.starts_with('-') {
                 if !subs.iter().any(|s| s == first) {
@@ -501,4 +510,105 @@ fn every_command_and_flag_the_docs_name_exists() {
         checked > 100,
         "only {checked} flags found: is the parser blind?"
     );
+}
+
+#[test]
+fn a_peer_on_another_network_is_logged_once_naming_both_chains() {
+    use crate::support::net::{free_port, local};
+    use crate::support::node::Node;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let listen = local(free_port());
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_dir = dir_arg(&a);
+    let regtest = Node::start(&[
+        "--data-dir",
+        &a_dir,
+        "--chain",
+        "regtest",
+        "--listen",
+        &listen,
+    ]);
+    regtest.wait_for(Duration::from_secs(30), |l| l.starts_with("node started"));
+    let b_dir = dir_arg(&b);
+    let devnet = Node::start(&["--data-dir", &b_dir, "--chain", "devnet", "--peer", &listen]);
+    let limit = Duration::from_secs(30);
+    let refusing = regtest.wait_for(limit, |l| l.starts_with("p2p: refusing peer"));
+    let refused = devnet.wait_for(limit, |l| l.contains(") refused us: "));
+    for (line, theirs, ours) in [
+        (&refusing, "devnet", "regtest"),
+        (&refused, "regtest", "devnet"),
+    ] {
+        assert!(
+            line.contains(&format!("it is on chain \"{theirs}\""))
+                && line.contains(&format!("this node on chain \"{ours}\""))
+                && line.contains(&format!("--chain {theirs}")),
+            "{line}"
+        );
+    }
+    // The follower dials again 0.5, 1 and 2 s after each refusal: three
+    // more tries, none of them logged.
+    std::thread::sleep(Duration::from_secs(4));
+    for (node, what) in [(&regtest, "refusing peer"), (&devnet, "refused us")] {
+        let lines: Vec<_> = node
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(what))
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+    }
+}
+
+#[test]
+fn predict_py_refuses_a_model_it_cannot_compute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let d = dir_arg(&dir);
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &d,
+        "--chain",
+        "regtest",
+        "--mine",
+        "--stop-at-height",
+        "2",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    let linear = tmp.path().join("linear.json");
+    let out = run(&["export-model", "--data-dir", &d, "--out", &dir_arg(&linear)]);
+    assert!(out.ok(), "{}", out.stderr);
+    let predict = |model: &Path| {
+        std::process::Command::new("python3")
+            .arg(format!("{ROOT}/tools/predict.py"))
+            .args(["--model", &dir_arg(model), "--csv"])
+            .arg(format!("{ROOT}/data/diabetes.csv"))
+            .output()
+            .expect("python3 runs")
+    };
+    let out = predict(&linear);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("r2="));
+    // The same weights, as an onnx_linear model's (which apply to its
+    // encoder's outputs) or an mlp's: refused, exit 1, saying what to use.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&linear).unwrap()).unwrap();
+    for kind in ["onnx_linear", "mlp"] {
+        let mut other = json.clone();
+        other["kind"] = kind.into();
+        let path = tmp.path().join(format!("{kind}.json"));
+        write(&path, &other.to_string());
+        let out = predict(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {stderr}");
+        assert!(
+            stderr.contains(&format!("'{kind}'")) && stderr.contains("pouwd eval"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{kind} was scored");
+    }
 }

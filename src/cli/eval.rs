@@ -69,7 +69,8 @@ pub struct EvalArgs {
     /// The column the model predicts.
     #[arg(long, value_name = "COL")]
     pub target: String,
-    /// The name of the model's input.
+    /// The name of the model's float32 input, as `export-model --format onnx`
+    /// and the training scripts name it.
     #[arg(long, value_name = "NAME", default_value = "features")]
     pub input_name: String,
     /// Refuse the model unless its bytes have this BLAKE3 hash (hex).
