@@ -612,3 +612,44 @@ fn predict_py_refuses_a_model_it_cannot_compute() {
         assert!(out.stdout.is_empty(), "{kind} was scored");
     }
 }
+
+#[test]
+fn the_readme_and_schema_point_only_inside_the_repository() {
+    let root = std::fs::canonicalize(ROOT).unwrap();
+    let mut docs = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("schema")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension() == Some(OsStr::new("md")) {
+            docs.push(path);
+        }
+    }
+    let mut links = 0;
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for outside in ["../shared", "PROTOCOL.md", "JOBS.md", "STYLE.md"] {
+            assert!(
+                !text.contains(outside),
+                "{}: names {outside}",
+                doc.display()
+            );
+        }
+        // Every relative Markdown link names a file of the repository.
+        for (_, rest) in text.match_indices("](").map(|(i, _)| ((), &text[i + 2..])) {
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            links += 1;
+            let path = doc.parent().unwrap().join(target);
+            let path = std::fs::canonicalize(&path)
+                .unwrap_or_else(|_| panic!("{}: broken link {target}", doc.display()));
+            assert!(
+                path.starts_with(&root),
+                "{}: {target} is outside the repository",
+                doc.display()
+            );
+        }
+    }
+    assert!(links > 10, "only {links} links found");
+}
