@@ -256,6 +256,27 @@ fn bad_argument_values_exit_2_with_what_is_wrong() {
         );
     }
     assert!(!tmp.path().join("node").exists(), "nothing created");
+    // A block selector and a model hash.
+    let out = run(&["inspect", "--data-dir", &d, "tip"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("neither a height nor a block hash"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "eval",
+        "--model",
+        "m.onnx",
+        "--dataset",
+        "d.csv",
+        "--target",
+        "y",
+        "--blake3",
+        "zz",
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--blake3"), "{}", out.stderr);
 }
 
 #[test]

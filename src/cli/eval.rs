@@ -74,7 +74,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME", default_value = "features")]
     pub input_name: String,
     /// Refuse the model unless its bytes have this BLAKE3 hash (hex).
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", value_parser = blake3_arg)]
     pub blake3: Option<String>,
     /// Score only the holdout rows of a chain with this `holdout_every`
     /// (row r, from 0, when r % K == K - 1), as the chain and the training
@@ -89,6 +89,14 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub ort: OrtArgs,
+}
+
+/// clap's parser of `--blake3`: 64 hex digits.
+fn blake3_arg(text: &str) -> Result<String, String> {
+    match crate::chain::Hash32::from_hex(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(e) => Err(format!("not a BLAKE3 hash: {e}")),
+    }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
