@@ -674,3 +674,55 @@ fn the_readme_and_schema_point_only_inside_the_repository() {
     }
     assert!(links > 10, "only {links} links found");
 }
+
+#[test]
+fn a_new_data_dir_fetching_from_another_network_says_so_once() {
+    use crate::support::net::{free_port, local};
+    use crate::support::node::Node;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let listen = local(free_port());
+    let a_dir = dir_arg(&tmp.path().join("a"));
+    let regtest = Node::start(&[
+        "--data-dir",
+        &a_dir,
+        "--chain",
+        "regtest",
+        "--listen",
+        &listen,
+    ]);
+    regtest.wait_for(Duration::from_secs(30), |l| l.starts_with("node started"));
+    // A chain of its own whose dataset is not beside its file: a new data
+    // dir fetches it from its peers.
+    let chain = tmp.path().join("mychain.json");
+    let text = std::fs::read_to_string(format!("{ROOT}/config/regtest.json"))
+        .unwrap()
+        .replace("\"network\": \"regtest\"", "\"network\": \"mychain\"");
+    write(&chain, &text);
+    let b_dir = dir_arg(&tmp.path().join("b"));
+    let mine = Node::start(&[
+        "--data-dir",
+        &b_dir,
+        "--chain",
+        &dir_arg(&chain),
+        "--peer",
+        &listen,
+    ]);
+    let line = mine.wait_for(Duration::from_secs(30), |l| l.contains("cannot fetch from"));
+    assert!(
+        line.contains("it is on chain \"regtest\"")
+            && line.contains("this node on chain \"mychain\"")
+            && line.contains("--chain regtest"),
+        "{line}"
+    );
+    // Rounds after 0.5, 1 and 2 s: tried again, not logged again.
+    mine.wait_for(Duration::from_secs(30), |l| {
+        l.contains("trying again in 2s")
+    });
+    let lines = mine.lines();
+    let logged = lines
+        .iter()
+        .filter(|l| l.contains("cannot fetch from"))
+        .count();
+    assert_eq!(logged, 1, "{lines:#?}");
+}

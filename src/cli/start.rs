@@ -378,12 +378,7 @@ fn fetch(
     runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let fetcher = Fetcher::new(
-            &key,
-            params.genesis_hash(),
-            network.peers.clone(),
-            network.limits.clone(),
-        )?;
+        let fetcher = Fetcher::new(&key, params, network.peers.clone(), network.limits.clone())?;
         let all = async {
             for file in files {
                 fetcher.fetch(file).await?;

@@ -240,6 +240,36 @@ pub(super) fn log(message: std::fmt::Arguments) {
     crate::say!("p2p: {message}");
 }
 
+/// What a peer whose genesis is `theirs` means to the operator, to append
+/// to the refusal: both chains by name, and the flag that would join its
+/// network; nothing when the genesis is `ours`.
+pub(super) fn another_network(theirs: &Hash32, ours: &Hash32, our_network: &str) -> String {
+    if theirs == ours {
+        return String::new();
+    }
+    let ours = format!("chain {our_network:?} (genesis {ours})");
+    match crate::node::datadir::builtin_chain_with_genesis(theirs) {
+        Some(name) => format!(
+            "; it is on chain {name:?} (genesis {theirs}), this node on {ours}; \
+             to join its network, start a new data dir with --chain {name} \
+             (said once per peer)"
+        ),
+        None => format!(
+            "; it is on a chain that is not built in (genesis {theirs}), this node on {ours}; \
+             to join its network, start a new data dir with --chain and its chain file \
+             (said once per peer)"
+        ),
+    }
+}
+
+/// The genesis of a peer that refused us for being on another network,
+/// from its reason: "genesis OURS is not ours (THEIRS): another network…".
+pub(super) fn refuser_genesis(reason: &str) -> Option<Hash32> {
+    let (_, rest) = reason.split_once(" is not ours (")?;
+    let (theirs, _) = rest.split_once(')')?;
+    Hash32::from_hex(theirs).ok()
+}
+
 pub(super) fn short(id: &Hash32) -> String {
     id.to_hex()[..12].to_string()
 }
@@ -589,31 +619,10 @@ impl Network {
         logged.insert((*id, reason.to_string()))
     }
 
-    /// What a peer whose genesis is `theirs` means to the operator, to
-    /// append to the refusal: both chains by name, and the flag that
-    /// would join its network; nothing when the genesis is ours.
+    /// See [`another_network`]; nothing when the genesis is ours.
     fn another_network(&self, theirs: &Hash32) -> String {
         let params = self.shared.chain.params();
-        if *theirs == params.genesis_hash() {
-            return String::new();
-        }
-        let ours = format!(
-            "chain {:?} (genesis {})",
-            params.network,
-            params.genesis_hash()
-        );
-        match crate::node::datadir::builtin_chain_with_genesis(theirs) {
-            Some(name) => format!(
-                "; it is on chain {name:?} (genesis {theirs}), this node on {ours}; \
-                 to join its network, start a new data dir with --chain {name} \
-                 (said once per peer)"
-            ),
-            None => format!(
-                "; it is on a chain that is not built in (genesis {theirs}), this node on {ours}; \
-                 to join its network, start a new data dir with --chain and its chain file \
-                 (said once per peer)"
-            ),
-        }
+        another_network(theirs, &params.genesis_hash(), &params.network)
     }
 
     /// Our tip's work, from memory: async code never reads the store.
@@ -906,12 +915,7 @@ impl Network {
             }
             Ok(Response::Refused(reason)) => {
                 if self.first_refusal(&id, &reason) {
-                    // The peer's reason names its own genesis last:
-                    // "genesis OURS is not ours (THEIRS): another network".
-                    let detail = reason
-                        .split_once(" is not ours (")
-                        .and_then(|(_, rest)| rest.split_once(')'))
-                        .and_then(|(theirs, _)| Hash32::from_hex(theirs).ok())
+                    let detail = refuser_genesis(&reason)
                         .map(|theirs| self.another_network(&theirs))
                         .unwrap_or_default();
                     log(format_args!(
