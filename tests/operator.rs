@@ -726,3 +726,23 @@ fn a_new_data_dir_fetching_from_another_network_says_so_once() {
         .count();
     assert_eq!(logged, 1, "{lines:#?}");
 }
+
+#[test]
+fn the_release_binary_has_no_debug_info_and_profiling_has_it() {
+    let text = std::fs::read_to_string(format!("{ROOT}/Cargo.toml")).unwrap();
+    let cargo: toml::Table = toml::from_str(&text).unwrap();
+    let profile = |name: &str| cargo["profile"][name].as_table().unwrap().clone();
+    let release = profile("release");
+    let no_debug = |p: &toml::Table| {
+        matches!(
+            p.get("debug"),
+            None | Some(toml::Value::Boolean(false)) | Some(toml::Value::Integer(0))
+        ) || p.get("debug").and_then(|d| d.as_str()) == Some("none")
+    };
+    assert!(no_debug(&release), "[profile.release] {release:?}");
+    assert_eq!(release["strip"].as_str(), Some("debuginfo"));
+    let profiling = profile("profiling");
+    assert_eq!(profiling["inherits"].as_str(), Some("release"));
+    assert!(!no_debug(&profiling), "[profile.profiling] {profiling:?}");
+    assert_eq!(profiling["strip"].as_str(), Some("none"));
+}
