@@ -4,10 +4,10 @@
 //! Each key of the file is a long flag of `pouwd start` without its
 //! dashes, and its value is the flag's: a string or an integer, `true` or
 //! `false` for a flag that takes no value, a list of strings for a flag
-//! that may be repeated. The file's keys become flags placed before the
-//! command line's, so clap checks them with the same parsers and messages,
-//! and a flag given on the command line replaces the file's value. The
-//! keys are read from clap's own description of `start`, so a flag added
+//! that may be repeated. The file's keys become flags added to the command
+//! line, but those the command line sets itself, so clap checks them with
+//! the same parsers and messages, and a flag given on the command line wins.
+//! The keys are read from clap's own description of `start`, so a flag added
 //! to `StartArgs` is a config key with no second edit, and the example
 //! lists it.
 
@@ -78,8 +78,10 @@ fn settable(command: &clap::Command) -> Vec<&clap::Arg> {
 }
 
 /// When the command line is `pouwd start --config FILE …`, the command
-/// line with FILE's flags inserted before the command line's own, leaving
-/// out each flag the command line sets itself, and FILE; `None` otherwise.
+/// line with FILE's flags added after its own, leaving out each flag the
+/// command line sets itself, and FILE; `None` otherwise. (`start` takes no
+/// positional arguments, and the file's flags are written `--flag=value`,
+/// so they read the same wherever they are added.)
 pub fn merge(args: &[OsString], matches: &ArgMatches) -> Result<Option<(Vec<OsString>, PathBuf)>> {
     let Some(("start", start)) = matches.subcommand() else {
         return Ok(None);
@@ -90,11 +92,8 @@ pub fn merge(args: &[OsString], matches: &ArgMatches) -> Result<Option<(Vec<OsSt
     let from_file = flags(path, |id| {
         start.value_source(id) == Some(ValueSource::CommandLine)
     })?;
-    // pouwd has no options before its subcommand but --help and
-    // --version, which end it, so the subcommand is the first argument.
-    let mut merged = args[..2].to_vec();
+    let mut merged = args.to_vec();
     merged.extend(from_file);
-    merged.extend_from_slice(&args[2..]);
     Ok(Some((merged, path.clone())))
 }
 
