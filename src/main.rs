@@ -1,9 +1,8 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     quiet_broken_pipe();
-    let cli = pouwd::cli::Cli::parse();
+    let cli = pouwd::cli::parse();
     if let Err(error) = pouwd::logs::init(&cli.logs) {
         // A bad RUST_LOG is a bad argument: clap's exit code.
         eprintln!("error: {error:#}");
@@ -14,8 +13,17 @@ fn main() -> ExitCode {
         Err(error) => match error.downcast_ref::<pouwd::cli::ExitCode>() {
             // The command said why already.
             Some(exit) => ExitCode::from(exit.code),
+            // A value clap let through that the command refused: exit 2,
+            // as for the values clap refuses itself.
+            None if error
+                .downcast_ref::<pouwd::cli::InvalidArgument>()
+                .is_some() =>
+            {
+                eprintln!("error: {}", pouwd::cli::error_text(&error));
+                ExitCode::from(2)
+            }
             None => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", pouwd::cli::error_text(&error));
                 ExitCode::FAILURE
             }
         },

@@ -247,15 +247,16 @@ fn api_addresses_are_checked_before_the_node_starts() {
         args.extend(extra);
         run(&args)
     };
+    // Bad values exit 2, as clap's own refusals do.
     let out = start(&["--api", "0.0.0.0:0"]);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(
         out.stderr.contains("no authentication") && out.stderr.contains("--api-public"),
         "{}",
         out.stderr
     );
     let out = start(&["--api", "somewhere"]);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("expected a port"), "{}", out.stderr);
     let out = start(&["--api-public"]);
     assert_eq!(

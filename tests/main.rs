@@ -14,6 +14,7 @@ mod metrics;
 mod onnx;
 mod onnx_chain;
 mod onnx_linear;
+mod operator;
 mod p2p;
 mod p2p_files;
 mod reorg;

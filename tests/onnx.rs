@@ -411,6 +411,30 @@ fn eval_prints_the_scores_the_training_script_reported() {
 }
 
 #[test]
+fn eval_warns_when_the_target_is_not_the_one_the_model_was_trained_for() {
+    let args = |target| {
+        [
+            "--model",
+            "data/linear.onnx",
+            "--dataset",
+            "data/diabetes.csv",
+            "--target",
+            target,
+            "--ort-ep",
+            "cpu",
+        ]
+    };
+    let warning =
+        "warning: data/linear.onnx was trained to predict \"progression\", scoring it against";
+    let (ok, _, stderr) = eval(&args("progression"), &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // `age` is one of the model's inputs too: the warning comes first.
+    let (_, _, stderr) = eval(&args("age"), &[]);
+    assert!(stderr.contains(&format!("{warning} \"age\"")), "{stderr}");
+}
+
+#[test]
 fn eval_refuses_a_csv_that_does_not_fit() {
     let dir = tempfile::tempdir().unwrap();
     let data = std::fs::read_to_string(root("data/diabetes.csv")).unwrap();

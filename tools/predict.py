@@ -9,6 +9,11 @@ when the CSV has it. A feature with a "category" is one column of a one-hot
 encoded text column: 1.0 when the row's cell equals the category, else 0.0
 (a value the chain's training rows never had is all zeros). Cells are
 trimmed as the node trims them. Standard library only.
+
+Only a `linear` model ("kind": "linear") is computed here: an `onnx_linear`
+model's weights apply to its ONNX encoder's outputs, and an `mlp` model has
+a hidden layer; for those, export the ONNX graph (`pouwd export-model
+--format onnx`) and run it with `pouwd eval` or tools/onnx_predict.py.
 """
 import argparse
 import csv
@@ -54,6 +59,13 @@ def main():
     args = parser.parse_args()
     with open(args.model) as f:
         model = json.load(f)
+    kind = model.get("kind", "linear")
+    if kind != "linear" or "encoder" in model:
+        sys.exit(
+            f"{args.model}: a model of kind {kind!r}; this script computes only 'linear' "
+            "models. Export the ONNX graph (pouwd export-model --format onnx) and score "
+            "it with pouwd eval or tools/onnx_predict.py"
+        )
     with open(args.csv, newline="", encoding="utf-8-sig") as f:
         rows = [
             {(name.strip(WHITESPACE) if name else name): cell for name, cell in row.items()}

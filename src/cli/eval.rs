@@ -69,11 +69,12 @@ pub struct EvalArgs {
     /// The column the model predicts.
     #[arg(long, value_name = "COL")]
     pub target: String,
-    /// The name of the model's input.
+    /// The name of the model's float32 input, as `export-model --format onnx`
+    /// and the training scripts name it.
     #[arg(long, value_name = "NAME", default_value = "features")]
     pub input_name: String,
     /// Refuse the model unless its bytes have this BLAKE3 hash (hex).
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", value_parser = blake3_arg)]
     pub blake3: Option<String>,
     /// Score only the holdout rows of a chain with this `holdout_every`
     /// (row r, from 0, when r % K == K - 1), as the chain and the training
@@ -88,6 +89,14 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub ort: OrtArgs,
+}
+
+/// clap's parser of `--blake3`: 64 hex digits.
+fn blake3_arg(text: &str) -> Result<String, String> {
+    match crate::chain::Hash32::from_hex(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(e) => Err(format!("not a BLAKE3 hash: {e}")),
+    }
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -121,6 +130,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
 
+    // Before the columns are matched, which may fail for the very reason.
+    if let Some(trained) = model.metadata("pouwd.target") {
+        if trained != args.target {
+            eprintln!(
+                "warning: {model_file} was trained to predict {trained:?}, scoring it against {:?}",
+                args.target
+            );
+        }
+    }
     let sources = match model.metadata("pouwd.features") {
         Some(text) => serde_json::from_str::<Vec<FeatureSource>>(&text).with_context(|| {
             format!("{model_file}: metadata pouwd.features is not a list of features: {text}")
@@ -135,14 +153,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .collect()
         }
     };
-    if let Some(trained) = model.metadata("pouwd.target") {
-        if trained != args.target {
-            eprintln!(
-                "warning: {model_file} was trained to predict {trained:?}, scoring it against {:?}",
-                args.target
-            );
-        }
-    }
     let features: Vec<String> = sources.iter().map(FeatureSource::name).collect();
     let scored: Vec<usize> = match args.holdout_every {
         Some(k) => {

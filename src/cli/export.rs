@@ -43,7 +43,7 @@ pub struct ImportArgs {
     /// a chain JSON file. A new data dir takes the file's own chain without
     /// it; a chain that is not built in needs its chain file here, so that
     /// its task's files are found.
-    #[arg(long, value_name = "CHAIN")]
+    #[arg(long, value_name = "CHAIN", value_parser = super::chain_arg)]
     pub chain: Option<String>,
     /// Threads verifying blocks in parallel (default: all cores).
     #[arg(long, value_name = "N")]

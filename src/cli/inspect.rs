@@ -1,9 +1,9 @@
 //! `pouwd inspect`: one block's header, work and spot checks.
 
-use super::DataDirArg;
+use super::{DataDirArg, InvalidArgument};
 use crate::node::views::{block_json, resolve, BlockRef};
 use crate::node::DataDir;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
@@ -18,9 +18,10 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
+    let block = BlockRef::parse(&args.block).context(InvalidArgument("HEIGHT|HASH"))?;
     let dir = DataDir::new(&args.dir.data_dir);
     let store = dir.open_store()?;
-    let hash = resolve(&store, BlockRef::parse(&args.block)?)?;
+    let hash = resolve(&store, block)?;
     let info = block_json(&store, store.params(), &hash)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);

@@ -1,7 +1,7 @@
 //! `pouwd start`: create or open a data dir and run the node.
 
 use super::eval::OrtArgs;
-use super::{DataDirArg, MasternodeConfig};
+use super::{DataDirArg, InvalidArgument, MasternodeConfig};
 use crate::api::{self, Api};
 use crate::consensus::params::ChainParams;
 use crate::model::onnx::{self, OrtSetup};
@@ -25,12 +25,16 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
+    /// Read flags from this TOML file (`pouwd config example` prints one);
+    /// a flag given on the command line wins over the file's.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub dir: DataDirArg,
     /// `devnet` (default for a new data dir), `regtest`, `devnet-onnx`, or a
     /// chain JSON file.
     /// An existing data dir keeps its chain; naming another one is an error.
-    #[arg(long, value_name = "CHAIN")]
+    #[arg(long, value_name = "CHAIN", value_parser = super::chain_arg)]
     pub chain: Option<String>,
     /// Mine blocks.
     #[arg(long)]
@@ -119,7 +123,7 @@ fn network_config(args: &StartArgs) -> Result<Option<NetConfig>> {
         }
     }
     for text in &args.peer {
-        peers.push(PeerAddr::parse(text)?);
+        peers.push(PeerAddr::parse(text).context(InvalidArgument("--peer"))?);
     }
     if listen.is_none() && peers.is_empty() {
         return Ok(None);
@@ -201,7 +205,8 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
         .api
         .as_deref()
         .map(|text| api::bind_addr(text, args.api_public))
-        .transpose()?;
+        .transpose()
+        .context(InvalidArgument("--api"))?;
     Ok(StartConfig {
         network,
         api,
@@ -373,12 +378,7 @@ fn fetch(
     runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let fetcher = Fetcher::new(
-            &key,
-            params.genesis_hash(),
-            network.peers.clone(),
-            network.limits.clone(),
-        )?;
+        let fetcher = Fetcher::new(&key, params, network.peers.clone(), network.limits.clone())?;
         let all = async {
             for file in files {
                 fetcher.fetch(file).await?;

@@ -44,6 +44,16 @@ pub const TRANSFORMER_ENCODER_ONNX: &[u8] = include_bytes!("../../data/transform
 /// The chains built into the binary, by the name `--chain` takes.
 pub const BUILTIN_CHAINS: [&str; 3] = ["devnet", "regtest", "devnet-onnx"];
 
+/// The name of the built-in chain whose genesis is `genesis`, if any: a
+/// peer on another network is named by it.
+pub fn builtin_chain_with_genesis(genesis: &Hash32) -> Option<&'static str> {
+    BUILTIN_CHAINS.into_iter().find(|name| {
+        ChainSource::from_arg(name)
+            .params()
+            .is_ok_and(|p| p.genesis_hash() == *genesis)
+    })
+}
+
 impl ChainSource {
     /// A built-in chain's name or a path to a chain JSON file.
     pub fn from_arg(arg: &str) -> ChainSource {

@@ -19,8 +19,8 @@
 //! whose whole hash it checked.
 
 use super::net::{
-    log, read_frame, request_on, short, transport_config, EarlierBan, NetError, NetLimits,
-    CLOSE_BANNED, CLOSE_REFUSED, CLOSE_SHUTDOWN,
+    another_network, log, read_frame, refuser_genesis, request_on, short, transport_config,
+    EarlierBan, NetError, NetLimits, CLOSE_BANNED, CLOSE_REFUSED, CLOSE_SHUTDOWN,
 };
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
@@ -31,7 +31,7 @@ use crate::node::datadir::pinned_files;
 use crate::node::DataDir;
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -480,10 +480,15 @@ pub struct Fetcher {
     transport: Arc<quinn::TransportConfig>,
     our_id: Hash32,
     genesis: Hash32,
+    /// The chain's name, as logs give it.
+    network: String,
     peers: Vec<PeerAddr>,
     limits: NetLimits,
     /// When each peer was banned, and why.
     bans: Mutex<HashMap<Hash32, (Instant, String)>>,
+    /// The failures to connect already logged, by address: a peer on
+    /// another network is not logged at every round.
+    logged: Mutex<HashSet<(SocketAddr, String)>>,
 }
 
 impl Fetcher {
@@ -491,7 +496,7 @@ impl Fetcher {
     /// there, else on every interface.
     pub fn new(
         key: &SigningKey,
-        genesis: Hash32,
+        params: &ChainParams,
         peers: Vec<PeerAddr>,
         limits: NetLimits,
     ) -> Result<Arc<Fetcher>> {
@@ -511,10 +516,12 @@ impl Fetcher {
             identity: Identity::new(key)?,
             transport: transport_config(&limits)?,
             our_id: Hash32(key.verifying_key().to_bytes()),
-            genesis,
+            genesis: params.genesis_hash(),
+            network: params.network.clone(),
             peers,
             limits,
             bans: Mutex::new(HashMap::new()),
+            logged: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -615,7 +622,10 @@ impl Fetcher {
                     match fetcher.connect(&target).await {
                         Ok(source) => Some(Arc::new(source)),
                         Err(e) => {
-                            log(format_args!("cannot fetch from {}: {e:#}", target.addr));
+                            let text = format!("{e:#}");
+                            if lock(&fetcher.logged).insert((target.addr, text.clone())) {
+                                log(format_args!("cannot fetch from {}: {text}", target.addr));
+                            }
                             None
                         }
                     }
@@ -676,8 +686,10 @@ impl Fetcher {
                     Some(format!("protocol version {} is not ours", theirs.version))
                 } else if theirs.genesis != self.genesis {
                     Some(format!(
-                        "genesis {} is not ours ({}): another network",
-                        theirs.genesis, self.genesis
+                        "genesis {} is not ours ({}): another network{}",
+                        theirs.genesis,
+                        self.genesis,
+                        another_network(&theirs.genesis, &self.genesis, &self.network)
                     ))
                 } else {
                     None
@@ -687,7 +699,12 @@ impl Fetcher {
                     bail!("refusing peer {}: {reason}", short(&id));
                 }
             }
-            Response::Refused(reason) => bail!("peer {} refused us: {reason}", short(&id)),
+            Response::Refused(reason) => {
+                let detail = refuser_genesis(&reason)
+                    .map(|theirs| another_network(&theirs, &self.genesis, &self.network))
+                    .unwrap_or_default();
+                bail!("peer {} refused us: {reason}{detail}", short(&id))
+            }
             other => {
                 self.ban(
                     &id,

@@ -215,6 +215,9 @@ pub struct Network {
     bans: Mutex<BanList>,
     known_addrs: Mutex<BTreeSet<SocketAddr>>,
     self_addrs: Mutex<BTreeSet<SocketAddr>>,
+    /// The refusals already logged, by peer: a peer on another network
+    /// that is dialled again is not logged at every try.
+    refusals_logged: Mutex<HashSet<(Hash32, String)>>,
     sync_lock: tokio::sync::Mutex<()>,
     /// Set by every reason to sync; cleared by the sync that serves it.
     sync_wanted: std::sync::atomic::AtomicBool,
@@ -238,6 +241,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub(super) fn log(message: std::fmt::Arguments) {
     tracing::info!(target: "p2p", "{message}");
+}
+
+/// What a peer whose genesis is `theirs` means to the operator, to append
+/// to the refusal: both chains by name, and the flag that would join its
+/// network; nothing when the genesis is `ours`.
+pub(super) fn another_network(theirs: &Hash32, ours: &Hash32, our_network: &str) -> String {
+    if theirs == ours {
+        return String::new();
+    }
+    let ours = format!("chain {our_network:?} (genesis {ours})");
+    match crate::node::datadir::builtin_chain_with_genesis(theirs) {
+        Some(name) => format!(
+            "; it is on chain {name:?} (genesis {theirs}), this node on {ours}; \
+             to join its network, start a new data dir with --chain {name} \
+             (said once per peer)"
+        ),
+        None => format!(
+            "; it is on a chain that is not built in (genesis {theirs}), this node on {ours}; \
+             to join its network, start a new data dir with --chain and its chain file \
+             (said once per peer)"
+        ),
+    }
+}
+
+/// The genesis of a peer that refused us for being on another network,
+/// from its reason: "genesis OURS is not ours (THEIRS): another network…".
+pub(super) fn refuser_genesis(reason: &str) -> Option<Hash32> {
+    let (_, rest) = reason.split_once(" is not ours (")?;
+    let (theirs, _) = rest.split_once(')')?;
+    Hash32::from_hex(theirs).ok()
 }
 
 pub(super) fn short(id: &Hash32) -> String {
@@ -340,6 +373,7 @@ impl Network {
             }),
             known_addrs: Mutex::new(config.peers.iter().map(|p| p.addr).collect()),
             self_addrs: Mutex::new(BTreeSet::new()),
+            refusals_logged: Mutex::new(HashSet::new()),
             sync_lock: tokio::sync::Mutex::new(()),
             sync_wanted: std::sync::atomic::AtomicBool::new(false),
             peer_news: tokio::sync::Notify::new(),
@@ -585,6 +619,22 @@ impl Network {
         Ok(())
     }
 
+    /// Whether this refusal of or by peer `id` is news: each is logged
+    /// once per peer (the set forgets all when it is full).
+    fn first_refusal(&self, id: &Hash32, reason: &str) -> bool {
+        let mut logged = lock(&self.refusals_logged);
+        if logged.len() >= 1024 {
+            logged.clear();
+        }
+        logged.insert((*id, reason.to_string()))
+    }
+
+    /// See [`another_network`]; nothing when the genesis is ours.
+    fn another_network(&self, theirs: &Hash32) -> String {
+        let params = self.shared.chain.params();
+        another_network(theirs, &params.genesis_hash(), &params.network)
+    }
+
     /// Our tip's work, from memory: async code never reads the store.
     fn our_work(&self) -> U256 {
         self.shared.tip_watch.borrow().cumulative_work
@@ -778,10 +828,13 @@ impl Network {
             }
         };
         if let Err(reason) = self.check_hello(&hello) {
-            log(format_args!(
-                "refusing peer {} ({remote}): {reason}",
-                short(&id)
-            ));
+            if self.first_refusal(&id, &reason) {
+                let detail = self.another_network(&hello.genesis);
+                log(format_args!(
+                    "refusing peer {} ({remote}): {reason}{detail}",
+                    short(&id)
+                ));
+            }
             let _ = send
                 .write_all(&wire::frame(&Response::Refused(reason.clone())))
                 .await;
@@ -846,11 +899,14 @@ impl Network {
         {
             Ok(Response::Hello(hello)) => {
                 if let Err(reason) = self.check_hello(&hello) {
-                    log(format_args!(
-                        "refusing peer {} ({}): {reason}",
-                        short(&id),
-                        target.addr
-                    ));
+                    if self.first_refusal(&id, &reason) {
+                        let detail = self.another_network(&hello.genesis);
+                        log(format_args!(
+                            "refusing peer {} ({}): {reason}{detail}",
+                            short(&id),
+                            target.addr
+                        ));
+                    }
                     conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
                     return Ok(false);
                 }
@@ -868,11 +924,16 @@ impl Network {
                 Ok(true)
             }
             Ok(Response::Refused(reason)) => {
-                log(format_args!(
-                    "peer {} ({}) refused us: {reason}",
-                    short(&id),
-                    target.addr
-                ));
+                if self.first_refusal(&id, &reason) {
+                    let detail = refuser_genesis(&reason)
+                        .map(|theirs| self.another_network(&theirs))
+                        .unwrap_or_default();
+                    log(format_args!(
+                        "peer {} ({}) refused us: {reason}{detail}",
+                        short(&id),
+                        target.addr
+                    ));
+                }
                 Ok(false)
             }
             Ok(other) => {

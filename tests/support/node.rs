@@ -105,6 +105,20 @@ pub fn run(args: &[&str]) -> Output {
     run_with_input(args, None, Duration::from_secs(120))
 }
 
+/// Run `pouwd args…` with `env` added to its environment, within two
+/// minutes.
+pub fn run_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pouwd");
+    wait_output(child, Duration::from_secs(120))
+}
+
 /// `args` with a data dir argument in front.
 pub fn dir_arg(dir: &Path) -> String {
     dir.to_str().expect("utf-8 path").to_string()
