@@ -381,7 +381,7 @@ fn import_chain_checks_the_files_chain_before_writing_anything() {
         ),
         (
             &["--in", &dir_arg(&file), "--chain", "nosuch"],
-            "cannot read chain file nosuch",
+            "the known chains are devnet, regtest, devnet-onnx",
         ),
         (&["--in", "-"], "the header ends"),
     ];
@@ -391,14 +391,29 @@ fn import_chain_checks_the_files_chain_before_writing_anything() {
         all.push(&d);
         all.extend_from_slice(args);
         let out = run(&all);
-        assert_eq!(out.code, Some(1), "{args:?}");
+        // A chain name that is not one is a bad argument value: 2.
+        let code = if args.contains(&"nosuch") { 2 } else { 1 };
+        assert_eq!(out.code, Some(code), "{args:?}");
         assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
         assert!(!fresh.exists(), "{args:?} left {fresh:?}");
     }
     // A failed start leaves nothing either.
+    // A chain name that is not one is refused by argument parsing (2);
+    // a chain file that does not parse gets past it, and fails the start.
     let out = run(&["start", "--data-dir", &dir_arg(&fresh), "--chain", "nosuch"]);
-    assert_eq!(out.code, Some(1));
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(!fresh.exists());
+    let bad_chain = tmp.path().join("bad-chain.json");
+    std::fs::write(&bad_chain, b"{\"network\": ").unwrap();
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &dir_arg(&fresh),
+        "--chain",
+        &dir_arg(&bad_chain),
+    ]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(!fresh.exists(), "a failed start left {fresh:?}");
 
     // A file none of whose blocks is valid: the dir made for it goes.
     let mut bytes = std::fs::read(&file).unwrap();

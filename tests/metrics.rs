@@ -3,7 +3,7 @@
 //! (tools/parse_metrics.py) and checked against the JSON API, and the
 //! page loaded in headless Chromium, whose DOM must hold the chart's points.
 
-use crate::api::{api_addr, get};
+use crate::api::{api_addr, get, request};
 use crate::p2p::{assert_banned, start, stop, LIMIT};
 use crate::support::net::{free_port, local, wait_until, Adversary};
 use crate::support::node::{dir_arg, run};
@@ -508,8 +508,10 @@ fn a_job_has_its_best_score_in_the_metrics_and_its_own_series_on_the_dashboard()
     ]);
     assert!(out.ok(), "job submit: {}", out.stderr);
     let id = out.stdout.lines().next().unwrap().trim().to_string();
+    // The job is 404 until a block includes its transaction.
     wait_until(LIMIT, "the job ends", &[&node], || {
-        get(addr, &format!("/jobs/{id}"))["state"] == "ended"
+        let (status, _, job) = request(addr, "GET", &format!("/jobs/{id}"));
+        status == 200 && job["state"] == "ended"
     });
     // The chart shows the last 300 blocks: stop mining, so the job's stay in it.
     stop(&mut node);
