@@ -45,6 +45,9 @@ pub enum Task {
     Import,
     /// Downloading blocks from peers, target `p2p`, lines `sync: …`.
     Sync,
+    /// Downloading a task's file from peers, target `p2p`: drawn as a bar
+    /// only (its lines are the fetcher's own `fetching …` lines).
+    Fetch,
 }
 
 /// What is counted.
@@ -59,6 +62,7 @@ impl Task {
         match self {
             Task::Import => "import",
             Task::Sync => "sync",
+            Task::Fetch => "fetch",
         }
     }
 
@@ -66,6 +70,7 @@ impl Task {
         match self {
             Task::Import => tracing::info!(target: "import", "{message}"),
             Task::Sync => tracing::info!(target: "p2p", "sync: {message}"),
+            Task::Fetch => tracing::info!(target: "p2p", "fetch: {message}"),
         }
     }
 }

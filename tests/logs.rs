@@ -267,6 +267,33 @@ fn an_import_with_stderr_piped_prints_progress_lines_and_a_summary() {
         "{}",
         piped.stderr
     );
+
+    // On a terminal (a pseudo-terminal from util-linux's `script`): a bar
+    // with the count, the total, the ETA and the rate, and no progress
+    // lines; the summary is still said.
+    let on_tty = tmp.path().join("on-tty");
+    let command = format!(
+        "{} import-chain --data-dir {} --in {}",
+        crate::support::node::BIN,
+        dir_arg(&on_tty),
+        dir_arg(&file)
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux's script runs");
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{terminal}");
+    assert!(
+        terminal.contains("import [") && terminal.contains("/2,000 blocks, ETA "),
+        "no bar: {terminal:?}"
+    );
+    assert!(terminal.contains(" blocks/s, "), "no rate: {terminal:?}");
+    // A progress line has the percentage, "(12%), "; the bar has none.
+    assert!(!terminal.contains("%), "), "{terminal:?}");
+    assert!(terminal.contains("read 2000 blocks in "), "{terminal:?}");
 }
 
 /// The status line: `miner: 45678 steps/s, 3 blocks mined in 10.0s, best

@@ -856,6 +856,13 @@ impl Fetcher {
             write_error: Mutex::new(None),
             request_interval: Duration::from_secs(1)
                 / self.limits.requests_per_second.max(2).div_ceil(2),
+            bar: Mutex::new(crate::progress::bar_wanted().then(|| {
+                crate::progress::Progress::start(
+                    crate::progress::Task::Fetch,
+                    crate::progress::Unit::Bytes,
+                    Some(total.saturating_sub(kept) * u64::from(CHUNK_BYTES)),
+                )
+            })),
         });
         download.log_progress(true);
         let mut workers = Vec::new();
@@ -980,6 +987,8 @@ struct Download {
     write_error: Mutex<Option<anyhow::Error>>,
     /// Gap between two requests to one peer.
     request_interval: Duration,
+    /// On a terminal, the bar of this round's bytes, in place of the lines.
+    bar: Mutex<Option<crate::progress::Progress>>,
 }
 
 impl Download {
@@ -988,6 +997,22 @@ impl Download {
             let schedule = lock(&self.schedule);
             (schedule.verified, schedule.total)
         };
+        // Chunks are CHUNK_BYTES but the last: the bar counts in bytes.
+        if let Some(bar) = lock(&self.bar).as_mut() {
+            let alive = self
+                .sources
+                .iter()
+                .filter(|s| s.alive.load(Ordering::SeqCst))
+                .count();
+            let done = verified.saturating_sub(self.kept) * u64::from(CHUNK_BYTES);
+            bar.update(
+                done,
+                &format!("{} {} from {alive} peers", self.file.what, self.file.name),
+            );
+            if !force {
+                return;
+            }
+        }
         {
             let mut last = lock(&self.last_log);
             if !force && last.elapsed() < Duration::from_secs(1) && verified < total {
