@@ -18,13 +18,16 @@
 //! its pinned hash is checked, or serve a byte that is not part of a file
 //! whose whole hash it checked.
 
-use super::net::{
-    another_network, log, read_frame, refuser_genesis, request_on, short, transport_config,
-    EarlierBan, NetError, NetLimits, CLOSE_BANNED, CLOSE_REFUSED, CLOSE_SHUTDOWN,
-};
+use super::handshake::{another_network, greet, joining_hello, refuser_genesis, Greeting};
+use super::limits::NetLimits;
+use super::net::{log, short, EarlierBan};
 use super::peers::PeerAddr;
-use super::tls::{self, Identity};
-use super::wire::{self, Hello, Request, Response, CHUNK_BYTES};
+use super::tls::Identity;
+use super::transport::{
+    self, read_frame, request_on, transport_config, NetError, CLOSE_BANNED, CLOSE_REFUSED,
+    CLOSE_SHUTDOWN,
+};
+use super::wire::{self, Request, Response, CHUNK_BYTES};
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
 use crate::node::datadir::pinned_files;
@@ -500,17 +503,7 @@ impl Fetcher {
         peers: Vec<PeerAddr>,
         limits: NetLimits,
     ) -> Result<Arc<Fetcher>> {
-        let loopback = !peers.is_empty() && peers.iter().all(|p| p.addr.ip().is_loopback());
-        let bind = match peers.first().map(|p| p.addr) {
-            Some(SocketAddr::V6(_)) if loopback => {
-                SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 0))
-            }
-            Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
-            _ if loopback => SocketAddr::from(([127, 0, 0, 1], 0)),
-            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let endpoint =
-            quinn::Endpoint::client(bind).with_context(|| format!("cannot bind UDP {bind}"))?;
+        let endpoint = transport::client_endpoint(&peers)?;
         Ok(Arc::new(Fetcher {
             endpoint,
             identity: Identity::new(key)?,
@@ -651,18 +644,14 @@ impl Fetcher {
 
     async fn connect(&self, target: &PeerAddr) -> Result<Source> {
         let timeout = self.limits.request_timeout;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(
-            self.identity.client_config(target.id)?,
-        )?;
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(Arc::clone(&self.transport));
-        let connecting = self
-            .endpoint
-            .connect_with(client, target.addr, tls::SERVER_NAME)?;
-        let conn = tokio::time::timeout(timeout, connecting)
-            .await
-            .context("no handshake in time")??;
-        let id = tls::peer_id(&conn).context("the peer presented no ed25519 certificate")?;
+        let (conn, id) = transport::dial(
+            &self.endpoint,
+            &self.identity,
+            &self.transport,
+            target,
+            Some(timeout),
+        )
+        .await?;
         if id == self.our_id {
             conn.close(CLOSE_REFUSED.into(), b"connected to self");
             bail!("that is this node");
@@ -672,40 +661,22 @@ impl Fetcher {
             bail!("peer {} is banned", short(&id));
         }
         tokio::spawn(answer_while_fetching(conn.clone(), timeout));
-        let hello = Hello {
-            version: wire::PROTOCOL_VERSION,
-            genesis: self.genesis,
-            best_height: 0,
-            best_hash: self.genesis,
-            best_work: Hash32::ZERO,
-            listen_port: None,
-        };
-        match request_on(&conn, &Request::Hello(hello), timeout).await? {
-            Response::Hello(theirs) => {
-                let refusal = if theirs.version != wire::PROTOCOL_VERSION {
-                    Some(format!("protocol version {} is not ours", theirs.version))
-                } else if theirs.genesis != self.genesis {
-                    Some(format!(
-                        "genesis {} is not ours ({}): another network{}",
-                        theirs.genesis,
-                        self.genesis,
-                        another_network(&theirs.genesis, &self.genesis, &self.network)
-                    ))
-                } else {
-                    None
-                };
-                if let Some(reason) = refusal {
-                    conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
-                    bail!("refusing peer {}: {reason}", short(&id));
-                }
+        match greet(&conn, &joining_hello(self.genesis), timeout).await? {
+            Greeting::Accepted(_) => {}
+            Greeting::WeRefused { reason, theirs } => {
+                bail!(
+                    "refusing peer {}: {reason}{}",
+                    short(&id),
+                    another_network(&theirs.genesis, &self.genesis, &self.network)
+                );
             }
-            Response::Refused(reason) => {
+            Greeting::TheyRefused(reason) => {
                 let detail = refuser_genesis(&reason)
                     .map(|theirs| another_network(&theirs, &self.genesis, &self.network))
                     .unwrap_or_default();
                 bail!("peer {} refused us: {reason}{detail}", short(&id))
             }
-            other => {
+            Greeting::Unexpected(other) => {
                 self.ban(
                     &id,
                     target.addr,
@@ -746,9 +717,7 @@ impl Fetcher {
             .collect();
         let mut offers: Vec<(Manifest, Vec<Arc<Source>>)> = Vec::new();
         for (source, ask) in sources.iter().zip(asks) {
-            let answer = ask
-                .await
-                .unwrap_or_else(|e| Err(NetError::Connection(e.to_string())));
+            let answer = ask.await.unwrap_or_else(|e| Err(NetError::Task(e)));
             let manifest = match answer {
                 Ok(Response::File { size, chunk_hashes }) => Manifest { size, chunk_hashes },
                 Ok(Response::NotFound) => {

@@ -354,6 +354,44 @@ impl BlockSources {
     }
 }
 
+/// Bounds on what peers may cost this node.
+#[derive(Clone, Debug)]
+pub struct NetLimits {
+    pub max_inbound: usize,
+    pub max_inbound_per_ip: usize,
+    pub max_outbound: usize,
+    /// Concurrent bidirectional streams a peer may open.
+    pub max_streams: u32,
+    /// Requests a peer may make per second before it is refused, and at
+    /// twice that, banned.
+    pub requests_per_second: u32,
+    /// Bytes a peer may have in flight towards this node.
+    pub receive_window: u32,
+    /// Every read of a message.
+    pub request_timeout: Duration,
+    /// Timeouts within a minute that count as misbehaviour.
+    pub max_timeouts: usize,
+    pub ban: Duration,
+    pub max_known_addrs: usize,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        NetLimits {
+            max_inbound: 64,
+            max_inbound_per_ip: 16,
+            max_outbound: 8,
+            max_streams: 32,
+            requests_per_second: 500,
+            receive_window: 8 << 20,
+            request_timeout: Duration::from_secs(10),
+            max_timeouts: 5,
+            ban: Duration::from_secs(600),
+            max_known_addrs: 1000,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

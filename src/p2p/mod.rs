@@ -10,13 +10,16 @@
 //! import-chain, and a fetched file must have its pinned hash.
 
 pub mod files;
+pub mod handshake;
 pub mod limits;
 pub mod net;
 pub mod peers;
 pub mod tls;
+pub mod transport;
 pub mod txrelay;
 pub mod wire;
 
 pub use files::{Fetcher, ServedFiles, TrainingFile};
-pub use net::{EarlierBan, NetConfig, NetLimits, Network, STOP_RELAY_BOUND};
+pub use limits::NetLimits;
+pub use net::{EarlierBan, NetConfig, Network, STOP_RELAY_BOUND};
 pub use peers::{PeerAddr, PeersFile};

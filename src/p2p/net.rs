@@ -6,12 +6,19 @@
 //! verification never stalls QUIC's timers.
 
 use super::files::ServedFiles;
+use super::handshake::{another_network, check_hello, greet, refuser_genesis, Greeting};
+pub use super::limits::NetLimits;
 use super::limits::{
     choose_eviction, net_group, BanList, BlockSources, Charge, EvictionCandidate, RequestRate,
     TimeoutLog,
 };
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
+pub use super::transport::NetError;
+use super::transport::{
+    self, read_frame, request_on, transport_config, write_frame, CLOSE_BANNED, CLOSE_DUPLICATE,
+    CLOSE_EVICTED, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_SLOW,
+};
 use super::txrelay::{self, PeerTxs, TxFetches};
 use super::wire::{self, Hello, Request, Response};
 use crate::chain::Hash32;
@@ -25,17 +32,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use thiserror::Error;
-
-/// Connection close codes.
-pub(super) const CLOSE_REFUSED: u32 = 1;
-pub(super) const CLOSE_BANNED: u32 = 2;
-const CLOSE_DUPLICATE: u32 = 3;
-pub(super) const CLOSE_SHUTDOWN: u32 = 4;
-/// The peer did not answer in time (it may reconnect; no ban).
-pub(super) const CLOSE_SLOW: u32 = 5;
-/// Every inbound slot was taken, and the peer was evicted for a new one.
-pub(super) const CLOSE_EVICTED: u32 = 6;
 
 /// Two connections between the same nodes made within this time are a
 /// simultaneous dial; past it, the older one is stale (the peer lost it,
@@ -65,44 +61,6 @@ pub const STOP_RELAY_BOUND: Duration = Duration::from_secs(5);
 /// stored the tip yet.
 const STOP_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Bounds on what peers may cost this node.
-#[derive(Clone, Debug)]
-pub struct NetLimits {
-    pub max_inbound: usize,
-    pub max_inbound_per_ip: usize,
-    pub max_outbound: usize,
-    /// Concurrent bidirectional streams a peer may open.
-    pub max_streams: u32,
-    /// Requests a peer may make per second before it is refused, and at
-    /// twice that, banned.
-    pub requests_per_second: u32,
-    /// Bytes a peer may have in flight towards this node.
-    pub receive_window: u32,
-    /// Every read of a message.
-    pub request_timeout: Duration,
-    /// Timeouts within a minute that count as misbehaviour.
-    pub max_timeouts: usize,
-    pub ban: Duration,
-    pub max_known_addrs: usize,
-}
-
-impl Default for NetLimits {
-    fn default() -> Self {
-        NetLimits {
-            max_inbound: 64,
-            max_inbound_per_ip: 16,
-            max_outbound: 8,
-            max_streams: 32,
-            requests_per_second: 500,
-            receive_window: 8 << 20,
-            request_timeout: Duration::from_secs(10),
-            max_timeouts: 5,
-            ban: Duration::from_secs(600),
-            max_known_addrs: 1000,
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     /// Where to accept connections; `None` dials out only.
@@ -124,30 +82,6 @@ pub struct EarlierBan {
     /// When the peer was banned: the ban period runs from here.
     pub at: Instant,
     pub reason: String,
-}
-
-#[derive(Debug, Error)]
-pub enum NetError {
-    #[error("timed out")]
-    Timeout,
-    #[error("message of {found} bytes, over the limit of {limit}")]
-    Oversized { found: usize, limit: usize },
-    #[error("malformed message: {0}")]
-    Malformed(String),
-    #[error("connection: {0}")]
-    Connection(String),
-    #[error("unexpected response: {0}")]
-    Unexpected(String),
-}
-
-impl NetError {
-    /// Whether the peer broke the protocol (as opposed to a network failure).
-    pub(super) fn is_misbehaviour(&self) -> bool {
-        matches!(
-            self,
-            NetError::Oversized { .. } | NetError::Malformed(_) | NetError::Unexpected(_)
-        )
-    }
 }
 
 /// What the node knows of one connected peer.
@@ -243,97 +177,8 @@ pub(super) fn log(message: std::fmt::Arguments) {
     tracing::info!(target: "p2p", "{message}");
 }
 
-/// What a peer whose genesis is `theirs` means to the operator, to append
-/// to the refusal: both chains by name, and the flag that would join its
-/// network; nothing when the genesis is `ours`.
-pub(super) fn another_network(theirs: &Hash32, ours: &Hash32, our_network: &str) -> String {
-    if theirs == ours {
-        return String::new();
-    }
-    let ours = format!("chain {our_network:?} (genesis {ours})");
-    match crate::node::datadir::builtin_chain_with_genesis(theirs) {
-        Some(name) => format!(
-            "; it is on chain {name:?} (genesis {theirs}), this node on {ours}; \
-             to join its network, start a new data dir with --chain {name} \
-             (said once per peer)"
-        ),
-        None => format!(
-            "; it is on a chain that is not built in (genesis {theirs}), this node on {ours}; \
-             to join its network, start a new data dir with --chain and its chain file \
-             (said once per peer)"
-        ),
-    }
-}
-
-/// The genesis of a peer that refused us for being on another network,
-/// from its reason: "genesis OURS is not ours (THEIRS): another network…".
-pub(super) fn refuser_genesis(reason: &str) -> Option<Hash32> {
-    let (_, rest) = reason.split_once(" is not ours (")?;
-    let (theirs, _) = rest.split_once(')')?;
-    Hash32::from_hex(theirs).ok()
-}
-
 pub(super) fn short(id: &Hash32) -> String {
     id.to_hex()[..12].to_string()
-}
-
-pub(super) async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Vec<u8>, NetError> {
-    let read = async {
-        let mut len = [0u8; 4];
-        recv.read_exact(&mut len)
-            .await
-            .map_err(|e| NetError::Connection(e.to_string()))?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len > limit {
-            return Err(NetError::Oversized { found: len, limit });
-        }
-        let mut bytes = vec![0u8; len];
-        recv.read_exact(&mut bytes)
-            .await
-            .map_err(|e| NetError::Connection(e.to_string()))?;
-        Ok(bytes)
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| NetError::Timeout)?
-}
-
-/// Send one request on its own stream and read the answer.
-pub(super) async fn request_on(
-    conn: &quinn::Connection,
-    request: &Request,
-    timeout: Duration,
-) -> Result<Response, NetError> {
-    let (mut send, mut recv) = tokio::time::timeout(timeout, conn.open_bi())
-        .await
-        .map_err(|_| NetError::Timeout)?
-        .map_err(|e| NetError::Connection(e.to_string()))?;
-    send.write_all(&wire::frame(request))
-        .await
-        .map_err(|e| NetError::Connection(e.to_string()))?;
-    let _ = send.finish();
-    let bytes = read_frame(&mut recv, request.response_limit(), timeout).await?;
-    wire::decode_response(&bytes, request.response_limit())
-        .map_err(|e| NetError::Malformed(e.to_string()))
-}
-
-/// QUIC transport settings: the stream, window and idle bounds of `limits`.
-pub(super) fn transport_config(limits: &NetLimits) -> Result<Arc<quinn::TransportConfig>> {
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(limits.max_streams.into())
-        .max_concurrent_uni_streams(0u32.into())
-        .receive_window(limits.receive_window.into())
-        .stream_receive_window((wire::MAX_MESSAGE_BYTES as u32 + 1024).into())
-        .keep_alive_interval(Some(Duration::from_secs(5)))
-        .max_idle_timeout(Some(
-            Duration::from_secs(30).try_into().context("idle timeout")?,
-        ));
-    Ok(Arc::new(transport))
 }
 
 impl Network {
@@ -341,19 +186,7 @@ impl Network {
     pub fn start(shared: Arc<Shared>, config: NetConfig) -> Result<Arc<Network>> {
         let identity = Identity::new(&shared.key)?;
         let transport = transport_config(&config.limits)?;
-        let server_crypto =
-            quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(Arc::clone(&transport));
-        let bind = config
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let endpoint = if config.listen.is_some() {
-            quinn::Endpoint::server(server, bind)
-        } else {
-            quinn::Endpoint::client(bind)
-        }
-        .with_context(|| format!("cannot bind UDP {bind}"))?;
+        let endpoint = transport::node_endpoint(&identity, &transport, config.listen)?;
         let listen_port = config
             .listen
             .map(|_| endpoint.local_addr().map(|a| a.port()))
@@ -589,34 +422,16 @@ impl Network {
         }
     }
 
-    fn our_hello(&self) -> Result<Hello> {
+    fn our_hello(&self) -> Hello {
         let tip = self.shared.tip_watch.borrow().clone();
-        Ok(Hello {
+        Hello {
             version: wire::PROTOCOL_VERSION,
             genesis: self.shared.chain.store.genesis_hash(),
             best_height: tip.height,
             best_hash: tip.hash,
             best_work: Hash32(tip.cumulative_work.to_big_endian()),
             listen_port: self.listen_port,
-        })
-    }
-
-    fn check_hello(&self, hello: &Hello) -> Result<(), String> {
-        if hello.version != wire::PROTOCOL_VERSION {
-            return Err(format!(
-                "protocol version {} is not ours ({})",
-                hello.version,
-                wire::PROTOCOL_VERSION
-            ));
         }
-        let ours = self.shared.chain.store.genesis_hash();
-        if hello.genesis != ours {
-            return Err(format!(
-                "genesis {} is not ours ({ours}): another network",
-                hello.genesis
-            ));
-        }
-        Ok(())
     }
 
     /// Whether this refusal of or by peer `id` is news: each is logged
@@ -827,7 +642,9 @@ impl Network {
                 anyhow::bail!("malformed hello from {}: {e}", short(&id));
             }
         };
-        if let Err(reason) = self.check_hello(&hello) {
+        let ours = self.our_hello();
+        if let Err(refusal) = check_hello(&ours, &hello) {
+            let reason = refusal.to_string();
             if self.first_refusal(&id, &reason) {
                 let detail = self.another_network(&hello.genesis);
                 log(format_args!(
@@ -835,16 +652,13 @@ impl Network {
                     short(&id)
                 ));
             }
-            let _ = send
-                .write_all(&wire::frame(&Response::Refused(reason.clone())))
-                .await;
+            let _ = write_frame(&mut send, &Response::Refused(reason.clone())).await;
             let _ = send.finish();
             tokio::time::sleep(Duration::from_millis(200)).await;
             conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
             return Ok(());
         }
-        send.write_all(&wire::frame(&Response::Hello(self.our_hello()?)))
-            .await?;
+        write_frame(&mut send, &Response::Hello(ours)).await?;
         let _ = send.finish();
         let listen = hello
             .listen_port
@@ -868,17 +682,8 @@ impl Network {
         target: &PeerAddr,
         transport: &Arc<quinn::TransportConfig>,
     ) -> Result<bool> {
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(
-            self.identity.client_config(target.id)?,
-        )?;
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(Arc::clone(transport));
-        let conn = self
-            .endpoint
-            .connect_with(client, target.addr, tls::SERVER_NAME)?
-            .await
-            .with_context(|| format!("connecting to {}", target.addr))?;
-        let id = tls::peer_id(&conn).context("the peer presented no ed25519 certificate")?;
+        let (conn, id) =
+            transport::dial(&self.endpoint, &self.identity, transport, target, None).await?;
         if id == self.shared.miner_id() {
             lock(&self.self_addrs).insert(target.addr);
             conn.close(CLOSE_REFUSED.into(), b"connected to self");
@@ -893,23 +698,9 @@ impl Network {
             conn.close(CLOSE_DUPLICATE.into(), b"already connected");
             return Ok(false);
         }
-        match self
-            .request(&conn, &Request::Hello(self.our_hello()?))
-            .await
-        {
-            Ok(Response::Hello(hello)) => {
-                if let Err(reason) = self.check_hello(&hello) {
-                    if self.first_refusal(&id, &reason) {
-                        let detail = self.another_network(&hello.genesis);
-                        log(format_args!(
-                            "refusing peer {} ({}): {reason}{detail}",
-                            short(&id),
-                            target.addr
-                        ));
-                    }
-                    conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
-                    return Ok(false);
-                }
+        let greeting = greet(&conn, &self.our_hello(), self.config.limits.request_timeout).await;
+        match greeting {
+            Ok(Greeting::Accepted(hello)) => {
                 let peer = self.new_peer(id, conn.clone(), false, Some(target.addr), &hello);
                 if self.register(peer) {
                     log(format_args!(
@@ -923,7 +714,19 @@ impl Network {
                 }
                 Ok(true)
             }
-            Ok(Response::Refused(reason)) => {
+            Ok(Greeting::WeRefused { reason, theirs }) => {
+                let reason = reason.to_string();
+                if self.first_refusal(&id, &reason) {
+                    let detail = self.another_network(&theirs.genesis);
+                    log(format_args!(
+                        "refusing peer {} ({}): {reason}{detail}",
+                        short(&id),
+                        target.addr
+                    ));
+                }
+                Ok(false)
+            }
+            Ok(Greeting::TheyRefused(reason)) => {
                 if self.first_refusal(&id, &reason) {
                     let detail = refuser_genesis(&reason)
                         .map(|theirs| self.another_network(&theirs))
@@ -936,7 +739,7 @@ impl Network {
                 }
                 Ok(false)
             }
-            Ok(other) => {
+            Ok(Greeting::Unexpected(other)) => {
                 self.punish(&id, "answered hello with something else");
                 anyhow::bail!("unexpected answer to hello: {other:?}")
             }
