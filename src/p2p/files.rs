@@ -19,8 +19,8 @@
 //! whose whole hash it checked.
 
 use super::handshake::{another_network, greet, joining_hello, refuser_genesis, Greeting};
-use super::limits::NetLimits;
-use super::net::{log, short, EarlierBan};
+use super::net::{log, short};
+use super::peerbook::{NetLimits, SharedBook};
 use super::peers::PeerAddr;
 use super::tls::Identity;
 use super::transport::{
@@ -487,8 +487,8 @@ pub struct Fetcher {
     network: String,
     peers: Vec<PeerAddr>,
     limits: NetLimits,
-    /// When each peer was banned, and why.
-    bans: Mutex<HashMap<Hash32, (Instant, String)>>,
+    /// The node's one ban list, which the network takes over.
+    book: SharedBook,
     /// The failures to connect already logged, by address: a peer on
     /// another network is not logged at every round.
     logged: Mutex<HashSet<(SocketAddr, String)>>,
@@ -502,6 +502,7 @@ impl Fetcher {
         params: &ChainParams,
         peers: Vec<PeerAddr>,
         limits: NetLimits,
+        book: SharedBook,
     ) -> Result<Arc<Fetcher>> {
         let endpoint = transport::client_endpoint(&peers)?;
         Ok(Arc::new(Fetcher {
@@ -513,7 +514,7 @@ impl Fetcher {
             network: params.network.clone(),
             peers,
             limits,
-            bans: Mutex::new(HashMap::new()),
+            book,
             logged: Mutex::new(HashSet::new()),
         }))
     }
@@ -553,9 +554,10 @@ impl Fetcher {
             match outcome {
                 Some(Round::Done(fetched)) => {
                     report.fetched_chunks += fetched;
-                    report.banned = lock(&self.bans)
-                        .iter()
-                        .map(|(id, (_, reason))| (*id, reason.clone()))
+                    report.banned = lock(&self.book)
+                        .active(Instant::now())
+                        .into_iter()
+                        .map(|(id, _, reason)| (id, reason))
                         .collect();
                     return Ok(report);
                 }
@@ -577,7 +579,7 @@ impl Fetcher {
     }
 
     fn is_banned(&self, id: &Hash32) -> bool {
-        lock(&self.bans).contains_key(id)
+        lock(&self.book).is_banned(id, Instant::now())
     }
 
     /// Refuse a peer for the rest of the fetch, and say why.
@@ -587,21 +589,8 @@ impl Fetcher {
             short(id),
             self.limits.ban.as_secs()
         ));
-        lock(&self.bans).insert(*id, (Instant::now(), reason.to_string()));
+        lock(&self.book).ban(*id, None, reason, Instant::now());
         conn.close(CLOSE_BANNED.into(), reason.as_bytes());
-    }
-
-    /// The peers banned so far: the node's network keeps refusing them for
-    /// the rest of their ban period.
-    pub fn bans(&self) -> Vec<EarlierBan> {
-        lock(&self.bans)
-            .iter()
-            .map(|(id, (at, reason))| EarlierBan {
-                id: *id,
-                at: *at,
-                reason: reason.clone(),
-            })
-            .collect()
     }
 
     async fn connect_all(self: &Arc<Self>) -> Vec<Arc<Source>> {
@@ -1151,6 +1140,7 @@ async fn answer_while_fetching(conn: quinn::Connection, timeout: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::peerbook::PeerBook;
     use super::*;
 
     fn bytes(len: usize) -> Vec<u8> {
@@ -1248,5 +1238,84 @@ mod tests {
         let (_, missing) = open_partial(&path, &manifest).unwrap();
         assert_eq!(missing, vec![1, 3]);
         assert_eq!(fs::metadata(&path).unwrap().len(), data.len() as u64);
+    }
+
+    /// The fetcher and the network share one peer book: a key the
+    /// network banned is refused by the fetcher before it says hello.
+    #[test]
+    fn a_peer_banned_in_the_shared_book_is_refused_by_the_fetcher() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let params = ChainParams::from_json(include_str!("../../config/regtest.json")).unwrap();
+            let limits = NetLimits {
+                request_timeout: Duration::from_secs(5),
+                ..NetLimits::default()
+            };
+            let peer_key = SigningKey::from_bytes(&[21; 32]);
+            let peer_id = Hash32(peer_key.verifying_key().to_bytes());
+            let identity = Identity::new(&peer_key).unwrap();
+            let server = transport::node_endpoint(
+                &identity,
+                &transport_config(&limits).unwrap(),
+                Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            )
+            .unwrap();
+            let target = PeerAddr {
+                id: Some(peer_id),
+                addr: server.local_addr().unwrap(),
+            };
+            let accepting = server.clone();
+            let accept = tokio::spawn(async move {
+                let conn = accepting.accept().await.unwrap().await.unwrap();
+                conn.closed().await
+            });
+            let book = PeerBook::shared(limits.ban);
+            lock(&book).ban(peer_id, None, "flood", Instant::now());
+            let fetcher = Fetcher::new(
+                &SigningKey::from_bytes(&[22; 32]),
+                &params,
+                vec![target.clone()],
+                limits,
+                Arc::clone(&book),
+            )
+            .unwrap();
+            let refusal = fetcher.connect(&target).await.err().unwrap().to_string();
+            assert_eq!(refusal, format!("peer {} is banned", short(&peer_id)));
+            let closed = tokio::time::timeout(Duration::from_secs(5), accept)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(&closed, quinn::ConnectionError::ApplicationClosed(c)
+                    if c.error_code == CLOSE_BANNED.into()),
+                "{closed:?}"
+            );
+            // Not banned, the same peer gets as far as the hello.
+            let book = PeerBook::shared(Duration::from_secs(1));
+            let unbanned = Fetcher::new(
+                &SigningKey::from_bytes(&[22; 32]),
+                &params,
+                vec![target.clone()],
+                NetLimits {
+                    request_timeout: Duration::from_millis(300),
+                    ..NetLimits::default()
+                },
+                book,
+            )
+            .unwrap();
+            let accepting = server.clone();
+            tokio::spawn(async move {
+                let _conn = accepting.accept().await.unwrap().await.unwrap();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            });
+            let error = unbanned.connect(&target).await.err().unwrap().to_string();
+            assert!(!error.contains("banned"), "{error}");
+            fetcher.close().await;
+            unbanned.close().await;
+            server.close(0u32.into(), b"");
+        });
     }
 }

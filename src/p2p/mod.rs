@@ -11,8 +11,8 @@
 
 pub mod files;
 pub mod handshake;
-pub mod limits;
 pub mod net;
+pub mod peerbook;
 pub mod peers;
 pub mod tls;
 pub mod transport;
@@ -20,6 +20,6 @@ pub mod txrelay;
 pub mod wire;
 
 pub use files::{Fetcher, ServedFiles, TrainingFile};
-pub use limits::NetLimits;
-pub use net::{EarlierBan, NetConfig, Network, STOP_RELAY_BOUND};
+pub use net::{NetConfig, Network, STOP_RELAY_BOUND};
+pub use peerbook::{NetLimits, PeerBook, SharedBook};
 pub use peers::{PeerAddr, PeersFile};

@@ -7,9 +7,9 @@
 
 use super::files::ServedFiles;
 use super::handshake::{another_network, check_hello, greet, refuser_genesis, Greeting};
-pub use super::limits::NetLimits;
-use super::limits::{
-    choose_eviction, net_group, BanList, BlockSources, Charge, EvictionCandidate, RequestRate,
+pub use super::peerbook::NetLimits;
+use super::peerbook::{
+    choose_eviction, net_group, BlockSources, Charge, EvictionCandidate, RequestRate, SharedBook,
     TimeoutLog,
 };
 use super::peers::PeerAddr;
@@ -70,18 +70,10 @@ pub struct NetConfig {
     /// The training files this node serves to peers: a masternode's are
     /// all of its chain's, a plain node's are those it holds verified.
     pub files: ServedFiles,
-    /// Peers banned before the network started (while fetching training
-    /// files), refused until their ban period ends.
-    pub earlier_bans: Vec<EarlierBan>,
-}
-
-/// A ban made before the network started.
-#[derive(Clone, Debug)]
-pub struct EarlierBan {
-    pub id: Hash32,
-    /// When the peer was banned: the ban period runs from here.
-    pub at: Instant,
-    pub reason: String,
+    /// The node's one ban list, shared with the fetcher that ran before
+    /// the network started: a peer it banned is refused until its ban
+    /// period ends.
+    pub book: SharedBook,
 }
 
 /// What the node knows of one connected peer.
@@ -146,7 +138,6 @@ pub struct Network {
     config: NetConfig,
     listen_port: Option<u16>,
     peers: Mutex<HashMap<Hash32, Peer>>,
-    bans: Mutex<BanList>,
     known_addrs: Mutex<BTreeSet<SocketAddr>>,
     self_addrs: Mutex<BTreeSet<SocketAddr>>,
     /// The refusals already logged, by peer: a peer on another network
@@ -197,13 +188,6 @@ impl Network {
             identity,
             listen_port,
             peers: Mutex::new(HashMap::new()),
-            bans: Mutex::new({
-                let mut bans = BanList::default();
-                for ban in &config.earlier_bans {
-                    bans.ban(ban.id, ban.at + config.limits.ban, &ban.reason);
-                }
-                bans
-            }),
             known_addrs: Mutex::new(config.peers.iter().map(|p| p.addr).collect()),
             self_addrs: Mutex::new(BTreeSet::new()),
             refusals_logged: Mutex::new(HashSet::new()),
@@ -360,7 +344,7 @@ impl Network {
 
     pub fn ban_infos(&self) -> Vec<BanInfo> {
         let now = Instant::now();
-        lock(&self.bans)
+        lock(&self.config.book)
             .active(now)
             .into_iter()
             .map(|(id, left, reason)| BanInfo {
@@ -376,7 +360,7 @@ impl Network {
     }
 
     fn is_banned(&self, id: &Hash32) -> bool {
-        lock(&self.bans).is_banned(id, Instant::now())
+        lock(&self.config.book).is_banned(id, Instant::now())
     }
 
     /// Disconnect a peer at once and refuse it, and the address it came
@@ -388,13 +372,10 @@ impl Network {
     /// [`Network::punish`], for a peer that may not be registered yet and
     /// came from `from`.
     fn punish_from(&self, id: &Hash32, from: Option<std::net::IpAddr>, reason: &str) {
-        let until = Instant::now() + self.config.limits.ban;
         self.shared.metrics.bans.inc();
         let peer = lock(&self.peers).remove(id);
-        match peer.as_ref().map(|p| p.addr.ip()).or(from) {
-            Some(ip) => lock(&self.bans).ban_peer(*id, ip, until, reason),
-            None => lock(&self.bans).ban(*id, until, reason),
-        }
+        let from = peer.as_ref().map(|p| p.addr.ip()).or(from);
+        lock(&self.config.book).ban(*id, from, reason, Instant::now());
         let addr = peer
             .as_ref()
             .map_or("?".to_string(), |p| p.addr.to_string());
@@ -528,7 +509,10 @@ impl Network {
             let ip = incoming.remote_address().ip();
             // A banned address, or group, is refused before any handshake:
             // a fresh key from there changes nothing.
-            if lock(&self.bans).address_ban(ip, Instant::now()).is_some() {
+            if lock(&self.config.book)
+                .address_ban(ip, Instant::now())
+                .is_some()
+            {
                 incoming.refuse();
                 continue;
             }
@@ -790,7 +774,7 @@ impl Network {
                 if backoff.get(&target.addr).is_some_and(|(at, _)| *at > now) {
                     continue;
                 }
-                if lock(&self.bans)
+                if lock(&self.config.book)
                     .address_ban(target.addr.ip(), now)
                     .is_some()
                 {

@@ -9,7 +9,7 @@
 //! keeps state about a peer: that is for the handshake, the peer book and
 //! the services above.
 
-use super::limits::NetLimits;
+use super::peerbook::NetLimits;
 use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 use super::wire::{self, Request, Response};
