@@ -16,8 +16,8 @@ use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 pub use super::transport::NetError;
 use super::transport::{
-    self, read_frame, request_on, transport_config, write_frame, CLOSE_BANNED, CLOSE_DUPLICATE,
-    CLOSE_EVICTED, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_SLOW,
+    self, log, read_frame, request_on, short, transport_config, write_frame, CLOSE_BANNED,
+    CLOSE_DUPLICATE, CLOSE_EVICTED, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_SLOW,
 };
 use super::txrelay::{self, PeerTxs, TxFetches};
 use super::wire::{self, Hello, Request, Response};
@@ -162,14 +162,6 @@ pub struct Network {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(super) fn log(message: std::fmt::Arguments) {
-    tracing::info!(target: "p2p", "{message}");
-}
-
-pub(super) fn short(id: &Hash32) -> String {
-    id.to_hex()[..12].to_string()
 }
 
 impl Network {
@@ -1234,10 +1226,7 @@ impl Network {
                 release(&self);
                 self.punish(
                     &peer_id,
-                    &format!(
-                        "answered GetTxs with {}",
-                        super::files::response_name(&other)
-                    ),
+                    &format!("answered GetTxs with {}", wire::response_name(&other)),
                 );
                 return;
             }

@@ -212,3 +212,13 @@ pub async fn request_on(
     let bytes = read_frame(&mut recv, request.response_limit(), timeout).await?;
     wire::decode_response(&bytes, request.response_limit()).map_err(NetError::Malformed)
 }
+
+/// A line of the peer layer's log (target `p2p`).
+pub fn log(message: std::fmt::Arguments) {
+    tracing::info!(target: "p2p", "{message}");
+}
+
+/// A peer's key as log lines give it: its first 12 hex digits.
+pub fn short(id: &Hash32) -> String {
+    id.to_hex()[..12].to_string()
+}
