@@ -1,13 +1,17 @@
 //! The peer layer: QUIC (quinn) with mutual TLS 1.3 (rustls, ring) on
 //! self-signed certificates made from each node's ed25519 key (rcgen).
 //!
-//! [`tls`] makes the identity and verifies peers, [`wire`] defines the
-//! messages and their bounds, [`limits`] the per-peer rate, timeout and
-//! ban rules, [`peers`] reads peer addresses, [`net`]
-//! runs connections, gossip and sync, and [`files`] serves and fetches
-//! the training data genesis pins by hash. Nothing here decides validity:
-//! blocks go through `node::import::store_blocks`, the same path as
-//! import-chain, and a fetched file must have its pinned hash.
+//! In layers, each importing only those before it: [`wire`] defines the
+//! messages and their bounds, [`tls`] makes the identity and verifies
+//! peers, [`peers`] reads peer addresses, [`peerbook`] holds the pure
+//! per-peer rules (rate, timeouts, block sources, eviction) and the one
+//! ban list, [`transport`] the endpoint, the one dial, frames and close
+//! codes, [`handshake`] the Hello exchange and its pure check, [`files`]
+//! serves and fetches the training data genesis pins by hash, and [`net`]
+//! runs connections and, in its submodules, serving, gossip and sync.
+//! Nothing here decides validity: blocks go through
+//! `node::import::store_blocks`, the same path as import-chain, and a
+//! fetched file must have its pinned hash.
 
 pub mod files;
 pub mod handshake;

@@ -1,5 +1,9 @@
-//! The QUIC peer network: connections, the handshake, serving requests,
-//! gossip of new tips, and sync from several peers at once.
+//! The running peer network: the endpoint's connections, dialed and
+//! accepted through [`super::handshake`], and the table of peers. What
+//! the peers are for lives in the submodules: `serve` answers their
+//! requests, `gossip` announces tips and relays transactions, and
+//! `sync` catches up with peers that have more work. Bans go to the
+//! node's one [`super::PeerBook`].
 //!
 //! Async code here only moves bytes and bookkeeping; everything that
 //! touches consensus or sled runs on the blocking pool, so a slow block

@@ -5,6 +5,17 @@
 
 use super::*;
 
+/// Most blocks one batch of a sync asks one peer for.
+const BATCH: usize = wire::MAX_BLOCKS_PER_REQUEST;
+
+/// Which peer a sync round follows.
+enum Choice {
+    /// This peer named these blocks we lack.
+    Leader(Box<Peer>, Vec<Hash32>),
+    /// No peer did; `refused` when one was busy rather than silent.
+    Nobody { refused: bool },
+}
+
 impl Network {
     /// Start a sync unless one is running (a running one re-checks peers).
     pub fn trigger_sync(self: &Arc<Self>) {
@@ -37,7 +48,6 @@ impl Network {
     /// of blocks fetched from every such peer in parallel, verified and
     /// stored in chain order.
     pub(super) async fn sync(self: &Arc<Self>) -> Result<()> {
-        const BATCH: usize = wire::MAX_BLOCKS_PER_REQUEST;
         let mut small_round = false;
         // The progress lines count from where this sync began, across its
         // rounds of up to MAX_HASHES blocks.
@@ -69,99 +79,15 @@ impl Network {
                 state.target_height = ahead[0].best_height;
                 state.peers = ahead.len();
             }
-            let shared = Arc::clone(&self.shared);
-            let locator = crate::offload::spawn_blocking(move || locator(&shared)).await??;
-            // Ask several peers ahead at once, and any that comes ahead
-            // while we wait, and follow the first useful answer: a peer
-            // that claims work and stays silent cannot hold the sync up.
-            let (answers, mut answered) = tokio::sync::mpsc::channel(HASH_SOURCES);
-            let request = Request::GetHashes {
-                locator,
-                max: wire::MAX_HASHES as u32,
-            };
-            let mut asked = HashSet::new();
-            let ask = |peer: Peer, asked: &mut HashSet<Hash32>| {
-                asked.insert(peer.id);
-                let network = Arc::clone(self);
-                let answers = answers.clone();
-                let request = request.clone();
-                tokio::spawn(async move {
-                    let result = network.request(&peer.conn, &request).await;
-                    if let Err(e) = &result {
-                        network.request_failed(&peer.id, e);
+            let (leader, wanted) = match self.choose_peer(ours, &ahead).await? {
+                Choice::Leader(leader, wanted) => (*leader, wanted),
+                Choice::Nobody { refused } => {
+                    if refused {
+                        tokio::time::sleep(REFUSED_PAUSE).await;
                     }
-                    let _ = answers.send((peer, result)).await;
-                });
-            };
-            for peer in ahead.iter().take(HASH_SOURCES).cloned() {
-                ask(peer, &mut asked);
-            }
-            let mut waiting = asked.len();
-            let mut chosen = None;
-            let mut refused = false;
-            while waiting > 0 {
-                let news = self.peer_news.notified();
-                let (peer, result) = tokio::select! {
-                    answer = answered.recv() => match answer {
-                        Some(answer) => answer,
-                        None => break,
-                    },
-                    () = news => {
-                        let newcomers: Vec<Peer> = lock(&self.peers)
-                            .values()
-                            .filter(|p| p.best_work > ours && !asked.contains(&p.id))
-                            .cloned()
-                            .collect();
-                        for peer in newcomers {
-                            ask(peer, &mut asked);
-                            waiting += 1;
-                        }
-                        continue;
-                    }
-                };
-                waiting -= 1;
-                match result {
-                    Ok(Response::Hashes(hashes)) => {
-                        let shared = Arc::clone(&self.shared);
-                        let wanted = crate::offload::spawn_blocking(move || {
-                            let store = &shared.chain.store;
-                            let mut wanted = Vec::with_capacity(hashes.len());
-                            for hash in hashes {
-                                if !store.contains(&hash)? {
-                                    wanted.push(hash);
-                                }
-                            }
-                            Ok::<_, StoreError>(wanted)
-                        })
-                        .await??;
-                        if wanted.is_empty() {
-                            // The peer claimed more work than it can show us.
-                            self.forget_claim(&peer.id, ours);
-                            continue;
-                        }
-                        chosen = Some((peer, wanted));
-                        break;
-                    }
-                    Ok(Response::Refused(reason)) => {
-                        // Busy, not lying: keep its claim and come back.
-                        log(format_args!(
-                            "peer {} refused GetHashes: {reason}",
-                            short(&peer.id)
-                        ));
-                        refused = true;
-                    }
-                    Ok(other) => {
-                        self.punish(&peer.id, &format!("answered GetHashes with {other:?}"));
-                    }
-                    Err(_) => self.forget_claim(&peer.id, ours),
+                    small_round = true;
+                    continue;
                 }
-            }
-            let Some((leader, wanted)) = chosen else {
-                if refused {
-                    tokio::time::sleep(REFUSED_PAUSE).await;
-                }
-                small_round = true;
-                continue;
             };
             // Fetch every batch at once, spread over the peers ahead of us
             // from the one that gave the hashes (it has the blocks; a
@@ -189,17 +115,7 @@ impl Network {
                 small_round = true;
                 continue;
             }
-            let sources = Arc::new(usable);
-            let fetches: Vec<_> = wanted
-                .chunks(BATCH)
-                .enumerate()
-                .map(|(i, chunk)| {
-                    let network = Arc::clone(self);
-                    let sources = Arc::clone(&sources);
-                    let chunk = chunk.to_vec();
-                    tokio::spawn(async move { network.fetch_batch(chunk, &sources, i, ours).await })
-                })
-                .collect();
+            let fetches = self.fetch_ranges(&wanted, usable, ours);
             let total = wanted.len();
             small_round = total < BATCH;
             let mut done = 0usize;
@@ -245,42 +161,10 @@ impl Network {
                     }
                     continue;
                 }
-                let senders: Vec<Hash32> = group.iter().map(|(_, id)| *id).collect();
                 let count = group.len();
-                let blocks = std::mem::take(&mut group)
-                    .into_iter()
-                    .map(|(b, _)| b)
-                    .collect();
-                let (report, error) = self.store_from(blocks).await?;
-                if let Some(error) = error {
-                    // The blocks are numbered from 1 in the order fetched;
-                    // the messages name a block by its hash and height.
-                    match &error {
-                        ImportError::BadBlock { index, reason, .. } => {
-                            let sender =
-                                senders[(*index as usize).saturating_sub(1).min(count - 1)];
-                            let block = error.from_peer();
-                            if matches!(reason, crate::consensus::BlockError::UnknownParent { .. })
-                            {
-                                log(format_args!("sync: peer {} sent {block}", short(&sender)));
-                            } else {
-                                self.punish(&sender, &format!("sent an invalid {block}"));
-                            }
-                        }
-                        _ => log(format_args!("sync: {error}")),
-                    }
+                let Some(report) = self.store_group(std::mem::take(&mut group)).await? else {
                     break;
-                }
-                if report.stored > 0 {
-                    // Peers that bring blocks are kept when slots run out.
-                    let now = Instant::now();
-                    let mut peers = lock(&self.peers);
-                    for id in &senders {
-                        if let Some(peer) = peers.get_mut(id) {
-                            peer.last_block_at = Some(now);
-                        }
-                    }
-                }
+                };
                 done += count;
                 let tip = self.shared.tip_watch.borrow().clone();
                 let synced = tip.height.saturating_sub(start_height);
@@ -335,6 +219,165 @@ impl Network {
                 }
             }
         }
+    }
+
+    /// Choose the peer to sync from: ask several of the peers `ahead`
+    /// (and any that comes ahead meanwhile) for the hashes after our
+    /// locator, and follow the first that names blocks we lack.
+    async fn choose_peer(self: &Arc<Self>, ours: U256, ahead: &[Peer]) -> Result<Choice> {
+        let shared = Arc::clone(&self.shared);
+        let locator = crate::offload::spawn_blocking(move || locator(&shared)).await??;
+        // Ask several peers ahead at once, and any that comes ahead
+        // while we wait, and follow the first useful answer: a peer
+        // that claims work and stays silent cannot hold the sync up.
+        let (answers, mut answered) = tokio::sync::mpsc::channel(HASH_SOURCES);
+        let request = Request::GetHashes {
+            locator,
+            max: wire::MAX_HASHES as u32,
+        };
+        let mut asked = HashSet::new();
+        let ask = |peer: Peer, asked: &mut HashSet<Hash32>| {
+            asked.insert(peer.id);
+            let network = Arc::clone(self);
+            let answers = answers.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                let result = network.request(&peer.conn, &request).await;
+                if let Err(e) = &result {
+                    network.request_failed(&peer.id, e);
+                }
+                let _ = answers.send((peer, result)).await;
+            });
+        };
+        for peer in ahead.iter().take(HASH_SOURCES).cloned() {
+            ask(peer, &mut asked);
+        }
+        let mut waiting = asked.len();
+        let mut chosen = None;
+        let mut refused = false;
+        while waiting > 0 {
+            let news = self.peer_news.notified();
+            let (peer, result) = tokio::select! {
+                answer = answered.recv() => match answer {
+                    Some(answer) => answer,
+                    None => break,
+                },
+                () = news => {
+                    let newcomers: Vec<Peer> = lock(&self.peers)
+                        .values()
+                        .filter(|p| p.best_work > ours && !asked.contains(&p.id))
+                        .cloned()
+                        .collect();
+                    for peer in newcomers {
+                        ask(peer, &mut asked);
+                        waiting += 1;
+                    }
+                    continue;
+                }
+            };
+            waiting -= 1;
+            match result {
+                Ok(Response::Hashes(hashes)) => {
+                    let shared = Arc::clone(&self.shared);
+                    let wanted = crate::offload::spawn_blocking(move || {
+                        let store = &shared.chain.store;
+                        let mut wanted = Vec::with_capacity(hashes.len());
+                        for hash in hashes {
+                            if !store.contains(&hash)? {
+                                wanted.push(hash);
+                            }
+                        }
+                        Ok::<_, StoreError>(wanted)
+                    })
+                    .await??;
+                    if wanted.is_empty() {
+                        // The peer claimed more work than it can show us.
+                        self.forget_claim(&peer.id, ours);
+                        continue;
+                    }
+                    chosen = Some((peer, wanted));
+                    break;
+                }
+                Ok(Response::Refused(reason)) => {
+                    // Busy, not lying: keep its claim and come back.
+                    log(format_args!(
+                        "peer {} refused GetHashes: {reason}",
+                        short(&peer.id)
+                    ));
+                    refused = true;
+                }
+                Ok(other) => {
+                    self.punish(&peer.id, &format!("answered GetHashes with {other:?}"));
+                }
+                Err(_) => self.forget_claim(&peer.id, ours),
+            }
+        }
+        Ok(match chosen {
+            Some((leader, wanted)) => Choice::Leader(Box::new(leader), wanted),
+            None => Choice::Nobody { refused },
+        })
+    }
+
+    /// Fetch `wanted` in batches of [`BATCH`], all at once, spread over
+    /// `sources` (`fetch_batch`); the answers come back in chain order.
+    fn fetch_ranges(
+        self: &Arc<Self>,
+        wanted: &[Hash32],
+        sources: Vec<Peer>,
+        ours: U256,
+    ) -> Vec<tokio::task::JoinHandle<(Peer, Result<Response, NetError>)>> {
+        let sources = Arc::new(sources);
+        wanted
+            .chunks(BATCH)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let network = Arc::clone(self);
+                let sources = Arc::clone(&sources);
+                let chunk = chunk.to_vec();
+                tokio::spawn(async move { network.fetch_batch(chunk, &sources, i, ours).await })
+            })
+            .collect()
+    }
+
+    /// Verify and store one group of fetched blocks, each with the peer
+    /// that sent it; the sender of an invalid block is banned. `None`
+    /// when a block was refused: the round ends there.
+    async fn store_group(
+        self: &Arc<Self>,
+        group: Vec<(Vec<u8>, Hash32)>,
+    ) -> Result<Option<ImportReport>> {
+        let senders: Vec<Hash32> = group.iter().map(|(_, id)| *id).collect();
+        let count = group.len();
+        let blocks = group.into_iter().map(|(b, _)| b).collect();
+        let (report, error) = self.store_from(blocks).await?;
+        if let Some(error) = error {
+            // The blocks are numbered from 1 in the order fetched;
+            // the messages name a block by its hash and height.
+            match &error {
+                ImportError::BadBlock { index, reason, .. } => {
+                    let sender = senders[(*index as usize).saturating_sub(1).min(count - 1)];
+                    let block = error.from_peer();
+                    if matches!(reason, crate::consensus::BlockError::UnknownParent { .. }) {
+                        log(format_args!("sync: peer {} sent {block}", short(&sender)));
+                    } else {
+                        self.punish(&sender, &format!("sent an invalid {block}"));
+                    }
+                }
+                _ => log(format_args!("sync: {error}")),
+            }
+            return Ok(None);
+        }
+        if report.stored > 0 {
+            // Peers that bring blocks are kept when slots run out.
+            let now = Instant::now();
+            let mut peers = lock(&self.peers);
+            for id in &senders {
+                if let Some(peer) = peers.get_mut(id) {
+                    peer.last_block_at = Some(now);
+                }
+            }
+        }
+        Ok(Some(report))
     }
 
     /// Fetch one batch of blocks, from `sources[first]` and, when it does
