@@ -86,13 +86,14 @@ impl Manifest {
 
     /// Byte offset and length of chunk `index`.
     pub fn chunk_span(&self, index: u32) -> Result<(u64, u64), FileError> {
-        if index as usize >= self.chunk_hashes.len() {
+        let offset = u64::from(index) * u64::from(CHUNK_BYTES);
+        // A chunk past the size is none, even in a manifest not checked yet.
+        if index as usize >= self.chunk_hashes.len() || offset >= self.size {
             return Err(FileError::NoSuchChunk {
                 index,
                 count: self.chunk_hashes.len(),
             });
         }
-        let offset = u64::from(index) * u64::from(CHUNK_BYTES);
         Ok((offset, (self.size - offset).min(u64::from(CHUNK_BYTES))))
     }
 
@@ -198,5 +199,19 @@ mod tests {
         assert!(matches!(huge.check(), Err(FileError::TooLarge { .. })));
         assert_eq!(Manifest::of(&[]).chunk_hashes.len(), 0);
         Manifest::of(&[]).check().unwrap();
+    }
+
+    #[test]
+    fn an_unchecked_manifest_names_no_chunk_past_its_size() {
+        let manifest = Manifest {
+            size: 0,
+            chunk_hashes: vec![Hash32::ZERO; 2],
+        };
+        assert!(manifest.check().is_err());
+        assert_eq!(
+            manifest.chunk_span(1),
+            Err(FileError::NoSuchChunk { index: 1, count: 2 })
+        );
+        assert!(manifest.check_chunk(1, &[]).is_err());
     }
 }
