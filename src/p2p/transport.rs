@@ -70,9 +70,10 @@ pub enum NetError {
         addr: SocketAddr,
         error: quinn::ConnectionError,
     },
-    #[error("no handshake with {addr} in time")]
+    /// `addr` is where it was dialed; the caller's line names it.
+    #[error("no handshake in time")]
     HandshakeTimeout { addr: SocketAddr },
-    #[error("the peer at {addr} presented no ed25519 certificate")]
+    #[error("the peer presented no ed25519 certificate")]
     NoKey { addr: SocketAddr },
 }
 
@@ -221,4 +222,49 @@ pub fn log(message: std::fmt::Arguments) {
 /// A peer's key as log lines give it: its first 12 hex digits.
 pub fn short(id: &Hash32) -> String {
     id.to_hex()[..12].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_broken_message_is_misbehaviour() {
+        let oversized = NetError::Oversized {
+            found: 9000,
+            limit: 8192,
+        };
+        assert!(oversized.is_misbehaviour());
+        assert_eq!(
+            oversized.to_string(),
+            "message of 9000 bytes, over the limit of 8192"
+        );
+        let malformed = NetError::Malformed(DecodeError::TrailingBytes {
+            what: "request",
+            count: 1,
+        });
+        assert!(malformed.is_misbehaviour());
+        assert_eq!(
+            malformed.to_string(),
+            "malformed message: request has 1 trailing bytes"
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9000));
+        for failure in [
+            NetError::Timeout,
+            NetError::HandshakeTimeout { addr },
+            NetError::NoKey { addr },
+            NetError::Connection(quinn::ConnectionError::TimedOut),
+        ] {
+            assert!(!failure.is_misbehaviour(), "{failure}");
+        }
+    }
+
+    #[test]
+    fn a_frame_is_a_little_endian_length_and_the_message() {
+        let request = Request::GetAddrs;
+        let framed = wire::frame(&request);
+        let len = u32::from_le_bytes(framed[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, framed.len() - 4);
+        assert_eq!(wire::decode_request(&framed[4..]), Ok(request));
+    }
 }
