@@ -2,19 +2,19 @@
 //! chunks from several peers at once into `FILE.partial`, and rename the
 //! file into place once it has its pinned hash.
 
-use super::super::handshake::{another_network, greet, joining_hello, refuser_genesis, Greeting};
-use super::super::peerbook::{NetLimits, SharedBook};
-use super::super::peers::PeerAddr;
-use super::super::tls::Identity;
-use super::super::transport::{
-    self, log, read_frame, request_on, short, transport_config, NetError, CLOSE_BANNED,
-    CLOSE_REFUSED, CLOSE_SHUTDOWN,
-};
-use super::super::wire::{self, response_name, Request, Response, CHUNK_BYTES};
 use super::manifest::{read_manifest, Manifest};
 use super::{lock, TrainingFile};
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
+use crate::p2p::handshake::{another_network, greet, joining_hello, refuser_genesis, Greeting};
+use crate::p2p::peerbook::{NetLimits, SharedBook};
+use crate::p2p::peers::PeerAddr;
+use crate::p2p::tls::Identity;
+use crate::p2p::transport::{
+    self, log, read_frame, request_on, short, transport_config, NetError, CLOSE_BANNED,
+    CLOSE_REFUSED, CLOSE_SHUTDOWN,
+};
+use crate::p2p::wire::{self, response_name, Request, Response, CHUNK_BYTES};
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
 use std::collections::{HashSet, VecDeque};
@@ -824,8 +824,8 @@ async fn answer_while_fetching(conn: quinn::Connection, timeout: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::peerbook::PeerBook;
     use super::*;
+    use crate::p2p::peerbook::PeerBook;
 
     fn bytes(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()

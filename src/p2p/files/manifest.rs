@@ -4,9 +4,9 @@
 //! is asked for, and [`Manifest::check_chunk`] each chunk against it.
 //! Pure but for [`read_manifest`], which reads a file on disk.
 
-use super::super::wire::CHUNK_BYTES;
 use super::MAX_FILE_BYTES;
 use crate::chain::Hash32;
+use crate::p2p::wire::CHUNK_BYTES;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::Read;

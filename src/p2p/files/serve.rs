@@ -1,13 +1,13 @@
 //! Serving training files: the files a node holds verified, by hash,
 //! answered as a manifest and as chunks read from disk.
 
-use super::super::transport::log;
-use super::super::wire::Response;
 use super::manifest::{read_manifest, Manifest};
 use super::training_files;
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
 use crate::node::DataDir;
+use crate::p2p::transport::log;
+use crate::p2p::wire::Response;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::fs::File;
