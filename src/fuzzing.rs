@@ -444,3 +444,76 @@ pub fn wire(data: &[u8]) -> bool {
     }
     request.is_ok() || response.is_ok()
 }
+
+/// A training file's manifest, made from `data`: its first 8 bytes are
+/// the size (little-endian), the next 4 a chunk index, then 32-byte chunk
+/// hashes, and what is left over a chunk's bytes. Whatever the manifest
+/// says, checking it, its chunk spans and a chunk against it must refuse,
+/// never panic; a manifest that passes `check` must span its size in
+/// whole chunks. And the manifest made of `data` itself, as a served
+/// file's, must pass every check with its own chunks and refuse a changed
+/// one. Returns whether the manifest from the bytes passed `check`.
+pub fn manifest(data: &[u8]) -> bool {
+    use crate::p2p::files::{chunk_count, Manifest};
+    use crate::p2p::wire::CHUNK_BYTES;
+    let field = |from: usize, len: usize| {
+        let mut bytes = [0u8; 8];
+        let end = data.len().min(from + len);
+        if from < end {
+            bytes[..end - from].copy_from_slice(&data[from..end]);
+        }
+        u64::from_le_bytes(bytes)
+    };
+    let size = field(0, 8);
+    let index = field(8, 4) as u32;
+    let rest = data.get(12..).unwrap_or_default();
+    let hashes = rest.chunks_exact(32);
+    let chunk = hashes.remainder();
+    let manifest = Manifest {
+        size,
+        chunk_hashes: hashes
+            .map(|h| crate::chain::Hash32(h.try_into().expect("32 bytes")))
+            .collect(),
+    };
+    let checked = manifest.check().is_ok();
+    let _ = manifest.chunk_span(index);
+    let _ = manifest.check_chunk(index, chunk);
+    for i in 0..manifest.chunk_hashes.len() as u32 + 1 {
+        let _ = manifest.chunk_span(i);
+    }
+    if checked {
+        assert_eq!(manifest.chunk_hashes.len() as u64, chunk_count(size));
+        let mut end = 0;
+        for i in 0..manifest.chunk_hashes.len() as u32 {
+            let (offset, len) = manifest.chunk_span(i).expect("a listed chunk");
+            assert_eq!(offset, end, "chunks follow one another");
+            assert!(len > 0 && len <= u64::from(CHUNK_BYTES));
+            end = offset + len;
+        }
+        assert_eq!(end, size, "the chunks cover the file");
+        assert!(manifest
+            .chunk_span(manifest.chunk_hashes.len() as u32)
+            .is_err());
+    }
+    // The manifest of a file made of these bytes.
+    let served = Manifest::of(data);
+    assert!(
+        served.check().is_ok(),
+        "a file's own manifest is consistent"
+    );
+    for (i, bytes) in data.chunks(CHUNK_BYTES as usize).enumerate() {
+        let i = i as u32;
+        assert!(served.check_chunk(i, bytes).is_ok(), "chunk {i} is its own");
+        let mut changed = bytes.to_vec();
+        changed[0] ^= 1;
+        assert!(
+            served.check_chunk(i, &changed).is_err(),
+            "a changed chunk {i}"
+        );
+        assert!(
+            served.check_chunk(i, &bytes[1..]).is_err(),
+            "a short chunk {i}"
+        );
+    }
+    checked
+}

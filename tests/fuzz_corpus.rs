@@ -79,3 +79,9 @@ fn wire_corpus_round_trips_and_keeps_the_manifest_rules() {
     let decoded = replay("wire_decode", pouwd::fuzzing::wire);
     assert!(decoded > 0, "no message in the corpus decodes");
 }
+
+#[test]
+fn manifest_corpus_keeps_the_chunk_rules() {
+    let checked = replay("manifest_check", pouwd::fuzzing::manifest);
+    assert!(checked > 0, "no manifest in the corpus passes its check");
+}

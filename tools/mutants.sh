@@ -37,7 +37,7 @@ store     | src/store/**                      | --lib --test main -- store:: reo
 tx        | src/tx/**                         | --lib --test main -- tx:: fuzz_corpus:: transactions:: job_rules::
 ledger    | src/ledger/**                     | --lib --test main -- ledger:: reorg:: transactions:: job_rules::
 mempool   | src/node/mempool.rs               | --lib --test main -- mempool:: fuzz_corpus::
-p2p       | src/p2p/limits.rs src/p2p/wire.rs src/p2p/txrelay.rs | --lib -- p2p::limits p2p::wire p2p::txrelay
+p2p       | src/p2p/peerbook.rs src/p2p/wire.rs src/p2p/txrelay.rs src/p2p/handshake.rs | --lib -- p2p::peerbook p2p::wire p2p::txrelay p2p::handshake
 '
 
 diff_base=""

@@ -12,7 +12,7 @@ use crate::node::state::Shared;
 use crate::node::{Chain, ChainSource, DataDir};
 use crate::p2p::files::{read_manifest, training_files};
 use crate::p2p::{
-    EarlierBan, Fetcher, NetConfig, NetLimits, Network, PeerAddr, PeersFile, ServedFiles,
+    Fetcher, NetConfig, NetLimits, Network, PeerAddr, PeerBook, PeersFile, ServedFiles,
     TrainingFile, STOP_RELAY_BOUND,
 };
 use crate::store::Store;
@@ -128,18 +128,20 @@ fn network_config(args: &StartArgs) -> Result<Option<NetConfig>> {
     if listen.is_none() && peers.is_empty() {
         return Ok(None);
     }
+    let ban = Duration::from_secs(args.ban_secs);
     Ok(Some(NetConfig {
         listen,
         peers,
         limits: NetLimits {
-            ban: Duration::from_secs(args.ban_secs),
+            ban,
             max_inbound_per_ip: args.max_inbound_per_ip,
             max_inbound: usize::from(args.max_inbound),
             ..NetLimits::default()
         },
         // Known once the data dir is open: see `run`.
         files: ServedFiles::default(),
-        earlier_bans: Vec::new(),
+        // One ban list for the fetch of training files and the network.
+        book: PeerBook::shared(ban),
     }))
 }
 
@@ -228,7 +230,7 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
 }
 
 pub fn run(args: StartArgs) -> Result<()> {
-    let mut config = configure(args)?;
+    let config = configure(args)?;
     let api = config.api.map(api::bind).transpose()?;
     let dir = config.dir;
     let store = if dir.exists() {
@@ -237,14 +239,11 @@ pub fn run(args: StartArgs) -> Result<()> {
         let source = config
             .source
             .unwrap_or_else(|| ChainSource::from_arg("devnet"));
-        let Some((store, bans)) =
+        let Some(store) =
             create_data_dir(&dir, &source, config.masternode, config.network.as_ref())?
         else {
             return Ok(());
         };
-        if let Some(network) = config.network.as_mut() {
-            network.earlier_bans = bans;
-        }
         crate::say!(
             "created data dir {} for chain {:?} (genesis {})",
             dir.root.display(),
@@ -317,10 +316,10 @@ fn create_data_dir(
     source: &ChainSource,
     masternode: bool,
     network: Option<&NetConfig>,
-) -> Result<Option<(Store, Vec<EarlierBan>)>> {
+) -> Result<Option<Store>> {
     let params = source.params()?;
     let missing = match source.task_files(&params) {
-        Ok(files) => return Ok(Some((dir.create_or_clean(&params, &files)?, Vec::new()))),
+        Ok(files) => return Ok(Some(dir.create_or_clean(&params, &files)?)),
         Err(missing) => missing,
     };
     if masternode {
@@ -349,25 +348,20 @@ fn create_data_dir(
             Err(_) => wanted.push(file),
         }
     }
-    let bans = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        match fetch(dir, &params, network, &wanted)? {
-            Some(bans) => bans,
-            None => return Ok(None),
-        }
-    };
-    Ok(Some((dir.finish(&params)?, bans)))
+    if !wanted.is_empty() && fetch(dir, &params, network, &wanted)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(dir.finish(&params)?))
 }
 
-/// Fetch `files` from the peers; the peers banned meanwhile, or `None`
-/// when a signal stopped it first.
+/// Fetch `files` from the peers, banning into the network's peer book;
+/// `None` when a signal stopped it first.
 fn fetch(
     dir: &DataDir,
     params: &ChainParams,
     network: &NetConfig,
     files: &[TrainingFile],
-) -> Result<Option<Vec<EarlierBan>>> {
+) -> Result<Option<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let key = dir.load_key()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -378,7 +372,13 @@ fn fetch(
     runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let fetcher = Fetcher::new(&key, params, network.peers.clone(), network.limits.clone())?;
+        let fetcher = Fetcher::new(
+            &key,
+            params,
+            network.peers.clone(),
+            network.limits.clone(),
+            Arc::clone(&network.book),
+        )?;
         let all = async {
             for file in files {
                 fetcher.fetch(file).await?;
@@ -394,7 +394,7 @@ fn fetch(
         if let Some(signal) = stopped {
             crate::say!("{signal} received, stopping; the next start resumes the download");
         }
-        Ok(stopped.is_none().then(|| fetcher.bans()))
+        Ok(stopped.is_none().then_some(()))
     })
 }
 

@@ -3,7 +3,7 @@
 //! ids being fetched, the ids recently refused, and how many refused
 //! transactions a peer may send before it is banned.
 //!
-//! Handed `now`, never reading a clock, like [`super::limits`]. The
+//! Handed `now`, never reading a clock, like [`super::peerbook`]. The
 //! network keeps one [`PeerTxs`] per connected peer and one [`TxFetches`]
 //! and acts on what they answer.
 

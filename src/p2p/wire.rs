@@ -152,6 +152,22 @@ pub fn decode_response(bytes: &[u8], limit: usize) -> Result<Response, DecodeErr
     decode_strict(bytes, limit, "response")
 }
 
+/// A response's variant, for log lines (not its possibly large contents).
+pub fn response_name(response: &Response) -> &'static str {
+    match response {
+        Response::Hello(_) => "Hello",
+        Response::Refused(_) => "Refused",
+        Response::Ok => "Ok",
+        Response::Hashes(_) => "Hashes",
+        Response::Blocks(_) => "Blocks",
+        Response::Addrs(_) => "Addrs",
+        Response::File { .. } => "File",
+        Response::Chunk(_) => "Chunk",
+        Response::NotFound => "NotFound",
+        Response::Txs(_) => "Txs",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,334 +1,37 @@
-//! Training data transfer: the files a chain pins by BLAKE3 hash (today
-//! its dataset; an ONNX model file joins the list when ONNX tasks do),
-//! served to peers in chunks and fetched from them by a node that lacks
-//! them (schema/p2p.md, "Training data transfer").
-//!
-//! A file is asked for by its hash. The answer, a *manifest*, is the
-//! file's size and the BLAKE3 hash of each 64 KiB chunk; it comes from a
-//! peer, so it is not trusted: a chunk that does not match the manifest
-//! of the peer that sent it is refused, fetched again from another peer
-//! and its sender banned; and the assembled file must have the hash that
-//! genesis pins, or every peer that vouched for its manifest is banned and
-//! the fetch starts over from another peer's. Chunks are written into
-//! `FILE.partial`; a stopped fetch resumes by re-hashing the chunks already
-//! there, so nothing unverified is ever kept, and the finished file is
-//! synced and renamed into place, so it appears whole or not at all.
-//!
-//! What this module never does: write a file under its final name before
-//! its pinned hash is checked, or serve a byte that is not part of a file
-//! whose whole hash it checked.
+//! Fetching training files: dial the peers, agree on a manifest, fetch
+//! chunks from several peers at once into `FILE.partial`, and rename the
+//! file into place once it has its pinned hash.
 
-use super::net::{
-    another_network, log, read_frame, refuser_genesis, request_on, short, transport_config,
-    EarlierBan, NetError, NetLimits, CLOSE_BANNED, CLOSE_REFUSED, CLOSE_SHUTDOWN,
-};
-use super::peers::PeerAddr;
-use super::tls::{self, Identity};
-use super::wire::{self, Hello, Request, Response, CHUNK_BYTES};
+use super::manifest::{read_manifest, Manifest};
+use super::{lock, TrainingFile};
 use crate::chain::Hash32;
 use crate::consensus::params::ChainParams;
-use crate::node::datadir::pinned_files;
-use crate::node::DataDir;
+use crate::p2p::handshake::{another_network, greet, joining_hello, refuser_genesis, Greeting};
+use crate::p2p::peerbook::{NetLimits, SharedBook};
+use crate::p2p::peers::PeerAddr;
+use crate::p2p::tls::Identity;
+use crate::p2p::transport::{
+    self, log, read_frame, request_on, short, transport_config, NetError, CLOSE_BANNED,
+    CLOSE_REFUSED, CLOSE_SHUTDOWN,
+};
+use crate::p2p::wire::{self, response_name, Request, Response, CHUNK_BYTES};
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use thiserror::Error;
 
-/// Largest training file this node serves or fetches.
-pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// Chunk requests one peer may have in flight from a fetching node.
 const REQUESTS_IN_FLIGHT_PER_PEER: usize = 4;
 /// Timeouts after which a peer is given up for the rest of a round.
 const MAX_CHUNK_TIMEOUTS: u32 = 3;
 /// Longest pause between two rounds of a fetch that found no peer to fetch from.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A file a chain pins by hash, and where a data dir keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrainingFile {
-    /// What the file is for, in log lines: `dataset` or `ONNX encoder`.
-    pub what: &'static str,
-    /// The file name the chain gives it.
-    pub name: String,
-    pub blake3: Hash32,
-    /// Where the data dir holds it.
-    pub path: PathBuf,
-}
-
-impl TrainingFile {
-    /// Where a fetch keeps the chunks it has: `FILE.partial`, beside the file.
-    pub fn partial_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        self.path.with_file_name(name)
-    }
-}
-
-/// Every file `params` pins by hash, at its place in `dir`.
-pub fn training_files(dir: &DataDir, params: &ChainParams) -> Vec<TrainingFile> {
-    pinned_files(params)
-        .into_iter()
-        .map(|file| TrainingFile {
-            what: file.what,
-            path: dir.file_path(&file.name),
-            name: file.name,
-            blake3: file.blake3,
-        })
-        .collect()
-}
-
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum FileError {
-    #[error("a file of {size} bytes is over the limit of {limit}")]
-    TooLarge { size: u64, limit: u64 },
-    #[error("a file of {size} bytes has {expected} chunks, not {found}")]
-    ChunkCount {
-        size: u64,
-        expected: u64,
-        found: usize,
-    },
-    #[error("chunk {index} is past the last chunk ({count} chunks)")]
-    NoSuchChunk { index: u32, count: usize },
-    #[error("chunk {index} has {found} bytes, not {expected}")]
-    ChunkLength {
-        index: u32,
-        expected: u64,
-        found: usize,
-    },
-    #[error("chunk {index} has BLAKE3 hash {found}, not {expected}")]
-    ChunkHash {
-        index: u32,
-        expected: Hash32,
-        found: Hash32,
-    },
-}
-
-/// A file's size and the BLAKE3 hash of each of its chunks: what
-/// `GetFile` answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Manifest {
-    pub size: u64,
-    pub chunk_hashes: Vec<Hash32>,
-}
-
-/// Number of chunks of a file of `size` bytes.
-pub fn chunk_count(size: u64) -> u64 {
-    size.div_ceil(u64::from(CHUNK_BYTES))
-}
-
-fn blake3_of(bytes: &[u8]) -> Hash32 {
-    Hash32(*blake3::hash(bytes).as_bytes())
-}
-
-impl Manifest {
-    /// The manifest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Manifest {
-        Manifest {
-            size: bytes.len() as u64,
-            chunk_hashes: bytes.chunks(CHUNK_BYTES as usize).map(blake3_of).collect(),
-        }
-    }
-
-    /// Refuse a manifest no file this node accepts can have.
-    pub fn check(&self) -> Result<(), FileError> {
-        if self.size > MAX_FILE_BYTES {
-            return Err(FileError::TooLarge {
-                size: self.size,
-                limit: MAX_FILE_BYTES,
-            });
-        }
-        let expected = chunk_count(self.size);
-        if self.chunk_hashes.len() as u64 != expected {
-            return Err(FileError::ChunkCount {
-                size: self.size,
-                expected,
-                found: self.chunk_hashes.len(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Byte offset and length of chunk `index`.
-    pub fn chunk_span(&self, index: u32) -> Result<(u64, u64), FileError> {
-        if index as usize >= self.chunk_hashes.len() {
-            return Err(FileError::NoSuchChunk {
-                index,
-                count: self.chunk_hashes.len(),
-            });
-        }
-        let offset = u64::from(index) * u64::from(CHUNK_BYTES);
-        Ok((offset, (self.size - offset).min(u64::from(CHUNK_BYTES))))
-    }
-
-    /// Whether `bytes` are chunk `index` of this manifest.
-    pub fn check_chunk(&self, index: u32, bytes: &[u8]) -> Result<(), FileError> {
-        let (_, len) = self.chunk_span(index)?;
-        if bytes.len() as u64 != len {
-            return Err(FileError::ChunkLength {
-                index,
-                expected: len,
-                found: bytes.len(),
-            });
-        }
-        let found = blake3_of(bytes);
-        let expected = self.chunk_hashes[index as usize];
-        if found != expected {
-            return Err(FileError::ChunkHash {
-                index,
-                expected,
-                found,
-            });
-        }
-        Ok(())
-    }
-}
-
-/// The BLAKE3 hash and the manifest of a file on disk, read in chunks.
-pub fn read_manifest(path: &Path) -> Result<(Hash32, Manifest)> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let size = file.metadata()?.len();
-    if size > MAX_FILE_BYTES {
-        bail!(FileError::TooLarge {
-            size,
-            limit: MAX_FILE_BYTES
-        });
-    }
-    let mut whole = blake3::Hasher::new();
-    let mut chunk_hashes = Vec::with_capacity(chunk_count(size) as usize);
-    let mut buffer = vec![0u8; CHUNK_BYTES as usize];
-    let mut left = size;
-    while left > 0 {
-        let len = left.min(u64::from(CHUNK_BYTES)) as usize;
-        file.read_exact(&mut buffer[..len])
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        whole.update(&buffer[..len]);
-        chunk_hashes.push(blake3_of(&buffer[..len]));
-        left -= len as u64;
-    }
-    Ok((
-        Hash32(*whole.finalize().as_bytes()),
-        Manifest { size, chunk_hashes },
-    ))
-}
-
-/// A file this node serves: where it is and its manifest, computed when
-/// the file's whole hash was checked.
-#[derive(Debug)]
-struct Served {
-    path: PathBuf,
-    manifest: Manifest,
-}
-
-/// The training files a node serves, by hash. Cheap to clone.
-#[derive(Clone, Debug, Default)]
-pub struct ServedFiles {
-    files: Arc<HashMap<Hash32, Served>>,
-}
-
-impl ServedFiles {
-    /// Check this node's training files against their pinned hashes, once,
-    /// and keep their manifests. A masternode serves its chain's training
-    /// data to everyone, so it refuses to start without every file; a plain
-    /// node serves the files it holds whole and verified, and leaves the
-    /// rest out.
-    pub fn load(dir: &DataDir, params: &ChainParams, masternode: bool) -> Result<ServedFiles> {
-        let mut files = HashMap::new();
-        for file in training_files(dir, params) {
-            let checked = read_manifest(&file.path).and_then(|(found, manifest)| {
-                if found != file.blake3 {
-                    bail!(
-                        "{} has BLAKE3 hash {found}, but the chain pins {}",
-                        file.path.display(),
-                        file.blake3
-                    );
-                }
-                Ok(manifest)
-            });
-            match checked {
-                Ok(manifest) => {
-                    files.insert(
-                        file.blake3,
-                        Served {
-                            path: file.path,
-                            manifest,
-                        },
-                    );
-                }
-                Err(e) if masternode => {
-                    return Err(e.context(format!(
-                        "a masternode serves its chain's training data, but cannot serve {} {}",
-                        file.what, file.name
-                    )))
-                }
-                Err(e) => log(format_args!(
-                    "not serving {} {}: {e:#}",
-                    file.what, file.name
-                )),
-            }
-        }
-        Ok(ServedFiles {
-            files: Arc::new(files),
-        })
-    }
-
-    /// Whether this node serves the file with this hash.
-    pub fn serves(&self, blake3: &Hash32) -> bool {
-        self.files.contains_key(blake3)
-    }
-
-    /// The answer to `GetFile`.
-    pub fn manifest(&self, blake3: &Hash32) -> Response {
-        match self.files.get(blake3) {
-            Some(served) => Response::File {
-                size: served.manifest.size,
-                chunk_hashes: served.manifest.chunk_hashes.clone(),
-            },
-            None => Response::NotFound,
-        }
-    }
-
-    /// The answer to `GetChunk`; reads the disk, so call it off the async
-    /// threads. A chunk that no longer matches the manifest (the file was
-    /// changed under the node) is not served.
-    pub fn chunk(&self, blake3: &Hash32, index: u32) -> Response {
-        let Some(served) = self.files.get(blake3) else {
-            return Response::NotFound;
-        };
-        let manifest = &served.manifest;
-        let Ok((offset, len)) = manifest.chunk_span(index) else {
-            return Response::NotFound;
-        };
-        let mut bytes = vec![0u8; len as usize];
-        let read = File::open(&served.path).and_then(|f| f.read_exact_at(&mut bytes, offset));
-        if let Err(e) = read {
-            log(format_args!(
-                "cannot serve chunk {index} of {}: {e}",
-                served.path.display()
-            ));
-            return Response::NotFound;
-        }
-        if let Err(e) = manifest.check_chunk(index, &bytes) {
-            log(format_args!(
-                "not serving {}: it changed on disk since the node started ({e})",
-                served.path.display()
-            ));
-            return Response::NotFound;
-        }
-        Response::Chunk(bytes)
-    }
-}
 
 /// A peer a fetch takes chunks from.
 struct Source {
@@ -484,8 +187,8 @@ pub struct Fetcher {
     network: String,
     peers: Vec<PeerAddr>,
     limits: NetLimits,
-    /// When each peer was banned, and why.
-    bans: Mutex<HashMap<Hash32, (Instant, String)>>,
+    /// The node's one ban list, which the network takes over.
+    book: SharedBook,
     /// The failures to connect already logged, by address: a peer on
     /// another network is not logged at every round.
     logged: Mutex<HashSet<(SocketAddr, String)>>,
@@ -499,18 +202,9 @@ impl Fetcher {
         params: &ChainParams,
         peers: Vec<PeerAddr>,
         limits: NetLimits,
+        book: SharedBook,
     ) -> Result<Arc<Fetcher>> {
-        let loopback = !peers.is_empty() && peers.iter().all(|p| p.addr.ip().is_loopback());
-        let bind = match peers.first().map(|p| p.addr) {
-            Some(SocketAddr::V6(_)) if loopback => {
-                SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 0))
-            }
-            Some(SocketAddr::V6(_)) => SocketAddr::from(([0u16; 8], 0)),
-            _ if loopback => SocketAddr::from(([127, 0, 0, 1], 0)),
-            _ => SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let endpoint =
-            quinn::Endpoint::client(bind).with_context(|| format!("cannot bind UDP {bind}"))?;
+        let endpoint = transport::client_endpoint(&peers)?;
         Ok(Arc::new(Fetcher {
             endpoint,
             identity: Identity::new(key)?,
@@ -520,7 +214,7 @@ impl Fetcher {
             network: params.network.clone(),
             peers,
             limits,
-            bans: Mutex::new(HashMap::new()),
+            book,
             logged: Mutex::new(HashSet::new()),
         }))
     }
@@ -560,9 +254,10 @@ impl Fetcher {
             match outcome {
                 Some(Round::Done(fetched)) => {
                     report.fetched_chunks += fetched;
-                    report.banned = lock(&self.bans)
-                        .iter()
-                        .map(|(id, (_, reason))| (*id, reason.clone()))
+                    report.banned = lock(&self.book)
+                        .active(Instant::now())
+                        .into_iter()
+                        .map(|(id, _, reason)| (id, reason))
                         .collect();
                     return Ok(report);
                 }
@@ -584,7 +279,7 @@ impl Fetcher {
     }
 
     fn is_banned(&self, id: &Hash32) -> bool {
-        lock(&self.bans).contains_key(id)
+        lock(&self.book).is_banned(id, Instant::now())
     }
 
     /// Refuse a peer for the rest of the fetch, and say why.
@@ -594,21 +289,8 @@ impl Fetcher {
             short(id),
             self.limits.ban.as_secs()
         ));
-        lock(&self.bans).insert(*id, (Instant::now(), reason.to_string()));
+        lock(&self.book).ban(*id, None, reason, Instant::now());
         conn.close(CLOSE_BANNED.into(), reason.as_bytes());
-    }
-
-    /// The peers banned so far: the node's network keeps refusing them for
-    /// the rest of their ban period.
-    pub fn bans(&self) -> Vec<EarlierBan> {
-        lock(&self.bans)
-            .iter()
-            .map(|(id, (at, reason))| EarlierBan {
-                id: *id,
-                at: *at,
-                reason: reason.clone(),
-            })
-            .collect()
     }
 
     async fn connect_all(self: &Arc<Self>) -> Vec<Arc<Source>> {
@@ -651,18 +333,14 @@ impl Fetcher {
 
     async fn connect(&self, target: &PeerAddr) -> Result<Source> {
         let timeout = self.limits.request_timeout;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(
-            self.identity.client_config(target.id)?,
-        )?;
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(Arc::clone(&self.transport));
-        let connecting = self
-            .endpoint
-            .connect_with(client, target.addr, tls::SERVER_NAME)?;
-        let conn = tokio::time::timeout(timeout, connecting)
-            .await
-            .context("no handshake in time")??;
-        let id = tls::peer_id(&conn).context("the peer presented no ed25519 certificate")?;
+        let (conn, id) = transport::dial(
+            &self.endpoint,
+            &self.identity,
+            &self.transport,
+            target,
+            Some(timeout),
+        )
+        .await?;
         if id == self.our_id {
             conn.close(CLOSE_REFUSED.into(), b"connected to self");
             bail!("that is this node");
@@ -672,40 +350,22 @@ impl Fetcher {
             bail!("peer {} is banned", short(&id));
         }
         tokio::spawn(answer_while_fetching(conn.clone(), timeout));
-        let hello = Hello {
-            version: wire::PROTOCOL_VERSION,
-            genesis: self.genesis,
-            best_height: 0,
-            best_hash: self.genesis,
-            best_work: Hash32::ZERO,
-            listen_port: None,
-        };
-        match request_on(&conn, &Request::Hello(hello), timeout).await? {
-            Response::Hello(theirs) => {
-                let refusal = if theirs.version != wire::PROTOCOL_VERSION {
-                    Some(format!("protocol version {} is not ours", theirs.version))
-                } else if theirs.genesis != self.genesis {
-                    Some(format!(
-                        "genesis {} is not ours ({}): another network{}",
-                        theirs.genesis,
-                        self.genesis,
-                        another_network(&theirs.genesis, &self.genesis, &self.network)
-                    ))
-                } else {
-                    None
-                };
-                if let Some(reason) = refusal {
-                    conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
-                    bail!("refusing peer {}: {reason}", short(&id));
-                }
+        match greet(&conn, &joining_hello(self.genesis), timeout).await? {
+            Greeting::Accepted(_) => {}
+            Greeting::WeRefused { reason, theirs } => {
+                bail!(
+                    "refusing peer {}: {reason}{}",
+                    short(&id),
+                    another_network(&theirs.genesis, &self.genesis, &self.network)
+                );
             }
-            Response::Refused(reason) => {
+            Greeting::TheyRefused(reason) => {
                 let detail = refuser_genesis(&reason)
                     .map(|theirs| another_network(&theirs, &self.genesis, &self.network))
                     .unwrap_or_default();
                 bail!("peer {} refused us: {reason}{detail}", short(&id))
             }
-            other => {
+            Greeting::Unexpected(other) => {
                 self.ban(
                     &id,
                     target.addr,
@@ -746,9 +406,7 @@ impl Fetcher {
             .collect();
         let mut offers: Vec<(Manifest, Vec<Arc<Source>>)> = Vec::new();
         for (source, ask) in sources.iter().zip(asks) {
-            let answer = ask
-                .await
-                .unwrap_or_else(|e| Err(NetError::Connection(e.to_string())));
+            let answer = ask.await.unwrap_or_else(|e| Err(NetError::Task(e)));
             let manifest = match answer {
                 Ok(Response::File { size, chunk_hashes }) => Manifest { size, chunk_hashes },
                 Ok(Response::NotFound) => {
@@ -1173,22 +831,6 @@ impl Download {
     }
 }
 
-/// A response's variant, for log lines (not its possibly large contents).
-pub(super) fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Hello(_) => "Hello",
-        Response::Refused(_) => "Refused",
-        Response::Ok => "Ok",
-        Response::Hashes(_) => "Hashes",
-        Response::Blocks(_) => "Blocks",
-        Response::Addrs(_) => "Addrs",
-        Response::File { .. } => "File",
-        Response::Chunk(_) => "Chunk",
-        Response::NotFound => "NotFound",
-        Response::Txs(_) => "Txs",
-    }
-}
-
 /// Answer what a peer asks of a node that is only fetching.
 async fn answer_while_fetching(conn: quinn::Connection, timeout: Duration) {
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
@@ -1209,54 +851,10 @@ async fn answer_while_fetching(conn: quinn::Connection, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::p2p::peerbook::PeerBook;
 
     fn bytes(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
-    }
-
-    #[test]
-    fn manifests_cover_the_file_in_chunks() {
-        let data = bytes(2 * CHUNK_BYTES as usize + 10);
-        let manifest = Manifest::of(&data);
-        assert_eq!(manifest.chunk_hashes.len(), 3);
-        manifest.check().unwrap();
-        assert_eq!(
-            manifest.chunk_span(2).unwrap(),
-            (2 * u64::from(CHUNK_BYTES), 10)
-        );
-        let last = &data[2 * CHUNK_BYTES as usize..];
-        manifest.check_chunk(2, last).unwrap();
-        let mut bad = last.to_vec();
-        bad[0] ^= 1;
-        assert!(matches!(
-            manifest.check_chunk(2, &bad),
-            Err(FileError::ChunkHash { index: 2, .. })
-        ));
-        assert!(matches!(
-            manifest.check_chunk(2, &data[..11]),
-            Err(FileError::ChunkLength { .. })
-        ));
-        assert!(matches!(
-            manifest.check_chunk(3, last),
-            Err(FileError::NoSuchChunk { .. })
-        ));
-    }
-
-    #[test]
-    fn impossible_manifests_are_refused() {
-        let mut manifest = Manifest::of(&bytes(100));
-        manifest.chunk_hashes.push(Hash32::ZERO);
-        assert!(matches!(
-            manifest.check(),
-            Err(FileError::ChunkCount { .. })
-        ));
-        let huge = Manifest {
-            size: MAX_FILE_BYTES + 1,
-            chunk_hashes: Vec::new(),
-        };
-        assert!(matches!(huge.check(), Err(FileError::TooLarge { .. })));
-        assert_eq!(Manifest::of(&[]).chunk_hashes.len(), 0);
-        Manifest::of(&[]).check().unwrap();
     }
 
     #[test]
@@ -1305,5 +903,85 @@ mod tests {
         let (_, missing) = open_partial(&path, &manifest).unwrap();
         assert_eq!(missing, vec![1, 3]);
         assert_eq!(fs::metadata(&path).unwrap().len(), data.len() as u64);
+    }
+
+    /// The fetcher and the network share one peer book: a key the
+    /// network banned is refused by the fetcher before it says hello.
+    #[test]
+    fn a_peer_banned_in_the_shared_book_is_refused_by_the_fetcher() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let params =
+                ChainParams::from_json(include_str!("../../../config/regtest.json")).unwrap();
+            let limits = NetLimits {
+                request_timeout: Duration::from_secs(5),
+                ..NetLimits::default()
+            };
+            let peer_key = SigningKey::from_bytes(&[21; 32]);
+            let peer_id = Hash32(peer_key.verifying_key().to_bytes());
+            let identity = Identity::new(&peer_key).unwrap();
+            let server = transport::node_endpoint(
+                &identity,
+                &transport_config(&limits).unwrap(),
+                Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            )
+            .unwrap();
+            let target = PeerAddr {
+                id: Some(peer_id),
+                addr: server.local_addr().unwrap(),
+            };
+            let accepting = server.clone();
+            let accept = tokio::spawn(async move {
+                let conn = accepting.accept().await.unwrap().await.unwrap();
+                conn.closed().await
+            });
+            let book = PeerBook::shared(limits.ban);
+            lock(&book).ban(peer_id, None, "flood", Instant::now());
+            let fetcher = Fetcher::new(
+                &SigningKey::from_bytes(&[22; 32]),
+                &params,
+                vec![target.clone()],
+                limits,
+                Arc::clone(&book),
+            )
+            .unwrap();
+            let refusal = fetcher.connect(&target).await.err().unwrap().to_string();
+            assert_eq!(refusal, format!("peer {} is banned", short(&peer_id)));
+            let closed = tokio::time::timeout(Duration::from_secs(5), accept)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(&closed, quinn::ConnectionError::ApplicationClosed(c)
+                    if c.error_code == CLOSE_BANNED.into()),
+                "{closed:?}"
+            );
+            // Not banned, the same peer gets as far as the hello.
+            let book = PeerBook::shared(Duration::from_secs(1));
+            let unbanned = Fetcher::new(
+                &SigningKey::from_bytes(&[22; 32]),
+                &params,
+                vec![target.clone()],
+                NetLimits {
+                    request_timeout: Duration::from_millis(300),
+                    ..NetLimits::default()
+                },
+                book,
+            )
+            .unwrap();
+            let accepting = server.clone();
+            tokio::spawn(async move {
+                let _conn = accepting.accept().await.unwrap().await.unwrap();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            });
+            let error = unbanned.connect(&target).await.err().unwrap().to_string();
+            assert!(!error.contains("banned"), "{error}");
+            fetcher.close().await;
+            unbanned.close().await;
+            server.close(0u32.into(), b"");
+        });
     }
 }

@@ -1,14 +1,18 @@
-//! What a peer may cost this node, as pure state machines: the request
-//! rate, the timeout count and the ban list.
+//! The peer book: what a peer may cost this node, as pure state
+//! machines: the request rate, the timeout count, block sources' scores
+//! and the ban list.
 //!
 //! Each type is handed `now` and never reads a clock, so every limit is
 //! unit-tested at the limit and one past it. The network ([`super::net`])
-//! keeps one [`RequestRate`] and one [`TimeoutLog`] per peer and one
-//! [`BanList`], and acts on what they answer: refuse, disconnect, ban.
+//! keeps one [`RequestRate`] and one [`TimeoutLog`] per peer, and acts on
+//! what they answer: refuse, disconnect, ban. The node has one
+//! [`PeerBook`], the ban list the fetcher and the network share: a peer
+//! one bans the other refuses.
 
 use crate::chain::Hash32;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The window requests are counted in.
@@ -118,6 +122,63 @@ pub fn net_group(ip: IpAddr) -> NetGroup {
             let o = v6.octets();
             NetGroup::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
         }
+    }
+}
+
+/// The node's one ban list and its ban period, shared (as a
+/// [`SharedBook`]) by the fetcher and the network. Every call is handed
+/// `now`.
+#[derive(Debug)]
+pub struct PeerBook {
+    bans: BanList,
+    ban_for: Duration,
+}
+
+/// The one [`PeerBook`] of a node, as its fetcher and network hold it.
+pub type SharedBook = Arc<Mutex<PeerBook>>;
+
+impl PeerBook {
+    /// An empty book that bans for `ban_for`.
+    pub fn new(ban_for: Duration) -> PeerBook {
+        PeerBook {
+            bans: BanList::default(),
+            ban_for,
+        }
+    }
+
+    /// [`PeerBook::new`], to share.
+    pub fn shared(ban_for: Duration) -> SharedBook {
+        Arc::new(Mutex::new(PeerBook::new(ban_for)))
+    }
+
+    /// How long a ban lasts.
+    pub fn ban_for(&self) -> Duration {
+        self.ban_for
+    }
+
+    /// Ban `id` from `now` for the ban period, and the address `from` it
+    /// came from when known (so a fresh key from there is refused too).
+    pub fn ban(&mut self, id: Hash32, from: Option<IpAddr>, reason: &str, now: Instant) {
+        let until = now + self.ban_for;
+        match from {
+            Some(ip) => self.bans.ban_peer(id, ip, until, reason),
+            None => self.bans.ban(id, until, reason),
+        }
+    }
+
+    /// Whether `id` is banned at `now`.
+    pub fn is_banned(&mut self, id: &Hash32, now: Instant) -> bool {
+        self.bans.is_banned(id, now)
+    }
+
+    /// Why connections from `ip` are refused at `now`, if they are.
+    pub fn address_ban(&mut self, ip: IpAddr, now: Instant) -> Option<String> {
+        self.bans.address_ban(ip, now)
+    }
+
+    /// The bans in force at `now`: id, time left and reason.
+    pub fn active(&self, now: Instant) -> Vec<(Hash32, Duration, String)> {
+        self.bans.active(now)
     }
 }
 
@@ -350,6 +411,44 @@ impl BlockSources {
         }
         if self.peers.len() >= MAX_SOURCES {
             self.peers.clear();
+        }
+    }
+}
+
+/// Bounds on what peers may cost this node.
+#[derive(Clone, Debug)]
+pub struct NetLimits {
+    pub max_inbound: usize,
+    pub max_inbound_per_ip: usize,
+    pub max_outbound: usize,
+    /// Concurrent bidirectional streams a peer may open.
+    pub max_streams: u32,
+    /// Requests a peer may make per second before it is refused, and at
+    /// twice that, banned.
+    pub requests_per_second: u32,
+    /// Bytes a peer may have in flight towards this node.
+    pub receive_window: u32,
+    /// Every read of a message.
+    pub request_timeout: Duration,
+    /// Timeouts within a minute that count as misbehaviour.
+    pub max_timeouts: usize,
+    pub ban: Duration,
+    pub max_known_addrs: usize,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        NetLimits {
+            max_inbound: 64,
+            max_inbound_per_ip: 16,
+            max_outbound: 8,
+            max_streams: 32,
+            requests_per_second: 500,
+            receive_window: 8 << 20,
+            request_timeout: Duration::from_secs(10),
+            max_timeouts: 5,
+            ban: Duration::from_secs(600),
+            max_known_addrs: 1000,
         }
     }
 }
@@ -618,5 +717,54 @@ mod tests {
         tie.push(candidate(30, 40, 30, None, now));
         tie.push(candidate(31, 41, 20, None, now));
         assert_eq!(choose_eviction(&tie), Some(Hash32([31; 32])));
+    }
+
+    #[test]
+    fn a_book_ban_lasts_the_ban_period_and_not_a_moment_more() {
+        let t0 = Instant::now();
+        let mut book = PeerBook::new(Duration::from_secs(600));
+        let id = Hash32([7; 32]);
+        book.ban(id, None, "flood", t0);
+        assert!(book.is_banned(&id, t0));
+        assert!(book.is_banned(
+            &id,
+            t0 + Duration::from_secs(600) - Duration::from_millis(1)
+        ));
+        let left = book.active(t0 + Duration::from_secs(1));
+        assert_eq!(
+            left,
+            vec![(id, Duration::from_secs(599), "flood".to_string())]
+        );
+        assert!(!book.is_banned(&id, t0 + Duration::from_secs(600)));
+        assert!(book.active(t0 + Duration::from_secs(600)).is_empty());
+    }
+
+    #[test]
+    fn a_book_ban_from_an_address_refuses_the_address_and_a_key_ban_does_not() {
+        let t0 = Instant::now();
+        let mut book = PeerBook::new(Duration::from_secs(60));
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        book.ban(Hash32([1; 32]), None, "bad", t0);
+        assert_eq!(book.address_ban(ip, t0), None);
+        book.ban(Hash32([2; 32]), Some(ip), "worse", t0);
+        let refusal = book.address_ban(ip, t0).unwrap();
+        assert!(
+            refusal.contains("10.1.2.3") && refusal.contains("worse"),
+            "{refusal}"
+        );
+        assert_eq!(book.address_ban(ip, t0 + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn one_shared_book_is_seen_by_every_holder() {
+        let t0 = Instant::now();
+        let fetcher_side = PeerBook::shared(Duration::from_secs(60));
+        let network_side = Arc::clone(&fetcher_side);
+        let id = Hash32([3; 32]);
+        fetcher_side
+            .lock()
+            .unwrap()
+            .ban(id, None, "false manifest", t0);
+        assert!(network_side.lock().unwrap().is_banned(&id, t0));
     }
 }

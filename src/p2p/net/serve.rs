@@ -1,0 +1,209 @@
+//! Answering peers: each stream a peer opens carries one request,
+//! charged against the peer's rate and answered from memory or, for
+//! anything that reads the store, on the blocking pool.
+
+use super::*;
+
+impl Network {
+    /// Serve the requests a peer opens streams for, until it disconnects.
+    pub(super) async fn serve(self: Arc<Self>, conn: quinn::Connection, id: Hash32) {
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let network = Arc::clone(&self);
+                    tokio::spawn(async move { network.handle_stream(id, send, recv).await });
+                }
+                Err(e) => {
+                    let mut peers = lock(&self.peers);
+                    // Under the lock, with the removal: a scrape of the
+                    // metrics sees the connection open or closed, not both.
+                    let stats = conn.stats();
+                    let metrics = &self.shared.metrics;
+                    metrics.connection_closed(stats.udp_rx.bytes, stats.udp_tx.bytes);
+                    if peers
+                        .get(&id)
+                        .is_some_and(|p| p.conn.stable_id() == conn.stable_id())
+                    {
+                        peers.remove(&id);
+                        drop(peers);
+                        log(format_args!("peer {} disconnected: {e}", short(&id)));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Count a request against the peer's rate; `None` when the peer is
+    /// gone (banned or disconnected while its streams were in flight).
+    pub(super) fn charge(&self, id: &Hash32) -> Option<Charge> {
+        let limit = self.config.limits.requests_per_second;
+        let mut peers = lock(&self.peers);
+        let peer = peers.get_mut(id)?;
+        Some(peer.requests.charge(Instant::now(), limit))
+    }
+
+    pub(super) async fn handle_stream(
+        self: Arc<Self>,
+        id: Hash32,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        match self.charge(&id) {
+            None => return,
+            Some(Charge::Serve) => {}
+            Some(Charge::Flood) => {
+                self.punish(&id, "request flood");
+                return;
+            }
+            Some(Charge::Refuse) => {
+                let _ = send
+                    .write_all(&wire::frame(&Response::Refused("rate limited".into())))
+                    .await;
+                let _ = send.finish();
+                return;
+            }
+        }
+        let timeout = self.config.limits.request_timeout;
+        let bytes = match read_frame(&mut recv, wire::MAX_REQUEST_BYTES, timeout).await {
+            Ok(bytes) => bytes,
+            Err(NetError::Timeout) => {
+                self.note_timeout(&id);
+                return;
+            }
+            Err(e) if e.is_misbehaviour() => {
+                self.punish(&id, &e.to_string());
+                return;
+            }
+            Err(_) => return,
+        };
+        let request = match wire::decode_request(&bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                self.punish(&id, &format!("malformed request: {e}"));
+                return;
+            }
+        };
+        if let Err(reason) = request.check() {
+            self.punish(&id, &format!("request out of bounds: {reason}"));
+            return;
+        }
+        let response = match self.answer(id, request).await {
+            Ok(response) => response,
+            Err(e) => Response::Refused(format!("{e:#}")),
+        };
+        let _ = send.write_all(&wire::frame(&response)).await;
+        let _ = send.finish();
+    }
+
+    pub(super) async fn answer(self: &Arc<Self>, id: Hash32, request: Request) -> Result<Response> {
+        let shared = Arc::clone(&self.shared);
+        Ok(match request {
+            Request::Hello(_) => Response::Refused("hello was already exchanged".into()),
+            Request::Announce { hash, height, work } => {
+                let work = U256::from_big_endian(&work.0);
+                if let Some(peer) = lock(&self.peers).get_mut(&id) {
+                    peer.best_height = peer.best_height.max(height);
+                    peer.best_work = peer.best_work.max(work);
+                }
+                if work > self.our_work() && !self.have_block(hash).await.unwrap_or(false) {
+                    self.trigger_sync();
+                }
+                Response::Ok
+            }
+            Request::GetHashes { locator, max } => {
+                let max = (max as usize).min(wire::MAX_HASHES);
+                crate::offload::spawn_blocking(move || hashes_after(&shared, &locator, max))
+                    .await??
+            }
+            Request::GetBlocks(hashes) => {
+                crate::offload::spawn_blocking(move || -> Result<Response> {
+                    let mut blocks = Vec::new();
+                    let mut total = 16;
+                    for hash in hashes {
+                        if let Some(bytes) = shared.chain.store.block_bytes(&hash)? {
+                            total += bytes.len() + 4;
+                            if total > wire::MAX_MESSAGE_BYTES {
+                                break;
+                            }
+                            blocks.push(bytes);
+                        }
+                    }
+                    Ok(Response::Blocks(blocks))
+                })
+                .await??
+            }
+            Request::GetAddrs => {
+                let addrs = lock(&self.peers)
+                    .values()
+                    .filter(|p| p.id != id)
+                    .filter_map(|p| p.listen)
+                    .take(wire::MAX_ADDRS)
+                    .map(|a| a.to_string())
+                    .collect();
+                Response::Addrs(addrs)
+            }
+            Request::AnnounceTxs(ids) => {
+                {
+                    let mut peers = lock(&self.tx_peers);
+                    let state = peers.entry(id).or_default();
+                    for tx in &ids {
+                        state.mark_known(*tx);
+                    }
+                }
+                // Answered once fetched: the peer's next announcement waits,
+                // so its transactions arrive in the order it sent them.
+                Arc::clone(self).fetch_txs(id, ids).await;
+                Response::Ok
+            }
+            Request::GetTxs(ids) => {
+                let txs: Vec<Vec<u8>> = {
+                    let pool = shared.pool();
+                    let mut total = 0;
+                    ids.iter()
+                        .filter_map(|i| pool.get(i))
+                        .map(|t| t.tx().to_bytes())
+                        .take_while(|bytes| {
+                            total += bytes.len() + 4;
+                            total <= wire::MAX_TXS_RESPONSE_BYTES
+                        })
+                        .collect()
+                };
+                let mut peers = lock(&self.tx_peers);
+                let state = peers.entry(id).or_default();
+                for tx in &ids {
+                    state.mark_known(*tx);
+                }
+                Response::Txs(txs)
+            }
+            Request::GetFile { blake3 } => self.config.files.manifest(&blake3),
+            Request::GetChunk { blake3, index } => {
+                let files = self.config.files.clone();
+                crate::offload::spawn_blocking(move || files.chunk(&blake3, index)).await?
+            }
+        })
+    }
+}
+
+/// Answer a locator: best-chain hashes after the first entry on our best chain.
+pub(super) fn hashes_after(shared: &Shared, locator: &[Hash32], max: usize) -> Result<Response> {
+    let store = &shared.chain.store;
+    let mut start = 0;
+    for hash in locator {
+        if let Some(meta) = store.meta(hash)? {
+            if store.hash_at(meta.height)? == Some(*hash) {
+                start = meta.height;
+                break;
+            }
+        }
+    }
+    let tip = store.tip()?.height;
+    let mut hashes = Vec::new();
+    for height in start + 1..=tip.min(start + max as u64) {
+        match store.hash_at(height)? {
+            Some(hash) => hashes.push(hash),
+            None => break,
+        }
+    }
+    Ok(Response::Hashes(hashes))
+}
