@@ -4,8 +4,8 @@
   tools/bench_p2p.py sync   [--blocks 10000]   sync from 1 and from 3 peers vs import-chain
   tools/bench_p2p.py gossip [--blocks 40]      block found -> validated by all 5 nodes
 
-  --logs DIR keeps every node's stdout in DIR/NAME.log, each line prefixed
-  with the seconds since the benchmark started.
+  --logs DIR keeps every node's log (stderr) in DIR/NAME.log, each line
+  prefixed with the seconds since the benchmark started.
 
 Builds nothing: run `cargo build --release` first. Work files go to a
 temporary directory that is removed afterwards. Every node binds
@@ -48,21 +48,33 @@ def run(*args):
     return out
 
 
+# Every mined block and sync line at debug, as the tests read them.
+LOG_FILTER = "info,pouwd=debug,p2p=debug"
+STAMPED = re.compile(r"^\d{4}-\S+Z\s+(TRACE|DEBUG|INFO|WARN|ERROR) (?:pouwd: )?")
+
+
+def message(line):
+    """A log line without its timestamp, level and the node's own target."""
+    return STAMPED.sub("", line, count=1)
+
+
 class Node:
-    """A `pouwd start` whose stdout lines are timestamped as they arrive."""
+    """A `pouwd start` whose log lines (stderr) are timestamped as they arrive."""
 
     def __init__(self, *args, log=None):
         self.log = open(log, "w") if log else None
         self.proc = subprocess.Popen(
-            [BIN, "start", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            [BIN, "start", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RUST_LOG": LOG_FILTER},
         )
         self.lines = queue.Queue()
         self.listening = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        for line in self.proc.stdout:
+        for line in self.proc.stderr:
             at = time.monotonic()
+            line = message(line)
             if "p2p: listening on " in line:
                 self.listening.set()
             if self.log:
@@ -220,7 +232,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["sync", "gossip"])
     parser.add_argument("--blocks", type=int)
-    parser.add_argument("--logs", help="keep each node's stdout in this directory")
+    parser.add_argument("--logs", help="keep each node's log in this directory")
     args = parser.parse_args()
     if args.logs:
         global LOGS
