@@ -542,6 +542,8 @@ impl Network {
                     "refusing peer {} ({remote}): {reason}{detail}",
                     short(&id)
                 ));
+            } else {
+                repeated_refusal(&id, &remote.to_string());
             }
             let _ = write_frame(&mut send, &Response::Refused(reason.clone())).await;
             let _ = send.finish();
@@ -614,6 +616,8 @@ impl Network {
                         short(&id),
                         target.addr
                     ));
+                } else {
+                    repeated_refusal(&id, &target.addr.to_string());
                 }
                 Ok(false)
             }
@@ -627,6 +631,8 @@ impl Network {
                         short(&id),
                         target.addr
                     ));
+                } else {
+                    repeated_refusal(&id, &target.addr.to_string());
                 }
                 Ok(false)
             }
@@ -739,4 +745,10 @@ impl Network {
             self.trigger_sync();
         }
     }
+}
+
+/// A refusal already said at info for this peer and reason: said again
+/// only at debug, so that the log names a peer on another network once.
+fn repeated_refusal(id: &Hash32, addr: &str) {
+    tracing::debug!(target: "p2p", "refusal repeated with peer {} ({addr})", short(id));
 }
