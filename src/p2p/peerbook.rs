@@ -151,11 +151,6 @@ impl PeerBook {
         Arc::new(Mutex::new(PeerBook::new(ban_for)))
     }
 
-    /// How long a ban lasts.
-    pub fn ban_for(&self) -> Duration {
-        self.ban_for
-    }
-
     /// Ban `id` from `now` for the ban period, and the address `from` it
     /// came from when known (so a fresh key from there is refused too).
     pub fn ban(&mut self, id: Hash32, from: Option<IpAddr>, reason: &str, now: Instant) {
