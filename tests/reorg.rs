@@ -16,7 +16,7 @@ use pouwd::consensus::params::ChainParams;
 use pouwd::consensus::{Ancestry, BlockError, ParentContext};
 use pouwd::node::export::StreamWriter;
 use pouwd::node::import::{import_chain, ImportError, ImportReport, BATCH_BLOCKS};
-use pouwd::node::{Chain, ChainSource, DataDir};
+use pouwd::node::{Chain, ChainSource, DataDir, SubmitError};
 use pouwd::store::{Balance, BlockMeta, Store, StoreError, Stored, Tip, FORMAT_VERSION};
 use pouwd::work::Run;
 use std::collections::BTreeMap;
@@ -744,6 +744,51 @@ fn the_block_file_is_cut_back_to_the_stored_blocks_and_never_short() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a short block file opened"),
     }
+}
+
+/// A write that fails (here the block file is `/dev/full`, which refuses
+/// every write with "no space") leaves the store answering that error to
+/// every later call until it is opened again, instead of reading what
+/// sled holds in memory after a batch that may have stopped half-way.
+#[test]
+fn after_a_failed_write_the_store_answers_only_that_error_until_reopened() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, 2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    drop(Store::create(&path, &regtest_params()).expect("create store"));
+    let file = path.join("blocks");
+    std::fs::remove_file(&file).expect("remove the empty block file");
+    std::os::unix::fs::symlink("/dev/full", &file).expect("link /dev/full");
+    let node = node_on(open_released(&path).expect("open"), dir);
+    let store = &node.chain.store;
+    assert_eq!(store.tip().expect("tip before").hash, genesis);
+    match node.chain.submit(blocks[0].clone(), now) {
+        Err(SubmitError::Store(StoreError::DiskFull { .. })) => {}
+        other => panic!("a write to /dev/full is a full disk, got {other:?}"),
+    }
+    let full = |what: &str, result: Result<(), StoreError>| match result {
+        Err(StoreError::DiskFull { .. }) => {}
+        other => panic!("{what} after the failed write: {other:?}"),
+    };
+    full("tip", store.tip().map(drop));
+    full("meta", store.meta(&genesis).map(drop));
+    full("contains", store.contains(&genesis).map(drop));
+    full("hash_at", store.hash_at(0).map(drop));
+    full("balance", store.balance(&miner_id(&alice)).map(drop));
+    full(
+        "insert",
+        node.chain
+            .submit(blocks[0].clone(), now)
+            .map(drop)
+            .map_err(|e| match e {
+                SubmitError::Store(e) => e,
+                other => panic!("{other}"),
+            }),
+    );
 }
 
 /// What the store answers about the blocks it holds, on both branches of

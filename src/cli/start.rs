@@ -300,8 +300,13 @@ pub fn run(args: StartArgs) -> Result<()> {
     if let Err(e) = shared.write_status() {
         tracing::warn!(target: "pouwd", "cannot write the status file: {e:#}");
     }
-    let tip = shared.chain.store.tip()?;
-    crate::say!("node stopped: height={} tip={}", tip.height, tip.hash);
+    // The node's own error, when it stopped on one, is what to report:
+    // a store that failed a write answers nothing more.
+    match shared.chain.store.tip() {
+        Ok(tip) => crate::say!("node stopped: height={} tip={}", tip.height, tip.hash),
+        Err(e) if result.is_ok() => return Err(e.into()),
+        Err(_) => {}
+    }
     result
 }
 

@@ -98,6 +98,13 @@ pub enum StoreError {
     DiskFull { detail: String },
     #[error("storage error: {0}")]
     Sled(String),
+    /// A write to the store failed earlier in this process; what sled
+    /// holds in memory since may not be what is on disk, so the store
+    /// answers nothing more until it is opened again.
+    #[error(
+        "an earlier write to the store failed ({0}); nothing stored was lost: restart the node"
+    )]
+    WriteFailed(String),
     #[error(
         "the disk holding the store at {path} is full, and sled writes to a store it opens; \
              reading a copy of it instead failed ({error}): free some space on either disk, \
@@ -218,6 +225,38 @@ pub struct Store {
     copy: Option<tempfile::TempDir>,
     /// Genesis has no record: its metadata follows from the parameters.
     genesis_meta: BlockMeta,
+    /// The first write that failed. sled applies a batch key by key in
+    /// memory, so a batch that fails half-way (a full disk) can leave a
+    /// tip without its block there: after a failed write, every call
+    /// answers this error instead of reading that state.
+    failed: std::sync::OnceLock<Failure>,
+}
+
+/// Why the store stopped answering ([`Store::check_usable`]).
+#[derive(Clone, Debug)]
+enum Failure {
+    DiskFull(String),
+    Other(String),
+}
+
+impl Failure {
+    fn of(error: &StoreError) -> Option<Failure> {
+        match error {
+            StoreError::DiskFull { detail } => Some(Failure::DiskFull(detail.clone())),
+            StoreError::Sled(detail) => Some(Failure::Other(detail.clone())),
+            // A refused block, or an error found before anything was written.
+            _ => None,
+        }
+    }
+
+    fn error(&self) -> StoreError {
+        match self {
+            Failure::DiskFull(detail) => StoreError::DiskFull {
+                detail: detail.clone(),
+            },
+            Failure::Other(detail) => StoreError::WriteFailed(detail.clone()),
+        }
+    }
 }
 
 /// The block file and how much of it the store's records cover.
@@ -648,6 +687,7 @@ impl Store {
             params: params.clone(),
             genesis,
             copy: None,
+            failed: std::sync::OnceLock::new(),
             genesis_meta: genesis_meta(params, genesis),
         })
     }
@@ -723,6 +763,7 @@ impl Store {
             params,
             genesis,
             copy: None,
+            failed: std::sync::OnceLock::new(),
         };
         Ok(store)
     }
@@ -834,7 +875,7 @@ impl Store {
     }
 
     pub fn tip(&self) -> Result<Tip, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let hash = decode_hash(
             &self
                 .db
@@ -853,7 +894,7 @@ impl Store {
     }
 
     pub fn meta(&self, hash: &Hash32) -> Result<Option<BlockMeta>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         self.meta_in(&self.reader(), hash)
     }
 
@@ -869,13 +910,13 @@ impl Store {
     }
 
     pub fn contains(&self, hash: &Hash32) -> Result<bool, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         Ok(*hash == self.genesis || self.db.contains_key(block_key(hash))?)
     }
 
     /// The block's bytes as stored (canonical). `None` for genesis and unknown blocks.
     pub fn block_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         self.db
             .get(block_key(hash))?
             .map(|record| self.blocks.read(hash, &BlockRecord::decode(hash, &record)?))
@@ -883,7 +924,7 @@ impl Store {
     }
 
     pub fn block(&self, hash: &Hash32) -> Result<Option<Block>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         match self.block_bytes(hash)? {
             None => Ok(None),
             Some(bytes) => Block::from_bytes(&bytes, &Limits::default())
@@ -894,7 +935,7 @@ impl Store {
 
     /// The best chain's block at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash32>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         self.db
             .get(height_key(height))?
             .map(|entry| {
@@ -910,7 +951,7 @@ impl Store {
 
     /// The block that carries `work_hash`, if any.
     pub fn work_owner(&self, work_hash: &Hash32) -> Result<Option<Hash32>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         self.db
             .get(work_key(work_hash))?
             .map(|b| decode_hash(&b, "work index entry"))
@@ -919,7 +960,7 @@ impl Store {
 
     /// Final model of a block: its body's parameters, or zeros for genesis.
     pub fn model(&self, hash: &Hash32, dim: usize) -> Result<Option<Vec<f64>>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         if *hash == self.genesis {
             return Ok(Some(crate::model::initial_params(dim - 1)));
         }
@@ -928,7 +969,7 @@ impl Store {
 
     /// An account on the best chain; an account never seen is empty.
     pub fn account(&self, id: &Hash32) -> Result<Account, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         Ok(self
             .db
             .get(account_key(id))?
@@ -939,7 +980,7 @@ impl Store {
 
     /// The best-chain block that holds transaction `id`: its height and hash.
     pub fn tx_location(&self, id: &Hash32) -> Result<Option<(u64, Hash32)>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let Some(bytes) = self.db.get(tx_key(id))? else {
             return Ok(None);
         };
@@ -961,7 +1002,7 @@ impl Store {
     /// else from the blocks of the branch that ends at `branch`, back to
     /// where it meets the best chain. `None` when neither holds it.
     pub fn job_spec(&self, id: &Hash32, branch: &Hash32) -> Result<Option<JobSpec>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let spec_in = |block: &Hash32| -> Result<Option<JobSpec>, StoreError> {
             Ok(self.block(block)?.and_then(|b| {
                 b.body
@@ -992,19 +1033,19 @@ impl Store {
 
     /// A job's state on the best chain.
     pub fn job(&self, id: &Hash32) -> Result<Option<JobState>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         self.reader().get_job(id)
     }
 
     /// The job the next block on the best chain trains.
     pub fn scheduled_job(&self) -> Result<Hash32, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         ledger::scheduled_job(&self.reader())
     }
 
     /// Every job on the best chain, in inclusion order.
     pub fn jobs(&self) -> Result<Vec<(Hash32, JobState)>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(b"j/") {
             let (key, value) = entry?;
@@ -1017,7 +1058,7 @@ impl Store {
 
     /// The queued jobs in the order they become active.
     pub fn job_queue(&self) -> Result<Vec<Hash32>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(QUEUE_PREFIX) {
             out.push(decode_hash(&entry?.1, "queue entry")?);
@@ -1036,7 +1077,7 @@ impl Store {
     }
 
     pub fn balance(&self, miner: &Hash32) -> Result<Balance, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let account = self.account(miner)?;
         Ok(Balance {
             total: account.spendable + account.immature,
@@ -1047,7 +1088,7 @@ impl Store {
     /// Every key with a non-zero balance on the best chain, for tests and
     /// audits.
     pub fn balances(&self) -> Result<BTreeMap<Hash32, u64>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         let mut out = BTreeMap::new();
         for item in self.db.scan_prefix(b"a/") {
             let (k, v) = item?;
@@ -1068,7 +1109,7 @@ impl Store {
     /// stored, nor is anything after it; the blocks before it are, and the
     /// error ([`StoreError::InvalidBlock`]) says what they did.
     pub fn insert(&self, blocks: &[CheckedBlock]) -> Result<Vec<Stored>, StoreError> {
-        crate::offload::check_thread();
+        self.check_usable()?;
         match self.insert_all(blocks) {
             Ok(outcomes) => Ok(outcomes),
             Err((
@@ -1119,21 +1160,44 @@ impl Store {
         if overlay.writes.is_empty() {
             return Ok(outcomes);
         }
-        let at = blocks.len();
         let end = overlay.base + overlay.appended.len() as u64;
+        self.write_staged(overlay, end)
+            .map_err(|e| (blocks.len(), self.failed_with(e)))?;
+        *committed = end;
+        Ok(outcomes)
+    }
+
+    /// Write what `overlay` staged: the block file's new bytes, synced,
+    /// then sled's batch with the file's new length `end`, flushed.
+    fn write_staged(&self, mut overlay: Overlay, end: u64) -> Result<(), StoreError> {
         if !overlay.appended.is_empty() {
             let file = &self.blocks.file;
             file.write_all_at(&overlay.appended, overlay.base)
                 .and_then(|()| file.sync_data())
-                .map_err(|e| (at, block_file_error(e)))?;
+                .map_err(block_file_error)?;
             overlay.put(KEY_BLOCKS_LEN.to_vec(), end.to_le_bytes().to_vec());
         }
-        self.db
-            .apply_batch(overlay.into_batch())
-            .map_err(|e| (at, e.into()))?;
-        self.db.flush().map_err(|e| (at, e.into()))?;
-        *committed = end;
-        Ok(outcomes)
+        self.db.apply_batch(overlay.into_batch())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Record a failed write (the first one counts) and give its error.
+    fn failed_with(&self, error: StoreError) -> StoreError {
+        if let Some(failure) = Failure::of(&error) {
+            let _ = self.failed.set(failure);
+        }
+        error
+    }
+
+    /// Every call on the store starts here: not on an async thread (in
+    /// debug builds), and not after a write failed.
+    fn check_usable(&self) -> Result<(), StoreError> {
+        crate::offload::check_thread();
+        match self.failed.get() {
+            Some(failure) => Err(failure.error()),
+            None => Ok(()),
+        }
     }
 
     fn stage(&self, overlay: &mut Overlay, checked: &CheckedBlock) -> Result<Stored, StoreError> {
