@@ -2,7 +2,13 @@
 """Peer-layer benchmarks over real QUIC on loopback (standard library only).
 
   tools/bench_p2p.py sync   [--blocks 10000]   sync from 1 and from 3 peers vs import-chain
-  tools/bench_p2p.py gossip [--blocks 40]      block found -> validated by all 5 nodes
+  tools/bench_p2p.py gossip [--blocks 40] [--nodes 5] [--topology line|mesh]
+                                               block found -> validated by every node
+
+  gossip's topology: `line` (default) has each node dial the one before
+  it (nodes - 1 hops end to end); `mesh` has node i dial node i - 1 and
+  one earlier node chosen by a fixed pseudo-random draw, so a 20-node
+  network is a few hops across, as a network of home nodes would be.
 
   --logs DIR keeps every node's log (stderr) in DIR/NAME.log, each line
   prefixed with the seconds since the benchmark started.
@@ -15,6 +21,7 @@ import argparse
 import json
 import os
 import queue
+import random
 import re
 import shutil
 import socket
@@ -148,7 +155,16 @@ def bench_sync(tmp, blocks):
         print(f"{name:>14} {secs:8.2f} {blocks / secs:9.0f} {size_mb / secs:6.2f} {results['import'] / secs:8.0%}")
 
 
-def bench_gossip(tmp, blocks):
+def gossip_edges(count, topology):
+    """The dials of a gossip network: (dialer, dialed), the dialed started first."""
+    edges = [(i, i - 1) for i in range(1, count)]
+    if topology == "mesh":
+        draw = random.Random(7)
+        edges += [(i, draw.randrange(0, i - 1)) for i in range(2, count)]
+    return edges
+
+
+def bench_gossip(tmp, blocks, count, topology):
     # A chain with blocks about every 300 ms, so each is measured on its own.
     params = json.load(open(os.path.join(ROOT, "config", "regtest.json")))
     params["network"] = "gossip-bench"
@@ -157,18 +173,20 @@ def bench_gossip(tmp, blocks):
     chain = os.path.join(tmp, "gossip.json")
     json.dump(params, open(chain, "w"))
     shutil.copy(os.path.join(ROOT, "data", "diabetes.csv"), tmp)
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(count)]
+    edges = gossip_edges(count, topology)
     nodes = []
     try:
-        # Each node dials the one before it, so that one must be listening
-        # first: a QUIC Initial sent to a port not yet bound is lost and
-        # only resent after quinn's first probe timeout (about 1 s).
+        # Each node dials nodes started before it, so those must be
+        # listening first: a QUIC Initial sent to a port not yet bound is
+        # lost and only resent after quinn's first probe timeout (about 1 s).
         for i, port in enumerate(ports):
             args = ["--data-dir", os.path.join(tmp, f"g{i}"), "--chain", chain, "--listen", f"127.0.0.1:{port}"]
-            if i > 0:
-                args += ["--peer", f"127.0.0.1:{ports[i - 1]}"]
-                if not nodes[-1].listening.wait(30):
-                    sys.exit(f"node {i - 1} is not listening")
+            for dialer, dialed in edges:
+                if dialer == i:
+                    args += ["--peer", f"127.0.0.1:{ports[dialed]}"]
+                    if not nodes[dialed].listening.wait(30):
+                        sys.exit(f"node {dialed} is not listening")
             if i == 0:
                 # No --stop-at-height: a node that stops right after mining
                 # the last block may never announce it.
@@ -178,8 +196,9 @@ def bench_gossip(tmp, blocks):
         mined = re.compile(r"^mined height=(\d+) ")
         synced = re.compile(r"tip height (\d+)")
         deadline = time.monotonic() + 600
+        followers = count - 1
         while len([h for h in found if h <= blocks]) < blocks or any(
-            len([k for k in seen if k[1] == h]) < 4 for h in range(1, blocks + 1)
+            len([k for k in seen if k[1] == h]) < followers for h in range(1, blocks + 1)
         ):
             if time.monotonic() > deadline:
                 break
@@ -191,13 +210,13 @@ def bench_gossip(tmp, blocks):
                     except queue.Empty:
                         break
                     progressed = True
-                    # The link from node j - 1 to node j, logged by either.
-                    for j in (i, i + 1):
-                        if 0 < j < 5 and (
-                            f"connected at 127.0.0.1:{ports[j - 1]} " in line
-                            or f"connected from 127.0.0.1:{ports[j]} " in line
+                    # A dial, logged by either end (a node's dials leave
+                    # from its listening port).
+                    for dialer, dialed in edges:
+                        if (i == dialer and f"connected at 127.0.0.1:{ports[dialed]} " in line) or (
+                            i == dialed and f"connected from 127.0.0.1:{ports[dialer]} " in line
                         ):
-                            linked.setdefault(j, t)
+                            linked.setdefault((dialer, dialed), t)
                     if i == 0 and (m := mined.match(line)):
                         found[int(m.group(1))] = t
                     elif i > 0 and (m := synced.search(line)):
@@ -208,30 +227,36 @@ def bench_gossip(tmp, blocks):
     finally:
         for node in nodes:
             node.stop()
-    # Blocks found before the whole line was connected measure the dial,
-    # not gossip: they are left out.
-    line_up = max(linked.values()) if len(linked) == 4 else float("inf")
+    # Blocks found before the whole network was connected measure the
+    # dials, not gossip: they are left out.
+    line_up = max(linked.values()) if len(linked) == len(edges) else float("inf")
     latencies = []
+    stranded = []
     for h in range(1, blocks + 1):
-        times = [seen.get((i, h)) for i in range(1, 5)]
+        times = [seen.get((i, h)) for i in range(1, count)]
+        if h in found and not all(times):
+            stranded.append(h)
         if h in found and found[h] > line_up and all(times):
             latencies.append(((max(times) - found[h]) * 1000, h))
     early = len([h for h in found if h <= blocks and found[h] <= line_up])
     worst = max(latencies, default=(0, 0))
     latencies = sorted(ms for ms, _ in latencies)
     if not latencies:
-        sys.exit("no block reached all five nodes")
+        sys.exit(f"no block reached all {count} nodes")
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"gossip over a 5-node line, {len(latencies)} blocks: "
+    print(f"gossip over {count} nodes ({topology}, {len(edges)} links), {len(latencies)} blocks: "
           f"median {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
           f"max {latencies[-1]:.1f} ms (block {worst[1]}); "
-          f"{early} found before the line was connected, left out")
+          f"{early} found before the network was connected, left out; "
+          f"stranded (found, not on every node at the end): {len(stranded)} {stranded[:10]}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["sync", "gossip"])
     parser.add_argument("--blocks", type=int)
+    parser.add_argument("--nodes", type=int, default=5, help="gossip: how many nodes")
+    parser.add_argument("--topology", choices=["line", "mesh"], default="line", help="gossip: who dials whom")
     parser.add_argument("--logs", help="keep each node's log in this directory")
     args = parser.parse_args()
     if args.logs:
@@ -244,7 +269,7 @@ def main():
         if args.what == "sync":
             bench_sync(tmp, args.blocks or 10000)
         else:
-            bench_gossip(tmp, args.blocks or 40)
+            bench_gossip(tmp, args.blocks or 40, args.nodes, args.topology)
 
 
 if __name__ == "__main__":

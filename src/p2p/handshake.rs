@@ -7,11 +7,13 @@
 //! talk only when both run [`wire::PROTOCOL_VERSION`] and share a genesis.
 //!
 //! [`check_hello`] is pure; [`greet`] is the dialer's half over a
-//! connection. Neither bans: what a bad answer costs the peer is the
-//! caller's to decide, since the caller keeps the peer book.
+//! connection and [`answer`] the acceptor's. None of them bans: what a bad
+//! Hello costs the peer is the caller's to decide, since the caller keeps
+//! the peer book.
 
-use super::transport::{self, NetError, CLOSE_REFUSED};
+use super::transport::{self, NetError, CLOSE_BANNED, CLOSE_REFUSED};
 use super::wire::{self, Hello, Request, Response};
+use crate::chain::encoding::DecodeError;
 use crate::chain::Hash32;
 use std::time::Duration;
 use thiserror::Error;
@@ -77,6 +79,98 @@ pub async fn greet(
             other => Greeting::Unexpected(other),
         },
     )
+}
+
+/// How the acceptor's half of the exchange ended, when the dialer sent a
+/// Hello.
+#[derive(Debug)]
+pub enum Answered {
+    /// Both sides accept each other: ours was sent; `Hello` is the dialer's.
+    Accepted(Hello),
+    /// The dialer's Hello fails [`check_hello`]: it was told the reason,
+    /// and the connection is closed with [`CLOSE_REFUSED`].
+    Refused { reason: HelloError, theirs: Hello },
+}
+
+/// Why the acceptor's half ended before a Hello was read; the text is
+/// what a ban for it says.
+#[derive(Debug, Error)]
+pub enum AcceptError {
+    /// The dialer opened no stream in time.
+    #[error("no hello in time")]
+    NoStream,
+    #[error("connection: {0}")]
+    Connection(quinn::ConnectionError),
+    /// The first frame did not come whole, in time and within the size bound.
+    #[error("bad hello: {0}")]
+    Frame(NetError),
+    #[error("first request was not a hello")]
+    NotHello,
+    #[error("malformed hello: {0}")]
+    Malformed(DecodeError),
+}
+
+impl AcceptError {
+    /// Whether the dialer broke the protocol (as opposed to a slow or
+    /// failed connection).
+    pub fn is_misbehaviour(&self) -> bool {
+        match self {
+            AcceptError::Frame(e) => e.is_misbehaviour(),
+            AcceptError::NotHello | AcceptError::Malformed(_) => true,
+            AcceptError::NoStream | AcceptError::Connection(_) => false,
+        }
+    }
+}
+
+/// How long a refused dialer is given to read the reason before the
+/// connection closes (a close discards what is still unread).
+const REFUSAL_LINGER: Duration = Duration::from_millis(200);
+
+/// The acceptor's half: read the dialer's Hello on the first stream of
+/// `conn`, check it against `ours` and answer with ours, or with
+/// `Refused` and the reason. A first message that is malformed or over
+/// its bound closes the connection with [`CLOSE_BANNED`], one that is not
+/// a Hello with [`CLOSE_REFUSED`].
+pub async fn answer(
+    conn: &quinn::Connection,
+    ours: &Hello,
+    timeout: Duration,
+) -> Result<Answered, AcceptError> {
+    let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+        Err(_) => return Err(AcceptError::NoStream),
+        Ok(Err(e)) => return Err(AcceptError::Connection(e)),
+        Ok(Ok(streams)) => streams,
+    };
+    let refuse = |error: AcceptError| {
+        let code = if matches!(error, AcceptError::NotHello) || !error.is_misbehaviour() {
+            CLOSE_REFUSED
+        } else {
+            CLOSE_BANNED
+        };
+        conn.close(code.into(), error.to_string().as_bytes());
+        error
+    };
+    let bytes = transport::read_frame(&mut recv, wire::MAX_REQUEST_BYTES, timeout)
+        .await
+        .map_err(|e| refuse(AcceptError::Frame(e)))?;
+    let theirs = match wire::decode_request(&bytes) {
+        Ok(Request::Hello(hello)) => hello,
+        Ok(_) => return Err(refuse(AcceptError::NotHello)),
+        Err(e) => return Err(refuse(AcceptError::Malformed(e))),
+    };
+    if let Err(reason) = check_hello(ours, &theirs) {
+        let text = reason.to_string();
+        let _ = transport::write_frame(&mut send, &Response::Refused(text.clone())).await;
+        let _ = send.finish();
+        tokio::time::sleep(REFUSAL_LINGER).await;
+        conn.close(CLOSE_REFUSED.into(), text.as_bytes());
+        return Ok(Answered::Refused { reason, theirs });
+    }
+    transport::write_frame(&mut send, &Response::Hello(ours.clone()))
+        .await
+        .map_err(AcceptError::Frame)?;
+    let _ = send.finish();
+    Ok(Answered::Accepted(theirs))
 }
 
 /// The Hello of a node that has no chain yet: the genesis of the chain it
@@ -205,5 +299,33 @@ mod tests {
         assert_eq!(another_network(&genesis, &genesis, "regtest"), "");
         let other = another_network(&Hash32([4; 32]), &genesis, "regtest");
         assert!(other.contains("chain \"regtest\""), "{other}");
+    }
+
+    #[test]
+    fn only_a_broken_first_message_counts_against_the_dialer() {
+        let malformed = || DecodeError::Malformed {
+            what: "request",
+            reason: "x".into(),
+        };
+        assert!(AcceptError::NotHello.is_misbehaviour());
+        assert!(AcceptError::Malformed(malformed()).is_misbehaviour());
+        assert!(AcceptError::Frame(NetError::Malformed(malformed())).is_misbehaviour());
+        assert!(AcceptError::Frame(NetError::Oversized {
+            found: wire::MAX_REQUEST_BYTES + 1,
+            limit: wire::MAX_REQUEST_BYTES
+        })
+        .is_misbehaviour());
+        // Slow or gone is not misbehaviour.
+        assert!(!AcceptError::NoStream.is_misbehaviour());
+        assert!(!AcceptError::Frame(NetError::Timeout).is_misbehaviour());
+        assert!(!AcceptError::Connection(quinn::ConnectionError::TimedOut).is_misbehaviour());
+        // What a ban for each says.
+        assert_eq!(
+            AcceptError::NotHello.to_string(),
+            "first request was not a hello"
+        );
+        assert!(AcceptError::Malformed(malformed())
+            .to_string()
+            .starts_with("malformed hello: "));
     }
 }

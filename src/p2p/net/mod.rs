@@ -14,7 +14,7 @@ mod serve;
 mod sync;
 
 use super::files::ServedFiles;
-use super::handshake::{another_network, check_hello, greet, refuser_genesis, Greeting};
+use super::handshake::{another_network, answer, greet, refuser_genesis, Answered, Greeting};
 pub use super::peerbook::NetLimits;
 use super::peerbook::{
     choose_eviction, net_group, BlockSources, Charge, EvictionCandidate, RequestRate, SharedBook,
@@ -24,8 +24,8 @@ use super::peers::PeerAddr;
 use super::tls::{self, Identity};
 pub use super::transport::NetError;
 use super::transport::{
-    self, log, read_frame, request_on, short, transport_config, write_frame, CLOSE_BANNED,
-    CLOSE_DUPLICATE, CLOSE_EVICTED, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_SLOW,
+    self, log, read_frame, request_on, short, transport_config, CLOSE_BANNED, CLOSE_DUPLICATE,
+    CLOSE_EVICTED, CLOSE_REFUSED, CLOSE_SHUTDOWN, CLOSE_SLOW,
 };
 use super::txrelay::{self, PeerTxs, TxFetches};
 use super::wire::{self, Hello, Request, Response};
@@ -503,56 +503,29 @@ impl Network {
             conn.close(CLOSE_BANNED.into(), b"banned");
             anyhow::bail!("refused banned peer {} ({remote})", short(&id));
         }
-        let timeout = self.config.limits.request_timeout;
-        let (mut send, mut recv) = tokio::time::timeout(timeout, conn.accept_bi())
-            .await
-            .context("no hello in time")??;
-        let bytes = match read_frame(&mut recv, wire::MAX_REQUEST_BYTES, timeout).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let code = if e.is_misbehaviour() {
-                    self.punish_from(&id, Some(remote.ip()), &format!("bad hello: {e}"));
-                    CLOSE_BANNED
-                } else {
-                    CLOSE_REFUSED
-                };
-                conn.close(code.into(), e.to_string().as_bytes());
-                anyhow::bail!("hello from {}: {e}", short(&id));
-            }
-        };
-        let hello = match wire::decode_request(&bytes) {
-            Ok(Request::Hello(hello)) => hello,
-            Ok(_) => {
-                self.punish_from(&id, Some(remote.ip()), "first request was not a hello");
-                conn.close(CLOSE_REFUSED.into(), b"expected hello");
-                anyhow::bail!("peer {} skipped the hello", short(&id));
-            }
-            Err(e) => {
-                self.punish_from(&id, Some(remote.ip()), &format!("malformed hello: {e}"));
-                conn.close(CLOSE_BANNED.into(), b"malformed hello");
-                anyhow::bail!("malformed hello from {}: {e}", short(&id));
-            }
-        };
         let ours = self.our_hello();
-        if let Err(refusal) = check_hello(&ours, &hello) {
-            let reason = refusal.to_string();
-            if self.first_refusal(&id, &reason) {
-                let detail = self.another_network(&hello.genesis);
-                log(format_args!(
-                    "refusing peer {} ({remote}): {reason}{detail}",
-                    short(&id)
-                ));
-            } else {
-                repeated_refusal(&id, &remote.to_string());
+        let hello = match answer(&conn, &ours, self.config.limits.request_timeout).await {
+            Ok(Answered::Accepted(hello)) => hello,
+            Ok(Answered::Refused { reason, theirs }) => {
+                let reason = reason.to_string();
+                if self.first_refusal(&id, &reason) {
+                    let detail = self.another_network(&theirs.genesis);
+                    log(format_args!(
+                        "refusing peer {} ({remote}): {reason}{detail}",
+                        short(&id)
+                    ));
+                } else {
+                    repeated_refusal(&id, &remote.to_string());
+                }
+                return Ok(());
             }
-            let _ = write_frame(&mut send, &Response::Refused(reason.clone())).await;
-            let _ = send.finish();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
-            return Ok(());
-        }
-        write_frame(&mut send, &Response::Hello(ours)).await?;
-        let _ = send.finish();
+            Err(e) => {
+                if e.is_misbehaviour() {
+                    self.punish_from(&id, Some(remote.ip()), &e.to_string());
+                }
+                anyhow::bail!("hello from {} ({remote}): {e}", short(&id));
+            }
+        };
         let listen = hello
             .listen_port
             .map(|port| SocketAddr::new(remote.ip(), port));
