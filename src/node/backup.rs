@@ -326,4 +326,38 @@ mod tests {
             assert!(error.contains(expected), "{expected:?} not in {error:?}");
         }
     }
+
+    /// The bounds on an entry's name and length hold at the limit and
+    /// refuse one past it.
+    #[test]
+    fn names_and_lengths_are_bounded_at_their_limits() {
+        let header = |name_length: u16| {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&VERSION.to_le_bytes());
+            bytes.extend_from_slice(&3u32.to_le_bytes());
+            bytes.extend_from_slice(&name_length.to_le_bytes());
+            bytes.extend(std::iter::repeat_n(b'x', usize::from(name_length)));
+            bytes
+        };
+        let error = |bytes: Vec<u8>| read_entries(&mut &bytes[..]).unwrap_err();
+        assert!(matches!(
+            error(header(MAX_NAME_BYTES)),
+            BackupError::UnexpectedEntry { .. }
+        ));
+        assert!(matches!(
+            error(header(MAX_NAME_BYTES + 1)),
+            BackupError::NameLength { length, .. } if length == MAX_NAME_BYTES + 1
+        ));
+        let at_limit = vec![b'0'; MAX_KEY_BYTES as usize];
+        assert!(matches!(
+            error(entries(&at_limit, REGTEST_JSON.as_bytes(), DIABETES_CSV)),
+            BackupError::BadKey(_)
+        ));
+        let past = vec![b'0'; MAX_KEY_BYTES as usize + 1];
+        assert!(matches!(
+            error(entries(&past, REGTEST_JSON.as_bytes(), DIABETES_CSV)),
+            BackupError::EntryTooLarge { length, limit, .. }
+                if length == MAX_KEY_BYTES + 1 && limit == MAX_KEY_BYTES
+        ));
+    }
 }
