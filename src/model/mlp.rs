@@ -161,6 +161,10 @@ pub struct StepScratch {
     s: Vec<f64>,
     /// The gradient, in parameter layout.
     grad: Vec<f64>,
+    /// The batch rows for the AVX2 backward pass: row `q` at
+    /// `xb[q·P ..][..d]`, `P = 4·⌈d / 4⌉`, zeros in the last `P − d`
+    /// places (which only fill lanes that are never read back).
+    xb: Vec<f64>,
 }
 
 impl StepScratch {
@@ -185,6 +189,9 @@ impl StepScratch {
         at_least(&mut self.active, hidden * batch_size.div_ceil(64));
         at_least(&mut self.s, batch_size);
         at_least(&mut self.grad, param_count(features, hidden));
+        if features <= MAX_WIDE_INPUTS {
+            at_least(&mut self.xb, 4 * features.div_ceil(4) * batch_size);
+        }
     }
 }
 
@@ -194,6 +201,10 @@ const UNIT_LANES: usize = 16;
 
 /// Batch rows whose predictions are accumulated together.
 const ROW_LANES: usize = 8;
+
+/// The most inputs for which the AVX2 kernel's backward pass keeps a
+/// unit's input gradients in (four) vector registers.
+const MAX_WIDE_INPUTS: usize = 16;
 
 /// One step of clipped mini-batch SGD on `(1/B) Σ_q (p_q − y_q)²` over the
 /// training rows `indices` (`B = indices.len()`), in the order of
@@ -287,12 +298,15 @@ struct Batch<'a> {
 /// only operations marked `contract`, which Rust never emits), so every
 /// copy gives the same bits; the tests check it.
 ///
-/// One part has a second source: the AVX2 copy computes each full block
-/// of [`UNIT_LANES`] hidden units with explicit AVX2 operations
-/// (`x86::forward_block`), because the compiler's own vectorisation of
-/// that loop splits the 16 lanes unevenly and spills the active bits. It
-/// performs the portable loop's operations lane for lane, in the same
-/// order, and a test compares the two bit for bit.
+/// Two parts have a second source, written with explicit AVX2 operations
+/// because the compiler's own vectorisation of them is poor: the hidden
+/// layer's full blocks of [`UNIT_LANES`] units (`x86::forward_block`; the
+/// compiler splits the 16 lanes unevenly and spills the active bits), and
+/// the backward pass for up to [`MAX_WIDE_INPUTS`] inputs
+/// (`x86::backward`; the compiler keeps 10 input sums in five two-lane
+/// registers and checks every row's bounds). Both perform the portable
+/// loops' operations lane for lane, in the same order, and a test
+/// compares them with the portable kernel bit for bit.
 mod kernel {
     use super::{gradient, Batch, StepScratch};
 
@@ -359,7 +373,10 @@ mod kernel {
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod x86 {
-        use super::super::{gradient_with, Batch, ForwardBlock, StepScratch, UNIT_LANES};
+        use super::super::{
+            gradient_with, BackwardPass, Batch, ForwardBlock, StepScratch, MAX_WIDE_INPUTS,
+            UNIT_LANES,
+        };
 
         /// Proof that this CPU supports AVX2: the private field means that
         /// [`Detected::avx2`] is the only way to make one.
@@ -491,10 +508,95 @@ mod kernel {
             }
         }
 
+        impl Detected {
+            /// [`backward`] with AVX2 instructions.
+            #[inline(always)]
+            pub(in super::super) fn backward<const D: usize>(
+                self,
+                pass: BackwardPass,
+                g_w1: &mut [f64],
+                g_b1: &mut [f64],
+                g_w2: &mut [f64],
+            ) -> f64 {
+                // SAFETY: as in `gradient`: `self` exists only on a CPU
+                // with AVX2.
+                #[allow(unsafe_code)]
+                unsafe {
+                    backward::<D>(pass, g_w1, g_b1, g_w2)
+                }
+            }
+        }
+
+        /// The backward pass of [`gradient_with`] for `D` (1 to 16)
+        /// inputs, written with AVX2 operations: `W1`'s, `b1`'s and
+        /// `w2`'s gradients into `g_w1`, `g_b1`, `g_w2`, returning the
+        /// sum of the squares of `W1`'s gradients in layout order. The
+        /// same operations in the same order as the portable loop: for
+        /// each unit, over its active rows in ascending order, `s_q·h_qu`
+        /// and `δ_qu = s_q·w2[u]` added to sums that start at `+0.0`, and
+        /// `δ_qu·x_j` (multiply, then add) to input `j`'s sum, lane `j` of
+        /// `⌈D / 4⌉` vectors. The padding lanes past `D` are never read.
+        #[target_feature(enable = "avx2")]
+        fn backward<const D: usize>(
+            pass: BackwardPass,
+            g_w1: &mut [f64],
+            g_b1: &mut [f64],
+            g_w2: &mut [f64],
+        ) -> f64 {
+            use std::arch::x86_64::*;
+            assert!(D != 0 && D <= MAX_WIDE_INPUTS);
+            let BackwardPass {
+                hidden,
+                words,
+                w2,
+                s,
+                h,
+                active,
+                xb,
+            } = pass;
+            let vectors = D.div_ceil(4);
+            let stride = 4 * vectors;
+            let mut squares = 0.0;
+            for u in 0..hidden {
+                let w = w2[u];
+                let mut sum_w2 = 0.0;
+                let mut sum_b1 = 0.0;
+                let mut acc = [_mm256_setzero_pd(); 4];
+                for (k, &bits) in active[u * words..][..words].iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        let q = 64 * k + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let sq = s[q];
+                        sum_w2 += sq * h[q * hidden + u];
+                        let delta = sq * w;
+                        sum_b1 += delta;
+                        let delta = _mm256_set1_pd(delta);
+                        let x = &xb[q * stride..][..stride];
+                        for (i, acc) in acc.iter_mut().enumerate().take(vectors) {
+                            *acc = _mm256_add_pd(*acc, _mm256_mul_pd(delta, load(x, 4 * i)));
+                        }
+                    }
+                }
+                let mut sums = [0.0; 16];
+                for (i, acc) in acc.iter().enumerate().take(vectors) {
+                    store(&mut sums, 4 * i, *acc);
+                }
+                let sums = &sums[..D];
+                g_w1[u * D..][..D].copy_from_slice(sums);
+                for &g in sums {
+                    squares += g * g;
+                }
+                g_b1[u] = sum_b1;
+                g_w2[u] = sum_w2;
+            }
+            squares
+        }
+
         /// `v[at..at + 4]`.
         #[target_feature(enable = "avx2")]
         #[inline]
-        fn load(v: &[f64; 16], at: usize) -> std::arch::x86_64::__m256d {
+        fn load(v: &[f64], at: usize) -> std::arch::x86_64::__m256d {
             let v: &[f64; 4] = v[at..at + 4].try_into().expect("4 values");
             // SAFETY: `v` is 4 f64 that may be read; `loadu` needs no
             // alignment.
@@ -507,7 +609,7 @@ mod kernel {
         /// `v[at..at + 4] = value`.
         #[target_feature(enable = "avx2")]
         #[inline]
-        fn store(v: &mut [f64; 16], at: usize, value: std::arch::x86_64::__m256d) {
+        fn store(v: &mut [f64], at: usize, value: std::arch::x86_64::__m256d) {
             let v: &mut [f64; 4] = (&mut v[at..at + 4]).try_into().expect("4 values");
             // SAFETY: `v` is 4 f64 that may be written; `storeu` needs no
             // alignment.
@@ -556,8 +658,23 @@ struct ForwardBlock<'a> {
     w1t: &'a [f64],
 }
 
+/// What the AVX2 backward pass reads.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct BackwardPass<'a> {
+    hidden: usize,
+    words: usize,
+    w2: &'a [f64],
+    s: &'a [f64],
+    h: &'a [f64],
+    active: &'a [u64],
+    /// The batch rows, padded as in [`StepScratch`].
+    xb: &'a [f64],
+}
+
 /// [`gradient`], with the hidden layer's full blocks of [`UNIT_LANES`]
-/// units computed by `wide`'s AVX2 copy of the portable loop when it is
+/// units and the backward pass (for up to [`MAX_WIDE_INPUTS`] inputs)
+/// computed by `wide`'s AVX2 copies of the portable loops when it is
 /// given (same operations in the same order, so the same bits; the tests
 /// check it).
 #[inline(always)]
@@ -583,6 +700,7 @@ fn gradient_with<const D: usize>(
         active,
         s,
         grad,
+        xb,
     } = scratch;
     let w1t = &mut w1t[..d * hidden];
     let h = &mut h[..b * hidden];
@@ -703,7 +821,39 @@ fn gradient_with<const D: usize>(
     let (g_w2, g_b2) = g_rest.split_at_mut(hidden);
     g_b2[0] = grad_b2;
     let mut squares = 0.0;
+    #[cfg(target_arch = "x86_64")]
+    let wide_backward = match wide {
+        Some(wide) if D != 0 && D <= MAX_WIDE_INPUTS => {
+            let stride = 4 * D.div_ceil(4);
+            let xb = &mut xb[..b * stride];
+            for (row, &r) in xb.chunks_exact_mut(stride).zip(batch.indices) {
+                let (values, pad) = row.split_at_mut(D);
+                values.copy_from_slice(&batch.x[r as usize * D..][..D]);
+                pad.fill(0.0);
+            }
+            let pass = BackwardPass {
+                hidden,
+                words,
+                w2,
+                s,
+                h,
+                active,
+                xb,
+            };
+            squares = wide.backward::<D>(pass, g_w1, g_b1, g_w2);
+            true
+        }
+        _ => false,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide_backward = {
+        let _ = xb;
+        false
+    };
     for u in 0..hidden {
+        if wide_backward {
+            break;
+        }
         let w = w2[u];
         let mut sum_w2 = 0.0;
         let mut sum_b1 = 0.0;
@@ -1104,11 +1254,12 @@ mod tests {
         }
     }
 
-    /// The AVX2 hidden layer (full blocks of 16 units) gives the portable
-    /// loop's activations, active bits and gradient bit for bit, at the
-    /// compile-time widths and the general one (17 inputs), across the
-    /// 64-row words of active bits, and with pre-activations that are
-    /// exactly `±0.0`, infinite or NaN.
+    /// The AVX2 hidden layer (full blocks of 16 units) and backward pass
+    /// give the portable loops' activations, active bits and gradient bit
+    /// for bit, at compile-time widths (1, 4, 10, 16 inputs: partial and
+    /// whole vectors) and the general one (17 inputs, portable backward
+    /// pass), across the 64-row words of active bits, and with
+    /// pre-activations that are exactly `±0.0`, infinite or NaN.
     #[test]
     fn the_avx2_hidden_layer_matches_the_portable_one() {
         let chosen = kernel::Kernel::detect();
