@@ -708,9 +708,12 @@ fn gradient_with<const D: usize>(
     let s = &mut s[..b];
     let grad = &mut grad[..layout.b2 + 1];
 
-    for u in 0..hidden {
-        for j in 0..d {
-            w1t[j * hidden + u] = w1[u * d + j];
+    // One column of W1 at a time: the rows are exactly d long, so
+    // `row[j]` needs no index check.
+    for j in 0..d {
+        let column = &mut w1t[j * hidden..][..hidden];
+        for (t, row) in column.iter_mut().zip(w1.chunks_exact(d)) {
+            *t = row[j];
         }
     }
 
