@@ -161,6 +161,10 @@ pub struct StepScratch {
     s: Vec<f64>,
     /// The gradient, in parameter layout.
     grad: Vec<f64>,
+    /// The batch rows for the AVX2 backward pass: row `q` at
+    /// `xb[q·P ..][..d]`, `P = 4·⌈d / 4⌉`, zeros in the last `P − d`
+    /// places (which only fill lanes that are never read back).
+    xb: Vec<f64>,
 }
 
 impl StepScratch {
@@ -185,6 +189,9 @@ impl StepScratch {
         at_least(&mut self.active, hidden * batch_size.div_ceil(64));
         at_least(&mut self.s, batch_size);
         at_least(&mut self.grad, param_count(features, hidden));
+        if features <= MAX_WIDE_INPUTS {
+            at_least(&mut self.xb, 4 * features.div_ceil(4) * batch_size);
+        }
     }
 }
 
@@ -194,6 +201,10 @@ const UNIT_LANES: usize = 16;
 
 /// Batch rows whose predictions are accumulated together.
 const ROW_LANES: usize = 8;
+
+/// The most inputs for which the AVX2 kernel's backward pass keeps a
+/// unit's input gradients in (four) vector registers.
+const MAX_WIDE_INPUTS: usize = 16;
 
 /// One step of clipped mini-batch SGD on `(1/B) Σ_q (p_q − y_q)²` over the
 /// training rows `indices` (`B = indices.len()`), in the order of
@@ -286,6 +297,16 @@ struct Batch<'a> {
 /// add into one rounding (no `mul_add`, no FMA intrinsics, and LLVM fuses
 /// only operations marked `contract`, which Rust never emits), so every
 /// copy gives the same bits; the tests check it.
+///
+/// Two parts have a second source, written with explicit AVX2 operations
+/// because the compiler's own vectorisation of them is poor: the hidden
+/// layer's full blocks of [`UNIT_LANES`] units (`x86::forward_block`; the
+/// compiler splits the 16 lanes unevenly and spills the active bits), and
+/// the backward pass for up to [`MAX_WIDE_INPUTS`] inputs
+/// (`x86::backward`; the compiler keeps 10 input sums in five two-lane
+/// registers and checks every row's bounds). Both perform the portable
+/// loops' operations lane for lane, in the same order, and a test
+/// compares them with the portable kernel bit for bit.
 mod kernel {
     use super::{gradient, Batch, StepScratch};
 
@@ -352,7 +373,10 @@ mod kernel {
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod x86 {
-        use super::super::{gradient, Batch, StepScratch};
+        use super::super::{
+            gradient_with, BackwardPass, Batch, ForwardBlock, StepScratch, MAX_WIDE_INPUTS,
+            UNIT_LANES,
+        };
 
         /// Proof that this CPU supports AVX2: the private field means that
         /// [`Detected::avx2`] is the only way to make one.
@@ -395,7 +419,204 @@ mod kernel {
             batch: &Batch,
             scratch: &mut StepScratch,
         ) -> f64 {
-            gradient::<D>(d, hidden, params, batch, scratch)
+            gradient_with::<D>(d, hidden, params, batch, scratch, Some(Detected(())))
+        }
+
+        impl Detected {
+            /// [`forward_block`] with AVX2 instructions: what
+            /// [`gradient_with`] runs for each full block of
+            /// [`UNIT_LANES`] units when it is given a token.
+            #[inline(always)]
+            pub(in super::super) fn forward_block<const D: usize>(
+                self,
+                block: ForwardBlock,
+                batch: &Batch,
+                h: &mut [f64],
+                active: &mut [u64],
+            ) {
+                // SAFETY: as in `gradient`: `self` exists only on a CPU
+                // with AVX2.
+                #[allow(unsafe_code)]
+                unsafe {
+                    forward_block::<D>(block, batch, h, active)
+                }
+            }
+        }
+
+        /// The hidden layer of [`UNIT_LANES`] units `u0 … u0 + 15` over
+        /// the batch, written with AVX2 operations, with the arithmetic of
+        /// the portable loop in [`gradient_with`] lane for lane: each
+        /// `z_qu` starts from `b1[u]` and adds the separately rounded
+        /// products `W1[u][j]·x[j]` in ascending `j` (`_mm256_mul_pd`,
+        /// then `_mm256_add_pd`; never fused), `h_qu` is `z_qu` where
+        /// `z_qu > 0` (an ordered compare: NaN is not) and `+0.0`
+        /// elsewhere, and the same comparison sets the unit's active bit.
+        #[target_feature(enable = "avx2")]
+        fn forward_block<const D: usize>(
+            block: ForwardBlock,
+            batch: &Batch,
+            h: &mut [f64],
+            active: &mut [u64],
+        ) {
+            use std::arch::x86_64::*;
+            const _: () = assert!(UNIT_LANES == 16);
+            let ForwardBlock {
+                d,
+                hidden,
+                words,
+                u0,
+                b1,
+                w1t,
+            } = block;
+            let d = if D == 0 { d } else { D };
+            let b = batch.indices.len();
+            let b1: &[f64; 16] = b1[u0..u0 + 16].try_into().expect("16 biases");
+            let bias = [load(b1, 0), load(b1, 4), load(b1, 8), load(b1, 12)];
+            let zero = _mm256_setzero_pd();
+            let mut bits = [_mm256_setzero_si256(); 4];
+            for (q, &r) in batch.indices.iter().enumerate() {
+                let x = &batch.x[r as usize * d..][..d];
+                let mut acc = bias;
+                for (j, &xj) in x.iter().enumerate() {
+                    let xj = _mm256_set1_pd(xj);
+                    let w: &[f64; 16] =
+                        w1t[j * hidden + u0..][..16].try_into().expect("16 weights");
+                    for (k, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm256_add_pd(*acc, _mm256_mul_pd(load(w, 4 * k), xj));
+                    }
+                }
+                let bit = _mm256_set1_epi64x((1u64 << (q % 64)) as i64);
+                let out: &mut [f64; 16] = (&mut h[q * hidden + u0..][..16])
+                    .try_into()
+                    .expect("16 activations");
+                for k in 0..4 {
+                    let keep = _mm256_cmp_pd::<_CMP_GT_OQ>(acc[k], zero);
+                    store(out, 4 * k, _mm256_and_pd(acc[k], keep));
+                    let keep = _mm256_castpd_si256(keep);
+                    bits[k] = _mm256_or_si256(bits[k], _mm256_and_si256(keep, bit));
+                }
+                if q % 64 == 63 || q + 1 == b {
+                    let mut unit_bits = [0.0; 16];
+                    for (k, bits) in bits.iter_mut().enumerate() {
+                        store(&mut unit_bits, 4 * k, _mm256_castsi256_pd(*bits));
+                        *bits = _mm256_setzero_si256();
+                    }
+                    for (l, word) in unit_bits.iter().enumerate() {
+                        active[(u0 + l) * words + q / 64] = word.to_bits();
+                    }
+                }
+            }
+        }
+
+        impl Detected {
+            /// [`backward`] with AVX2 instructions.
+            #[inline(always)]
+            pub(in super::super) fn backward<const D: usize>(
+                self,
+                pass: BackwardPass,
+                g_w1: &mut [f64],
+                g_b1: &mut [f64],
+                g_w2: &mut [f64],
+            ) -> f64 {
+                // SAFETY: as in `gradient`: `self` exists only on a CPU
+                // with AVX2.
+                #[allow(unsafe_code)]
+                unsafe {
+                    backward::<D>(pass, g_w1, g_b1, g_w2)
+                }
+            }
+        }
+
+        /// The backward pass of [`gradient_with`] for `D` (1 to 16)
+        /// inputs, written with AVX2 operations: `W1`'s, `b1`'s and
+        /// `w2`'s gradients into `g_w1`, `g_b1`, `g_w2`, returning the
+        /// sum of the squares of `W1`'s gradients in layout order. The
+        /// same operations in the same order as the portable loop: for
+        /// each unit, over its active rows in ascending order, `s_q·h_qu`
+        /// and `δ_qu = s_q·w2[u]` added to sums that start at `+0.0`, and
+        /// `δ_qu·x_j` (multiply, then add) to input `j`'s sum, lane `j` of
+        /// `⌈D / 4⌉` vectors. The padding lanes past `D` are never read.
+        #[target_feature(enable = "avx2")]
+        fn backward<const D: usize>(
+            pass: BackwardPass,
+            g_w1: &mut [f64],
+            g_b1: &mut [f64],
+            g_w2: &mut [f64],
+        ) -> f64 {
+            use std::arch::x86_64::*;
+            assert!(D != 0 && D <= MAX_WIDE_INPUTS);
+            let BackwardPass {
+                hidden,
+                words,
+                w2,
+                s,
+                h,
+                active,
+                xb,
+            } = pass;
+            let vectors = D.div_ceil(4);
+            let stride = 4 * vectors;
+            let mut squares = 0.0;
+            for u in 0..hidden {
+                let w = w2[u];
+                let mut sum_w2 = 0.0;
+                let mut sum_b1 = 0.0;
+                let mut acc = [_mm256_setzero_pd(); 4];
+                for (k, &bits) in active[u * words..][..words].iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        let q = 64 * k + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let sq = s[q];
+                        sum_w2 += sq * h[q * hidden + u];
+                        let delta = sq * w;
+                        sum_b1 += delta;
+                        let delta = _mm256_set1_pd(delta);
+                        let x = &xb[q * stride..][..stride];
+                        for (i, acc) in acc.iter_mut().enumerate().take(vectors) {
+                            *acc = _mm256_add_pd(*acc, _mm256_mul_pd(delta, load(x, 4 * i)));
+                        }
+                    }
+                }
+                let mut sums = [0.0; 16];
+                for (i, acc) in acc.iter().enumerate().take(vectors) {
+                    store(&mut sums, 4 * i, *acc);
+                }
+                let sums = &sums[..D];
+                g_w1[u * D..][..D].copy_from_slice(sums);
+                for &g in sums {
+                    squares += g * g;
+                }
+                g_b1[u] = sum_b1;
+                g_w2[u] = sum_w2;
+            }
+            squares
+        }
+
+        /// `v[at..at + 4]`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn load(v: &[f64], at: usize) -> std::arch::x86_64::__m256d {
+            let v: &[f64; 4] = v[at..at + 4].try_into().expect("4 values");
+            // SAFETY: `v` is 4 f64 that may be read; `loadu` needs no
+            // alignment.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::arch::x86_64::_mm256_loadu_pd(v.as_ptr())
+            }
+        }
+
+        /// `v[at..at + 4] = value`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn store(v: &mut [f64], at: usize, value: std::arch::x86_64::__m256d) {
+            let v: &mut [f64; 4] = (&mut v[at..at + 4]).try_into().expect("4 values");
+            // SAFETY: `v` is 4 f64 that may be written; `storeu` needs no
+            // alignment.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::arch::x86_64::_mm256_storeu_pd(v.as_mut_ptr(), value)
+            }
         }
     }
 }
@@ -412,6 +633,59 @@ fn gradient<const D: usize>(
     batch: &Batch,
     scratch: &mut StepScratch,
 ) -> f64 {
+    gradient_with::<D>(d, hidden, params, batch, scratch, None)
+}
+
+/// What an AVX2 token is on this target: [`kernel::x86::Detected`] on
+/// x86-64; elsewhere a type with no values, so that `None` is the only
+/// choice.
+#[cfg(target_arch = "x86_64")]
+type Wide = kernel::x86::Detected;
+#[cfg(not(target_arch = "x86_64"))]
+type Wide = std::convert::Infallible;
+
+/// Where one block of [`UNIT_LANES`] hidden units reads its weights.
+#[derive(Clone, Copy)]
+struct ForwardBlock<'a> {
+    d: usize,
+    hidden: usize,
+    /// `⌈B / 64⌉`: words of active bits per unit.
+    words: usize,
+    /// The block's first unit.
+    u0: usize,
+    b1: &'a [f64],
+    /// `W1` transposed, as in [`StepScratch`].
+    w1t: &'a [f64],
+}
+
+/// What the AVX2 backward pass reads.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct BackwardPass<'a> {
+    hidden: usize,
+    words: usize,
+    w2: &'a [f64],
+    s: &'a [f64],
+    h: &'a [f64],
+    active: &'a [u64],
+    /// The batch rows, padded as in [`StepScratch`].
+    xb: &'a [f64],
+}
+
+/// [`gradient`], with the hidden layer's full blocks of [`UNIT_LANES`]
+/// units and the backward pass (for up to [`MAX_WIDE_INPUTS`] inputs)
+/// computed by `wide`'s AVX2 copies of the portable loops when it is
+/// given (same operations in the same order, so the same bits; the tests
+/// check it).
+#[inline(always)]
+fn gradient_with<const D: usize>(
+    d: usize,
+    hidden: usize,
+    params: &[f64],
+    batch: &Batch,
+    scratch: &mut StepScratch,
+    wide: Option<Wide>,
+) -> f64 {
     let d = if D == 0 { d } else { D };
     let b = batch.indices.len();
     let words = b.div_ceil(64);
@@ -426,6 +700,7 @@ fn gradient<const D: usize>(
         active,
         s,
         grad,
+        xb,
     } = scratch;
     let w1t = &mut w1t[..d * hidden];
     let h = &mut h[..b * hidden];
@@ -433,9 +708,12 @@ fn gradient<const D: usize>(
     let s = &mut s[..b];
     let grad = &mut grad[..layout.b2 + 1];
 
-    for u in 0..hidden {
-        for j in 0..d {
-            w1t[j * hidden + u] = w1[u * d + j];
+    // One column of W1 at a time: the rows are exactly d long, so
+    // `row[j]` needs no index check.
+    for j in 0..d {
+        let column = &mut w1t[j * hidden..][..hidden];
+        for (t, row) in column.iter_mut().zip(w1.chunks_exact(d)) {
+            *t = row[j];
         }
     }
 
@@ -445,6 +723,22 @@ fn gradient<const D: usize>(
     let mut u0 = 0;
     while u0 < hidden {
         let lanes = UNIT_LANES.min(hidden - u0);
+        if let (Some(wide), true) = (wide, lanes == UNIT_LANES) {
+            let block = ForwardBlock {
+                d,
+                hidden,
+                words,
+                u0,
+                b1,
+                w1t,
+            };
+            #[cfg(target_arch = "x86_64")]
+            wide.forward_block::<D>(block, batch, h, active);
+            #[cfg(not(target_arch = "x86_64"))]
+            match wide {}
+            u0 += lanes;
+            continue;
+        }
         let mut bits = [0u64; UNIT_LANES];
         for (q, &r) in batch.indices.iter().enumerate() {
             let x = &batch.x[r as usize * d..][..d];
@@ -530,7 +824,39 @@ fn gradient<const D: usize>(
     let (g_w2, g_b2) = g_rest.split_at_mut(hidden);
     g_b2[0] = grad_b2;
     let mut squares = 0.0;
+    #[cfg(target_arch = "x86_64")]
+    let wide_backward = match wide {
+        Some(wide) if D != 0 && D <= MAX_WIDE_INPUTS => {
+            let stride = 4 * D.div_ceil(4);
+            let xb = &mut xb[..b * stride];
+            for (row, &r) in xb.chunks_exact_mut(stride).zip(batch.indices) {
+                let (values, pad) = row.split_at_mut(D);
+                values.copy_from_slice(&batch.x[r as usize * D..][..D]);
+                pad.fill(0.0);
+            }
+            let pass = BackwardPass {
+                hidden,
+                words,
+                w2,
+                s,
+                h,
+                active,
+                xb,
+            };
+            squares = wide.backward::<D>(pass, g_w1, g_b1, g_w2);
+            true
+        }
+        _ => false,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide_backward = {
+        let _ = xb;
+        false
+    };
     for u in 0..hidden {
+        if wide_backward {
+            break;
+        }
         let w = w2[u];
         let mut sum_w2 = 0.0;
         let mut sum_b1 = 0.0;
@@ -925,6 +1251,69 @@ mod tests {
                         for (p, g) in params.iter_mut().zip(&slow.grad) {
                             *p = *p - 0.05 * g;
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The AVX2 hidden layer (full blocks of 16 units) and backward pass
+    /// give the portable loops' activations, active bits and gradient bit
+    /// for bit, at compile-time widths (1, 4, 10, 16 inputs: partial and
+    /// whole vectors) and the general one (17 inputs, portable backward
+    /// pass), across the 64-row words of active bits, and with
+    /// pre-activations that are exactly `±0.0`, infinite or NaN.
+    #[test]
+    fn the_avx2_hidden_layer_matches_the_portable_one() {
+        let chosen = kernel::Kernel::detect();
+        if chosen == kernel::Kernel::Portable {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let rows = 140;
+        for features in [1usize, 4, 10, 16, 17] {
+            let data = synthetic(rows, features, 7 + features as u64, true);
+            for hidden in [16usize, 32, 33, 48] {
+                let layout = Layout::new(features, hidden);
+                let mut params = initial_params(features, hidden, &seed());
+                for (k, p) in params.iter_mut().enumerate().skip(layout.b1) {
+                    *p = 0.1 * ((k % 7) as f64 - 3.0);
+                }
+                // Unit 1: z = +0.0 on every row; unit 2: z = -0.0 + ±0;
+                // unit 3: +inf; unit 4: NaN; unit 5: -inf.
+                params[features..3 * features].fill(0.0);
+                params[layout.b1 + 1] = 0.0;
+                params[layout.b1 + 2] = -0.0;
+                params[layout.b1 + 3] = f64::INFINITY;
+                params[layout.b1 + 4] = f64::NAN;
+                params[layout.b1 + 5] = f64::NEG_INFINITY;
+                for batch_size in [1usize, 2, 31, 63, 64, 65, 130] {
+                    let indices: Vec<u32> = (0..batch_size)
+                        .map(|q| ((q * 29 + hidden) % rows) as u32)
+                        .collect();
+                    let batch = Batch {
+                        x: &data.train_x,
+                        y: &data.train_y,
+                        indices: &indices,
+                    };
+                    let mut fast = StepScratch::new(features, hidden, batch_size);
+                    let mut slow = StepScratch::new(features, hidden, batch_size);
+                    let case = format!("{features} inputs, {hidden} units, batch {batch_size}");
+                    let a = chosen.gradient(features, hidden, &params, &batch, &mut fast);
+                    let b = kernel::Kernel::Portable
+                        .gradient(features, hidden, &params, &batch, &mut slow);
+                    assert_eq!(a.to_bits(), b.to_bits(), "{case}");
+                    let n = params.len();
+                    assert_eq!(bits(&fast.grad[..n]), bits(&slow.grad[..n]), "{case}");
+                    let hs = batch_size * hidden;
+                    assert_eq!(bits(&fast.h[..hs]), bits(&slow.h[..hs]), "{case}");
+                    let words = hidden * batch_size.div_ceil(64);
+                    assert_eq!(fast.active[..words], slow.active[..words], "{case}");
+                    // The special units are inactive (+0.0, -0.0, NaN,
+                    // -inf) or active (+inf) on every row.
+                    for q in 0..batch_size {
+                        let h = &fast.h[q * hidden..][..6];
+                        assert_eq!(bits(&h[1..6]), bits(&[0.0, 0.0, f64::INFINITY, 0.0, 0.0]));
                     }
                 }
             }

@@ -19,40 +19,47 @@ use sha2::{Digest, Sha256};
 ///
 /// The postcard encoding of a `&[f64]` is the length as an unsigned LEB128
 /// varint followed by each value's 8 little-endian bytes; this writes those
-/// bytes straight into the hasher through a stack buffer instead of
+/// bytes straight into the hasher through stack buffers instead of
 /// encoding into a `Vec`, because the miner hashes the model after every
-/// step and must not allocate there. A test checks it against
-/// `encoding::encode`.
+/// step and must not allocate there. The values go through a buffer of
+/// [`HASH_CHUNK`] values at a time, filled by a loop without index checks
+/// (a plain copy on little-endian targets), so that a model of up to that
+/// many values is one `update` and SHA-256 reads whole blocks straight from
+/// the buffer. A test checks it against `encoding::encode`.
 pub fn model_hash(params: &[f64]) -> Hash32 {
     const TAG: &[u8] = b"pouw/model";
-    // Tag, a varint of at most 10 bytes, then whole f64s.
-    let mut buf = [0u8; 256];
-    buf[..TAG.len()].copy_from_slice(TAG);
+    // Tag, then a varint of at most 10 bytes.
+    let mut head = [0u8; TAG.len() + 10];
+    head[..TAG.len()].copy_from_slice(TAG);
     let mut at = TAG.len();
     let mut len = params.len() as u64;
     loop {
         let byte = (len & 0x7f) as u8;
         len >>= 7;
         if len == 0 {
-            buf[at] = byte;
+            head[at] = byte;
             at += 1;
             break;
         }
-        buf[at] = byte | 0x80;
+        head[at] = byte | 0x80;
         at += 1;
     }
     let mut hasher = Sha256::new();
-    for value in params {
-        if at + 8 > buf.len() {
-            hasher.update(&buf[..at]);
-            at = 0;
+    hasher.update(&head[..at]);
+    let mut buf = [0u8; 8 * HASH_CHUNK];
+    for chunk in params.chunks(HASH_CHUNK) {
+        let bytes = &mut buf[..8 * chunk.len()];
+        for (out, value) in bytes.chunks_exact_mut(8).zip(chunk) {
+            out.copy_from_slice(&value.to_le_bytes());
         }
-        buf[at..at + 8].copy_from_slice(&value.to_le_bytes());
-        at += 8;
+        hasher.update(bytes);
     }
-    hasher.update(&buf[..at]);
     Hash32(hasher.finalize().into())
 }
+
+/// Values that [`model_hash`] copies into its buffer at a time (4 KiB on
+/// the stack): more than the largest model the miner hashes every step.
+const HASH_CHUNK: usize = 512;
 
 /// Index of the first NaN or infinity, if any.
 pub fn first_non_finite(params: &[f64]) -> Option<usize> {

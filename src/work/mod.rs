@@ -917,7 +917,9 @@ mod tests {
     /// lengths whose varint prefix takes one, two and three bytes.
     #[test]
     fn model_hash_is_tagged_postcard() {
-        for len in [0usize, 1, 11, 127, 128, 300, 16_383, 16_384] {
+        for len in [
+            0usize, 1, 11, 127, 128, 300, 511, 512, 513, 1025, 16_383, 16_384,
+        ] {
             let params: Vec<f64> = (0..len).map(|i| i as f64 * -0.37 + 1e-300).collect();
             let expected =
                 tagged_sha256(b"pouw/model", &[&crate::chain::encoding::encode(&params)]);
