@@ -8,9 +8,10 @@ use super::*;
 /// Most blocks one batch of a sync asks one peer for.
 const BATCH: usize = wire::MAX_BLOCKS_PER_REQUEST;
 
-/// How long the store of a round, holding the write lock, waits for more
-/// blocks before it stores what it has and lets go of the lock until they
-/// come.
+/// Longest the store of a round waits for blocks, in all, while it holds
+/// the write lock: then it stores what it has and lets go of the lock
+/// until more come, so a peer that trickles its blocks cannot keep other
+/// writers (a mined block, a gossiped one) waiting for a whole round.
 const ARRIVAL_WAIT: Duration = Duration::from_millis(100);
 
 /// Which peer a sync round follows.
@@ -561,8 +562,10 @@ impl Network {
                     break;
                 };
                 let mut first = Some(first);
+                let mut wait = ARRIVAL_WAIT;
                 let (report, error) = shared.write_announcing(|chain, announce| {
-                    let next = || gather(first.take(), &arrived, &mut position, &mut open);
+                    let next =
+                        || gather(first.take(), &arrived, &mut position, &mut open, &mut wait);
                     store_blocks(chain, next, threads, now_ms(), |report, done| {
                         announce();
                         let so_far = ImportReport {
@@ -593,16 +596,18 @@ impl Network {
 
 /// The next group of a round's blocks for the store, numbered from 1 in
 /// the order fetched: what `first` and `arrived` give, up to about
-/// STORE_GROUP blocks, waiting up to [`ARRIVAL_WAIT`] for each batch.
-/// `None` when no block came in time (`open` stays true) or the fetches
-/// are over (`open` is false).
+/// STORE_GROUP blocks, waiting for them out of `wait` (what is left of
+/// [`ARRIVAL_WAIT`] for this hold of the write lock), then only taking
+/// what has come. `None` when nothing more came in time (`open` stays
+/// true) or the fetches are over (`open` is false).
 fn gather(
     first: Option<Vec<Vec<u8>>>,
     arrived: &std::sync::mpsc::Receiver<Vec<Vec<u8>>>,
     position: &mut u64,
     open: &mut bool,
+    wait: &mut Duration,
 ) -> Option<Vec<(u64, Vec<u8>)>> {
-    use std::sync::mpsc::RecvTimeoutError;
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let mut records = Vec::with_capacity(STORE_GROUP + BATCH);
     let add = |records: &mut Vec<_>, position: &mut u64, blocks: Vec<Vec<u8>>| {
         for block in blocks {
@@ -614,7 +619,17 @@ fn gather(
         add(&mut records, position, first);
     }
     while *open && records.len() < STORE_GROUP {
-        match arrived.recv_timeout(ARRIVAL_WAIT) {
+        let started = Instant::now();
+        let got = if wait.is_zero() {
+            arrived.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else {
+            arrived.recv_timeout(*wait)
+        };
+        *wait = wait.saturating_sub(started.elapsed());
+        match got {
             Ok(blocks) => add(&mut records, position, blocks),
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => *open = false,
@@ -723,39 +738,50 @@ mod tests {
     use super::*;
 
     /// A round's blocks reach the store in groups of at least STORE_GROUP
-    /// while they keep coming, numbered from 1 across the groups; a group
-    /// ends early when nothing comes within ARRIVAL_WAIT (the store then
-    /// lets go of the write lock), and the last one when the fetches end.
+    /// while they keep coming, numbered from 1 across the groups. A hold
+    /// of the write lock waits at most ARRIVAL_WAIT for blocks in all:
+    /// then a group ends with what has come, and the next one only if
+    /// more has come. The last group ends when the fetches end.
     #[test]
-    fn a_rounds_blocks_are_grouped_as_they_arrive() {
+    fn a_rounds_blocks_are_grouped_as_they_arrive_and_waited_for_a_bounded_time() {
         let (send, arrived) = std::sync::mpsc::channel();
         let batch = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|i| vec![i as u8]).collect() };
         for _ in 0..5 {
             send.send(batch(BATCH)).unwrap();
         }
-        let (mut position, mut open) = (0u64, true);
-        let first = gather(Some(batch(BATCH)), &arrived, &mut position, &mut open).unwrap();
+        let (mut position, mut open, mut wait) = (0u64, true, ARRIVAL_WAIT);
+        let mut next = |first| gather(first, &arrived, &mut position, &mut open, &mut wait);
+        let first = next(Some(batch(BATCH))).unwrap();
         assert_eq!(first.len(), STORE_GROUP);
         assert_eq!(first.first().unwrap().0, 1);
         assert_eq!(first.last().unwrap().0, STORE_GROUP as u64);
-        // Two batches are left: nothing more comes in time.
+        // Two batches are left, and nothing more comes: the group waits out
+        // what is left of the hold's wait, and ends with them.
         let started = Instant::now();
-        let partial = gather(None, &arrived, &mut position, &mut open).unwrap();
-        assert!(started.elapsed() >= ARRIVAL_WAIT);
+        let partial = next(None).unwrap();
+        assert!(started.elapsed() >= ARRIVAL_WAIT / 2);
         assert_eq!(partial.len(), 2 * BATCH);
         assert_eq!(partial.first().unwrap().0, STORE_GROUP as u64 + 1);
-        assert!(open);
-        assert!(gather(None, &arrived, &mut position, &mut open).is_none());
+        // The wait is spent: what has come is taken, without waiting.
+        send.send(batch(1)).unwrap();
+        let started = Instant::now();
+        let taken = next(None).unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(next(None).is_none(), "the hold ends when nothing has come");
+        assert!(started.elapsed() < ARRIVAL_WAIT / 2);
         assert!(open, "a pause is not the end of the round");
+        assert!(wait.is_zero());
+        // The next hold of the lock waits again, until the fetches end.
+        wait = ARRIVAL_WAIT;
         send.send(batch(3)).unwrap();
         drop(send);
-        let last = gather(None, &arrived, &mut position, &mut open).unwrap();
+        let last = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
         assert_eq!(
             last.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
             (position - 2..=position).collect::<Vec<_>>()
         );
-        assert_eq!(position, (STORE_GROUP + 2 * BATCH + 3) as u64);
+        assert_eq!(position, (STORE_GROUP + 2 * BATCH + 1 + 3) as u64);
         assert!(!open, "the fetches are over");
-        assert!(gather(None, &arrived, &mut position, &mut open).is_none());
+        assert!(gather(None, &arrived, &mut position, &mut open, &mut wait).is_none());
     }
 }
