@@ -349,6 +349,14 @@ fn late_nodes_sync_from_several_peers_even_when_killed_midway() {
         syncs.iter().any(|x| x.ends_with(", 2 peers)")),
         "no round fetched from both sources: {syncs:?}"
     );
+    // The hashes after the first round's 2000 blocks were asked for, and
+    // the last 100 blocks fetched, while the first round was stored.
+    assert!(
+        lines
+            .iter()
+            .any(|x| x.starts_with("p2p: sync round: the next 100 blocks, named by peer ")),
+        "the second round waited for the first: {lines:?}"
+    );
 
     for node in [&mut late, &mut restarted, &mut source2, &mut source1] {
         assert_eq!(stop(node), tip);

@@ -312,9 +312,9 @@ pub fn import_chain_until(
     threads: usize,
     now_ms: u64,
     stop: &AtomicBool,
-    mut progress: impl FnMut(&ImportReport, u64),
+    progress: impl FnMut(&ImportReport, u64),
 ) -> (ImportReport, Option<ImportError>) {
-    let mut report = ImportReport::default();
+    let report = ImportReport::default();
     let (header, mut reader) = match StreamReader::open(input) {
         Ok(opened) => opened,
         Err(e) => return (report, Some(e.into())),
@@ -329,15 +329,31 @@ pub fn import_chain_until(
         };
         return (report, Some(error));
     }
+    pipeline(
+        chain,
+        || read_batch(&mut reader),
+        threads,
+        now_ms,
+        stop,
+        progress,
+    )
+}
+
+/// The overlapped batches of [`import_chain`] over any source of batches:
+/// `next` gives the records of the next batch, called while the batch
+/// before is checked.
+fn pipeline(
+    chain: &Chain,
+    mut next: impl FnMut() -> Records,
+    threads: usize,
+    now_ms: u64,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&ImportReport, u64),
+) -> (ImportReport, Option<ImportError>) {
+    let mut report = ImportReport::default();
     let no_work = HashMap::new();
     let mut job_specs = JobSpecs::new();
-    let mut prepared = match prepare(
-        chain,
-        &[],
-        &no_work,
-        &mut job_specs,
-        read_batch(&mut reader),
-    ) {
+    let mut prepared = match prepare(chain, &[], &no_work, &mut job_specs, next()) {
         Ok(prepared) => prepared,
         Err(e) => return (report, Some(e.into())),
     };
@@ -363,13 +379,7 @@ pub fn import_chain_until(
                     inner.spawn(|| check(chain, items, &in_flight.work, threads, now_ms));
                 let next = more.then(|| {
                     let layers = [&blocks, &in_flight.blocks];
-                    prepare(
-                        chain,
-                        &layers,
-                        &in_flight.work,
-                        &mut job_specs,
-                        read_batch(&mut reader),
-                    )
+                    prepare(chain, &layers, &in_flight.work, &mut job_specs, next())
                 });
                 (join(checking), next)
             });
@@ -480,27 +490,47 @@ fn known_before(known: &[u64], error: Option<&ImportError>) -> u64 {
     known.iter().filter(|&&index| index < end).count() as u64
 }
 
-/// Verify `records` (position, block bytes) in parallel and store the valid
-/// prefix atomically; the error names the first bad block.
+/// Verify and store the batches of records (position, block bytes) that
+/// `next` gives, through [`import_chain`]'s pipeline: each batch is checked
+/// in parallel, and its valid prefix stored atomically while the next one
+/// is checked. `next` answers `None` when there are no more batches; it is
+/// called while the batch before is checked, so it may wait for blocks
+/// still arriving. `progress(report, position)` is called after each stored
+/// batch, with the position of its last record. The error names the first
+/// bad block by its position; every block before it is stored.
 pub fn store_blocks(
     chain: &Chain,
-    records: Vec<(u64, Vec<u8>)>,
+    mut next: impl FnMut() -> Option<Vec<(u64, Vec<u8>)>>,
     threads: usize,
     now_ms: u64,
-    report: &mut ImportReport,
-) -> Result<(), ImportError> {
-    let records = Records {
-        records,
-        read: 0,
-        finished: true,
-        stream_error: None,
+    progress: impl FnMut(&ImportReport, u64),
+) -> (ImportReport, Option<ImportError>) {
+    let mut read = 0;
+    let records = || match next() {
+        Some(records) => {
+            read = records.last().map_or(read, |(position, _)| *position);
+            Records {
+                records,
+                read,
+                finished: false,
+                stream_error: None,
+            }
+        }
+        None => Records {
+            records: Vec::new(),
+            read,
+            finished: true,
+            stream_error: None,
+        },
     };
-    let prepared = prepare(chain, &[], &HashMap::new(), &mut JobSpecs::new(), records)?;
-    let (valid, bad_block) = check(chain, prepared.items, &HashMap::new(), threads, now_ms);
-    let error = bad_block.or(prepared.error);
-    report.already_known += known_before(&prepared.known, error.as_ref());
-    count_stored(chain.store.insert(&valid), report)?;
-    error.map_or(Ok(()), Err)
+    pipeline(
+        chain,
+        records,
+        threads,
+        now_ms,
+        &AtomicBool::new(false),
+        progress,
+    )
 }
 
 /// The in-order part of a batch: decode each block, skip it if it is

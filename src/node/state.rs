@@ -292,11 +292,24 @@ impl Shared {
     /// Run `store` with writes serialised; afterwards, if the tip moved,
     /// stop stale mining runs, wake the tip watchers and refresh the status file.
     pub fn write<T>(&self, store: impl FnOnce(&Chain) -> T) -> T {
+        self.write_announcing(|chain, _| store(chain))
+    }
+
+    /// [`Shared::write`] for a long write: `store` may call the function it
+    /// is given to say the tip it has reached so far, as the end does.
+    pub fn write_announcing<T>(&self, store: impl FnOnce(&Chain, &mut dyn FnMut()) -> T) -> T {
         let _guard = self.submit.lock().unwrap_or_else(|e| e.into_inner());
-        let before = self.chain.store.tip().map(|t| t.hash).ok();
-        let result = store(&self.chain);
+        let mut before = self.chain.store.tip().map(|t| t.hash).ok();
+        let mut announce = || before = self.tip_moved(before);
+        let result = store(&self.chain, &mut announce);
+        announce();
+        result
+    }
+
+    /// What follows a write that moved the tip from `before`; answers the tip now.
+    fn tip_moved(&self, before: Option<Hash32>) -> Option<Hash32> {
         let after = self.chain.store.tip().ok();
-        if let Some(after) = after.filter(|t| Some(t.hash) != before) {
+        if let Some(after) = after.clone().filter(|t| Some(t.hash) != before) {
             self.tip_version.fetch_add(1, Ordering::SeqCst);
             if let Some(before) = before {
                 if let Err(e) = self.follow_tip(&before, &after.hash) {
@@ -308,7 +321,7 @@ impl Shared {
                 tracing::warn!(target: "pouwd", "cannot write the status file: {e:#}");
             }
         }
-        result
+        after.map(|t| t.hash).or(before)
     }
 
     /// Validate and store one block.
