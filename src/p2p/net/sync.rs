@@ -244,20 +244,7 @@ impl Network {
         let Ok(Ok(Response::Hashes(hashes))) = asked.await else {
             return None;
         };
-        let shared = Arc::clone(&self.shared);
-        let wanted = crate::offload::spawn_blocking(move || {
-            let store = &shared.chain.store;
-            let mut wanted = Vec::with_capacity(hashes.len());
-            for hash in hashes {
-                if !store.contains(&hash)? {
-                    wanted.push(hash);
-                }
-            }
-            Ok::<_, StoreError>(wanted)
-        })
-        .await
-        .ok()?
-        .ok()?;
+        let wanted = self.missing(hashes).await.ok()?;
         let now = Instant::now();
         let usable: Vec<Peer> = {
             let book = lock(&self.block_sources);
@@ -342,18 +329,7 @@ impl Network {
             waiting -= 1;
             match result {
                 Ok(Response::Hashes(hashes)) => {
-                    let shared = Arc::clone(&self.shared);
-                    let wanted = crate::offload::spawn_blocking(move || {
-                        let store = &shared.chain.store;
-                        let mut wanted = Vec::with_capacity(hashes.len());
-                        for hash in hashes {
-                            if !store.contains(&hash)? {
-                                wanted.push(hash);
-                            }
-                        }
-                        Ok::<_, StoreError>(wanted)
-                    })
-                    .await??;
+                    let wanted = self.missing(hashes).await?;
                     if wanted.is_empty() {
                         // The peer claimed more work than it can show us.
                         self.forget_claim(&peer.id, ours);
@@ -704,6 +680,26 @@ impl SyncLines {
         } else {
             tracing::debug!(target: "p2p", "{line}");
         }
+    }
+}
+
+impl Network {
+    /// The blocks of `hashes` this node does not hold, in their order
+    /// (store reads, off the async threads).
+    async fn missing(&self, hashes: Vec<Hash32>) -> Result<Vec<Hash32>> {
+        let shared = Arc::clone(&self.shared);
+        let wanted = crate::offload::spawn_blocking(move || {
+            let store = &shared.chain.store;
+            let mut wanted = Vec::with_capacity(hashes.len());
+            for hash in hashes {
+                if !store.contains(&hash)? {
+                    wanted.push(hash);
+                }
+            }
+            Ok::<_, StoreError>(wanted)
+        })
+        .await??;
+        Ok(wanted)
     }
 }
 
