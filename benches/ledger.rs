@@ -46,6 +46,8 @@
 //!    `BATCH_BLOCKS` (256) blocks and `BATCH_BYTES` (2 MiB), and overlaps
 //!    the store of one batch with the checks of the next; the default
 //!    112 blocks of ~150 KB are 8 batches.
+//!    Then, after one more import, the mean time of `Store::tx_location`
+//!    for every 50th transaction of the chain and for as many unknown ids.
 //!    `POUWD_BENCH_IMPORT_ONLY=1` runs nothing but the imports, for
 //!    profilers.
 //! 3. `mempool`: `POUWD_BENCH_FLOOD` (100,000) transactions with fees
@@ -649,6 +651,42 @@ fn time_import(stream: &[u8], blocks: usize, threads: usize, now: u64) -> (Durat
     (elapsed, cpu)
 }
 
+/// After an import into a fresh store, the mean time of `Store::tx_location`
+/// for every 50th transaction of the chain (each found at its block's
+/// height), and for as many ids that no block holds.
+fn time_lookups(stream: &[u8], records: &[Vec<u8>], threads: usize, now: u64) -> (f64, f64, usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chain = regtest_chain(&dir.path().join("node"));
+    let (_, error) = import_chain(&chain, stream, threads, now, |_, _| {});
+    assert!(error.is_none(), "import failed: {error:?}");
+    let mut present = Vec::new();
+    for bytes in records {
+        let block = chain.decode(bytes).expect("a valid block decodes");
+        for tx in block.body.txs.iter().step_by(50) {
+            present.push((tx.id(), block.height()));
+        }
+    }
+    let started = Instant::now();
+    for (id, height) in &present {
+        let found = chain.store.tx_location(id).expect("lookup");
+        assert_eq!(found.map(|(h, _)| h), Some(*height));
+    }
+    let found = started.elapsed();
+    let absent: Vec<Hash32> = (0..present.len() as u64)
+        .map(|i| Hash32(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+        .collect();
+    let started = Instant::now();
+    for id in &absent {
+        assert_eq!(chain.store.tx_location(id).expect("lookup"), None);
+    }
+    let missing = started.elapsed();
+    (
+        micros_each(found, present.len()),
+        micros_each(missing, absent.len()),
+        present.len(),
+    )
+}
+
 /// Time spent in each part of [`verify`].
 #[derive(Default)]
 struct Parts {
@@ -890,6 +928,10 @@ fn bench_import(chain: &Chain, accounts: &Accounts, runs: usize, threads: usize)
             .iter()
             .map(|(wall, _)| format!("{:.3}", wall.as_secs_f64()))
             .collect::<Vec<_>>()
+    );
+    let (found, absent, lookups) = time_lookups(&stream, &records, threads, now);
+    println!(
+        "tx_location after the import: {found:.1} µs for a transaction of the chain, {absent:.1} µs for an unknown id ({lookups} of each)"
     );
     let percent = |reference: Duration, import: Duration| {
         100.0 * reference.as_secs_f64() / import.as_secs_f64()

@@ -1119,7 +1119,7 @@ fn an_import_refuses_a_second_block_with_the_same_work_in_any_batch() {
 /// `Store::open`, waiting up to 10 s for the lock of a store this process
 /// just closed: sled's background threads release it a moment after the
 /// last handle drops, later on a loaded machine.
-fn open_released(path: &std::path::Path) -> Result<Store, StoreError> {
+pub(crate) fn open_released(path: &std::path::Path) -> Result<Store, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match Store::open(path) {
@@ -1133,7 +1133,7 @@ fn open_released(path: &std::path::Path) -> Result<Store, StoreError> {
 
 /// `sled::open` of a store this process just closed, waiting up to 10 s
 /// for its lock as [`open_released`] does.
-fn sled_released(path: &std::path::Path) -> sled::Db {
+pub(crate) fn sled_released(path: &std::path::Path) -> sled::Db {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         // Without the background flusher, dropping it releases the lock.

@@ -7,7 +7,8 @@
 //! blocks and then gives them the transactions it needs (`set_txs`).
 
 use crate::reorg::{
-    bare_node, chain_of, import, replay, snapshot, stream, submit, submit_all, submit_time, Node,
+    bare_node, chain_of, import, node_on, open_released, replay, sled_released, snapshot, stream,
+    submit, submit_all, submit_time, Node,
 };
 use crate::support::chain::{key, miner_id, regtest_params, set_txs, transfer, TestChain};
 use ed25519_dalek::SigningKey;
@@ -641,6 +642,139 @@ fn reorgs_deeper_than_the_window_with_transfers_on_both_branches_match_a_replay(
         3,
         "alice's three transfers on branch A count, branch B's do not"
     );
+}
+
+/// A transaction mined at one height on one branch and at another on the
+/// other: the index keeps an entry for each, and a lookup answers the one
+/// on the best chain, after each reorg. An id nobody mined is unknown.
+#[test]
+fn a_transaction_mined_at_different_heights_on_two_branches_is_found_on_the_best() {
+    let (node, mut chain, now, mined) = funded(12);
+    let g = chain.genesis;
+    let fork = mined[11].id();
+    let moved = pay(g, 1, 0, 3, 1_000);
+    let with_at = |height: u64| {
+        let moved = moved.clone();
+        move |h: u64| {
+            if h == height {
+                vec![moved.clone()]
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    let store = &node.chain.store;
+    // Branch A (bob, 3 blocks) carries it at 13; branch B (carol, 5) at 15.
+    let branch_a = mine_with_txs(&mut chain, fork, &key(2), 3, with_at(13));
+    let branch_b = mine_with_txs(&mut chain, fork, &key(3), 5, with_at(15));
+    submit_all(&node, &branch_a, now, &Stored::Extended);
+    assert_eq!(
+        store.tx_location(&moved.id()).expect("index"),
+        Some((13, branch_a[0].id()))
+    );
+    submit_all(&node, &branch_b[..3], now, &Stored::SideChain);
+    assert_eq!(
+        submit(&node, &branch_b[3], now),
+        Stored::Reorg {
+            fork_height: 12,
+            disconnected: 3
+        }
+    );
+    assert_eq!(
+        store.tx_location(&moved.id()).expect("index"),
+        Some((15, branch_b[2].id()))
+    );
+    // Back to A, now longer: the entry at 13 answers again.
+    let tip_a = branch_a[2].id();
+    let more_a = mine_with_txs(&mut chain, tip_a, &key(2), 2, |_| Vec::new());
+    submit_all(&node, &more_a[..1], now, &Stored::SideChain);
+    assert_eq!(
+        submit(&node, &more_a[1], now),
+        Stored::Reorg {
+            fork_height: 12,
+            disconnected: 4
+        }
+    );
+    assert_eq!(
+        store.tx_location(&moved.id()).expect("index"),
+        Some((13, branch_a[0].id()))
+    );
+    let never = pay(g, 1, 5, 3, 1_000);
+    assert_eq!(store.tx_location(&never.id()).expect("index"), None);
+}
+
+/// A store of format 5 kept the transaction index in sled (`t/` keys);
+/// opening it moves the index into a run file, in one batch that sets
+/// format 6, and every transaction is found as before.
+#[test]
+fn a_format_5_store_has_its_transaction_index_moved_out_of_sled() {
+    let mut chain = TestChain::regtest();
+    let now = submit_time(&chain);
+    let g = chain.genesis;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let genesis = chain.genesis;
+    let mined = mine_with_txs(&mut chain, genesis, &key(1), 14, |h| match h {
+        13 => vec![pay(g, 1, 0, 2, 1_000), pay(g, 1, 1, 3, 2_000)],
+        14 => vec![pay(g, 1, 2, 2, 3_000)],
+        _ => Vec::new(),
+    });
+    let txs: Vec<(Hash32, u64, Hash32)> = mined
+        .iter()
+        .flat_map(|b| b.body.txs.iter().map(|t| (t.id(), b.height(), b.id())))
+        .collect();
+    assert_eq!(txs.len(), 3);
+    {
+        let store = pouwd::store::Store::create(&path, &chain.params).expect("create");
+        let node = node_on(store, tempfile::tempdir().expect("temp dir"));
+        submit_all(&node, &mined, now, &Stored::Extended);
+    }
+    let run_files = || -> Vec<String> {
+        std::fs::read_dir(&path)
+            .expect("store dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("txindex-"))
+            .collect()
+    };
+    // Blocks 13 (2 transactions) and 14 (1) were stored one at a time: a
+    // run of 2 entries, and one of 1 (2 ≥ 2 · 1, so not merged).
+    assert_eq!(run_files().len(), 2);
+    // Make it the store format 5 wrote: `t/` keys, no run list, no runs.
+    {
+        let db = sled_released(&path);
+        for (id, height, _) in &txs {
+            db.insert([&b"t/"[..], &id.0[..16]].concat(), &height.to_be_bytes())
+                .expect("write");
+        }
+        db.remove(b"meta/txruns").expect("remove");
+        db.insert(&b"meta/format"[..], &5u32.to_le_bytes())
+            .expect("write");
+        db.flush().expect("flush");
+    }
+    for name in run_files() {
+        std::fs::remove_file(path.join(name)).expect("remove the run");
+    }
+    {
+        let store = open_released(&path).expect("a format 5 store opens");
+        for (id, height, block) in &txs {
+            assert_eq!(
+                store.tx_location(id).expect("index"),
+                Some((*height, *block))
+            );
+        }
+        assert_eq!(
+            store.tx_location(&pay(g, 1, 3, 2, 1).id()).expect("index"),
+            None
+        );
+    }
+    assert_eq!(run_files().len(), 1);
+    let db = sled_released(&path);
+    assert_eq!(db.scan_prefix(b"t/").count(), 0, "the t/ keys are gone");
+    assert_eq!(
+        db.get(b"meta/format").expect("read").as_deref(),
+        Some(&6u32.to_le_bytes()[..])
+    );
+    assert!(db.get(b"meta/txruns").expect("read").is_some());
 }
 
 // ------------------------------------------------------------ the node's pool

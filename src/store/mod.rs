@@ -27,9 +27,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use thiserror::Error;
 
+mod txindex;
+use txindex::TxIndex;
+
 /// Version of the layout below. Versions 1 and 2 hold protocol 1 chains,
 /// which this node cannot read; a store of another version is refused.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The most memory sled's page cache may hold. sled's default (1 GiB) let
 /// a node's memory grow with its chain; the store's reads are the last
@@ -41,6 +44,8 @@ const KEY_PARAMS: &[u8] = b"meta/params";
 const KEY_TIP: &[u8] = b"meta/tip";
 /// How many bytes of the block file hold stored blocks.
 const KEY_BLOCKS_LEN: &[u8] = b"meta/blocks";
+/// The transaction index's live run files ([`txindex`]).
+const KEY_TX_RUNS: &[u8] = b"meta/txruns";
 /// The block file, in the store's directory beside sled's files: every
 /// stored block's canonical bytes, one after another.
 const BLOCK_FILE: &str = "blocks";
@@ -69,11 +74,14 @@ fn queue_key(job: &JobState) -> Vec<u8> {
     key(QUEUE_PREFIX, &job.queue_key().to_bytes())
 }
 const KEY_SCHEDULE: &[u8] = b"meta/schedule";
-/// The transaction index is keyed by the first 16 bytes of the id: short
-/// keys and values keep its writes cheap, and a lookup confirms the whole
-/// id in the block it names.
-fn tx_key(id: &Hash32) -> Vec<u8> {
-    key(b"t/", &id.0[..16])
+/// Format 5 kept the transaction index in sled, under this prefix: the
+/// first 16 bytes of the id → `u64be` height. Opening such a store moves
+/// it into run files.
+const OLD_TX_PREFIX: &[u8] = b"t/";
+/// The transaction index keeps the first 16 bytes of an id; a lookup
+/// confirms the whole id in the block an entry names.
+fn tx_index_key(id: &Hash32) -> txindex::Key {
+    id.0[..txindex::KEY_LEN].try_into().expect("16 bytes")
 }
 
 #[derive(Debug, Error)]
@@ -225,6 +233,8 @@ pub struct Store {
     copy: Option<tempfile::TempDir>,
     /// Genesis has no record: its metadata follows from the parameters.
     genesis_meta: BlockMeta,
+    /// Which best-chain height holds each transaction.
+    txindex: TxIndex,
     /// The first write that failed. sled applies a batch key by key in
     /// memory, so a batch that fails half-way (a full disk) can leave a
     /// tip without its block there: after a failed write, every call
@@ -350,6 +360,8 @@ struct Overlay<'a> {
     /// Where the staged blocks' bytes go in the block file, and the bytes.
     base: u64,
     appended: Vec<u8>,
+    /// The transaction index entries of the blocks connected.
+    tx_entries: Vec<(txindex::Key, u64)>,
 }
 
 /// A value read through an [`Overlay`]: staged or stored, never copied.
@@ -674,6 +686,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(KEY_PARAMS, params.to_json().as_bytes());
         batch.insert(KEY_BLOCKS_LEN, &0u64.to_le_bytes());
+        batch.insert(KEY_TX_RUNS, &[]);
         batch.insert(height_key(0), &genesis.0);
         batch.insert(KEY_TIP, &genesis.0);
         // The format key goes last in the same atomic batch: its presence
@@ -689,6 +702,7 @@ impl Store {
             copy: None,
             failed: std::sync::OnceLock::new(),
             genesis_meta: genesis_meta(params, genesis),
+            txindex: TxIndex::empty(path),
         })
     }
 
@@ -737,7 +751,7 @@ impl Store {
                 },
             });
         }
-        if format < FORMAT_VERSION {
+        if format < 5 {
             return Err(StoreError::OldProtocol {
                 path: path.display().to_string(),
                 found: format,
@@ -756,6 +770,11 @@ impl Store {
             .and_then(|len| Some(u64::from_le_bytes(len.as_ref().try_into().ok()?)))
             .ok_or_else(|| StoreError::Corrupt("no length of the block file".into()))?;
         let blocks = BlockFile::open(path, blocks_len)?;
+        let txindex = match db.get(KEY_TX_RUNS)? {
+            Some(list) => TxIndex::open(path, &txindex::decode_list(&list)?)?,
+            None if format == 5 => TxIndex::open(path, &[])?,
+            None => return Err(StoreError::Corrupt("no transaction index run list".into())),
+        };
         let store = Store {
             db,
             blocks,
@@ -764,7 +783,11 @@ impl Store {
             genesis,
             copy: None,
             failed: std::sync::OnceLock::new(),
+            txindex,
         };
+        if format == 5 {
+            store.upgrade_from_5()?;
+        }
         Ok(store)
     }
 
@@ -853,9 +876,9 @@ impl Store {
             other => other,
         })?;
         overlay.put(height_key(meta.height), height_entry(hash, &undo));
-        for tx in txs {
-            overlay.put(tx_key(&tx.id()), meta.height.to_be_bytes().to_vec());
-        }
+        overlay
+            .tx_entries
+            .extend(txs.iter().map(|tx| (tx_index_key(&tx.id()), meta.height)));
         Ok(())
     }
 
@@ -979,23 +1002,28 @@ impl Store {
     }
 
     /// The best-chain block that holds transaction `id`: its height and hash.
+    ///
+    /// Every index entry for the id's first 16 bytes names a height; the
+    /// answer is the one whose best-chain block holds the whole id. The
+    /// others were left by blocks a reorg rolled back, or belong to
+    /// another id with the same first 16 bytes.
     pub fn tx_location(&self, id: &Hash32) -> Result<Option<(u64, Hash32)>, StoreError> {
         self.check_usable()?;
-        let Some(bytes) = self.db.get(tx_key(id))? else {
-            return Ok(None);
-        };
-        let height =
-            u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt("a transaction index entry is not 8 bytes".into())
-            })?);
-        let block = self
-            .hash_at(height)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
-        // Another id with the same first 16 bytes is not this one.
-        let holds = self
-            .block(&block)?
-            .is_some_and(|b| b.body.txs.iter().any(|t| t.id() == *id));
-        Ok(holds.then_some((height, block)))
+        let mut heights = self.txindex.lookup(&tx_index_key(id))?;
+        heights.sort_unstable_by(|a, b| b.cmp(a));
+        heights.dedup();
+        for height in heights {
+            let Some(block) = self.hash_at(height)? else {
+                continue;
+            };
+            if self
+                .block(&block)?
+                .is_some_and(|b| b.body.txs.iter().any(|t| t.id() == *id))
+            {
+                return Ok(Some((height, block)));
+            }
+        }
+        Ok(None)
     }
 
     /// The spec of job `id`: from the best chain's transaction index, or
@@ -1073,6 +1101,7 @@ impl Store {
             writes: BTreeMap::new(),
             base: u64::MAX,
             appended: Vec::new(),
+            tx_entries: Vec::new(),
         }
     }
 
@@ -1152,6 +1181,7 @@ impl Store {
             writes: BTreeMap::new(),
             base: *committed,
             appended: Vec::new(),
+            tx_entries: Vec::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
         for (at, checked) in blocks.iter().enumerate() {
@@ -1168,7 +1198,8 @@ impl Store {
     }
 
     /// Write what `overlay` staged: the block file's new bytes, synced,
-    /// then sled's batch with the file's new length `end`, flushed.
+    /// and the transaction index's new run, synced; then sled's batch with
+    /// the file's new length `end` and the new run list, flushed.
     fn write_staged(&self, mut overlay: Overlay, end: u64) -> Result<(), StoreError> {
         if !overlay.appended.is_empty() {
             let file = &self.blocks.file;
@@ -1177,8 +1208,74 @@ impl Store {
                 .map_err(block_file_error)?;
             overlay.put(KEY_BLOCKS_LEN.to_vec(), end.to_le_bytes().to_vec());
         }
-        self.db.apply_batch(overlay.into_batch())?;
-        self.db.flush()?;
+        let run = if overlay.tx_entries.is_empty() {
+            None
+        } else {
+            let staged = self
+                .txindex
+                .stage(std::mem::take(&mut overlay.tx_entries))?;
+            overlay.put(KEY_TX_RUNS.to_vec(), txindex::encode_list(&staged.list));
+            Some(staged)
+        };
+        let written = self
+            .db
+            .apply_batch(overlay.into_batch())
+            .and_then(|()| self.db.flush().map(drop));
+        match (written, run) {
+            (Ok(()), Some(run)) => self.txindex.commit(run),
+            (Ok(()), None) => {}
+            (Err(e), run) => {
+                if let Some(run) = run {
+                    self.txindex.abort(run);
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Move a format 5 store's transaction index out of sled into a run
+    /// file, in one batch that also sets the format to 6.
+    fn upgrade_from_5(&self) -> Result<(), StoreError> {
+        let mut entries = Vec::new();
+        let mut batch = sled::Batch::default();
+        for item in self.db.scan_prefix(OLD_TX_PREFIX) {
+            let (key, value) = item?;
+            let id: txindex::Key = key
+                .get(OLD_TX_PREFIX.len()..)
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt("a format 5 index key is not 18 bytes".into())
+                })?;
+            let height = u64::from_be_bytes(value.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt("a format 5 index entry is not 8 bytes".into())
+            })?);
+            entries.push((id, height));
+            batch.remove(key);
+        }
+        let staged = if entries.is_empty() {
+            batch.insert(KEY_TX_RUNS, &[]);
+            None
+        } else {
+            let staged = self.txindex.stage(entries)?;
+            batch.insert(KEY_TX_RUNS, txindex::encode_list(&staged.list));
+            Some(staged)
+        };
+        batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
+        let written = self
+            .db
+            .apply_batch(batch)
+            .and_then(|()| self.db.flush().map(drop));
+        match (written, staged) {
+            (Ok(()), Some(staged)) => self.txindex.commit(staged),
+            (Ok(()), None) => {}
+            (Err(e), staged) => {
+                if let Some(staged) = staged {
+                    self.txindex.abort(staged);
+                }
+                return Err(self.failed_with(e.into()));
+            }
+        }
         Ok(())
     }
 
@@ -1282,9 +1379,7 @@ impl Store {
                 StoreError::Corrupt(format!("best block {old} has no undo record"))
             })?;
             ledger::disconnect_block(overlay, undo)?;
-            for tx in self.stored_txs(overlay, &old)? {
-                overlay.remove(tx_key(&tx.id()));
-            }
+            // Its transaction index entries stay: a lookup checks the block.
             overlay.remove(height_key(height));
         }
         // Connect the new branch, oldest first: the blocks stored earlier

@@ -1,0 +1,600 @@
+//! The transaction index: the best-chain height of every transaction,
+//! kept in sorted run files beside the block file rather than in sled.
+//!
+//! sled spends several microseconds of CPU on every key a batch writes;
+//! a key per transaction made it most of what storing a block full of
+//! transfers costs. Here a batch of blocks writes one file: its entries
+//! (the first 16 bytes of each transaction id and the height of the block
+//! that holds it) sorted, merged with the newest runs that hold fewer
+//! than twice its entries, so that every run holds at least twice the
+//! entries of the next newer one: a chain of `n` transactions has at most
+//! `log2(n) + 1` runs, and each entry is rewritten `O(log n)` times. sled's `meta/txruns` key lists the
+//! live runs; it is written in the same batch as the blocks, so the index
+//! and the blocks commit together.
+//!
+//! Entries are never removed: a block rolled back in a reorg leaves its
+//! entries behind, and a lookup answers a height only after the store has
+//! checked that the best chain's block there holds the whole id. Run
+//! files are written whole and synced before the batch that lists them;
+//! files that no batch lists (a crash between the two, or runs a merge
+//! replaced) are deleted when the store opens. Layout: schema/storage.md.
+
+use super::StoreError;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// The first bytes of a transaction id that the index keeps.
+pub(super) const KEY_LEN: usize = 16;
+pub(super) type Key = [u8; KEY_LEN];
+/// One entry: the key, then the height as `u64be`.
+const ENTRY: usize = KEY_LEN + 8;
+/// Every `FENCE_EVERY`-th key is written again after the entries, so that
+/// a lookup reads one stretch of at most this many entries per run.
+const FENCE_EVERY: u64 = 128;
+/// The last bytes of a run: its entry count (`u64le`), then the magic.
+const MAGIC: &[u8; 8] = b"pouwdtxr";
+const FOOTER: u64 = 16;
+/// Run files are `txindex-` and their sequence number in 16 hex digits.
+const PREFIX: &str = "txindex-";
+
+/// A live run as `meta/txruns` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RunMeta {
+    pub seq: u64,
+    pub count: u64,
+}
+
+/// `meta/txruns`: each live run's `u64le` sequence number and `u64le`
+/// entry count, oldest (largest) first.
+pub(super) fn encode_list(runs: &[RunMeta]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(runs.len() * 16);
+    for run in runs {
+        out.extend_from_slice(&run.seq.to_le_bytes());
+        out.extend_from_slice(&run.count.to_le_bytes());
+    }
+    out
+}
+
+pub(super) fn decode_list(bytes: &[u8]) -> Result<Vec<RunMeta>, StoreError> {
+    if !bytes.len().is_multiple_of(16) {
+        return Err(StoreError::Corrupt(format!(
+            "the transaction index's run list is {} bytes, not a multiple of 16",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|c| RunMeta {
+            seq: u64::from_le_bytes(c[..8].try_into().expect("8 bytes")),
+            count: u64::from_le_bytes(c[8..].try_into().expect("8 bytes")),
+        })
+        .collect())
+}
+
+fn file_name(seq: u64) -> String {
+    format!("{PREFIX}{seq:016x}")
+}
+
+fn fences(count: u64) -> u64 {
+    count.div_ceil(FENCE_EVERY)
+}
+
+/// The size of a run file of `count` entries.
+fn file_len(count: u64) -> u64 {
+    count * ENTRY as u64 + fences(count) * KEY_LEN as u64 + FOOTER
+}
+
+fn io_error(what: &Path, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        StoreError::DiskFull {
+            detail: e.to_string(),
+        }
+    } else {
+        StoreError::Sled(format!("transaction index {}: {e}", what.display()))
+    }
+}
+
+struct Run {
+    meta: RunMeta,
+    path: PathBuf,
+    file: File,
+    /// Read on the first lookup.
+    fences: OnceLock<Result<Vec<Key>, String>>,
+}
+
+impl Run {
+    fn open(dir: &Path, meta: RunMeta) -> Result<Run, StoreError> {
+        let path = dir.join(file_name(meta.seq));
+        let corrupt = |why: String| {
+            StoreError::Corrupt(format!("transaction index run {}: {why}", path.display()))
+        };
+        let file = File::open(&path).map_err(|e| corrupt(e.to_string()))?;
+        let size = file.metadata().map_err(|e| corrupt(e.to_string()))?.len();
+        if size != file_len(meta.count) {
+            return Err(corrupt(format!(
+                "{size} bytes, but {} entries take {}",
+                meta.count,
+                file_len(meta.count)
+            )));
+        }
+        let mut footer = [0u8; FOOTER as usize];
+        file.read_exact_at(&mut footer, size - FOOTER)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if &footer[8..] != MAGIC
+            || u64::from_le_bytes(footer[..8].try_into().expect("8 bytes")) != meta.count
+        {
+            return Err(corrupt("its footer does not match the run list".into()));
+        }
+        Ok(Run {
+            meta,
+            path,
+            file,
+            fences: OnceLock::new(),
+        })
+    }
+
+    fn fences(&self) -> Result<&[Key], String> {
+        self.fences
+            .get_or_init(|| {
+                let n = fences(self.meta.count) as usize;
+                let mut bytes = vec![0u8; n * KEY_LEN];
+                self.file
+                    .read_exact_at(&mut bytes, self.meta.count * ENTRY as u64)
+                    .map_err(|e| e.to_string())?;
+                Ok(bytes
+                    .chunks_exact(KEY_LEN)
+                    .map(|c| c.try_into().expect("16 bytes"))
+                    .collect())
+            })
+            .as_deref()
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Push the heights of the entries with `key` onto `out`.
+    fn find(&self, key: &Key, out: &mut Vec<u64>) -> Result<(), String> {
+        let fences = self.fences()?;
+        // Fence i is the key of entry i·FENCE_EVERY: entries equal to `key`
+        // start in the stretch of the last fence below it, and end before
+        // the first fence above it.
+        let end = fences.partition_point(|f| f <= key) as u64;
+        if end == 0 {
+            return Ok(());
+        }
+        let start = (fences.partition_point(|f| f < key) as u64).saturating_sub(1);
+        let first = start * FENCE_EVERY;
+        let last = (end * FENCE_EVERY).min(self.meta.count);
+        let mut bytes = vec![0u8; ((last - first) as usize) * ENTRY];
+        self.file
+            .read_exact_at(&mut bytes, first * ENTRY as u64)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        for entry in bytes.chunks_exact(ENTRY) {
+            if entry[..KEY_LEN] == key[..] {
+                out.push(u64::from_be_bytes(
+                    entry[KEY_LEN..].try_into().expect("8 bytes"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The live runs of one store.
+pub(super) struct TxIndex {
+    dir: PathBuf,
+    /// Oldest first. Lookups take a copy of the list, so a batch that
+    /// replaces runs never waits for them.
+    runs: RwLock<Arc<Vec<Arc<Run>>>>,
+}
+
+/// A run written for a batch that is not committed yet.
+pub(super) struct Staged {
+    /// The list the batch commits (`meta/txruns`).
+    pub list: Vec<RunMeta>,
+    run: Arc<Run>,
+    /// How many of the newest runs the new one replaces.
+    merged: usize,
+}
+
+impl TxIndex {
+    /// An index with no runs (a new store).
+    pub fn empty(dir: &Path) -> TxIndex {
+        TxIndex {
+            dir: dir.to_path_buf(),
+            runs: RwLock::new(Arc::new(Vec::new())),
+        }
+    }
+
+    /// Open the runs `list` names; delete run files it does not name.
+    pub fn open(dir: &Path, list: &[RunMeta]) -> Result<TxIndex, StoreError> {
+        let runs = list
+            .iter()
+            .map(|meta| Run::open(dir, *meta).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let live: std::collections::HashSet<String> =
+            list.iter().map(|m| file_name(m.seq)).collect();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(PREFIX) && !live.contains(&name) {
+                    // A leftover; failing to delete it changes nothing.
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(TxIndex {
+            dir: dir.to_path_buf(),
+            runs: RwLock::new(Arc::new(runs)),
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Run>>> {
+        Arc::clone(&self.runs.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The live runs, oldest first.
+    #[cfg(test)]
+    pub fn list(&self) -> Vec<RunMeta> {
+        self.snapshot().iter().map(|r| r.meta).collect()
+    }
+
+    /// Every height an entry gives for `key`, newest run first.
+    pub fn lookup(&self, key: &Key) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for run in self.snapshot().iter().rev() {
+            run.find(key, &mut out)
+                .map_err(|e| StoreError::Corrupt(format!("transaction index run {e}")))?;
+        }
+        Ok(out)
+    }
+
+    /// Write the run that a batch adding `entries` commits: them, sorted,
+    /// merged with each newest run that holds fewer than twice the entries
+    /// of the run being built. The file is synced, and its name too, before this
+    /// returns; until [`TxIndex::commit`] nothing lists it.
+    pub fn stage(&self, mut entries: Vec<(Key, u64)>) -> Result<Staged, StoreError> {
+        entries.sort_unstable();
+        let runs = self.snapshot();
+        let mut total = entries.len() as u64;
+        let mut merged = 0;
+        for run in runs.iter().rev() {
+            if run.meta.count >= 2 * total {
+                break;
+            }
+            total += run.meta.count;
+            merged += 1;
+        }
+        let keep = runs.len() - merged;
+        let seq = runs.iter().map(|r| r.meta.seq + 1).max().unwrap_or(0);
+        let path = self.dir.join(file_name(seq));
+        let written = write_run(&path, &entries, &runs[keep..], total);
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(io_error(&path, e));
+        }
+        let meta = RunMeta { seq, count: total };
+        let run = Run::open(&self.dir, meta)?;
+        let mut list: Vec<RunMeta> = runs[..keep].iter().map(|r| r.meta).collect();
+        list.push(meta);
+        Ok(Staged {
+            list,
+            run: Arc::new(run),
+            merged,
+        })
+    }
+
+    /// The batch that lists `staged` is committed: look up through it,
+    /// and delete the runs it replaced.
+    pub fn commit(&self, staged: Staged) {
+        let mut runs = self.runs.write().unwrap_or_else(|e| e.into_inner());
+        let keep = runs.len() - staged.merged;
+        let replaced: Vec<PathBuf> = runs[keep..].iter().map(|r| r.path.clone()).collect();
+        let mut next: Vec<Arc<Run>> = runs[..keep].to_vec();
+        next.push(staged.run);
+        *runs = Arc::new(next);
+        drop(runs);
+        for path in replaced {
+            // Unlisted now; a file left by a failed delete goes at the next open.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The batch that would have listed `staged` failed: its file goes.
+    pub fn abort(&self, staged: Staged) {
+        let _ = std::fs::remove_file(&staged.run.path);
+    }
+}
+
+/// Write a run of `total` entries: `entries` (sorted) merged with `runs`.
+fn write_run(
+    path: &Path,
+    entries: &[(Key, u64)],
+    runs: &[Arc<Run>],
+    total: u64,
+) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let mut out = BufWriter::with_capacity(1 << 16, &file);
+    let mut sources: Vec<Source> = Vec::with_capacity(runs.len() + 1);
+    for run in runs {
+        let mut reader =
+            BufReader::with_capacity(1 << 16, (&run.file).take(run.meta.count * ENTRY as u64));
+        let head = read_entry(&mut reader)?;
+        sources.push(Source::Run { reader, head });
+    }
+    sources.push(Source::Memory { entries, at: 0 });
+    let mut fences = Vec::with_capacity(fences(total) as usize);
+    let mut written = 0u64;
+    loop {
+        let mut best: Option<(usize, (Key, u64))> = None;
+        for (i, source) in sources.iter().enumerate() {
+            if let Some(head) = source.head() {
+                if best.is_none_or(|(_, b)| head < b) {
+                    best = Some((i, head));
+                }
+            }
+        }
+        let Some((i, (key, height))) = best else {
+            break;
+        };
+        if written.is_multiple_of(FENCE_EVERY) {
+            fences.push(key);
+        }
+        out.write_all(&key)?;
+        out.write_all(&height.to_be_bytes())?;
+        written += 1;
+        sources[i].advance()?;
+    }
+    if written != total {
+        return Err(std::io::Error::other(format!(
+            "merged {written} entries where {total} were expected"
+        )));
+    }
+    for fence in &fences {
+        out.write_all(fence)?;
+    }
+    out.write_all(&total.to_le_bytes())?;
+    out.write_all(MAGIC)?;
+    out.flush()?;
+    drop(out);
+    file.sync_all()?;
+    // The new name must be on disk before a batch lists it.
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+type RunReader<'a> = BufReader<std::io::Take<&'a File>>;
+
+enum Source<'a> {
+    Run {
+        reader: RunReader<'a>,
+        head: Option<(Key, u64)>,
+    },
+    Memory {
+        entries: &'a [(Key, u64)],
+        at: usize,
+    },
+}
+
+impl Source<'_> {
+    fn head(&self) -> Option<(Key, u64)> {
+        match self {
+            Source::Run { head, .. } => *head,
+            Source::Memory { entries, at } => entries.get(*at).copied(),
+        }
+    }
+    fn advance(&mut self) -> std::io::Result<()> {
+        match self {
+            Source::Run { reader, head } => *head = read_entry(reader)?,
+            Source::Memory { at, .. } => *at += 1,
+        }
+        Ok(())
+    }
+}
+
+fn read_entry(reader: &mut RunReader<'_>) -> std::io::Result<Option<(Key, u64)>> {
+    let mut entry = [0u8; ENTRY];
+    match reader.read_exact(&mut entry) {
+        Ok(()) => Ok(Some((
+            entry[..KEY_LEN].try_into().expect("16 bytes"),
+            u64::from_be_bytes(entry[KEY_LEN..].try_into().expect("8 bytes")),
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u64) -> Key {
+        // Spread like hashes: the order of keys is not the order of n.
+        let hash = blake3::hash(&n.to_le_bytes());
+        hash.as_bytes()[..KEY_LEN].try_into().expect("16 bytes")
+    }
+
+    fn add(index: &TxIndex, entries: Vec<(Key, u64)>) -> Vec<RunMeta> {
+        let staged = index.stage(entries).expect("stage");
+        let list = staged.list.clone();
+        index.commit(staged);
+        assert_eq!(index.list(), list);
+        list
+    }
+
+    fn run_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn runs_stay_logarithmic_and_every_entry_is_found() {
+        let dir = tempfile::tempdir().expect("dir");
+        let index = TxIndex::empty(dir.path());
+        let mut n = 0u64;
+        for batch in 0..300u64 {
+            // Batches of 1..=700 entries, some far larger than others.
+            let size = 1 + (batch * 7919) % 700;
+            let entries = (n..n + size).map(|i| (key(i), i / 3)).collect();
+            n += size;
+            let list = add(&index, entries);
+            // Each run holds at least twice the entries of the next newer.
+            for pair in list.windows(2) {
+                assert!(pair[0].count >= 2 * pair[1].count, "{list:?}");
+            }
+            assert_eq!(list.iter().map(|r| r.count).sum::<u64>(), n);
+            assert!(list.len() as f64 <= (n as f64).log2() + 1.0, "{list:?}");
+            // Only the listed runs are on disk: the merged ones were deleted.
+            let names: Vec<String> = list.iter().map(|r| file_name(r.seq)).collect();
+            assert_eq!(run_files(dir.path()), names);
+        }
+        for i in (0..n).step_by(97).chain([0, n - 1]) {
+            assert_eq!(
+                index.lookup(&key(i)).expect("lookup"),
+                vec![i / 3],
+                "entry {i}"
+            );
+        }
+        assert_eq!(index.lookup(&key(n)).expect("lookup"), Vec::<u64>::new());
+        // Reopened from its list, the index answers the same.
+        let reopened = TxIndex::open(dir.path(), &index.list()).expect("open");
+        for i in (0..n).step_by(101) {
+            assert_eq!(reopened.lookup(&key(i)).expect("lookup"), vec![i / 3]);
+        }
+    }
+
+    #[test]
+    fn equal_keys_across_fences_and_runs_are_all_found() {
+        let dir = tempfile::tempdir().expect("dir");
+        let index = TxIndex::empty(dir.path());
+        let same = [7u8; KEY_LEN];
+        let mut below = [7u8; KEY_LEN];
+        below[KEY_LEN - 1] = 6;
+        let mut above = [7u8; KEY_LEN];
+        above[KEY_LEN - 1] = 8;
+        // 127 smaller keys, then 300 entries of one key (they cross the
+        // fences at 128, 256 and 384), then larger keys.
+        let mut entries: Vec<(Key, u64)> = (0..127).map(|i| (below, i)).collect();
+        entries.extend((0..300).map(|i| (same, 1000 + i)));
+        entries.extend((0..200).map(|i| (above, 5000 + i)));
+        add(&index, entries);
+        let mut found = index.lookup(&same).expect("lookup");
+        found.sort_unstable();
+        assert_eq!(found, (1000..1300).collect::<Vec<u64>>());
+        assert_eq!(index.lookup(&below).expect("lookup").len(), 127);
+        assert_eq!(index.lookup(&above).expect("lookup").len(), 200);
+        // Keys past both ends.
+        assert_eq!(
+            index.lookup(&[0u8; KEY_LEN]).expect("lookup"),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            index.lookup(&[0xff; KEY_LEN]).expect("lookup"),
+            Vec::<u64>::new()
+        );
+        // A second, smaller run with the same key: both runs answer,
+        // the newer first.
+        add(&index, vec![(same, 9)]);
+        assert_eq!(index.list().len(), 2);
+        let found = index.lookup(&same).expect("lookup");
+        assert_eq!(found.len(), 301);
+        assert_eq!(found[0], 9);
+    }
+
+    #[test]
+    fn a_run_at_a_fence_boundary_answers_its_first_and_last_entries() {
+        for count in [1u64, 127, 128, 129, 255, 256, 257] {
+            let dir = tempfile::tempdir().expect("dir");
+            let index = TxIndex::empty(dir.path());
+            let mut entries: Vec<(Key, u64)> = (0..count).map(|i| (key(i), i)).collect();
+            add(&index, entries.clone());
+            let size = std::fs::metadata(dir.path().join(file_name(0)))
+                .expect("run")
+                .len();
+            assert_eq!(size, file_len(count));
+            entries.sort_unstable();
+            for (k, h) in [entries[0], entries[entries.len() - 1]]
+                .into_iter()
+                .chain(entries.iter().copied().step_by(64))
+            {
+                assert_eq!(index.lookup(&k).expect("lookup"), vec![h], "count {count}");
+            }
+        }
+    }
+
+    #[test]
+    fn unlisted_runs_are_deleted_and_damaged_runs_are_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let index = TxIndex::empty(dir.path());
+        add(&index, (0..10).map(|i| (key(i), i)).collect());
+        // A run written for a batch that never committed.
+        let staged = index
+            .stage((10..30).map(|i| (key(i), i)).collect())
+            .expect("stage");
+        let list = index.list();
+        assert_eq!(run_files(dir.path()).len(), 2);
+        drop(staged);
+        let reopened = TxIndex::open(dir.path(), &list).expect("open");
+        assert_eq!(run_files(dir.path()), vec![file_name(0)]);
+        assert_eq!(reopened.lookup(&key(3)).expect("lookup"), vec![3]);
+        assert!(reopened.lookup(&key(20)).expect("lookup").is_empty());
+
+        // A listed run that is shorter than its count, or whose footer
+        // disagrees, or that is missing, is corrupt and named.
+        let path = dir.path().join(file_name(0));
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("write");
+        let err = TxIndex::open(dir.path(), &list).err().expect("refused");
+        assert!(err.to_string().contains(&file_name(0)), "{err}");
+        let mut wrong = bytes.clone();
+        let at = wrong.len() - 16;
+        wrong[at] ^= 1;
+        std::fs::write(&path, &wrong).expect("write");
+        let err = TxIndex::open(dir.path(), &list).err().expect("refused");
+        assert!(err.to_string().contains("footer"), "{err}");
+        std::fs::remove_file(&path).expect("remove");
+        let err = TxIndex::open(dir.path(), &list).err().expect("refused");
+        assert!(err.to_string().contains(&file_name(0)), "{err}");
+    }
+
+    #[test]
+    fn an_aborted_run_is_deleted_and_the_list_is_unchanged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let index = TxIndex::empty(dir.path());
+        let before = add(&index, (0..10).map(|i| (key(i), i)).collect());
+        let staged = index
+            .stage((10..20).map(|i| (key(i), i)).collect())
+            .expect("stage");
+        // The staged run would merge the first one (10 < 2 · 10).
+        assert_eq!(staged.list.len(), 1);
+        assert_eq!(staged.list[0].count, 20);
+        index.abort(staged);
+        assert_eq!(index.list(), before);
+        assert_eq!(run_files(dir.path()), vec![file_name(0)]);
+        assert_eq!(index.lookup(&key(5)).expect("lookup"), vec![5]);
+    }
+
+    #[test]
+    fn the_run_list_encodes_and_is_checked() {
+        let list = vec![
+            RunMeta {
+                seq: 3,
+                count: 1000,
+            },
+            RunMeta { seq: 9, count: 12 },
+        ];
+        assert_eq!(decode_list(&encode_list(&list)).expect("decode"), list);
+        assert_eq!(decode_list(&[]).expect("decode"), vec![]);
+        assert!(decode_list(&[0u8; 17]).is_err());
+        assert!(decode_list(&[0u8; 15]).is_err());
+    }
+}
