@@ -48,6 +48,58 @@ fn a_config_file_sets_start_flags_and_the_command_line_wins() {
     assert!(said.contains("node stopped: height=1 "), "{said}");
     assert!(b.join("node.key").exists());
 
+    // The global logging flags are keys too, and the command line wins
+    // over them, before or after `start`.
+    write(
+        &config,
+        &format!(
+            "data-dir = {:?}\nlog-level = \"info\"\nlog-format = \"json\"\n",
+            dir_arg(&a)
+        ),
+    );
+    let out = run(&["start", "--config", &c, "--stop-at-height", "0"]);
+    assert!(out.ok(), "{}", out.stderr);
+    let json: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        json.iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with("node stopped: ")),
+        "{}",
+        out.stderr
+    );
+    for args in [
+        &["start", "--config", &c, "--log-level", "warn"][..],
+        &["--log-level", "warn", "start", "--config", &c],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--stop-at-height", "0"]);
+        let out = run(&args);
+        assert!(out.ok(), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("node stopped"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = run(&[
+        "start",
+        "--config",
+        &c,
+        "--stop-at-height",
+        "0",
+        "--log-format",
+        "text",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(" INFO ") && !out.stderr.contains("{\""),
+        "{}",
+        out.stderr
+    );
+
     // The file's values go through clap's checks: a bad one exits 2 naming
     // the file and the flag.
     write(&config, "chain = \"regtest\"\nmine-threads = 0\n");
@@ -90,6 +142,8 @@ fn the_example_config_is_a_valid_config() {
         "\nmine-threads = 1",
         "# peer = [",
         "# listen = ",
+        "# log-level = \"info,p2p=debug\"",
+        "\nlog-format = \"text\"",
     ] {
         assert!(out.stdout.contains(key), "no {key:?} in {}", out.stdout);
     }
