@@ -38,7 +38,8 @@ pub struct LogArgs {
     /// default is RUST_LOG, else `info`.
     #[arg(long, global = true, value_name = "FILTER", value_parser = parse_filter)]
     pub log_level: Option<String>,
-    /// How log lines on stderr are written.
+    /// How log lines on stderr are written: text, or json for one JSON
+    /// object a line.
     #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 }

@@ -325,6 +325,71 @@ fn restore_refuses_bad_input_and_leaves_nothing_behind() {
 /// import-chain takes the chain the file names: a mismatch with an
 /// existing dir or with --chain is refused before anything is written,
 /// and no failed start or import leaves a half-made data dir.
+/// A start refused because its `--listen` (QUIC, UDP) or `--api` (TCP)
+/// address is taken creates no data dir, empties again an empty one it was
+/// given, and leaves an existing one as it was.
+#[test]
+fn a_start_on_a_taken_port_leaves_no_half_made_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let quic = udp.local_addr().unwrap().to_string();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = tcp.local_addr().unwrap().to_string();
+    let existing = tmp.path().join("existing");
+    let out = run(&[
+        "start",
+        "--data-dir",
+        &dir_arg(&existing),
+        "--chain",
+        "regtest",
+        "--stop-at-height",
+        "0",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    // Opening the store may rewrite its files or add a snapshot; no file
+    // goes, and the key and the chain stay as they were.
+    let kept = |dir: &Path| -> Vec<(PathBuf, Option<Vec<u8>>)> {
+        snapshot(dir)
+            .into_iter()
+            .map(|(path, bytes)| {
+                let fixed = ["node.key", "chain.json"].iter().any(|n| path.ends_with(n));
+                (path, fixed.then_some(bytes))
+            })
+            .collect()
+    };
+    let before = kept(&existing);
+    let new = tmp.path().join("new");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for (flag, addr) in [("--listen", &quic), ("--api", &api)] {
+        for dir in [&new, &empty, &existing] {
+            let out = run(&[
+                "start",
+                "--data-dir",
+                &dir_arg(dir),
+                "--chain",
+                "regtest",
+                flag,
+                addr,
+            ]);
+            assert_eq!(out.code, Some(1), "{flag} {dir:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(addr.as_str()),
+                "{flag} {dir:?}: {}",
+                out.stderr
+            );
+        }
+        assert!(!new.exists(), "a start on a taken {flag} left {new:?}");
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "{flag}");
+        let after = kept(&existing);
+        assert!(
+            before.iter().all(|file| after.contains(file)),
+            "{flag} changed {existing:?}"
+        );
+    }
+    drop((udp, tcp));
+}
+
 #[test]
 fn import_chain_checks_the_files_chain_before_writing_anything() {
     let tmp = tempfile::tempdir().unwrap();

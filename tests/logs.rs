@@ -124,6 +124,51 @@ fn json_logs_are_one_object_a_line_with_timestamp_level_target_and_message() {
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
 }
 
+/// With `--log-format json`, what `export-chain` and `import-chain` say on
+/// stderr is JSON lines too, their own messages included.
+#[test]
+fn export_and_import_say_only_json_lines_in_the_json_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    mine(&source, 3, &["--log-level", "warn"]);
+    let file = dir_arg(&tmp.path().join("chain.pouw"));
+    let (s, copy) = (dir_arg(&source), dir_arg(&tmp.path().join("copy")));
+    let json = ["--log-format", "json"];
+    let export = run_env(
+        &[
+            &["export-chain", "--data-dir", &s, "--out", &file][..],
+            &json,
+        ]
+        .concat(),
+        &[],
+    );
+    let import = run_env(
+        &[
+            &["import-chain", "--data-dir", &copy, "--in", &file][..],
+            &json,
+        ]
+        .concat(),
+        &[],
+    );
+    for (out, said) in [(export, "exported "), (import, "")] {
+        assert!(out.ok(), "{}", out.stderr);
+        let messages: Vec<String> = out
+            .stderr
+            .lines()
+            .map(|l| {
+                let object: Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+                object["message"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with(said)),
+            "{said:?}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn log_level_and_rust_log_keep_only_the_lines_asked_for() {
     let tmp = tempfile::tempdir().unwrap();

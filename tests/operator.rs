@@ -48,6 +48,58 @@ fn a_config_file_sets_start_flags_and_the_command_line_wins() {
     assert!(said.contains("node stopped: height=1 "), "{said}");
     assert!(b.join("node.key").exists());
 
+    // The global logging flags are keys too, and the command line wins
+    // over them, before or after `start`.
+    write(
+        &config,
+        &format!(
+            "data-dir = {:?}\nlog-level = \"info\"\nlog-format = \"json\"\n",
+            dir_arg(&a)
+        ),
+    );
+    let out = run(&["start", "--config", &c, "--stop-at-height", "0"]);
+    assert!(out.ok(), "{}", out.stderr);
+    let json: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        json.iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with("node stopped: ")),
+        "{}",
+        out.stderr
+    );
+    for args in [
+        &["start", "--config", &c, "--log-level", "warn"][..],
+        &["--log-level", "warn", "start", "--config", &c],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--stop-at-height", "0"]);
+        let out = run(&args);
+        assert!(out.ok(), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("node stopped"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = run(&[
+        "start",
+        "--config",
+        &c,
+        "--stop-at-height",
+        "0",
+        "--log-format",
+        "text",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(" INFO ") && !out.stderr.contains("{\""),
+        "{}",
+        out.stderr
+    );
+
     // The file's values go through clap's checks: a bad one exits 2 naming
     // the file and the flag.
     write(&config, "chain = \"regtest\"\nmine-threads = 0\n");
@@ -90,6 +142,8 @@ fn the_example_config_is_a_valid_config() {
         "\nmine-threads = 1",
         "# peer = [",
         "# listen = ",
+        "# log-level = \"info,p2p=debug\"",
+        "\nlog-format = \"text\"",
     ] {
         assert!(out.stdout.contains(key), "no {key:?} in {}", out.stdout);
     }
@@ -518,11 +572,93 @@ fn every_command_and_flag_the_docs_name_exists() {
             }
         }
     }
+
+    // A flag named alone (`--listen ADDR`, or bare in a table row) is a
+    // flag of some command.
+    let mut all_flags = BTreeSet::new();
+    let mut todo = vec![Vec::new()];
+    while let Some(path) = todo.pop() {
+        let (subs, flags) = help(&path);
+        all_flags.extend(flags);
+        for sub in subs {
+            let mut next = path.clone();
+            next.push(sub);
+            todo.push(next);
+        }
+    }
+    // Flags of other programs that the docs name alone.
+    let others = [
+        // cargo mutants', run by tools/mutants.sh (the mutation results).
+        "iterate", // tools/bench_p2p.py's (the gossip benchmark).
+        "topology",
+    ];
+    let mut alone = 0;
+    for doc in docs.iter().filter(|d| d.ends_with(".md")) {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for name in flags_named_alone(&text) {
+            alone += 1;
+            // `--ort-*` names a family of flags.
+            let known = match name.strip_suffix('*') {
+                Some(prefix) => all_flags.iter().any(|f| f.starts_with(prefix)),
+                None => all_flags.contains(&name),
+            };
+            if !known && !others.contains(&name.as_str()) {
+                problems.push(format!("{doc}: `--{name}` is a flag of no command"));
+            }
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(
         checked > 100,
         "only {checked} flags found: is the parser blind?"
     );
+    assert!(
+        alone > 50,
+        "only {alone} flags named alone found: is the parser blind?"
+    );
+}
+
+/// The flags a Markdown text names alone, without their dashes: in an
+/// inline code span that begins with one (`--listen ADDR`), or bare in a
+/// table row. Code blocks are left to [`command_lines`].
+fn flags_named_alone(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            continue;
+        }
+        let parts: Vec<&str> = line.split('`').collect();
+        let mut texts: Vec<&str> = parts
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .copied()
+            .filter(|span| span.trim_start().starts_with("--"))
+            .collect();
+        if line.trim_start().starts_with('|') {
+            texts.extend(parts.iter().step_by(2).copied());
+        }
+        for text in texts {
+            for word in text.split(|c: char| c.is_whitespace() || "[](),|\\".contains(c)) {
+                let Some(name) = word.strip_prefix("--") else {
+                    continue;
+                };
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '*')
+                    .collect();
+                if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]

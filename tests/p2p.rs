@@ -345,6 +345,31 @@ fn late_nodes_sync_from_several_peers_even_when_killed_midway() {
         .filter(|x| x.starts_with("p2p: sync: "))
         .collect();
     assert!(syncs.len() >= 2, "{syncs:?}");
+    // The progress counts from the start of the whole sync, across its
+    // rounds of 2000 blocks: it never goes back, and it ends at the target.
+    let counts: Vec<(u64, u64)> = syncs
+        .iter()
+        .map(|x| {
+            let count = x["p2p: sync: ".len()..].split(' ').next().unwrap();
+            let (done, wanted) = count.split_once('/').unwrap();
+            (done.parse().unwrap(), wanted.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        counts.windows(2).all(|w| w[0].0 <= w[1].0),
+        "the sync's count went back: {syncs:?}"
+    );
+    assert_eq!(counts.last(), Some(&(tip.0, tip.0)), "{syncs:?}");
+    // The last line was said in a later round than the first.
+    let round_size = |x: &str| -> u64 {
+        let (before, _) = x.split_once(" of this round").unwrap();
+        let fetched = before.rsplit(' ').next().unwrap();
+        fetched.split_once('/').unwrap().1.parse().unwrap()
+    };
+    assert!(
+        round_size(syncs.last().unwrap()) < tip.0,
+        "the last line is not from a later round: {syncs:?}"
+    );
     assert!(
         syncs.iter().any(|x| x.ends_with(", 2 peers)")),
         "no round fetched from both sources: {syncs:?}"

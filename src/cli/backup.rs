@@ -78,7 +78,7 @@ impl Drop for Unfinished {
         };
         if let Err(e) = removed {
             if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("warning: cannot remove {}: {e}", self.path.display());
+                tracing::warn!(target: "pouwd", "warning: cannot remove {}: {e}", self.path.display());
             }
         }
     }
@@ -255,7 +255,7 @@ pub fn run_restore(args: RestoreArgs) -> Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let (report, error) = import_chain(&chain, input, threads, now_ms(), |report, read| {
-        eprintln!("restore: {read} blocks read, {} stored", report.stored);
+        crate::say!("restore: {read} blocks read, {} stored", report.stored);
     });
     if let Some(error) = error {
         return Err(anyhow::Error::new(error).context(format!(

@@ -59,9 +59,13 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from("pouwd-data")
 }
 
-/// The `start` subcommand as clap describes it.
+/// The `start` subcommand as clap describes it, with the global flags
+/// (`--log-level`, `--log-format`) it takes.
 fn start_command() -> clap::Command {
-    Cli::command()
+    let mut command = Cli::command();
+    // Building propagates the global flags to the subcommands.
+    command.build();
+    command
         .find_subcommand("start")
         .cloned()
         .unwrap_or_else(|| unreachable!("pouwd has a start command"))
@@ -168,6 +172,7 @@ fn example_value(long: &str) -> Option<&'static str> {
         "masternode-config" => "\"/etc/pouwd/masternode.json\"",
         "data-dir" => "\"/var/lib/pouwd\"",
         "stop-at-height" => "1000",
+        "log-level" => "\"info,p2p=debug\"",
         _ => return None,
     })
 }

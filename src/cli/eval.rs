@@ -133,7 +133,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     // Before the columns are matched, which may fail for the very reason.
     if let Some(trained) = model.metadata("pouwd.target") {
         if trained != args.target {
-            eprintln!(
+            tracing::warn!(
+                target: "pouwd",
                 "warning: {model_file} was trained to predict {trained:?}, scoring it against {:?}",
                 args.target
             );

@@ -83,7 +83,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         })?;
         unfinished.keep();
     }
-    eprintln!(
+    crate::say!(
         "exported {} blocks of {} to {}; tip {}",
         written.blocks,
         written.from,
@@ -322,7 +322,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         }
         Some(ImportError::Stopped) => {
             let (name, code) = signals.received().unwrap_or(("a signal", 1));
-            eprintln!(
+            crate::say!(
                 "import stopped by {name}: {} blocks stored ({} already known) in {seconds:.2}s; \
                  tip height={} hash={}; running the same import again stores the rest",
                 report.stored, report.already_known, tip.height, tip.hash

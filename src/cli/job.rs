@@ -231,7 +231,7 @@ fn chain_view(dir: &DataDir, from: &Hash32, sending: bool) -> Result<ChainView> 
                 );
             }
             let account = store.account(from)?;
-            eprintln!(
+            crate::say!(
                 "note: no node is running on {root}: nonce {} is the account's on the stored \
                  chain; transactions a node may hold pending are not counted",
                 account.nonce
@@ -349,7 +349,8 @@ fn submit(args: SubmitArgs) -> Result<()> {
             amount::format(spendable)
         );
     }
-    eprintln!(
+    tracing::warn!(
+        target: "pouwd",
         "note: the dataset {} ({} bytes) becomes public: the job's transaction carries it, \
          and every node keeps it with the chain for good",
         args.dataset.display(),
@@ -377,7 +378,7 @@ fn submit(args: SubmitArgs) -> Result<()> {
         anyhow::anyhow!("the node refused the job: {message}")
     })?;
     println!("{}", tx.id());
-    eprintln!(
+    crate::say!(
         "submitted {what}; it is queued once a block includes it; follow it with \
          `pouwd job show --data-dir {root} {}`",
         tx.id()

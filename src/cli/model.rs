@@ -82,7 +82,7 @@ pub fn run(args: ExportModelArgs) -> Result<()> {
     out.flush()
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     if args.out.as_os_str() != "-" {
-        eprintln!(
+        crate::say!(
             "wrote the model of block {} (height {}) to {}",
             hash,
             model["height"],
@@ -183,7 +183,7 @@ fn run_job(store: &Store, id: &Hash32, args: &ExportModelArgs) -> Result<()> {
     out.flush()
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     if args.out.as_os_str() != "-" {
-        eprintln!(
+        crate::say!(
             "wrote the model job {id} delivers ({} head, block {} of the job at height {}, \
              R² {}) to {}",
             spec.head.name(),

@@ -85,7 +85,7 @@ pub fn run(args: SendArgs) -> Result<()> {
                 );
             }
             let nonce = store.account(&from)?.nonce;
-            eprintln!(
+            crate::say!(
                 "note: no node is running on {root}: nonce {nonce} is the account's on the \
                  stored chain; transactions a node may hold pending are not counted"
             );
@@ -143,7 +143,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         )
     })?;
     println!("{}", tx.id());
-    eprintln!(
+    crate::say!(
         "sent {what}; the node holds it in its pool until a block includes it: \
          `pouwd tx --data-dir {root} {}`",
         tx.id()
@@ -161,7 +161,7 @@ pub(super) fn write_signed(path: &std::path::Path, tx: &crate::tx::Tx, what: &st
     if path.as_os_str() != "-" {
         println!("{}", tx.id());
     }
-    eprintln!(
+    crate::say!(
         "wrote transaction {} ({} bytes) to {}: {what}; not sent",
         tx.id(),
         bytes.len(),

@@ -231,7 +231,13 @@ fn configure(args: StartArgs) -> Result<StartConfig> {
 
 pub fn run(args: StartArgs) -> Result<()> {
     let config = configure(args)?;
+    // The addresses are taken before the data dir is created, so that a
+    // port another program holds leaves nothing behind.
     let api = config.api.map(api::bind).transpose()?;
+    if let Some(listen) = config.network.as_ref().and_then(|n| n.listen) {
+        // Only a check: the network binds it again when it starts.
+        std::net::UdpSocket::bind(listen).with_context(|| format!("cannot bind UDP {listen}"))?;
+    }
     let dir = config.dir;
     let store = if dir.exists() {
         dir.open_store()?

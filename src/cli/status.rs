@@ -72,13 +72,14 @@ fn running_status(node: RunningNode) -> Value {
                 live["source"] = "api".into();
                 return live;
             }
-            Err(e) => eprintln!(
+            Err(e) => tracing::warn!(
+                target: "pouwd",
                 "note: the node's API at {addr} did not answer ({e:#}); \
                  showing the status file the node wrote at its last block"
             ),
         }
     } else if let Err(e) = api {
-        eprintln!("note: {e:#}; showing the status file the node wrote at its last block");
+        crate::say!("note: {e:#}; showing the status file the node wrote at its last block");
     }
     let mut status = node.status;
     status["source"] = "status_file".into();

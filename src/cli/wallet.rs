@@ -80,13 +80,14 @@ fn running_wallet(
                 );
                 return Ok((wallet, Some(heading)));
             }
-            Err(e) => eprintln!(
+            Err(e) => tracing::warn!(
+                target: "pouwd",
                 "note: the node's API at {addr} did not answer ({e:#}); \
                  showing the status file the node wrote at its last block"
             ),
         },
         Ok(None) => {}
-        Err(e) => eprintln!("note: {e:#}"),
+        Err(e) => crate::say!("note: {e:#}"),
     }
     let wallet = from_status_file(id, &node.status)?;
     let heading = format!(

@@ -390,7 +390,8 @@ impl DataDir {
             }),
         };
         if let Err(e) = removed {
-            eprintln!(
+            tracing::warn!(
+                target: "pouwd",
                 "warning: cannot remove the half-made data dir {}: {e}",
                 root.display()
             );
