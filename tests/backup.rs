@@ -322,9 +322,6 @@ fn restore_refuses_bad_input_and_leaves_nothing_behind() {
     assert_eq!(id_of(&target), id_of(&a));
 }
 
-/// import-chain takes the chain the file names: a mismatch with an
-/// existing dir or with --chain is refused before anything is written,
-/// and no failed start or import leaves a half-made data dir.
 /// A start refused because its `--listen` (QUIC, UDP) or `--api` (TCP)
 /// address is taken creates no data dir, empties again an empty one it was
 /// given, and leaves an existing one as it was.
@@ -390,6 +387,9 @@ fn a_start_on_a_taken_port_leaves_no_half_made_data_dir() {
     drop((udp, tcp));
 }
 
+/// import-chain takes the chain the file names: a mismatch with an
+/// existing dir or with --chain is refused before anything is written,
+/// and no failed start or import leaves a half-made data dir.
 #[test]
 fn import_chain_checks_the_files_chain_before_writing_anything() {
     let tmp = tempfile::tempdir().unwrap();

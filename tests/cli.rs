@@ -859,6 +859,56 @@ fn the_exported_model_predicts_outside_the_node() {
     }
 }
 
+/// A creation that fails part-way: on a 16 KiB tmpfs (a private mount
+/// namespace; needs root, as CI has) the key and chain.json fit but the
+/// dataset's copy (21 kB) does not. The new data dir is removed again, and
+/// an empty one given is emptied again.
+#[test]
+fn a_creation_that_fails_part_way_leaves_no_half_made_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = dir_arg(tmp.path());
+    let script = format!(
+        r#"set -u
+mkdir -p {t}/mnt
+mount -t tmpfs -o size=16k tmpfs {t}/mnt || exit 90
+{bin} start --data-dir {t}/mnt/node --chain regtest --stop-at-height 0 2> {t}/err-new
+echo $? > {t}/rc-new
+mkdir {t}/mnt/empty
+{bin} start --data-dir {t}/mnt/empty --chain regtest --stop-at-height 0 2> {t}/err-empty
+echo $? > {t}/rc-empty
+ls -A {t}/mnt > {t}/left
+ls -A {t}/mnt/empty > {t}/left-empty
+"#,
+        bin = crate::support::node::BIN
+    );
+    let status = std::process::Command::new("unshare")
+        .args(["--mount", "bash", "-c", &script])
+        .status()
+        .expect("unshare runs");
+    assert!(
+        status.success(),
+        "the disk-full test needs root to mount a tmpfs in a private namespace: {status}"
+    );
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    for case in ["new", "empty"] {
+        assert_eq!(read(&format!("rc-{case}")).trim(), "1", "{case}");
+        let err = read(&format!("err-{case}"));
+        assert!(
+            err.contains("No space left on device") || err.contains("disk"),
+            "{case}: {err}"
+        );
+    }
+    assert_eq!(
+        read("left").split_whitespace().collect::<Vec<_>>(),
+        ["empty"]
+    );
+    assert_eq!(
+        read("left-empty"),
+        "",
+        "the empty dir given is emptied again"
+    );
+}
+
 /// The store's disk fills up while the node mines: a private mount
 /// namespace with a 3 MiB tmpfs (needs root, as CI has).
 #[test]
