@@ -155,17 +155,9 @@ impl Run {
 
     /// Push the heights of the entries with `key` onto `out`.
     fn find(&self, key: &Key, out: &mut Vec<u64>) -> Result<(), String> {
-        let fences = self.fences()?;
-        // Fence i is the key of entry i·FENCE_EVERY: entries equal to `key`
-        // start in the stretch of the last fence below it, and end before
-        // the first fence above it.
-        let end = fences.partition_point(|f| f <= key) as u64;
-        if end == 0 {
+        let Some((first, last)) = stretch(self.fences()?, self.meta.count, key) else {
             return Ok(());
-        }
-        let start = (fences.partition_point(|f| f < key) as u64).saturating_sub(1);
-        let first = start * FENCE_EVERY;
-        let last = (end * FENCE_EVERY).min(self.meta.count);
+        };
         let mut bytes = vec![0u8; ((last - first) as usize) * ENTRY];
         self.file
             .read_exact_at(&mut bytes, first * ENTRY as u64)
@@ -179,6 +171,19 @@ impl Run {
         }
         Ok(())
     }
+}
+
+/// The entries `first..last` of a run of `count` entries with `fences`
+/// that can hold `key`; `None` when none can. Fence i is the key of entry
+/// i·FENCE_EVERY: entries equal to `key` start in the stretch of the last
+/// fence below it, and end before the first fence above it.
+fn stretch(fences: &[Key], count: u64, key: &Key) -> Option<(u64, u64)> {
+    let end = fences.partition_point(|f| f <= key) as u64;
+    if end == 0 {
+        return None;
+    }
+    let start = (fences.partition_point(|f| f < key) as u64).saturating_sub(1);
+    Some((start * FENCE_EVERY, (end * FENCE_EVERY).min(count)))
 }
 
 /// The live runs of one store.
@@ -581,6 +586,29 @@ mod tests {
         assert_eq!(index.list(), before);
         assert_eq!(run_files(dir.path()), vec![file_name(0)]);
         assert_eq!(index.lookup(&key(5)).expect("lookup"), vec![5]);
+    }
+
+    /// A lookup reads one stretch of at most FENCE_EVERY entries (more
+    /// only where one key fills several), not a wider range.
+    #[test]
+    fn a_lookup_reads_only_the_stretch_that_can_hold_its_key() {
+        let fence = |n: u8| [n; KEY_LEN];
+        // 100 fences, keys 0, 2, …, 198: a run of 99·128 + 50 entries.
+        let fences: Vec<Key> = (0..100u8).map(|i| fence(2 * i)).collect();
+        let count = 99 * FENCE_EVERY + 50;
+        let stretches = |from: u64, to: u64| Some((from * FENCE_EVERY, to * FENCE_EVERY));
+        // Between fence 22 (key 44) and fence 23 (key 46): one stretch.
+        assert_eq!(stretch(&fences, count, &fence(45)), stretches(22, 23));
+        // Equal to fence 22: entries before it may hold the key too.
+        assert_eq!(stretch(&fences, count, &fence(44)), stretches(21, 23));
+        assert_eq!(stretch(&fences, count, &fence(171)), stretches(85, 86));
+        // Past the last fence: up to the end of the run.
+        assert_eq!(
+            stretch(&fences, count, &fence(199)),
+            Some((99 * FENCE_EVERY, count))
+        );
+        // Below the first fence: no entry can hold it.
+        assert_eq!(stretch(&fences[1..], count, &fence(1)), None);
     }
 
     #[test]
