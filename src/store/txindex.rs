@@ -611,6 +611,25 @@ mod tests {
         assert_eq!(stretch(&fences[1..], count, &fence(1)), None);
     }
 
+    /// A run that cannot be written is a full disk when the disk says so
+    /// (`/dev/full` refuses every write with "no space"), else a storage
+    /// error naming the file; a file begun is removed.
+    #[test]
+    fn a_run_that_cannot_be_written_is_refused_with_its_cause() {
+        let dir = tempfile::tempdir().expect("dir");
+        let index = TxIndex::empty(dir.path());
+        let path = dir.path().join(file_name(0));
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let err = index.stage(vec![(key(1), 1)]).err().expect("refused");
+        assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+        assert!(run_files(dir.path()).is_empty(), "the file begun is removed");
+        std::fs::create_dir(&path).expect("a directory in the way");
+        let err = index.stage(vec![(key(1), 1)]).err().expect("refused");
+        assert!(matches!(err, StoreError::Sled(_)), "{err}");
+        assert!(err.to_string().contains(&file_name(0)), "{err}");
+        assert!(index.lookup(&key(1)).expect("lookup").is_empty());
+    }
+
     #[test]
     fn the_run_list_encodes_and_is_checked() {
         let list = vec![
