@@ -775,6 +775,15 @@ fn a_format_5_store_has_its_transaction_index_moved_out_of_sled() {
         Some(&6u32.to_le_bytes()[..])
     );
     assert!(db.get(b"meta/txruns").expect("read").is_some());
+    // A format 6 store without its run list is damaged, not upgraded.
+    db.remove(b"meta/txruns").expect("remove");
+    db.flush().expect("flush");
+    drop(db);
+    let error = open_released(&path).err().expect("refused");
+    assert!(
+        matches!(&error, pouwd::store::StoreError::Corrupt(why) if why.contains("run list")),
+        "{error}"
+    );
 }
 
 // ------------------------------------------------------------ the node's pool

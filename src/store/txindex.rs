@@ -622,7 +622,10 @@ mod tests {
         std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
         let err = index.stage(vec![(key(1), 1)]).err().expect("refused");
         assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
-        assert!(run_files(dir.path()).is_empty(), "the file begun is removed");
+        assert!(
+            run_files(dir.path()).is_empty(),
+            "the file begun is removed"
+        );
         std::fs::create_dir(&path).expect("a directory in the way");
         let err = index.stage(vec![(key(1), 1)]).err().expect("refused");
         assert!(matches!(err, StoreError::Sled(_)), "{err}");
