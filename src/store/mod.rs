@@ -1217,9 +1217,15 @@ impl Store {
             overlay.put(KEY_TX_RUNS.to_vec(), txindex::encode_list(&staged.list));
             Some(staged)
         };
+        self.commit(overlay.into_batch(), run)
+    }
+
+    /// Apply sled's `batch` and flush it; then look up through the index
+    /// run it lists, or delete that run when the batch failed.
+    fn commit(&self, batch: sled::Batch, run: Option<txindex::Staged>) -> Result<(), StoreError> {
         let written = self
             .db
-            .apply_batch(overlay.into_batch())
+            .apply_batch(batch)
             .and_then(|()| self.db.flush().map(drop));
         match (written, run) {
             (Ok(()), Some(run)) => self.txindex.commit(run),
@@ -1262,21 +1268,7 @@ impl Store {
             Some(staged)
         };
         batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
-        let written = self
-            .db
-            .apply_batch(batch)
-            .and_then(|()| self.db.flush().map(drop));
-        match (written, staged) {
-            (Ok(()), Some(staged)) => self.txindex.commit(staged),
-            (Ok(()), None) => {}
-            (Err(e), staged) => {
-                if let Some(staged) = staged {
-                    self.txindex.abort(staged);
-                }
-                return Err(self.failed_with(e.into()));
-            }
-        }
-        Ok(())
+        self.commit(batch, staged).map_err(|e| self.failed_with(e))
     }
 
     /// Record a failed write (the first one counts) and give its error.
