@@ -713,8 +713,24 @@ fn the_block_file_is_cut_back_to_the_stored_blocks_and_never_short() {
     }
     let file = path.join("blocks");
     let stored = std::fs::metadata(&file).expect("the block file").len();
-    let expected: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
-    assert_eq!(stored, expected, "the block file holds each block once");
+    // Each block's bytes once, each followed by its record (a 2-byte
+    // length, then a few hundred bytes).
+    let contents = std::fs::read(&file).expect("the block file");
+    let mut at = 0;
+    for block in &blocks {
+        let bytes = block.to_bytes();
+        assert_eq!(
+            &contents[at..at + bytes.len()],
+            &bytes[..],
+            "block {}",
+            block.height()
+        );
+        at += bytes.len();
+        let record = u16::from_le_bytes([contents[at], contents[at + 1]]) as usize;
+        assert!((100..510).contains(&record), "a record of {record} bytes");
+        at += 2 + record;
+    }
+    assert_eq!(at as u64, stored, "the block file holds each block once");
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -1146,4 +1162,82 @@ pub(crate) fn sled_released(path: &std::path::Path) -> sled::Db {
             Err(e) => panic!("open the sled tree: {e}"),
         }
     }
+}
+
+/// A store of format 6, made by the pouwd before format 7 (a regtest node
+/// mined to height 40, then exported to `store-format-6.pouw`), kept each
+/// block's record (`b/`) and the work-hash index (`w/`) in sled. Opening
+/// it moves both into the block file and the block index, in one batch
+/// that sets format 7, and every block, its metadata and its work hash
+/// are found as before.
+#[test]
+fn a_format_6_store_has_its_records_and_work_index_moved_out_of_sled() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    std::fs::create_dir_all(&path).expect("store dir");
+    for name in ["blocks", "conf", "db"] {
+        std::fs::copy(fixture.join("store-format-6").join(name), path.join(name))
+            .expect("copy the format 6 store");
+    }
+    let work: Vec<(Hash32, Hash32)> = {
+        let db = sled_released(&path);
+        assert_eq!(
+            db.get(b"meta/format").expect("read").as_deref(),
+            Some(&6u32.to_le_bytes()[..])
+        );
+        db.scan_prefix(b"w/")
+            .map(|item| {
+                let (key, id) = item.expect("read");
+                (
+                    Hash32(key[2..].try_into().expect("32 bytes")),
+                    Hash32(id.as_ref().try_into().expect("32 bytes")),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(work.len(), 40);
+    let export = std::fs::read(fixture.join("store-format-6.pouw")).expect("the export");
+    let (_, mut stream) = pouwd::node::export::StreamReader::open(&export[..]).expect("stream");
+    let mut blocks = Vec::new();
+    while let Some(bytes) = stream.next_block().expect("a block") {
+        blocks.push(bytes);
+    }
+    assert_eq!(blocks.len(), 40);
+    let check = |store: &Store| {
+        assert_eq!(store.tip().expect("tip").height, 40);
+        let mut parent = store.genesis_hash();
+        for (i, bytes) in blocks.iter().enumerate() {
+            let height = i as u64 + 1;
+            let id = Block::from_bytes(bytes, &pouwd::chain::Limits::default())
+                .expect("a block")
+                .id();
+            assert_eq!(store.hash_at(height).expect("read"), Some(id));
+            assert!(store.contains(&id).expect("read"));
+            assert_eq!(store.block_bytes(&id).expect("read").as_ref(), Some(bytes));
+            let meta = store.meta(&id).expect("read").expect("its metadata");
+            assert_eq!((meta.height, meta.parent), (height, parent));
+            parent = id;
+        }
+        for (work_hash, id) in &work {
+            assert_eq!(store.work_owner(work_hash).expect("read"), Some(*id));
+        }
+        let unknown = Hash32([5; 32]);
+        assert!(!store.contains(&unknown).expect("read"));
+        assert_eq!(store.work_owner(&unknown).expect("read"), None);
+    };
+    check(&open_released(&path).expect("a format 6 store opens"));
+    {
+        let db = sled_released(&path);
+        assert_eq!(db.scan_prefix(b"b/").count(), 0, "the b/ keys are gone");
+        assert_eq!(db.scan_prefix(b"w/").count(), 0, "the w/ keys are gone");
+        assert_eq!(
+            db.get(b"meta/format").expect("read").as_deref(),
+            Some(&FORMAT_VERSION.to_le_bytes()[..])
+        );
+        assert_eq!(FORMAT_VERSION, 7);
+        assert!(db.get(b"meta/blockruns").expect("read").is_some());
+    }
+    // Opened again, as format 7 now, it answers the same.
+    check(&open_released(&path).expect("the upgraded store opens"));
 }

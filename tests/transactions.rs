@@ -772,7 +772,7 @@ fn a_format_5_store_has_its_transaction_index_moved_out_of_sled() {
     assert_eq!(db.scan_prefix(b"t/").count(), 0, "the t/ keys are gone");
     assert_eq!(
         db.get(b"meta/format").expect("read").as_deref(),
-        Some(&6u32.to_le_bytes()[..])
+        Some(&7u32.to_le_bytes()[..])
     );
     assert!(db.get(b"meta/txruns").expect("read").is_some());
     // A format 6 store without its run list is damaged, not upgraded.

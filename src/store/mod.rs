@@ -1,13 +1,17 @@
 //! Persistent chain storage in sled.
 //!
-//! One sled tree holds everything, under key prefixes (schema/storage.md):
-//! one record per block (the little its header does not say, then its
-//! bytes), the best-chain height index with each block's undo record, the
-//! work-hash index, the ledger's accounts and jobs, the transaction index
-//! and a few meta keys (format version, chain parameters, tip). Every change —
-//! new blocks, the tip move, a reorg's rollback and replay, the accounts —
-//! is one atomic sled batch, flushed before the call returns, so a crash
-//! leaves either all of it or none.
+//! Three kinds of files (schema/storage.md). The block file holds every
+//! stored block's bytes, each followed by its record (the little its
+//! header does not say). Sorted run files ([`runs`]) hold two indexes that
+//! would cost a random sled key per entry: block id and work hash → record,
+//! and transaction id → height. One sled tree holds the rest, under key
+//! prefixes: the best-chain height index with each block's undo record,
+//! the ledger's accounts and jobs, and a few meta keys (format version,
+//! chain parameters, tip, the block file's length, the live runs). Every
+//! change — new blocks, the tip move, a reorg's rollback and replay, the
+//! accounts — is one atomic sled batch, flushed before the call returns,
+//! written after the file bytes it commits were synced, so a crash leaves
+//! either all of it or none.
 //!
 //! The store accepts only [`CheckedBlock`]s; it never validates anything
 //! itself and never decides fork choice beyond calling `consensus::is_better`.
@@ -21,18 +25,18 @@ use crate::ledger::{
 use crate::tx::{Account, CheckedTx, JobSpec, TxKind};
 use primitive_types::U256;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 use thiserror::Error;
 
-mod txindex;
-use txindex::TxIndex;
+mod runs;
+use runs::RunIndex;
 
 /// Version of the layout below. Versions 1 and 2 hold protocol 1 chains,
 /// which this node cannot read; a store of another version is refused.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The most memory sled's page cache may hold. sled's default (1 GiB) let
 /// a node's memory grow with its chain; the store's reads are the last
@@ -44,23 +48,19 @@ const KEY_PARAMS: &[u8] = b"meta/params";
 const KEY_TIP: &[u8] = b"meta/tip";
 /// How many bytes of the block file hold stored blocks.
 const KEY_BLOCKS_LEN: &[u8] = b"meta/blocks";
-/// The transaction index's live run files ([`txindex`]).
+/// The transaction index's live run files ([`runs`]).
 const KEY_TX_RUNS: &[u8] = b"meta/txruns";
+/// The block index's live run files.
+const KEY_BLOCK_RUNS: &[u8] = b"meta/blockruns";
 /// The block file, in the store's directory beside sled's files: every
-/// stored block's canonical bytes, one after another.
+/// stored block's canonical bytes, each followed by its record.
 const BLOCK_FILE: &str = "blocks";
 
 fn key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
     [prefix, id].concat()
 }
-fn block_key(hash: &Hash32) -> Vec<u8> {
-    key(b"b/", &hash.0)
-}
 fn height_key(height: u64) -> Vec<u8> {
     key(b"h/", &height.to_be_bytes())
-}
-fn work_key(work_hash: &Hash32) -> Vec<u8> {
-    key(b"w/", &work_hash.0)
 }
 fn account_key(id: &Hash32) -> Vec<u8> {
     key(b"a/", &id.0)
@@ -78,10 +78,15 @@ const KEY_SCHEDULE: &[u8] = b"meta/schedule";
 /// first 16 bytes of the id → `u64be` height. Opening such a store moves
 /// it into run files.
 const OLD_TX_PREFIX: &[u8] = b"t/";
-/// The transaction index keeps the first 16 bytes of an id; a lookup
-/// confirms the whole id in the block an entry names.
-fn tx_index_key(id: &Hash32) -> txindex::Key {
-    id.0[..txindex::KEY_LEN].try_into().expect("16 bytes")
+/// Format 6 kept each block's record in sled under `b/` and its id, and
+/// the work-hash index under `w/` and the work hash (→ block id). Opening
+/// such a store moves them into the block file and the block index.
+const OLD_BLOCK_PREFIX: &[u8] = b"b/";
+const OLD_WORK_PREFIX: &[u8] = b"w/";
+/// The indexes keep the first 16 bytes of a hash; a lookup confirms the
+/// whole hash in the block or record an entry names.
+fn index_key(hash: &Hash32) -> runs::Key {
+    hash.0[..runs::KEY_LEN].try_into().expect("16 bytes")
 }
 
 #[derive(Debug, Error)]
@@ -234,7 +239,10 @@ pub struct Store {
     /// Genesis has no record: its metadata follows from the parameters.
     genesis_meta: BlockMeta,
     /// Which best-chain height holds each transaction.
-    txindex: TxIndex,
+    txindex: RunIndex,
+    /// Where each block's record is in the block file, by block id and by
+    /// work hash.
+    blockindex: RunIndex,
     /// The first write that failed. sled applies a batch key by key in
     /// memory, so a batch that fails half-way (a full disk) can leave a
     /// tip without its block there: after a failed write, every call
@@ -350,6 +358,77 @@ impl BlockFile {
             .map_err(|e| corrupt_record(id, format!("reading the block file: {e}")))?;
         Ok(bytes)
     }
+
+    /// The record that starts at `offset` (an index entry's value).
+    fn read_record(&self, offset: u64) -> Result<FileRecord, StoreError> {
+        let corrupt = |why: String| {
+            StoreError::Corrupt(format!("the block file's record at offset {offset}: {why}"))
+        };
+        let mut buf = [0u8; MAX_RECORD];
+        let mut got = 0;
+        while got < buf.len() {
+            match self.file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(corrupt(e.to_string())),
+            }
+        }
+        let len = match buf[..got] {
+            [a, b, ..] => usize::from(u16::from_le_bytes([a, b])),
+            _ => return Err(corrupt("past the end of the file".into())),
+        };
+        let bytes = buf
+            .get(2..2 + len)
+            .filter(|_| 2 + len <= got)
+            .ok_or_else(|| corrupt(format!("a length of {len} bytes runs past its end")))?;
+        postcard::from_bytes(bytes).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+/// The most bytes a record takes in the block file, its length included.
+/// A record is about 300 bytes at most; reading this many at once reads it
+/// whole in one call.
+const MAX_RECORD: usize = 512;
+
+/// A block's record in the block file, right after the block's bytes: its
+/// id and work hash, which the block index's entries are confirmed
+/// against, and its [`BlockRecord`]. Stored as `u16le` length, then
+/// postcard.
+#[derive(Deserialize)]
+struct FileRecord {
+    id: Hash32,
+    work_hash: Hash32,
+    block: BlockRecord,
+}
+
+/// [`FileRecord`] as it is written.
+#[derive(Serialize)]
+struct FileRecordRef<'a> {
+    id: &'a Hash32,
+    work_hash: &'a Hash32,
+    block: &'a BlockRecord,
+}
+
+/// Append a block's record to `out`.
+fn write_record(
+    out: &mut Vec<u8>,
+    id: &Hash32,
+    work_hash: &Hash32,
+    block: &BlockRecord,
+) -> Result<(), StoreError> {
+    let bytes = encoding::encode(&FileRecordRef {
+        id,
+        work_hash,
+        block,
+    });
+    let len = u16::try_from(bytes.len())
+        .ok()
+        .filter(|&len| usize::from(len) + 2 <= MAX_RECORD)
+        .ok_or_else(|| corrupt_record(id, format!("{} bytes", bytes.len())))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&bytes);
+    Ok(())
 }
 
 /// Pending writes over the tree: reads see them, and they become one batch.
@@ -360,8 +439,13 @@ struct Overlay<'a> {
     /// Where the staged blocks' bytes go in the block file, and the bytes.
     base: u64,
     appended: Vec<u8>,
+    /// The records of the blocks staged.
+    staged: HashMap<Hash32, BlockRecord>,
     /// The transaction index entries of the blocks connected.
-    tx_entries: Vec<(txindex::Key, u64)>,
+    tx_entries: Vec<(runs::Key, u64)>,
+    /// The block index entries of the blocks staged: their ids and work
+    /// hashes, each with the offset of the block's record.
+    block_entries: Vec<(runs::Key, u64)>,
 }
 
 /// A value read through an [`Overlay`]: staged or stored, never copied.
@@ -497,9 +581,9 @@ fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Res
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// A block's record (`b/`): where its bytes are in the block file, and
-/// its metadata in few bytes.
-#[derive(Serialize, Deserialize)]
+/// A block's record: where its bytes are in the block file, and its
+/// metadata in few bytes. (Format 6 kept it in sled, under `b/`.)
+#[derive(Clone, Serialize, Deserialize)]
 struct BlockRecord {
     /// Offset and length of the block's canonical bytes in the block file.
     offset: u64,
@@ -687,6 +771,7 @@ impl Store {
         batch.insert(KEY_PARAMS, params.to_json().as_bytes());
         batch.insert(KEY_BLOCKS_LEN, &0u64.to_le_bytes());
         batch.insert(KEY_TX_RUNS, &[]);
+        batch.insert(KEY_BLOCK_RUNS, &[]);
         batch.insert(height_key(0), &genesis.0);
         batch.insert(KEY_TIP, &genesis.0);
         // The format key goes last in the same atomic batch: its presence
@@ -702,7 +787,8 @@ impl Store {
             copy: None,
             failed: std::sync::OnceLock::new(),
             genesis_meta: genesis_meta(params, genesis),
-            txindex: TxIndex::empty(path),
+            txindex: RunIndex::empty(path, runs::TRANSACTIONS),
+            blockindex: RunIndex::empty(path, runs::BLOCKS),
         })
     }
 
@@ -771,9 +857,20 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("no length of the block file".into()))?;
         let blocks = BlockFile::open(path, blocks_len)?;
         let txindex = match db.get(KEY_TX_RUNS)? {
-            Some(list) => TxIndex::open(path, &txindex::decode_list(&list)?)?,
-            None if format == 5 => TxIndex::open(path, &[])?,
+            Some(list) => RunIndex::open(
+                path,
+                runs::TRANSACTIONS,
+                &runs::decode_list(runs::TRANSACTIONS, &list)?,
+            )?,
+            None if format == 5 => RunIndex::open(path, runs::TRANSACTIONS, &[])?,
             None => return Err(StoreError::Corrupt("no transaction index run list".into())),
+        };
+        let blockindex = match db.get(KEY_BLOCK_RUNS)? {
+            Some(list) => {
+                RunIndex::open(path, runs::BLOCKS, &runs::decode_list(runs::BLOCKS, &list)?)?
+            }
+            None if format < 7 => RunIndex::open(path, runs::BLOCKS, &[])?,
+            None => return Err(StoreError::Corrupt("no block index run list".into())),
         };
         let store = Store {
             db,
@@ -784,9 +881,13 @@ impl Store {
             copy: None,
             failed: std::sync::OnceLock::new(),
             txindex,
+            blockindex,
         };
         if format == 5 {
             store.upgrade_from_5()?;
+        }
+        if format < 7 {
+            store.upgrade_from_6()?;
         }
         Ok(store)
     }
@@ -878,7 +979,7 @@ impl Store {
         overlay.put(height_key(meta.height), height_entry(hash, &undo));
         overlay
             .tx_entries
-            .extend(txs.iter().map(|tx| (tx_index_key(&tx.id()), meta.height)));
+            .extend(txs.iter().map(|tx| (index_key(&tx.id()), meta.height)));
         Ok(())
     }
 
@@ -926,23 +1027,58 @@ impl Store {
         if *hash == self.genesis {
             return Ok(Some(self.genesis_meta.clone()));
         }
-        overlay
-            .get(&block_key(hash))?
-            .map(|record| BlockRecord::decode(hash, &record)?.meta(hash))
+        if let Some(record) = overlay.staged.get(hash) {
+            return record.meta(hash).map(Some);
+        }
+        self.stored_record(hash, |r| r.id == *hash)?
+            .map(|r| r.block.meta(hash))
             .transpose()
+    }
+
+    /// The record of block `hash` as `overlay` sees it: staged there, or
+    /// stored. `None` for genesis (it has none) and unknown blocks.
+    fn record_in(
+        &self,
+        overlay: &Overlay,
+        hash: &Hash32,
+    ) -> Result<Option<BlockRecord>, StoreError> {
+        if let Some(record) = overlay.staged.get(hash) {
+            return Ok(Some(record.clone()));
+        }
+        Ok(self
+            .stored_record(hash, |r| r.id == *hash)?
+            .map(|r| r.block))
+    }
+
+    /// The stored record that an entry of the block index for `key` (a
+    /// block id or a work hash) names and `is` accepts.
+    fn stored_record(
+        &self,
+        key: &Hash32,
+        is: impl Fn(&FileRecord) -> bool,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let mut found = None;
+        self.blockindex.find_first(&index_key(key), |offset| {
+            let record = self.blocks.read_record(offset)?;
+            let accepted = is(&record);
+            if accepted {
+                found = Some(record);
+            }
+            Ok(accepted)
+        })?;
+        Ok(found)
     }
 
     pub fn contains(&self, hash: &Hash32) -> Result<bool, StoreError> {
         self.check_usable()?;
-        Ok(*hash == self.genesis || self.db.contains_key(block_key(hash))?)
+        Ok(*hash == self.genesis || self.stored_record(hash, |r| r.id == *hash)?.is_some())
     }
 
     /// The block's bytes as stored (canonical). `None` for genesis and unknown blocks.
     pub fn block_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         self.check_usable()?;
-        self.db
-            .get(block_key(hash))?
-            .map(|record| self.blocks.read(hash, &BlockRecord::decode(hash, &record)?))
+        self.stored_record(hash, |r| r.id == *hash)?
+            .map(|record| self.blocks.read(hash, &record.block))
             .transpose()
     }
 
@@ -975,10 +1111,9 @@ impl Store {
     /// The block that carries `work_hash`, if any.
     pub fn work_owner(&self, work_hash: &Hash32) -> Result<Option<Hash32>, StoreError> {
         self.check_usable()?;
-        self.db
-            .get(work_key(work_hash))?
-            .map(|b| decode_hash(&b, "work index entry"))
-            .transpose()
+        Ok(self
+            .stored_record(work_hash, |r| r.work_hash == *work_hash)?
+            .map(|r| r.id))
     }
 
     /// Final model of a block: its body's parameters, or zeros for genesis.
@@ -1009,7 +1144,7 @@ impl Store {
     /// another id with the same first 16 bytes.
     pub fn tx_location(&self, id: &Hash32) -> Result<Option<(u64, Hash32)>, StoreError> {
         self.check_usable()?;
-        let mut heights = self.txindex.lookup(&tx_index_key(id))?;
+        let mut heights = self.txindex.lookup(&index_key(id))?;
         heights.sort_unstable_by(|a, b| b.cmp(a));
         heights.dedup();
         for height in heights {
@@ -1101,7 +1236,9 @@ impl Store {
             writes: BTreeMap::new(),
             base: u64::MAX,
             appended: Vec::new(),
+            staged: HashMap::new(),
             tx_entries: Vec::new(),
+            block_entries: Vec::new(),
         }
     }
 
@@ -1181,13 +1318,16 @@ impl Store {
             writes: BTreeMap::new(),
             base: *committed,
             appended: Vec::new(),
+            staged: HashMap::new(),
             tx_entries: Vec::new(),
+            block_entries: Vec::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
         for (at, checked) in blocks.iter().enumerate() {
             outcomes.push(self.stage(&mut overlay, checked).map_err(|e| (at, e))?);
         }
-        if overlay.writes.is_empty() {
+        if overlay.appended.is_empty() {
+            // Every block was known already: nothing changed.
             return Ok(outcomes);
         }
         let end = overlay.base + overlay.appended.len() as u64;
@@ -1198,8 +1338,8 @@ impl Store {
     }
 
     /// Write what `overlay` staged: the block file's new bytes, synced,
-    /// and the transaction index's new run, synced; then sled's batch with
-    /// the file's new length `end` and the new run list, flushed.
+    /// and the indexes' new runs, synced; then sled's batch with the
+    /// file's new length `end` and the new run lists, flushed.
     fn write_staged(&self, mut overlay: Overlay, end: u64) -> Result<(), StoreError> {
         if !overlay.appended.is_empty() {
             let file = &self.blocks.file;
@@ -1208,36 +1348,59 @@ impl Store {
                 .map_err(block_file_error)?;
             overlay.put(KEY_BLOCKS_LEN.to_vec(), end.to_le_bytes().to_vec());
         }
-        let run = if overlay.tx_entries.is_empty() {
-            None
-        } else {
-            let staged = self
-                .txindex
-                .stage(std::mem::take(&mut overlay.tx_entries))?;
-            overlay.put(KEY_TX_RUNS.to_vec(), txindex::encode_list(&staged.list));
-            Some(staged)
-        };
-        self.commit(overlay.into_batch(), run)
+        let mut staged = Vec::new();
+        let indexes = [
+            (
+                &self.txindex,
+                KEY_TX_RUNS,
+                std::mem::take(&mut overlay.tx_entries),
+            ),
+            (
+                &self.blockindex,
+                KEY_BLOCK_RUNS,
+                std::mem::take(&mut overlay.block_entries),
+            ),
+        ];
+        for (index, key, entries) in indexes {
+            if entries.is_empty() {
+                continue;
+            }
+            match index.stage(entries) {
+                Ok(run) => {
+                    overlay.put(key.to_vec(), runs::encode_list(&run.list));
+                    staged.push((index, run));
+                }
+                Err(e) => {
+                    for (index, run) in staged {
+                        index.abort(run);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.commit(overlay.into_batch(), staged)
     }
 
-    /// Apply sled's `batch` and flush it; then look up through the index
-    /// run it lists, or delete that run when the batch failed.
-    fn commit(&self, batch: sled::Batch, run: Option<txindex::Staged>) -> Result<(), StoreError> {
+    /// Look up through the index runs `staged` from now on, then apply
+    /// sled's `batch`, which lists them, and flush it. When the batch
+    /// fails, the runs are dropped and the ones before them answer again.
+    fn commit(
+        &self,
+        batch: sled::Batch,
+        staged: Vec<(&RunIndex, runs::Staged)>,
+    ) -> Result<(), StoreError> {
+        let published: Vec<_> = staged
+            .into_iter()
+            .map(|(index, run)| (index, index.publish(run)))
+            .collect();
         let written = self
             .db
             .apply_batch(batch)
             .and_then(|()| self.db.flush().map(drop));
-        match (written, run) {
-            (Ok(()), Some(run)) => self.txindex.commit(run),
-            (Ok(()), None) => {}
-            (Err(e), run) => {
-                if let Some(run) = run {
-                    self.txindex.abort(run);
-                }
-                return Err(e.into());
-            }
+        for (index, run) in published {
+            index.settle(run, written.is_ok());
         }
-        Ok(())
+        written.map_err(StoreError::from)
     }
 
     /// Move a format 5 store's transaction index out of sled into a run
@@ -1247,7 +1410,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         for item in self.db.scan_prefix(OLD_TX_PREFIX) {
             let (key, value) = item?;
-            let id: txindex::Key = key
+            let id: runs::Key = key
                 .get(OLD_TX_PREFIX.len()..)
                 .and_then(|k| k.try_into().ok())
                 .ok_or_else(|| {
@@ -1259,16 +1422,72 @@ impl Store {
             entries.push((id, height));
             batch.remove(key);
         }
-        let staged = if entries.is_empty() {
+        let mut staged = Vec::new();
+        if entries.is_empty() {
             batch.insert(KEY_TX_RUNS, &[]);
-            None
         } else {
-            let staged = self.txindex.stage(entries)?;
-            batch.insert(KEY_TX_RUNS, txindex::encode_list(&staged.list));
-            Some(staged)
-        };
-        batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
+            let run = self.txindex.stage(entries)?;
+            batch.insert(KEY_TX_RUNS, runs::encode_list(&run.list));
+            staged.push((&self.txindex, run));
+        }
+        batch.insert(KEY_FORMAT, &6u32.to_le_bytes());
         self.commit(batch, staged).map_err(|e| self.failed_with(e))
+    }
+
+    /// Move a format 6 store's block records (`b/`) and work-hash index
+    /// (`w/`) out of sled: each record, with its block's id and work hash,
+    /// is appended to the block file, the block index gets one run of
+    /// their entries, and one batch removes the keys and sets format 7.
+    fn upgrade_from_6(&self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut work = HashMap::new();
+        for item in self.db.scan_prefix(OLD_WORK_PREFIX) {
+            let (key, value) = item?;
+            let work_hash = decode_hash(&key[OLD_WORK_PREFIX.len()..], "a format 6 work key")?;
+            work.insert(decode_hash(&value, "a format 6 work entry")?, work_hash);
+            batch.remove(key);
+        }
+        let mut committed = self
+            .blocks
+            .len
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut appended = Vec::new();
+        let mut entries = Vec::new();
+        for item in self.db.scan_prefix(OLD_BLOCK_PREFIX) {
+            let (key, value) = item?;
+            let id = decode_hash(&key[OLD_BLOCK_PREFIX.len()..], "a format 6 block key")?;
+            let record = BlockRecord::decode(&id, &value)?;
+            let work_hash = work
+                .get(&id)
+                .ok_or_else(|| corrupt_record(&id, "no work-hash index entry names it"))?;
+            let at = *committed + appended.len() as u64;
+            write_record(&mut appended, &id, work_hash, &record)?;
+            entries.push((index_key(&id), at));
+            entries.push((index_key(work_hash), at));
+            batch.remove(key);
+        }
+        let end = *committed + appended.len() as u64;
+        if !appended.is_empty() {
+            let file = &self.blocks.file;
+            file.write_all_at(&appended, *committed)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| self.failed_with(block_file_error(e)))?;
+        }
+        batch.insert(KEY_BLOCKS_LEN, &end.to_le_bytes());
+        let mut staged = Vec::new();
+        if entries.is_empty() {
+            batch.insert(KEY_BLOCK_RUNS, &[]);
+        } else {
+            let run = self.blockindex.stage(entries)?;
+            batch.insert(KEY_BLOCK_RUNS, runs::encode_list(&run.list));
+            staged.push((&self.blockindex, run));
+        }
+        batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
+        self.commit(batch, staged)
+            .map_err(|e| self.failed_with(e))?;
+        *committed = end;
+        Ok(())
     }
 
     /// Record a failed write (the first one counts) and give its error.
@@ -1291,7 +1510,7 @@ impl Store {
 
     fn stage(&self, overlay: &mut Overlay, checked: &CheckedBlock) -> Result<Stored, StoreError> {
         let id = checked.id();
-        if id == self.genesis || overlay.get(&block_key(&id))?.is_some() {
+        if id == self.genesis || self.record_in(overlay, &id)?.is_some() {
             return Ok(Stored::AlreadyKnown);
         }
         let fields = &checked.block().header.fields;
@@ -1321,8 +1540,12 @@ impl Store {
             .map_err(|_| StoreError::Corrupt(format!("block {id} is over 4 GiB")))?;
         overlay.appended.extend_from_slice(&bytes);
         let record = BlockRecord::new(&id, &meta, offset, len);
-        overlay.put(block_key(&id), encoding::encode(&record));
-        overlay.put(work_key(&checked.work_hash()), id.0.to_vec());
+        let at = overlay.base + overlay.appended.len() as u64;
+        let work_hash = checked.work_hash();
+        write_record(&mut overlay.appended, &id, &work_hash, &record)?;
+        overlay.block_entries.push((index_key(&id), at));
+        overlay.block_entries.push((index_key(&work_hash), at));
+        overlay.staged.insert(id, record);
 
         let tip_hash = decode_hash(
             &overlay
@@ -1403,10 +1626,9 @@ impl Store {
 impl Store {
     /// The transactions of a stored block, checked when it was stored.
     fn stored_txs(&self, overlay: &Overlay, hash: &Hash32) -> Result<Vec<CheckedTx>, StoreError> {
-        let record = overlay
-            .get(&block_key(hash))?
+        let record = self
+            .record_in(overlay, hash)?
             .ok_or_else(|| StoreError::Corrupt(format!("block {hash} has no bytes")))?;
-        let record = BlockRecord::decode(hash, &record)?;
         let bytes = match record.offset.checked_sub(overlay.base) {
             // Staged in this batch: not in the file yet.
             Some(at) => {

@@ -1,23 +1,28 @@
-//! The transaction index: the best-chain height of every transaction,
-//! kept in sorted run files beside the block file rather than in sled.
+//! Sorted run files beside the block file: the store's indexes that would
+//! otherwise cost a random sled key per entry.
 //!
-//! sled spends several microseconds of CPU on every key a batch writes;
-//! a key per transaction made it most of what storing a block full of
-//! transfers costs. Here a batch of blocks writes one file: its entries
-//! (the first 16 bytes of each transaction id and the height of the block
-//! that holds it) sorted, merged with the newest runs that hold fewer
-//! than twice its entries, so that every run holds at least twice the
-//! entries of the next newer one: a chain of `n` transactions has at most
-//! `log2(n) + 1` runs, and each entry is rewritten `O(log n)` times. sled's `meta/txruns` key lists the
-//! live runs; it is written in the same batch as the blocks, so the index
-//! and the blocks commit together.
+//! sled spends several microseconds of CPU on every key a batch writes,
+//! and more on the node splits that random keys cause in a growing tree;
+//! a key per transaction, and two per block, made them most of what
+//! storing a block costs. Here a batch of blocks writes one file per index: its
+//! entries (the first 16 bytes of a hash, and a `u64` value) sorted, merged
+//! with the newest runs that hold fewer than twice its entries, so that
+//! every run holds at least twice the entries of the next newer one: an
+//! index of `n` entries has at most `log2(n) + 1` runs, and each entry is
+//! rewritten `O(log n)` times. A sled key of the same batch lists the live
+//! runs, so the index and the blocks commit together.
 //!
-//! Entries are never removed: a block rolled back in a reorg leaves its
-//! entries behind, and a lookup answers a height only after the store has
-//! checked that the best chain's block there holds the whole id. Run
-//! files are written whole and synced before the batch that lists them;
-//! files that no batch lists (a crash between the two, or runs a merge
-//! replaced) are deleted when the store opens. Layout: schema/storage.md.
+//! Two indexes use it ([`Kind`]): the transaction index (a transaction id
+//! to the best-chain height of its block) and the block index (a block id
+//! or a work hash to the offset of the block's record in the block file).
+//! Entries are never removed, and an entry's key is only the first 16
+//! bytes of the hash: the store confirms the whole hash in the block or
+//! record an entry names. Runs of the block index carry a Bloom filter,
+//! so that a lookup of a hash the store does not hold (every new block)
+//! reads no file. Run files are written whole and synced before the batch
+//! that lists them; files that no batch lists (a crash between the two,
+//! or runs a merge replaced) are deleted when the store opens. Layout:
+//! schema/storage.md.
 
 use super::StoreError;
 use std::fs::File;
@@ -26,7 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
-/// The first bytes of a transaction id that the index keeps.
+/// The first bytes of a hash that an index keeps.
 pub(super) const KEY_LEN: usize = 16;
 pub(super) type Key = [u8; KEY_LEN];
 /// One entry: the key, then the height as `u64be`.
@@ -35,10 +40,39 @@ const ENTRY: usize = KEY_LEN + 8;
 /// a lookup reads one stretch of at most this many entries per run.
 const FENCE_EVERY: u64 = 128;
 /// The last bytes of a run: its entry count (`u64le`), then the magic.
-const MAGIC: &[u8; 8] = b"pouwdtxr";
 const FOOTER: u64 = 16;
-/// Run files are `txindex-` and their sequence number in 16 hex digits.
-const PREFIX: &str = "txindex-";
+/// Bloom filter bits per entry, and probes per key: about 0.8 % false
+/// positives.
+const BLOOM_BITS_PER_ENTRY: u64 = 10;
+const BLOOM_PROBES: u64 = 7;
+
+/// One index's run files: their names (the prefix, then the sequence
+/// number in 16 hex digits), their magic, and whether they carry a Bloom
+/// filter.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Kind {
+    pub prefix: &'static str,
+    pub magic: &'static [u8; 8],
+    /// The index's name in errors.
+    pub what: &'static str,
+    pub bloom: bool,
+}
+
+/// Transaction id → best-chain height.
+pub(super) const TRANSACTIONS: Kind = Kind {
+    prefix: "txindex-",
+    magic: b"pouwdtxr",
+    what: "transaction index",
+    bloom: false,
+};
+
+/// Block id or work hash → offset of the block's record in the block file.
+pub(super) const BLOCKS: Kind = Kind {
+    prefix: "blockindex-",
+    magic: b"pouwdbkr",
+    what: "block index",
+    bloom: true,
+};
 
 /// A live run as `meta/txruns` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +81,7 @@ pub(super) struct RunMeta {
     pub count: u64,
 }
 
-/// `meta/txruns`: each live run's `u64le` sequence number and `u64le`
+/// A run list (`meta/txruns`, `meta/blockruns`): each live run's `u64le` sequence number and `u64le`
 /// entry count, oldest (largest) first.
 pub(super) fn encode_list(runs: &[RunMeta]) -> Vec<u8> {
     let mut out = Vec::with_capacity(runs.len() * 16);
@@ -58,10 +92,11 @@ pub(super) fn encode_list(runs: &[RunMeta]) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode_list(bytes: &[u8]) -> Result<Vec<RunMeta>, StoreError> {
+pub(super) fn decode_list(kind: Kind, bytes: &[u8]) -> Result<Vec<RunMeta>, StoreError> {
     if !bytes.len().is_multiple_of(16) {
         return Err(StoreError::Corrupt(format!(
-            "the transaction index's run list is {} bytes, not a multiple of 16",
+            "the {}'s run list is {} bytes, not a multiple of 16",
+            kind.what,
             bytes.len()
         )));
     }
@@ -74,65 +109,96 @@ pub(super) fn decode_list(bytes: &[u8]) -> Result<Vec<RunMeta>, StoreError> {
         .collect())
 }
 
-fn file_name(seq: u64) -> String {
-    format!("{PREFIX}{seq:016x}")
+fn file_name(kind: Kind, seq: u64) -> String {
+    format!("{}{seq:016x}", kind.prefix)
 }
 
 fn fences(count: u64) -> u64 {
     count.div_ceil(FENCE_EVERY)
 }
 
-/// The size of a run file of `count` entries.
-fn file_len(count: u64) -> u64 {
-    count * ENTRY as u64 + fences(count) * KEY_LEN as u64 + FOOTER
+/// The 64-bit words of the Bloom filter of a run of `count` entries.
+fn bloom_words(kind: Kind, count: u64) -> u64 {
+    if kind.bloom {
+        (count * BLOOM_BITS_PER_ENTRY).div_ceil(64).max(1)
+    } else {
+        0
+    }
 }
 
-fn io_error(what: &Path, e: std::io::Error) -> StoreError {
+/// The size of a run file of `count` entries.
+fn file_len(kind: Kind, count: u64) -> u64 {
+    count * ENTRY as u64 + fences(count) * KEY_LEN as u64 + bloom_words(kind, count) * 8 + FOOTER
+}
+
+/// The bits a key sets in a Bloom filter of `bits` bits. Keys are the
+/// first bytes of hashes, but a block id may start with zero bytes: the
+/// two halves are mixed before use.
+fn bloom_bits(key: &Key, bits: u64) -> impl Iterator<Item = u64> {
+    let lo = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
+    let h1 = mix(lo ^ hi.rotate_left(32));
+    let h2 = mix(h1 ^ hi) | 1;
+    (0..BLOOM_PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+}
+
+/// splitmix64's finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn io_error(kind: Kind, what: &Path, e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::StorageFull {
         StoreError::DiskFull {
             detail: e.to_string(),
         }
     } else {
-        StoreError::Sled(format!("transaction index {}: {e}", what.display()))
+        StoreError::Sled(format!("{} {}: {e}", kind.what, what.display()))
     }
 }
 
 struct Run {
+    kind: Kind,
     meta: RunMeta,
     path: PathBuf,
     file: File,
     /// Read on the first lookup.
     fences: OnceLock<Result<Vec<Key>, String>>,
+    bloom: OnceLock<Result<Vec<u64>, String>>,
 }
 
 impl Run {
-    fn open(dir: &Path, meta: RunMeta) -> Result<Run, StoreError> {
-        let path = dir.join(file_name(meta.seq));
+    fn open(dir: &Path, kind: Kind, meta: RunMeta) -> Result<Run, StoreError> {
+        let path = dir.join(file_name(kind, meta.seq));
         let corrupt = |why: String| {
-            StoreError::Corrupt(format!("transaction index run {}: {why}", path.display()))
+            StoreError::Corrupt(format!("{} run {}: {why}", kind.what, path.display()))
         };
         let file = File::open(&path).map_err(|e| corrupt(e.to_string()))?;
         let size = file.metadata().map_err(|e| corrupt(e.to_string()))?.len();
-        if size != file_len(meta.count) {
+        if size != file_len(kind, meta.count) {
             return Err(corrupt(format!(
                 "{size} bytes, but {} entries take {}",
                 meta.count,
-                file_len(meta.count)
+                file_len(kind, meta.count)
             )));
         }
         let mut footer = [0u8; FOOTER as usize];
         file.read_exact_at(&mut footer, size - FOOTER)
             .map_err(|e| corrupt(e.to_string()))?;
-        if &footer[8..] != MAGIC
+        if &footer[8..] != kind.magic
             || u64::from_le_bytes(footer[..8].try_into().expect("8 bytes")) != meta.count
         {
             return Err(corrupt("its footer does not match the run list".into()));
         }
         Ok(Run {
+            kind,
             meta,
             path,
             file,
             fences: OnceLock::new(),
+            bloom: OnceLock::new(),
         })
     }
 
@@ -153,8 +219,37 @@ impl Run {
             .map_err(|e| format!("{}: {e}", self.path.display()))
     }
 
-    /// Push the heights of the entries with `key` onto `out`.
+    /// Whether the run may hold `key`: false only when its Bloom filter
+    /// says it does not.
+    fn may_hold(&self, key: &Key) -> Result<bool, String> {
+        if !self.kind.bloom {
+            return Ok(true);
+        }
+        let words = self
+            .bloom
+            .get_or_init(|| {
+                let n = bloom_words(self.kind, self.meta.count) as usize;
+                let mut bytes = vec![0u8; n * 8];
+                let at = self.meta.count * ENTRY as u64 + fences(self.meta.count) * KEY_LEN as u64;
+                self.file
+                    .read_exact_at(&mut bytes, at)
+                    .map_err(|e| e.to_string())?;
+                Ok(bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect())
+            })
+            .as_deref()
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let bits = words.len() as u64 * 64;
+        Ok(bloom_bits(key, bits).all(|bit| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0))
+    }
+
+    /// Push the values of the entries with `key` onto `out`.
     fn find(&self, key: &Key, out: &mut Vec<u64>) -> Result<(), String> {
+        if !self.may_hold(key)? {
+            return Ok(());
+        }
         let Some((first, last)) = stretch(self.fences()?, self.meta.count, key) else {
             return Ok(());
         };
@@ -187,11 +282,19 @@ fn stretch(fences: &[Key], count: u64, key: &Key) -> Option<(u64, u64)> {
 }
 
 /// The live runs of one store.
-pub(super) struct TxIndex {
+pub(super) struct RunIndex {
+    kind: Kind,
     dir: PathBuf,
     /// Oldest first. Lookups take a copy of the list, so a batch that
     /// replaces runs never waits for them.
     runs: RwLock<Arc<Vec<Arc<Run>>>>,
+}
+
+/// A run published before its batch is applied ([`RunIndex::publish`]).
+pub(super) struct Published {
+    previous: Arc<Vec<Arc<Run>>>,
+    run: Arc<Run>,
+    merged: usize,
 }
 
 /// A run written for a batch that is not committed yet.
@@ -203,33 +306,35 @@ pub(super) struct Staged {
     merged: usize,
 }
 
-impl TxIndex {
+impl RunIndex {
     /// An index with no runs (a new store).
-    pub fn empty(dir: &Path) -> TxIndex {
-        TxIndex {
+    pub fn empty(dir: &Path, kind: Kind) -> RunIndex {
+        RunIndex {
+            kind,
             dir: dir.to_path_buf(),
             runs: RwLock::new(Arc::new(Vec::new())),
         }
     }
 
     /// Open the runs `list` names; delete run files it does not name.
-    pub fn open(dir: &Path, list: &[RunMeta]) -> Result<TxIndex, StoreError> {
+    pub fn open(dir: &Path, kind: Kind, list: &[RunMeta]) -> Result<RunIndex, StoreError> {
         let runs = list
             .iter()
-            .map(|meta| Run::open(dir, *meta).map(Arc::new))
+            .map(|meta| Run::open(dir, kind, *meta).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let live: std::collections::HashSet<String> =
-            list.iter().map(|m| file_name(m.seq)).collect();
+            list.iter().map(|m| file_name(kind, m.seq)).collect();
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(PREFIX) && !live.contains(&name) {
+                if name.starts_with(kind.prefix) && !live.contains(&name) {
                     // A leftover; failing to delete it changes nothing.
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
         }
-        Ok(TxIndex {
+        Ok(RunIndex {
+            kind,
             dir: dir.to_path_buf(),
             runs: RwLock::new(Arc::new(runs)),
         })
@@ -245,20 +350,43 @@ impl TxIndex {
         self.snapshot().iter().map(|r| r.meta).collect()
     }
 
-    /// Every height an entry gives for `key`, newest run first.
+    /// Every value an entry gives for `key`, newest run first.
     pub fn lookup(&self, key: &Key) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         for run in self.snapshot().iter().rev() {
-            run.find(key, &mut out)
-                .map_err(|e| StoreError::Corrupt(format!("transaction index run {e}")))?;
+            run.find(key, &mut out).map_err(|e| self.corrupt(e))?;
         }
         Ok(out)
+    }
+
+    /// The first value, newest run first, of an entry for `key` that
+    /// `confirm` accepts.
+    pub fn find_first(
+        &self,
+        key: &Key,
+        mut confirm: impl FnMut(u64) -> Result<bool, StoreError>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut values = Vec::new();
+        for run in self.snapshot().iter().rev() {
+            values.clear();
+            run.find(key, &mut values).map_err(|e| self.corrupt(e))?;
+            for &value in &values {
+                if confirm(value)? {
+                    return Ok(Some(value));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn corrupt(&self, e: String) -> StoreError {
+        StoreError::Corrupt(format!("{} run {e}", self.kind.what))
     }
 
     /// Write the run that a batch adding `entries` commits: them, sorted,
     /// merged with each newest run that holds fewer than twice the entries
     /// of the run being built. The file is synced, and its name too, before this
-    /// returns; until [`TxIndex::commit`] nothing lists it.
+    /// returns; until [`RunIndex::commit`] nothing lists it.
     pub fn stage(&self, mut entries: Vec<(Key, u64)>) -> Result<Staged, StoreError> {
         entries.sort_unstable();
         let runs = self.snapshot();
@@ -273,14 +401,14 @@ impl TxIndex {
         }
         let keep = runs.len() - merged;
         let seq = runs.iter().map(|r| r.meta.seq + 1).max().unwrap_or(0);
-        let path = self.dir.join(file_name(seq));
-        let written = write_run(&path, &entries, &runs[keep..], total);
+        let path = self.dir.join(file_name(self.kind, seq));
+        let written = write_run(self.kind, &path, &entries, &runs[keep..], total);
         if let Err(e) = written {
             let _ = std::fs::remove_file(&path);
-            return Err(io_error(&path, e));
+            return Err(io_error(self.kind, &path, e));
         }
         let meta = RunMeta { seq, count: total };
-        let run = Run::open(&self.dir, meta)?;
+        let run = Run::open(&self.dir, self.kind, meta)?;
         let mut list: Vec<RunMeta> = runs[..keep].iter().map(|r| r.meta).collect();
         list.push(meta);
         Ok(Staged {
@@ -290,20 +418,44 @@ impl TxIndex {
         })
     }
 
-    /// The batch that lists `staged` is committed: look up through it,
-    /// and delete the runs it replaced.
-    pub fn commit(&self, staged: Staged) {
+    /// Look up through `staged` from now on, before the batch that lists
+    /// it is applied: a reader that sees the batch's new tip must find its
+    /// blocks. The runs it replaces stay on disk until [`RunIndex::settle`].
+    pub fn publish(&self, staged: Staged) -> Published {
         let mut runs = self.runs.write().unwrap_or_else(|e| e.into_inner());
+        let previous = Arc::clone(&runs);
         let keep = runs.len() - staged.merged;
-        let replaced: Vec<PathBuf> = runs[keep..].iter().map(|r| r.path.clone()).collect();
         let mut next: Vec<Arc<Run>> = runs[..keep].to_vec();
-        next.push(staged.run);
+        next.push(Arc::clone(&staged.run));
         *runs = Arc::new(next);
-        drop(runs);
-        for path in replaced {
-            // Unlisted now; a file left by a failed delete goes at the next open.
-            let _ = std::fs::remove_file(path);
+        Published {
+            previous,
+            run: staged.run,
+            merged: staged.merged,
         }
+    }
+
+    /// The batch that lists a published run was applied (`committed`):
+    /// delete the runs it replaced. Or it failed: look up through the runs
+    /// before it again, and delete it.
+    pub fn settle(&self, published: Published, committed: bool) {
+        if committed {
+            let keep = published.previous.len() - published.merged;
+            for run in &published.previous[keep..] {
+                // Unlisted now; a file left by a failed delete goes at the next open.
+                let _ = std::fs::remove_file(&run.path);
+            }
+        } else {
+            *self.runs.write().unwrap_or_else(|e| e.into_inner()) = published.previous;
+            let _ = std::fs::remove_file(&published.run.path);
+        }
+    }
+
+    /// [`RunIndex::publish`], then [`RunIndex::settle`] as committed.
+    #[cfg(test)]
+    pub fn commit(&self, staged: Staged) {
+        let published = self.publish(staged);
+        self.settle(published, true);
     }
 
     /// The batch that would have listed `staged` failed: its file goes.
@@ -314,6 +466,7 @@ impl TxIndex {
 
 /// Write a run of `total` entries: `entries` (sorted) merged with `runs`.
 fn write_run(
+    kind: Kind,
     path: &Path,
     entries: &[(Key, u64)],
     runs: &[Arc<Run>],
@@ -334,6 +487,8 @@ fn write_run(
     }
     sources.push(Source::Memory { entries, at: 0 });
     let mut fences = Vec::with_capacity(fences(total) as usize);
+    let mut bloom = vec![0u64; bloom_words(kind, total) as usize];
+    let bloom_len = bloom.len() as u64 * 64;
     let mut written = 0u64;
     loop {
         let mut best: Option<(usize, (Key, u64))> = None;
@@ -350,6 +505,11 @@ fn write_run(
         if written.is_multiple_of(FENCE_EVERY) {
             fences.push(key);
         }
+        if kind.bloom {
+            for bit in bloom_bits(&key, bloom_len) {
+                bloom[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
         out.write_all(&key)?;
         out.write_all(&height.to_be_bytes())?;
         written += 1;
@@ -363,8 +523,11 @@ fn write_run(
     for fence in &fences {
         out.write_all(fence)?;
     }
+    for word in &bloom {
+        out.write_all(&word.to_le_bytes())?;
+    }
     out.write_all(&total.to_le_bytes())?;
-    out.write_all(MAGIC)?;
+    out.write_all(kind.magic)?;
     out.flush()?;
     drop(out);
     file.sync_all()?;
@@ -423,7 +586,7 @@ mod tests {
         hash.as_bytes()[..KEY_LEN].try_into().expect("16 bytes")
     }
 
-    fn add(index: &TxIndex, entries: Vec<(Key, u64)>) -> Vec<RunMeta> {
+    fn add(index: &RunIndex, entries: Vec<(Key, u64)>) -> Vec<RunMeta> {
         let staged = index.stage(entries).expect("stage");
         let list = staged.list.clone();
         index.commit(staged);
@@ -435,7 +598,7 @@ mod tests {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(PREFIX))
+            .filter(|n| n.starts_with(TRANSACTIONS.prefix) || n.starts_with(BLOCKS.prefix))
             .collect();
         names.sort();
         names
@@ -443,44 +606,93 @@ mod tests {
 
     #[test]
     fn runs_stay_logarithmic_and_every_entry_is_found() {
-        let dir = tempfile::tempdir().expect("dir");
-        let index = TxIndex::empty(dir.path());
-        let mut n = 0u64;
-        for batch in 0..300u64 {
-            // Batches of 1..=700 entries, some far larger than others.
-            let size = 1 + (batch * 7919) % 700;
-            let entries = (n..n + size).map(|i| (key(i), i / 3)).collect();
-            n += size;
-            let list = add(&index, entries);
-            // Each run holds at least twice the entries of the next newer.
-            for pair in list.windows(2) {
-                assert!(pair[0].count >= 2 * pair[1].count, "{list:?}");
+        for kind in [TRANSACTIONS, BLOCKS] {
+            let dir = tempfile::tempdir().expect("dir");
+            let index = RunIndex::empty(dir.path(), kind);
+            let mut n = 0u64;
+            for batch in 0..300u64 {
+                // Batches of 1..=700 entries, some far larger than others.
+                let size = 1 + (batch * 7919) % 700;
+                let entries = (n..n + size).map(|i| (key(i), i / 3)).collect();
+                n += size;
+                let list = add(&index, entries);
+                // Each run holds at least twice the entries of the next newer.
+                for pair in list.windows(2) {
+                    assert!(pair[0].count >= 2 * pair[1].count, "{list:?}");
+                }
+                assert_eq!(list.iter().map(|r| r.count).sum::<u64>(), n);
+                assert!(list.len() as f64 <= (n as f64).log2() + 1.0, "{list:?}");
+                // Only the listed runs are on disk: the merged ones were deleted.
+                let names: Vec<String> = list.iter().map(|r| file_name(kind, r.seq)).collect();
+                assert_eq!(run_files(dir.path()), names);
             }
-            assert_eq!(list.iter().map(|r| r.count).sum::<u64>(), n);
-            assert!(list.len() as f64 <= (n as f64).log2() + 1.0, "{list:?}");
-            // Only the listed runs are on disk: the merged ones were deleted.
-            let names: Vec<String> = list.iter().map(|r| file_name(r.seq)).collect();
-            assert_eq!(run_files(dir.path()), names);
+            for i in (0..n).step_by(97).chain([0, n - 1]) {
+                assert_eq!(
+                    index.lookup(&key(i)).expect("lookup"),
+                    vec![i / 3],
+                    "entry {i}"
+                );
+            }
+            assert_eq!(index.lookup(&key(n)).expect("lookup"), Vec::<u64>::new());
+            // Reopened from its list, the index answers the same.
+            let reopened = RunIndex::open(dir.path(), kind, &index.list()).expect("open");
+            for i in (0..n).step_by(101) {
+                assert_eq!(reopened.lookup(&key(i)).expect("lookup"), vec![i / 3]);
+                assert_eq!(
+                    reopened
+                        .find_first(&key(i), |v| Ok(v == i / 3))
+                        .expect("lookup"),
+                    Some(i / 3)
+                );
+                // An entry the caller does not confirm is no answer.
+                assert_eq!(
+                    reopened.find_first(&key(i), |_| Ok(false)).expect("lookup"),
+                    None
+                );
+            }
         }
-        for i in (0..n).step_by(97).chain([0, n - 1]) {
-            assert_eq!(
-                index.lookup(&key(i)).expect("lookup"),
-                vec![i / 3],
-                "entry {i}"
-            );
+    }
+
+    #[test]
+    fn a_bloom_filter_answers_for_every_key_it_holds_and_few_others() {
+        let dir = tempfile::tempdir().expect("dir");
+        let index = RunIndex::empty(dir.path(), BLOCKS);
+        // Keys with leading zero bytes, as block ids have: only their
+        // last bytes differ.
+        let zeroed = |i: u64| -> Key {
+            let mut k = key(i);
+            k[..6].fill(0);
+            k
+        };
+        let list = add(&index, (0..5_000).map(|i| (zeroed(i), i)).collect());
+        assert_eq!(list.len(), 1);
+        let run = &index.snapshot()[0];
+        for i in 0..5_000 {
+            assert!(run.may_hold(&zeroed(i)).expect("bloom"), "key {i}");
         }
-        assert_eq!(index.lookup(&key(n)).expect("lookup"), Vec::<u64>::new());
-        // Reopened from its list, the index answers the same.
-        let reopened = TxIndex::open(dir.path(), &index.list()).expect("open");
-        for i in (0..n).step_by(101) {
-            assert_eq!(reopened.lookup(&key(i)).expect("lookup"), vec![i / 3]);
-        }
+        let false_positives = (5_000..25_000)
+            .filter(|&i| run.may_hold(&zeroed(i)).expect("bloom"))
+            .count();
+        // 10 bits and 7 probes per key: about 0.8 %.
+        assert!(false_positives < 400, "{false_positives} of 20000");
+        assert!(
+            false_positives > 0,
+            "a filter that is never wrong is too big"
+        );
+        // The transaction index carries none: every key may be there.
+        let plain = RunIndex::empty(dir.path(), TRANSACTIONS);
+        add(&plain, vec![(key(1), 1)]);
+        assert!(plain.snapshot()[0].may_hold(&key(2)).expect("no filter"));
+        assert_eq!(
+            file_len(BLOCKS, 5_000) - file_len(TRANSACTIONS, 5_000),
+            50_000u64.div_ceil(64) * 8
+        );
     }
 
     #[test]
     fn equal_keys_across_fences_and_runs_are_all_found() {
         let dir = tempfile::tempdir().expect("dir");
-        let index = TxIndex::empty(dir.path());
+        let index = RunIndex::empty(dir.path(), TRANSACTIONS);
         let same = [7u8; KEY_LEN];
         let mut below = [7u8; KEY_LEN];
         below[KEY_LEN - 1] = 6;
@@ -519,13 +731,13 @@ mod tests {
     fn a_run_at_a_fence_boundary_answers_its_first_and_last_entries() {
         for count in [1u64, 127, 128, 129, 255, 256, 257] {
             let dir = tempfile::tempdir().expect("dir");
-            let index = TxIndex::empty(dir.path());
+            let index = RunIndex::empty(dir.path(), TRANSACTIONS);
             let mut entries: Vec<(Key, u64)> = (0..count).map(|i| (key(i), i)).collect();
             add(&index, entries.clone());
-            let size = std::fs::metadata(dir.path().join(file_name(0)))
+            let size = std::fs::metadata(dir.path().join(file_name(TRANSACTIONS, 0)))
                 .expect("run")
                 .len();
-            assert_eq!(size, file_len(count));
+            assert_eq!(size, file_len(TRANSACTIONS, count));
             entries.sort_unstable();
             for (k, h) in [entries[0], entries[entries.len() - 1]]
                 .into_iter()
@@ -539,7 +751,7 @@ mod tests {
     #[test]
     fn unlisted_runs_are_deleted_and_damaged_runs_are_named() {
         let dir = tempfile::tempdir().expect("dir");
-        let index = TxIndex::empty(dir.path());
+        let index = RunIndex::empty(dir.path(), TRANSACTIONS);
         add(&index, (0..10).map(|i| (key(i), i)).collect());
         // A run written for a batch that never committed.
         let staged = index
@@ -548,33 +760,45 @@ mod tests {
         let list = index.list();
         assert_eq!(run_files(dir.path()).len(), 2);
         drop(staged);
-        let reopened = TxIndex::open(dir.path(), &list).expect("open");
-        assert_eq!(run_files(dir.path()), vec![file_name(0)]);
+        let reopened = RunIndex::open(dir.path(), TRANSACTIONS, &list).expect("open");
+        assert_eq!(run_files(dir.path()), vec![file_name(TRANSACTIONS, 0)]);
         assert_eq!(reopened.lookup(&key(3)).expect("lookup"), vec![3]);
         assert!(reopened.lookup(&key(20)).expect("lookup").is_empty());
 
         // A listed run that is shorter than its count, or whose footer
         // disagrees, or that is missing, is corrupt and named.
-        let path = dir.path().join(file_name(0));
+        let path = dir.path().join(file_name(TRANSACTIONS, 0));
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("write");
-        let err = TxIndex::open(dir.path(), &list).err().expect("refused");
-        assert!(err.to_string().contains(&file_name(0)), "{err}");
+        let err = RunIndex::open(dir.path(), TRANSACTIONS, &list)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains(&file_name(TRANSACTIONS, 0)),
+            "{err}"
+        );
         let mut wrong = bytes.clone();
         let at = wrong.len() - 16;
         wrong[at] ^= 1;
         std::fs::write(&path, &wrong).expect("write");
-        let err = TxIndex::open(dir.path(), &list).err().expect("refused");
+        let err = RunIndex::open(dir.path(), TRANSACTIONS, &list)
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("footer"), "{err}");
         std::fs::remove_file(&path).expect("remove");
-        let err = TxIndex::open(dir.path(), &list).err().expect("refused");
-        assert!(err.to_string().contains(&file_name(0)), "{err}");
+        let err = RunIndex::open(dir.path(), TRANSACTIONS, &list)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains(&file_name(TRANSACTIONS, 0)),
+            "{err}"
+        );
     }
 
     #[test]
     fn an_aborted_run_is_deleted_and_the_list_is_unchanged() {
         let dir = tempfile::tempdir().expect("dir");
-        let index = TxIndex::empty(dir.path());
+        let index = RunIndex::empty(dir.path(), TRANSACTIONS);
         let before = add(&index, (0..10).map(|i| (key(i), i)).collect());
         let staged = index
             .stage((10..20).map(|i| (key(i), i)).collect())
@@ -584,7 +808,7 @@ mod tests {
         assert_eq!(staged.list[0].count, 20);
         index.abort(staged);
         assert_eq!(index.list(), before);
-        assert_eq!(run_files(dir.path()), vec![file_name(0)]);
+        assert_eq!(run_files(dir.path()), vec![file_name(TRANSACTIONS, 0)]);
         assert_eq!(index.lookup(&key(5)).expect("lookup"), vec![5]);
     }
 
@@ -617,8 +841,8 @@ mod tests {
     #[test]
     fn a_run_that_cannot_be_written_is_refused_with_its_cause() {
         let dir = tempfile::tempdir().expect("dir");
-        let index = TxIndex::empty(dir.path());
-        let path = dir.path().join(file_name(0));
+        let index = RunIndex::empty(dir.path(), TRANSACTIONS);
+        let path = dir.path().join(file_name(TRANSACTIONS, 0));
         std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
         let err = index.stage(vec![(key(1), 1)]).err().expect("refused");
         assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
@@ -629,7 +853,10 @@ mod tests {
         std::fs::create_dir(&path).expect("a directory in the way");
         let err = index.stage(vec![(key(1), 1)]).err().expect("refused");
         assert!(matches!(err, StoreError::Sled(_)), "{err}");
-        assert!(err.to_string().contains(&file_name(0)), "{err}");
+        assert!(
+            err.to_string().contains(&file_name(TRANSACTIONS, 0)),
+            "{err}"
+        );
         assert!(index.lookup(&key(1)).expect("lookup").is_empty());
     }
 
@@ -642,9 +869,12 @@ mod tests {
             },
             RunMeta { seq: 9, count: 12 },
         ];
-        assert_eq!(decode_list(&encode_list(&list)).expect("decode"), list);
-        assert_eq!(decode_list(&[]).expect("decode"), vec![]);
-        assert!(decode_list(&[0u8; 17]).is_err());
-        assert!(decode_list(&[0u8; 15]).is_err());
+        assert_eq!(
+            decode_list(TRANSACTIONS, &encode_list(&list)).expect("decode"),
+            list
+        );
+        assert_eq!(decode_list(TRANSACTIONS, &[]).expect("decode"), vec![]);
+        assert!(decode_list(TRANSACTIONS, &[0u8; 17]).is_err());
+        assert!(decode_list(TRANSACTIONS, &[0u8; 15]).is_err());
     }
 }
