@@ -653,6 +653,35 @@ mod tests {
         }
     }
 
+    /// The filter's bits are part of the file format: the ones
+    /// schema/storage.md gives, from splitmix64's finalizer.
+    #[test]
+    fn a_keys_filter_bits_are_the_ones_the_format_gives() {
+        // splitmix64 from seed 0: its outputs are the finalizer of
+        // multiples of the golden gamma (the generator's published values).
+        let gamma = 0x9e37_79b9_7f4a_7c15u64;
+        assert_eq!(mix(gamma), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(mix(gamma.wrapping_mul(2)), 0x6e78_9e6a_a1b9_65f4);
+        assert_eq!(mix(gamma.wrapping_mul(3)), 0x06c4_5d18_8009_454f);
+        let key: Key = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+        let lo = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+        let hi = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
+        let h1 = mix(lo ^ hi.rotate_left(32));
+        let h2 = mix(h1 ^ hi) | 1;
+        let bits = 64 * 101;
+        let expected: Vec<u64> = (0..7u64)
+            .map(|i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+            .collect();
+        assert_eq!(bloom_bits(&key, bits).collect::<Vec<_>>(), expected);
+        // Both halves count: keys that differ only in one give other bits.
+        let mut other = key;
+        other[15] ^= 1;
+        assert_ne!(bloom_bits(&other, bits).collect::<Vec<_>>(), expected);
+        let mut other = key;
+        other[0] ^= 1;
+        assert_ne!(bloom_bits(&other, bits).collect::<Vec<_>>(), expected);
+    }
+
     #[test]
     fn a_bloom_filter_answers_for_every_key_it_holds_and_few_others() {
         let dir = tempfile::tempdir().expect("dir");
