@@ -52,11 +52,13 @@ struct Arrival {
 type StoreEnd = (ImportReport, Option<ImportError>, u64);
 
 /// The store of a sync (`store_rounds`): one pipeline that every round
-/// following on from the one before feeds, and the peer that sent each
-/// block fed to it, in the order fetched.
+/// following on from the one before feeds, the peer that sent each block
+/// fed to it, in the order fetched, and the position of the last block
+/// it stored.
 struct Storing {
     blocks: std::sync::mpsc::Sender<Arrival>,
     senders: Vec<Hash32>,
+    stored: tokio::sync::watch::Receiver<u64>,
     task: tokio::task::JoinHandle<StoreEnd>,
 }
 
@@ -169,14 +171,17 @@ impl Network {
                 // A new store counts its blocks from 1.
                 lock(&lines).rounds.clear();
                 let (blocks, arrived) = std::sync::mpsc::channel();
+                let (progress, stored) = tokio::sync::watch::channel(0);
                 Storing {
                     blocks,
                     senders: Vec::new(),
-                    task: self.store_rounds(arrived, Arc::clone(&lines)),
+                    stored,
+                    task: self.store_rounds(arrived, progress, Arc::clone(&lines)),
                 }
             });
+            let before_round = storing_now.senders.len() as u64;
             lock(&lines).rounds.push_back(RoundLine {
-                first: storing_now.senders.len() as u64 + 1,
+                first: before_round + 1,
                 total,
                 target: leader.best_height,
                 peers: ahead.len(),
@@ -223,11 +228,17 @@ impl Network {
             }
             // Every block of a full round came and the store goes on:
             // the next round, from the hashes the leader named ahead, is
-            // fetched and fed to the same store. Otherwise the store ends
-            // with what it was given.
+            // fetched and fed to the same store, once the store has begun
+            // this round (blocks are fetched at most a round ahead of it).
+            // Otherwise the store ends with what it was given.
             next_round = match next_hashes {
-                Some(hashes) if complete && !storing_now.task.is_finished() => {
-                    self.follow_on(hashes, leader, sources, ours).await
+                Some(hashes) if complete => {
+                    let begun = stored_past(&storing_now.stored, before_round).await;
+                    if begun && !storing_now.task.is_finished() {
+                        self.follow_on(hashes, leader, sources, ours).await
+                    } else {
+                        None
+                    }
                 }
                 _ => None,
             };
@@ -246,6 +257,7 @@ impl Network {
             blocks,
             senders,
             task,
+            ..
         } = storing;
         drop(blocks);
         let (report, error, stored_through) = task.await?;
@@ -635,10 +647,12 @@ impl Network {
     /// arrive on `arrived` (round after round), through the import's
     /// pipeline. The write lock is held while blocks keep coming, and let
     /// go while none has come for [`ARRIVAL_WAIT`] (counted afresh for
-    /// each round); the tip is announced after every stored group.
+    /// each round); the tip is announced after every stored group, and
+    /// the position of its last block sent on `progress`.
     fn store_rounds(
         self: &Arc<Self>,
         arrived: std::sync::mpsc::Receiver<Arrival>,
+        progress: tokio::sync::watch::Sender<u64>,
         lines: Arc<Mutex<SyncLines>>,
     ) -> tokio::task::JoinHandle<StoreEnd> {
         let network = Arc::clone(self);
@@ -673,6 +687,7 @@ impl Network {
                             said = so_far;
                         }
                         stored_through = done;
+                        progress.send_replace(done);
                     })
                 });
                 shared.metrics.blocks_imported.inc_by(report.stored);
@@ -686,6 +701,15 @@ impl Network {
             (sync, None, stored_through)
         })
     }
+}
+
+/// Wait until the store (`stored`: the position of the last block it
+/// stored) is past position `through`: true then, false if it ends first.
+async fn stored_past(stored: &tokio::sync::watch::Receiver<u64>, through: u64) -> bool {
+    let mut stored = stored.clone();
+    // The value is let go at once: the store cannot report while it is held.
+    let past = stored.wait_for(|&done| done >= through).await.is_ok();
+    past
 }
 
 /// The next group of a sync's blocks for the store, numbered from 1 in
@@ -967,5 +991,41 @@ mod tests {
         assert!(started.elapsed() >= ARRIVAL_WAIT / 2);
         assert!(wait.is_zero());
         assert!(open, "the round goes on");
+    }
+
+    /// The next round's blocks are fetched only once the store is past
+    /// the round before this one: the wait ends when the store gets
+    /// there, not before, and gives up when the store ends short of it.
+    #[test]
+    fn the_next_round_waits_for_the_store_to_begin_this_one() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (progress, stored) = tokio::sync::watch::channel(0u64);
+            let waiting = tokio::spawn({
+                let stored = stored.clone();
+                async move { stored_past(&stored, 2000).await }
+            });
+            // The store reports from its own thread while the wait runs.
+            progress.send_replace(1792);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished(), "went on before the store got there");
+            let reporter = std::thread::spawn(move || {
+                progress.send_replace(2064);
+                progress
+            });
+            assert!(waiting.await.unwrap());
+            let progress = reporter.join().unwrap();
+            assert!(stored_past(&stored, 2064).await, "already past: no wait");
+            // A store that stops at a bad block ends short of the round.
+            let waiting = tokio::spawn({
+                let stored = stored.clone();
+                async move { stored_past(&stored, 4000).await }
+            });
+            drop(progress);
+            assert!(!waiting.await.unwrap());
+        });
     }
 }
