@@ -382,6 +382,25 @@ fn late_nodes_sync_from_several_peers_even_when_killed_midway() {
             .any(|x| x.starts_with("p2p: sync round: the next 100 blocks, named by peer ")),
         "the second round waited for the first: {lines:?}"
     );
+    // Those hashes were asked ahead, with the first round's blocks: they
+    // were named before the first round's last block was stored.
+    let named = lines
+        .iter()
+        .position(|x| x.starts_with("p2p: sync hashes: peer ") && x.contains(" named the 100 "))
+        .unwrap_or_else(|| panic!("the second round's hashes were not asked ahead: {lines:?}"));
+    let first_round_stored = lines
+        .iter()
+        .position(|x| {
+            x.starts_with("p2p: sync: ")
+                && x.split_once(" tip height ")
+                    .and_then(|(_, h)| h.split(' ').next()?.parse::<u64>().ok())
+                    .is_some_and(|h| h >= 2000)
+        })
+        .unwrap();
+    assert!(
+        named < first_round_stored,
+        "the second round's hashes came after the first round was stored: {lines:?}"
+    );
 
     for node in [&mut late, &mut restarted, &mut source2, &mut source1] {
         assert_eq!(stop(node), tip);

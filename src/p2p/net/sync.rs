@@ -22,14 +22,44 @@ enum Choice {
     Nobody { refused: bool },
 }
 
+/// Rounds of hashes a leader is asked for ahead of the round whose
+/// blocks are being fetched: the next one waits in the channel while the
+/// one after it is asked.
+const HASHES_AHEAD: usize = 1;
+
 /// A round of a sync: the blocks its leader named that we lack, the
-/// peers they are fetched from (the leader first), and the fetches, in
-/// chain order.
+/// peers they are fetched from (the leader first), the fetches, in chain
+/// order, and the leader's next rounds of hashes, asked before this
+/// round's blocks (`hashes_ahead`).
 struct Round {
     leader: Peer,
     wanted: Vec<Hash32>,
     sources: Vec<Peer>,
     fetches: Vec<tokio::task::JoinHandle<(Peer, Result<Response, NetError>)>>,
+    next_hashes: Option<tokio::sync::mpsc::Receiver<Vec<Hash32>>>,
+}
+
+/// A batch of fetched blocks on its way to the store; `new_round` for a
+/// round's first batch.
+struct Arrival {
+    new_round: bool,
+    blocks: Vec<Vec<u8>>,
+}
+
+/// What a sync's store answers when it ends: what was stored, the first
+/// bad block (by its position in the sync, from 1), and the position of
+/// the last block stored.
+type StoreEnd = (ImportReport, Option<ImportError>, u64);
+
+/// The store of a sync (`store_rounds`): one pipeline that every round
+/// following on from the one before feeds, the peer that sent each block
+/// fed to it, in the order fetched, and the position of the last block
+/// it stored.
+struct Storing {
+    blocks: std::sync::mpsc::Sender<Arrival>,
+    senders: Vec<Hash32>,
+    stored: tokio::sync::watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<StoreEnd>,
 }
 
 impl Network {
@@ -62,20 +92,21 @@ impl Network {
 
     /// Catch up with the peers that have more work: locator, then batches
     /// of blocks fetched from every such peer in parallel, verified and
-    /// stored in chain order.
+    /// stored in chain order. The rounds that follow on from a full one
+    /// (the leader's next hashes, asked ahead) feed the same store, so its
+    /// pipeline does not drain between them.
     pub(super) async fn sync(self: &Arc<Self>) -> Result<()> {
         let mut small_round = false;
-        let mut lines = SyncLines {
+        let lines = Arc::new(Mutex::new(SyncLines {
             start_height: self.shared.tip_watch.borrow().height,
             started: Instant::now(),
             bar: None,
-            target: 0,
-            peers: 0,
-            total: 0,
-        };
+            rounds: std::collections::VecDeque::new(),
+        }));
         let mut next_round: Option<Round> = None;
+        let mut storing: Option<Storing> = None;
         loop {
-            if small_round {
+            if small_round && storing.is_none() {
                 // Pace a node chasing a fast chain, but never delay the
                 // first round after an announcement.
                 tokio::time::sleep(SYNC_PAUSE).await;
@@ -87,6 +118,12 @@ impl Network {
                 .cloned()
                 .collect();
             if ahead.is_empty() {
+                if let Some(storing) = storing.take() {
+                    // Check again once what was fetched is stored.
+                    self.stored(storing).await?;
+                    small_round = false;
+                    continue;
+                }
                 return Ok(());
             }
             ahead.sort_by_key(|p| std::cmp::Reverse(p.best_work));
@@ -96,56 +133,75 @@ impl Network {
                 state.target_height = ahead[0].best_height;
                 state.peers = ahead.len();
             }
-            // A round started while the one before was stored, if its
+            // A round started while the one before was fetched, if its
             // leader still claims more work than we have. (The fetches of
-            // one given up run to their end, unread.)
+            // one given up run to their end, unread.) Any other round
+            // starts from what is stored: the store is let finish first.
             let round = match next_round.take() {
                 Some(round) if ahead.iter().any(|p| p.id == round.leader.id) => round,
-                _ => match self.start_round(ours, &ahead).await? {
-                    Some(round) => round,
-                    None => {
-                        small_round = true;
+                _ => {
+                    if let Some(storing) = storing.take() {
+                        self.stored(storing).await?;
+                        small_round = false;
                         continue;
                     }
-                },
+                    match self.start_round(ours, &ahead).await? {
+                        Some(round) => round,
+                        None => {
+                            small_round = true;
+                            continue;
+                        }
+                    }
+                }
             };
             let Round {
                 leader,
                 wanted,
                 sources,
                 fetches,
+                next_hashes,
             } = round;
             let total = wanted.len();
             small_round = total < BATCH;
-            // A full round: the leader is asked for the hashes after it
-            // while its blocks come.
-            let asked = (total == wire::MAX_HASHES).then(|| {
-                let network = Arc::clone(self);
-                let request = Request::GetHashes {
-                    locator: wanted.last().copied().into_iter().collect(),
-                    max: wire::MAX_HASHES as u32,
-                };
-                let conn = leader.conn.clone();
-                tokio::spawn(async move { network.request(&conn, &request).await })
-            });
             // Batches arrive in chain order and go, as they come, to the
-            // import's pipeline (`store_round`): a group of up to
+            // import's pipeline (`store_rounds`): a group of up to
             // STORE_GROUP blocks is verified in parallel while the group
             // before it is stored.
-            lines.target = leader.best_height;
-            lines.peers = ahead.len();
-            lines.total = total;
-            let (blocks, arrived) = std::sync::mpsc::channel();
-            let storing = self.store_round(arrived, lines);
-            // The peer that sent each block, in the order fetched.
-            let mut senders: Vec<Hash32> = Vec::with_capacity(total);
+            let storing_now = storing.get_or_insert_with(|| {
+                // A new store counts its blocks from 1.
+                lock(&lines).rounds.clear();
+                let (blocks, arrived) = std::sync::mpsc::channel();
+                let (progress, stored) = tokio::sync::watch::channel(0);
+                Storing {
+                    blocks,
+                    senders: Vec::new(),
+                    stored,
+                    task: self.store_rounds(arrived, progress, Arc::clone(&lines)),
+                }
+            });
+            let before_round = storing_now.senders.len() as u64;
+            lock(&lines).rounds.push_back(RoundLine {
+                first: before_round + 1,
+                total,
+                target: leader.best_height,
+                peers: ahead.len(),
+            });
             let mut complete = true;
+            let mut new_round = true;
             for fetch in fetches {
                 let (peer, result) = fetch.await?;
                 match result {
                     Ok(Response::Blocks(fetched)) if !fetched.is_empty() => {
-                        senders.extend(std::iter::repeat_n(peer.id, fetched.len()));
-                        if blocks.send(fetched).is_ok() {
+                        let count = fetched.len();
+                        let arrival = Arrival {
+                            new_round,
+                            blocks: fetched,
+                        };
+                        if storing_now.blocks.send(arrival).is_ok() {
+                            storing_now
+                                .senders
+                                .extend(std::iter::repeat_n(peer.id, count));
+                            new_round = false;
                             continue;
                         }
                         // The store stopped at a bad block.
@@ -170,20 +226,43 @@ impl Network {
                 complete = false;
                 break;
             }
-            drop(blocks);
-            // Every block of a full round came: while they are stored,
-            // start fetching the next round's from the same leader.
-            next_round = match asked {
-                Some(asked) if complete => self.follow_on(asked, leader, sources, ours).await,
+            // Every block of a full round came and the store goes on:
+            // the next round, from the hashes the leader named ahead, is
+            // fetched and fed to the same store, once the store has begun
+            // this round (blocks are fetched at most a round ahead of it).
+            // Otherwise the store ends with what it was given.
+            next_round = match next_hashes {
+                Some(hashes) if complete => {
+                    let begun = stored_past(&storing_now.stored, before_round).await;
+                    if begun && !storing_now.task.is_finished() {
+                        self.follow_on(hashes, leader, sources, ours).await
+                    } else {
+                        None
+                    }
+                }
                 _ => None,
             };
-            let (report, error, stored_through, back) = storing.await?;
-            lines = back;
-            if error.is_some() || stored_through < total as u64 {
-                next_round = None;
+            if next_round.is_none() {
+                if let Some(storing) = storing.take() {
+                    self.stored(storing).await?;
+                }
             }
-            self.round_stored(&report, error, &senders, stored_through);
         }
+    }
+
+    /// Let the store of a sync finish what it was given, then judge the
+    /// peers that sent the blocks (`round_stored`).
+    async fn stored(&self, storing: Storing) -> Result<()> {
+        let Storing {
+            blocks,
+            senders,
+            task,
+            ..
+        } = storing;
+        drop(blocks);
+        let (report, error, stored_through) = task.await?;
+        self.round_stored(&report, error, &senders, stored_through);
+        Ok(())
     }
 
     /// Choose the leader of a round (`choose_peer`) and start fetching its
@@ -191,7 +270,9 @@ impl Network {
     /// the hashes (it has the blocks; a single batch goes to it alone),
     /// leaving out peers benched for stalling while another can serve. A
     /// batch whose peer stalls goes to the next source at once
-    /// (`fetch_batch`). `None` when no round can start now.
+    /// (`fetch_batch`). A full round asks its leader for the hashes after
+    /// it before its blocks (`hashes_ahead`). `None` when no round can
+    /// start now.
     async fn start_round(self: &Arc<Self>, ours: U256, ahead: &[Peer]) -> Result<Option<Round>> {
         let (leader, wanted) = match self.choose_peer(ours, ahead).await? {
             Choice::Leader(leader, wanted) => (*leader, wanted),
@@ -221,30 +302,80 @@ impl Network {
             }
             return Ok(None);
         }
+        let next_hashes = match wanted.last() {
+            Some(&last) if wanted.len() == wire::MAX_HASHES => {
+                Some(self.hashes_ahead(leader.clone(), last))
+            }
+            _ => None,
+        };
         let fetches = self.fetch_ranges(&wanted, usable.clone(), ours);
         Ok(Some(Round {
             leader,
             wanted,
             sources: usable,
             fetches,
+            next_hashes,
         }))
     }
 
-    /// The round after a full one, from its leader's answer to `asked`
-    /// (the hashes after that round's last block), fetched from the same
-    /// sources (less any benched meanwhile); `None` when the answer names
-    /// no block we lack, or no source is usable.
+    /// Ask `leader` for the hashes after `after`, and after the last of
+    /// each full answer in turn, keeping up to [`HASHES_AHEAD`] answers
+    /// waiting: the blocks of each that we lack come out of the channel,
+    /// the next round's while a round's blocks are still fetched. The
+    /// asking ends with an answer short of MAX_HASHES or naming nothing we
+    /// lack, a failed request, or when the channel is dropped.
+    fn hashes_ahead(
+        self: &Arc<Self>,
+        leader: Peer,
+        after: Hash32,
+    ) -> tokio::sync::mpsc::Receiver<Vec<Hash32>> {
+        let (named, next_hashes) = tokio::sync::mpsc::channel(HASHES_AHEAD);
+        let network = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut after = after;
+            loop {
+                let request = Request::GetHashes {
+                    locator: vec![after],
+                    max: wire::MAX_HASHES as u32,
+                };
+                let Ok(Response::Hashes(hashes)) = network.request(&leader.conn, &request).await
+                else {
+                    return;
+                };
+                let full = hashes.len() == wire::MAX_HASHES;
+                let Some(&last) = hashes.last() else {
+                    return;
+                };
+                let Ok(wanted) = network.missing(hashes).await else {
+                    return;
+                };
+                tracing::debug!(
+                    target: "p2p",
+                    "sync hashes: peer {} named the {} blocks after {}, asked ahead of their round",
+                    short(&leader.id),
+                    wanted.len(),
+                    short(&after)
+                );
+                if wanted.is_empty() || named.send(wanted).await.is_err() || !full {
+                    return;
+                }
+                after = last;
+            }
+        });
+        next_hashes
+    }
+
+    /// The round after a full one, from the blocks its leader named ahead
+    /// (`hashes_ahead`), fetched from the same sources (less any benched
+    /// meanwhile); `None` when it names no more, or no source is usable.
     async fn follow_on(
         self: &Arc<Self>,
-        asked: tokio::task::JoinHandle<Result<Response, NetError>>,
+        mut next_hashes: tokio::sync::mpsc::Receiver<Vec<Hash32>>,
         leader: Peer,
         sources: Vec<Peer>,
         ours: U256,
     ) -> Option<Round> {
-        let Ok(Ok(Response::Hashes(hashes))) = asked.await else {
-            return None;
-        };
-        let wanted = self.missing(hashes).await.ok()?;
+        let wanted = next_hashes.recv().await?;
         let now = Instant::now();
         let usable: Vec<Peer> = {
             let book = lock(&self.block_sources);
@@ -259,7 +390,7 @@ impl Network {
         tracing::debug!(
             target: "p2p",
             "sync round: the next {} blocks, named by peer {} while the round before was \
-             stored, are fetched",
+             fetched, are fetched for the same store",
             wanted.len(),
             short(&leader.id)
         );
@@ -269,6 +400,7 @@ impl Network {
             wanted,
             sources: usable,
             fetches,
+            next_hashes: Some(next_hashes),
         })
     }
 
@@ -511,23 +643,23 @@ impl Network {
         }
     }
 
-    /// Verify and store a round's blocks off the async threads, as they
-    /// arrive on `arrived`, through the import's pipeline. The write lock
-    /// is held while blocks keep coming, and let go while none has come
-    /// for [`ARRIVAL_WAIT`]; the tip is announced after every stored group.
-    /// Answers what was stored, the first bad block (by its position in
-    /// the round, from 1), the position of the last block stored, and the
-    /// progress lines' state.
-    fn store_round(
+    /// Verify and store a sync's blocks off the async threads, as they
+    /// arrive on `arrived` (round after round), through the import's
+    /// pipeline. The write lock is held while blocks keep coming, and let
+    /// go while none has come for [`ARRIVAL_WAIT`] (counted afresh for
+    /// each round); the tip is announced after every stored group, and
+    /// the position of its last block sent on `progress`.
+    fn store_rounds(
         self: &Arc<Self>,
-        arrived: std::sync::mpsc::Receiver<Vec<Vec<u8>>>,
-        mut lines: SyncLines,
-    ) -> tokio::task::JoinHandle<(ImportReport, Option<ImportError>, u64, SyncLines)> {
+        arrived: std::sync::mpsc::Receiver<Arrival>,
+        progress: tokio::sync::watch::Sender<u64>,
+        lines: Arc<Mutex<SyncLines>>,
+    ) -> tokio::task::JoinHandle<StoreEnd> {
         let network = Arc::clone(self);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         crate::offload::spawn_blocking(move || {
             let shared = &network.shared;
-            let mut round = ImportReport::default();
+            let mut sync = ImportReport::default();
             let mut position = 0u64;
             let mut stored_through = 0u64;
             let mut said = ImportReport::default();
@@ -537,7 +669,7 @@ impl Network {
                 let Ok(first) = arrived.recv() else {
                     break;
                 };
-                let mut first = Some(first);
+                let mut first = Some(first.blocks);
                 let mut wait = ARRIVAL_WAIT;
                 let (report, error) = shared.write_announcing(|chain, announce| {
                     let next =
@@ -545,40 +677,51 @@ impl Network {
                     store_blocks(chain, next, threads, now_ms(), |report, done| {
                         announce();
                         let so_far = ImportReport {
-                            stored: round.stored + report.stored,
-                            already_known: round.already_known + report.already_known,
-                            reorgs: round.reorgs + report.reorgs,
+                            stored: sync.stored + report.stored,
+                            already_known: sync.already_known + report.already_known,
+                            reorgs: sync.reorgs + report.reorgs,
                         };
                         // The pipeline reports its end again, with nothing new.
                         if done > stored_through || so_far != said {
-                            lines.say(&network, &so_far, done);
+                            lock(&lines).say(&network, &so_far, done);
                             said = so_far;
                         }
                         stored_through = done;
+                        progress.send_replace(done);
                     })
                 });
                 shared.metrics.blocks_imported.inc_by(report.stored);
-                round.stored += report.stored;
-                round.already_known += report.already_known;
-                round.reorgs += report.reorgs;
+                sync.stored += report.stored;
+                sync.already_known += report.already_known;
+                sync.reorgs += report.reorgs;
                 if error.is_some() {
-                    return (round, error, stored_through, lines);
+                    return (sync, error, stored_through);
                 }
             }
-            (round, None, stored_through, lines)
+            (sync, None, stored_through)
         })
     }
 }
 
-/// The next group of a round's blocks for the store, numbered from 1 in
+/// Wait until the store (`stored`: the position of the last block it
+/// stored) is past position `through`: true then, false if it ends first.
+async fn stored_past(stored: &tokio::sync::watch::Receiver<u64>, through: u64) -> bool {
+    let mut stored = stored.clone();
+    // The value is let go at once: the store cannot report while it is held.
+    let past = stored.wait_for(|&done| done >= through).await.is_ok();
+    past
+}
+
+/// The next group of a sync's blocks for the store, numbered from 1 in
 /// the order fetched: what `first` and `arrived` give, up to about
 /// STORE_GROUP blocks, waiting for them out of `wait` (what is left of
-/// [`ARRIVAL_WAIT`] for this hold of the write lock), then only taking
-/// what has come. `None` when nothing more came in time (`open` stays
-/// true) or the fetches are over (`open` is false).
+/// [`ARRIVAL_WAIT`] for this hold of the write lock, counted afresh when
+/// a round's first batch comes), then only taking what has come. A group
+/// runs on from one round into the next. `None` when nothing more came
+/// in time (`open` stays true) or the fetches are over (`open` is false).
 fn gather(
     first: Option<Vec<Vec<u8>>>,
-    arrived: &std::sync::mpsc::Receiver<Vec<Vec<u8>>>,
+    arrived: &std::sync::mpsc::Receiver<Arrival>,
     position: &mut u64,
     open: &mut bool,
     wait: &mut Duration,
@@ -606,7 +749,12 @@ fn gather(
         };
         *wait = wait.saturating_sub(started.elapsed());
         match got {
-            Ok(blocks) => add(&mut records, position, blocks),
+            Ok(arrival) => {
+                if arrival.new_round {
+                    *wait = ARRIVAL_WAIT;
+                }
+                add(&mut records, position, arrival.blocks);
+            }
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => *open = false,
         }
@@ -622,31 +770,47 @@ struct SyncLines {
     start_height: u64,
     started: Instant,
     bar: Option<crate::progress::Progress>,
-    /// The round's leader's height, the peers ahead, and the blocks it fetches.
+    /// The rounds given to the store and not yet past, oldest first.
+    rounds: std::collections::VecDeque<RoundLine>,
+}
+
+/// A round as its progress lines name it.
+struct RoundLine {
+    /// The position of its first block in the sync, from 1.
+    first: u64,
+    /// Its blocks, its leader's height and the peers ahead when it began.
+    total: usize,
     target: u64,
     peers: usize,
-    total: usize,
 }
 
 impl SyncLines {
-    /// Say where the sync stands once `done` blocks of the round were
-    /// handled, `round` of them stored.
-    fn say(&mut self, network: &Network, round: &ImportReport, done: u64) {
+    /// Say where the sync stands once its first `done` blocks were
+    /// handled, `stored` of them stored.
+    fn say(&mut self, network: &Network, stored: &ImportReport, done: u64) {
+        while self.rounds.get(1).is_some_and(|next| next.first <= done) {
+            self.rounds.pop_front();
+        }
+        let (in_round, total, target, peers) = self.rounds.front().map_or((done, 0, 0, 0), |r| {
+            (
+                (done + 1).saturating_sub(r.first),
+                r.total,
+                r.target,
+                r.peers,
+            )
+        });
         let tip = network.shared.tip_watch.borrow().clone();
         let synced = tip.height.saturating_sub(self.start_height);
-        let wanted = self.target.saturating_sub(self.start_height).max(synced);
+        let wanted = target.saturating_sub(self.start_height).max(synced);
         let rate = synced as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let line = format!(
             "sync: {synced}/{wanted} blocks ({}%), {rate:.0} blocks/s, ETA {}, \
-             {done}/{} of this round fetched, {} stored, tip height {} \
-             (target {}, {} peers)",
+             {in_round}/{total} of this round fetched, {} stored in all, tip height {} \
+             (target {target}, {peers} peers)",
             (synced * 100).checked_div(wanted).unwrap_or(100),
             crate::progress::eta(wanted - synced, rate),
-            self.total,
-            round.stored,
+            stored.stored,
             tip.height,
-            self.target,
-            self.peers
         );
         if self.bar.is_none() && wanted > STORE_GROUP as u64 && crate::progress::bar_wanted() {
             self.bar = Some(crate::progress::Progress::start(
@@ -659,7 +823,7 @@ impl SyncLines {
             bar.set_total(wanted);
             bar.update(
                 synced,
-                &format!("tip height {} ({} peers)", tip.height, self.peers),
+                &format!("tip height {} ({} peers)", tip.height, peers),
             );
         }
         let now = Instant::now();
@@ -733,6 +897,17 @@ pub(super) fn locator(shared: &Shared) -> Result<Vec<Hash32>> {
 mod tests {
     use super::*;
 
+    fn batch(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| vec![i as u8]).collect()
+    }
+
+    fn arrival(n: usize, new_round: bool) -> Arrival {
+        Arrival {
+            new_round,
+            blocks: batch(n),
+        }
+    }
+
     /// A round's blocks reach the store in groups of at least STORE_GROUP
     /// while they keep coming, numbered from 1 across the groups. A hold
     /// of the write lock waits at most ARRIVAL_WAIT for blocks in all:
@@ -741,9 +916,8 @@ mod tests {
     #[test]
     fn a_rounds_blocks_are_grouped_as_they_arrive_and_waited_for_a_bounded_time() {
         let (send, arrived) = std::sync::mpsc::channel();
-        let batch = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|i| vec![i as u8]).collect() };
         for _ in 0..5 {
-            send.send(batch(BATCH)).unwrap();
+            send.send(arrival(BATCH, false)).unwrap();
         }
         let (mut position, mut open, mut wait) = (0u64, true, ARRIVAL_WAIT);
         let mut next = |first| gather(first, &arrived, &mut position, &mut open, &mut wait);
@@ -759,7 +933,7 @@ mod tests {
         assert_eq!(partial.len(), 2 * BATCH);
         assert_eq!(partial.first().unwrap().0, STORE_GROUP as u64 + 1);
         // The wait is spent: what has come is taken, without waiting.
-        send.send(batch(1)).unwrap();
+        send.send(arrival(1, false)).unwrap();
         let started = Instant::now();
         let taken = next(None).unwrap();
         assert_eq!(taken.len(), 1);
@@ -769,7 +943,7 @@ mod tests {
         assert!(wait.is_zero());
         // The next hold of the lock waits again, until the fetches end.
         wait = ARRIVAL_WAIT;
-        send.send(batch(3)).unwrap();
+        send.send(arrival(3, false)).unwrap();
         drop(send);
         let last = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
         assert_eq!(
@@ -779,5 +953,79 @@ mod tests {
         assert_eq!(position, (STORE_GROUP + 2 * BATCH + 1 + 3) as u64);
         assert!(!open, "the fetches are over");
         assert!(gather(None, &arrived, &mut position, &mut open, &mut wait).is_none());
+    }
+
+    /// The store of a sync is one pipeline across its rounds: a group
+    /// runs on from the end of one round into the next, the positions go
+    /// on counting, and a round's first batch gives the hold of the write
+    /// lock a fresh ARRIVAL_WAIT, as a round of its own would have had.
+    #[test]
+    fn a_group_runs_on_into_the_next_round_whose_first_batch_renews_the_wait() {
+        let (send, arrived) = std::sync::mpsc::channel();
+        // The end of a round of MAX_HASHES blocks (its last batch is
+        // short), then the next round's first batches.
+        let last = wire::MAX_HASHES % BATCH;
+        let (mut position, mut open) = ((wire::MAX_HASHES - last) as u64, true);
+        send.send(arrival(last, false)).unwrap();
+        send.send(arrival(BATCH, true)).unwrap();
+        for _ in 0..STORE_GROUP / BATCH {
+            send.send(arrival(BATCH, false)).unwrap();
+        }
+        // This hold of the lock has spent its wait on the round before.
+        let mut wait = Duration::ZERO;
+        let group = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
+        assert_eq!(group.len(), last + STORE_GROUP);
+        assert_eq!(
+            group.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+            ((wire::MAX_HASHES - last) as u64 + 1..=position).collect::<Vec<_>>()
+        );
+        assert_eq!(position, (wire::MAX_HASHES + STORE_GROUP) as u64);
+        assert!(
+            wait > ARRIVAL_WAIT / 2,
+            "the new round's wait is fresh: {wait:?}"
+        );
+        // What is left of it is waited out for the next group.
+        let started = Instant::now();
+        let next = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
+        assert_eq!(next.len(), BATCH);
+        assert!(started.elapsed() >= ARRIVAL_WAIT / 2);
+        assert!(wait.is_zero());
+        assert!(open, "the round goes on");
+    }
+
+    /// The next round's blocks are fetched only once the store is past
+    /// the round before this one: the wait ends when the store gets
+    /// there, not before, and gives up when the store ends short of it.
+    #[test]
+    fn the_next_round_waits_for_the_store_to_begin_this_one() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (progress, stored) = tokio::sync::watch::channel(0u64);
+            let waiting = tokio::spawn({
+                let stored = stored.clone();
+                async move { stored_past(&stored, 2000).await }
+            });
+            // The store reports from its own thread while the wait runs.
+            progress.send_replace(1792);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!waiting.is_finished(), "went on before the store got there");
+            let reporter = std::thread::spawn(move || {
+                progress.send_replace(2064);
+                progress
+            });
+            assert!(waiting.await.unwrap());
+            let progress = reporter.join().unwrap();
+            assert!(stored_past(&stored, 2064).await, "already past: no wait");
+            // A store that stops at a bad block ends short of the round.
+            let waiting = tokio::spawn({
+                let stored = stored.clone();
+                async move { stored_past(&stored, 4000).await }
+            });
+            drop(progress);
+            assert!(!waiting.await.unwrap());
+        });
     }
 }
