@@ -663,15 +663,26 @@ mod tests {
         assert_eq!(mix(gamma), 0xe220_a839_7b1d_cdaf);
         assert_eq!(mix(gamma.wrapping_mul(2)), 0x6e78_9e6a_a1b9_65f4);
         assert_eq!(mix(gamma.wrapping_mul(3)), 0x06c4_5d18_8009_454f);
-        let key: Key = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
-        let lo = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
-        let hi = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
-        let h1 = mix(lo ^ hi.rotate_left(32));
-        let h2 = mix(h1 ^ hi) | 1;
         let bits = 64 * 101;
-        let expected: Vec<u64> = (0..7u64)
-            .map(|i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
-            .collect();
+        let expected = |key: &Key| -> Vec<u64> {
+            let lo = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+            let hi = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
+            let h1 = mix(lo ^ hi.rotate_left(32));
+            let h2 = mix(h1 ^ hi) | 1;
+            (0..7u64)
+                .map(|i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+                .collect()
+        };
+        // Several keys: half of them have an even `mix(h1 ⊕ hi)`, whose
+        // step the `| 1` changes.
+        for n in 0..16 {
+            assert_eq!(
+                bloom_bits(&key(n), bits).collect::<Vec<_>>(),
+                expected(&key(n))
+            );
+        }
+        let key: Key = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+        let expected = expected(&key);
         assert_eq!(bloom_bits(&key, bits).collect::<Vec<_>>(), expected);
         // Both halves count: keys that differ only in one give other bits.
         let mut other = key;
