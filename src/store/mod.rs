@@ -1389,6 +1389,25 @@ impl Store {
         written.map_err(StoreError::from)
     }
 
+    /// An upgrade's index: `entries`, the whole of an index that had no
+    /// runs, as one staged run (none when there are no entries), and its
+    /// run list, `key`, set in `batch`.
+    fn stage_whole<'a>(
+        &self,
+        index: &'a RunIndex,
+        key: &[u8],
+        entries: Vec<(runs::Key, u64)>,
+        batch: &mut sled::Batch,
+    ) -> Result<Vec<(&'a RunIndex, runs::Staged)>, StoreError> {
+        if entries.is_empty() {
+            batch.insert(key, &[]);
+            return Ok(Vec::new());
+        }
+        let run = index.stage(entries)?;
+        batch.insert(key, runs::encode_list(&run.list));
+        Ok(vec![(index, run)])
+    }
+
     /// Move a format 5 store's transaction index out of sled into a run
     /// file, in one batch that also sets the format to 6.
     fn upgrade_from_5(&self) -> Result<(), StoreError> {
@@ -1408,14 +1427,7 @@ impl Store {
             entries.push((id, height));
             batch.remove(key);
         }
-        let mut staged = Vec::new();
-        if entries.is_empty() {
-            batch.insert(KEY_TX_RUNS, &[]);
-        } else {
-            let run = self.txindex.stage(entries)?;
-            batch.insert(KEY_TX_RUNS, runs::encode_list(&run.list));
-            staged.push((&self.txindex, run));
-        }
+        let staged = self.stage_whole(&self.txindex, KEY_TX_RUNS, entries, &mut batch)?;
         batch.insert(KEY_FORMAT, &6u32.to_le_bytes());
         self.commit(batch, staged).map_err(|e| self.failed_with(e))
     }
@@ -1461,14 +1473,7 @@ impl Store {
                 .map_err(|e| self.failed_with(block_file_error(e)))?;
         }
         batch.insert(KEY_BLOCKS_LEN, &end.to_le_bytes());
-        let mut staged = Vec::new();
-        if entries.is_empty() {
-            batch.insert(KEY_BLOCK_RUNS, &[]);
-        } else {
-            let run = self.blockindex.stage(entries)?;
-            batch.insert(KEY_BLOCK_RUNS, runs::encode_list(&run.list));
-            staged.push((&self.blockindex, run));
-        }
+        let staged = self.stage_whole(&self.blockindex, KEY_BLOCK_RUNS, entries, &mut batch)?;
         batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
         self.commit(batch, staged)
             .map_err(|e| self.failed_with(e))?;
@@ -1496,7 +1501,10 @@ impl Store {
 
     fn stage(&self, overlay: &mut Overlay, checked: &CheckedBlock) -> Result<Stored, StoreError> {
         let id = checked.id();
-        if id == self.genesis || self.record_in(overlay, &id)?.is_some() {
+        if id == self.genesis
+            || overlay.staged.contains_key(&id)
+            || self.stored_record(&id, |r| r.id == id)?.is_some()
+        {
             return Ok(Stored::AlreadyKnown);
         }
         let fields = &checked.block().header.fields;
