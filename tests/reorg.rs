@@ -1241,3 +1241,52 @@ fn a_format_6_store_has_its_records_and_work_index_moved_out_of_sled() {
     // Opened again, as format 7 now, it answers the same.
     check(&open_released(&path).expect("the upgraded store opens"));
 }
+
+/// The store itself tells a block it holds, or holds earlier in the same
+/// batch, from a new one: storing it again changes nothing, and its bytes
+/// are not written twice (the node's callers check first, but the store
+/// must not rely on it).
+#[test]
+fn the_store_stores_a_block_once_however_often_it_is_given() {
+    let mut builder = TestChain::regtest();
+    let alice = key(1);
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let blocks = mine_branch(&mut builder, genesis, &alice, 3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let store = Store::create(&path, &regtest_params()).expect("create store");
+    let chain = Chain::new(
+        store,
+        &pouwd::node::chain::TaskFiles::dataset_only(DIABETES_CSV),
+        &pouwd::model::onnx::OrtSetup::default(),
+    )
+    .expect("open the chain");
+    let checked = |block: &Block| chain.validate(block.clone(), now).expect("valid");
+    let first = checked(&blocks[0]);
+    // Twice in one batch: the second is the one staged before it.
+    assert_eq!(
+        chain
+            .store
+            .insert(&[first.clone(), first.clone()])
+            .expect("insert"),
+        vec![Stored::Extended, Stored::AlreadyKnown]
+    );
+    let file = path.join("blocks");
+    let size = std::fs::metadata(&file).expect("the block file").len();
+    // Again, in a later batch, alone and before a new block.
+    assert_eq!(
+        chain.store.insert(&[first.clone()]).expect("insert"),
+        vec![Stored::AlreadyKnown]
+    );
+    assert_eq!(
+        std::fs::metadata(&file).expect("the block file").len(),
+        size
+    );
+    let second = checked(&blocks[1]);
+    assert_eq!(
+        chain.store.insert(&[first, second]).expect("insert"),
+        vec![Stored::AlreadyKnown, Stored::Extended]
+    );
+    assert_eq!(chain.store.tip().expect("tip").height, 2);
+}
