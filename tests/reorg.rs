@@ -1276,7 +1276,10 @@ fn the_store_stores_a_block_once_however_often_it_is_given() {
     let size = std::fs::metadata(&file).expect("the block file").len();
     // Again, in a later batch, alone and before a new block.
     assert_eq!(
-        chain.store.insert(&[first.clone()]).expect("insert"),
+        chain
+            .store
+            .insert(std::slice::from_ref(&first))
+            .expect("insert"),
         vec![Stored::AlreadyKnown]
     );
     assert_eq!(
