@@ -33,7 +33,9 @@
 //!
 //! Columns: blocks/s from the median wall time, the median and best wall
 //! times, and the median CPU time of all threads (from /proc/self/stat).
-//! `POUWD_BENCH_IMPORT_ONLY=1` runs nothing but the imports, for profilers.
+//! `POUWD_BENCH_IMPORT_ONLY=1` runs nothing but the imports, and
+//! `POUWD_BENCH_VERIFY_ONLY=1` nothing but the fully parallel verification,
+//! for profilers.
 //!
 //! The last line gives `import / verify` for both verify shapes. Figures
 //! measured on the project's machine and what they mean are in
@@ -411,6 +413,18 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let chain = regtest_chain(&dir.path().join("node"));
+    if std::env::var_os("POUWD_BENCH_VERIFY_ONLY").is_some() {
+        // For profilers: nothing but verification (fully parallel).
+        for _ in 0..runs {
+            let parts = verify(&chain, &records, threads, Shape::Parallel);
+            println!(
+                "verify wall {:.3} s cpu {:.2} s",
+                parts.total().as_secs_f64(),
+                parts.cpu.as_secs_f64()
+            );
+        }
+        return;
+    }
     // One untimed pass of each warms the caches and the page cache.
     verify(&chain, &records, threads, Shape::Parallel);
     time_import(&stream, blocks, threads);

@@ -1168,8 +1168,8 @@ pub(crate) fn sled_released(path: &std::path::Path) -> sled::Db {
 /// mined to height 40, then exported to `store-format-6.pouw`), kept each
 /// block's record (`b/`) and the work-hash index (`w/`) in sled. Opening
 /// it moves both into the block file and the block index, in one batch
-/// that sets format 7, and every block, its metadata and its work hash
-/// are found as before.
+/// that sets format 7, then the height index into ranges (format 8), and
+/// every block, its metadata and its work hash are found as before.
 #[test]
 fn a_format_6_store_has_its_records_and_work_index_moved_out_of_sled() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
@@ -1231,14 +1231,112 @@ fn a_format_6_store_has_its_records_and_work_index_moved_out_of_sled() {
         let db = sled_released(&path);
         assert_eq!(db.scan_prefix(b"b/").count(), 0, "the b/ keys are gone");
         assert_eq!(db.scan_prefix(b"w/").count(), 0, "the w/ keys are gone");
+        assert_eq!(db.scan_prefix(b"h/").count(), 0, "the h/ keys are gone");
         assert_eq!(
             db.get(b"meta/format").expect("read").as_deref(),
             Some(&FORMAT_VERSION.to_le_bytes()[..])
         );
-        assert_eq!(FORMAT_VERSION, 7);
+        assert_eq!(FORMAT_VERSION, 8);
         assert!(db.get(b"meta/blockruns").expect("read").is_some());
     }
-    // Opened again, as format 7 now, it answers the same.
+    // Opened again, as format 8 now, it answers the same.
+    check(&open_released(&path).expect("the upgraded store opens"));
+}
+
+/// The entries of a store's height ranges (`r/` keys), by height, parsed
+/// as schema/storage.md describes them.
+pub(crate) fn height_ranges(db: &sled::Db) -> Vec<(u64, Vec<u8>)> {
+    let mut entries = Vec::new();
+    for item in db.scan_prefix(b"r/") {
+        let (key, value) = item.expect("read");
+        let first = u64::from_be_bytes(key[2..].try_into().expect("10-byte key"));
+        let (mut at, mut height) = (0, first);
+        while at < value.len() {
+            let len = u32::from_le_bytes(value[at..at + 4].try_into().expect("4 bytes")) as usize;
+            entries.push((height, value[at + 4..at + 4 + len].to_vec()));
+            at += 4 + len;
+            height += 1;
+        }
+    }
+    entries
+}
+
+/// A store of format 7, made by the pouwd before format 8 (a regtest node
+/// mined to height 40, then exported to `store-format-7.pouw`), kept one
+/// sled key per height, `h/`, with the block's id and undo record. Opening
+/// it moves the entries, byte for byte, into ranges of heights, in one
+/// batch that sets format 8; the blocks and the ledger read as after an
+/// import of the same chain into a new store.
+#[test]
+fn a_format_7_store_has_its_height_index_moved_into_ranges() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    std::fs::create_dir_all(&path).expect("store dir");
+    for entry in std::fs::read_dir(fixture.join("store-format-7")).expect("the fixture") {
+        let entry = entry.expect("a fixture file");
+        std::fs::copy(entry.path(), path.join(entry.file_name())).expect("copy the format 7 store");
+    }
+    let old: Vec<(u64, Vec<u8>)> = {
+        let db = sled_released(&path);
+        assert_eq!(
+            db.get(b"meta/format").expect("read").as_deref(),
+            Some(&7u32.to_le_bytes()[..])
+        );
+        assert_eq!(db.scan_prefix(b"r/").count(), 0);
+        db.scan_prefix(b"h/")
+            .map(|item| {
+                let (key, entry) = item.expect("read");
+                let height = u64::from_be_bytes(key[2..].try_into().expect("10-byte key"));
+                (height, entry.to_vec())
+            })
+            .collect()
+    };
+    assert_eq!(
+        old.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+        (0..=40).collect::<Vec<_>>()
+    );
+    let export = std::fs::read(fixture.join("store-format-7.pouw")).expect("the export");
+    // The same chain imported into a new store: what the upgrade must match.
+    let fresh = node();
+    let (report, error) = import_chain(
+        &fresh.chain,
+        &export[..],
+        2,
+        pouwd::node::now_ms(),
+        |_, _| {},
+    );
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.stored, 40);
+    let check = |store: &Store| {
+        let reference = &fresh.chain.store;
+        assert_eq!(store.tip().expect("tip"), reference.tip().expect("tip"));
+        assert_eq!(
+            store.balances().expect("balances"),
+            reference.balances().expect("balances")
+        );
+        for height in 0..=41 {
+            assert_eq!(
+                store.hash_at(height).expect("read"),
+                reference.hash_at(height).expect("read")
+            );
+        }
+        assert_eq!(
+            store.hashes_between(0, 100).expect("read"),
+            reference.hashes_between(0, 100).expect("read")
+        );
+        assert_eq!(store.hashes_between(0, 100).expect("read").len(), 41);
+    };
+    check(&open_released(&path).expect("a format 7 store opens"));
+    {
+        let db = sled_released(&path);
+        assert_eq!(db.scan_prefix(b"h/").count(), 0, "the h/ keys are gone");
+        assert_eq!(height_ranges(&db), old, "every entry moved as it was");
+        assert_eq!(
+            db.get(b"meta/format").expect("read").as_deref(),
+            Some(&8u32.to_le_bytes()[..])
+        );
+    }
     check(&open_released(&path).expect("the upgraded store opens"));
 }
 

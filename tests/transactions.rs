@@ -747,6 +747,14 @@ fn a_format_5_store_has_its_transaction_index_moved_out_of_sled() {
                 .expect("write");
         }
         db.remove(b"meta/txruns").expect("remove");
+        // And its height index one `h/` key per height, as before format 8.
+        for (height, entry) in crate::reorg::height_ranges(&db) {
+            db.insert([&b"h/"[..], &height.to_be_bytes()[..]].concat(), entry)
+                .expect("write");
+        }
+        for item in db.scan_prefix(b"r/") {
+            db.remove(item.expect("read").0).expect("remove");
+        }
         db.insert(&b"meta/format"[..], &5u32.to_le_bytes())
             .expect("write");
         db.flush().expect("flush");
@@ -772,7 +780,7 @@ fn a_format_5_store_has_its_transaction_index_moved_out_of_sled() {
     assert_eq!(db.scan_prefix(b"t/").count(), 0, "the t/ keys are gone");
     assert_eq!(
         db.get(b"meta/format").expect("read").as_deref(),
-        Some(&7u32.to_le_bytes()[..])
+        Some(&8u32.to_le_bytes()[..])
     );
     assert!(db.get(b"meta/txruns").expect("read").is_some());
     // A format 6 store without its run list is damaged, not upgraded.

@@ -36,7 +36,7 @@ use runs::RunIndex;
 
 /// Version of the layout below. Versions 1 and 2 hold protocol 1 chains,
 /// which this node cannot read; a store of another version is refused.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// The most memory sled's page cache may hold. sled's default (1 GiB) let
 /// a node's memory grow with its chain. sled holds only the height index
@@ -61,9 +61,19 @@ const BLOCK_FILE: &str = "blocks";
 fn key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
     [prefix, id].concat()
 }
-fn height_key(height: u64) -> Vec<u8> {
-    key(b"h/", &height.to_be_bytes())
+/// The height index, in ranges of consecutive heights (format 8):
+/// `r/` ‖ `u64be(first height)` → the entries of the heights from there.
+const RANGE_PREFIX: &[u8] = b"r/";
+fn range_key(first: u64) -> Vec<u8> {
+    key(RANGE_PREFIX, &first.to_be_bytes())
 }
+/// A range that a batch writes holds at most this many heights, and
+/// more than one only while its entries take at most [`RANGE_BYTES`].
+const RANGE_HEIGHTS: usize = 64;
+const RANGE_BYTES: usize = 64 * 1024;
+/// Format 7 kept one key per height, `h/` ‖ `u64be(height)`, with the
+/// entry as its value. Opening such a store moves them into ranges.
+const OLD_HEIGHT_PREFIX: &[u8] = b"h/";
 fn account_key(id: &Hash32) -> Vec<u8> {
     key(b"a/", &id.0)
 }
@@ -432,6 +442,118 @@ struct Overlay<'a> {
     /// The block index entries of the blocks staged: their ids and work
     /// hashes, each with the offset of the block's record.
     block_entries: Vec<(runs::Key, u64)>,
+    /// Height index entries written (`Some`) or removed (`None`).
+    heights: BTreeMap<u64, Option<Vec<u8>>>,
+    /// The stored range read last: the next reads are mostly in it.
+    range: std::cell::RefCell<Option<Range>>,
+}
+
+/// A stored range of the height index: its key's first height, its value,
+/// and where each entry lies in the value.
+struct Range {
+    first: u64,
+    value: sled::IVec,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Range {
+    /// A range's value: each entry as `u32le(length)` ‖ entry.
+    fn decode(key: &[u8], value: sled::IVec) -> Result<Range, StoreError> {
+        let first = key
+            .strip_prefix(RANGE_PREFIX)
+            .and_then(|k| k.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt("a height range key is not 10 bytes".into()))?;
+        let mut spans = Vec::new();
+        let mut at = 0;
+        while at < value.len() {
+            let len = value
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .ok_or_else(|| corrupt_range(first, "an entry length is cut off"))?;
+            let start = at + 4;
+            let end = start
+                .checked_add(len)
+                .filter(|&end| end <= value.len())
+                .ok_or_else(|| corrupt_range(first, "an entry is cut off"))?;
+            spans.push((start, end));
+            at = end;
+        }
+        if spans.is_empty() {
+            return Err(corrupt_range(first, "it is empty"));
+        }
+        Ok(Range {
+            first,
+            value,
+            spans,
+        })
+    }
+
+    /// The last height it holds.
+    fn last(&self) -> u64 {
+        self.first + self.spans.len() as u64 - 1
+    }
+
+    fn entry(&self, height: u64) -> Option<&[u8]> {
+        let i = usize::try_from(height.checked_sub(self.first)?).ok()?;
+        self.spans
+            .get(i)
+            .map(|&(start, end)| &self.value[start..end])
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| (self.first + i as u64, &self.value[start..end]))
+    }
+
+    /// The stored range that holds `height`, if any.
+    fn holding(tree: &sled::Tree, height: u64) -> Result<Option<Range>, StoreError> {
+        let Some(item) = tree.range(range_key(0)..=range_key(height)).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        let range = Range::decode(&key, value)?;
+        Ok((range.last() >= height).then_some(range))
+    }
+}
+
+fn corrupt_range(first: u64, why: &str) -> StoreError {
+    StoreError::Corrupt(format!("the height range from {first}: {why}"))
+}
+
+/// The values of height ranges holding `entries`, consecutive heights
+/// from the first, each with its first height.
+fn pack_ranges(entries: &[(u64, Vec<u8>)]) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut ranges: Vec<(u64, Vec<u8>, usize)> = Vec::new();
+    for (i, (height, entry)) in entries.iter().enumerate() {
+        if let Some((first, _)) = entries.first() {
+            if *height != first + i as u64 {
+                return Err(StoreError::Corrupt(format!(
+                    "the height index has no entry at {}",
+                    first + i as u64
+                )));
+            }
+        }
+        let len = u32::try_from(entry.len()).map_err(|_| {
+            StoreError::Corrupt(format!("the height index entry at {height} is over 4 GiB"))
+        })?;
+        let fits = ranges.last().is_some_and(|(_, value, count)| {
+            *count < RANGE_HEIGHTS && value.len() + 4 + entry.len() <= RANGE_BYTES
+        });
+        if !fits {
+            ranges.push((*height, Vec::new(), 0));
+        }
+        let (_, value, count) = ranges.last_mut().expect("a range");
+        value.extend_from_slice(&len.to_le_bytes());
+        value.extend_from_slice(entry);
+        *count += 1;
+    }
+    Ok(ranges
+        .into_iter()
+        .map(|(first, value, _)| (first, value))
+        .collect())
 }
 
 /// A value read through an [`Overlay`]: staged or stored, never copied.
@@ -463,15 +585,60 @@ impl<'a> Overlay<'a> {
     fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key.into(), None);
     }
-    fn into_batch(self) -> sled::Batch {
+    /// The height index entry at `height`: written here, or stored.
+    fn height_entry(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(entry) = self.heights.get(&height) {
+            return Ok(entry.clone());
+        }
+        let mut cached = self.range.borrow_mut();
+        if let Some(entry) = cached.as_ref().and_then(|r| r.entry(height)) {
+            return Ok(Some(entry.to_vec()));
+        }
+        let Some(range) = Range::holding(self.tree, height)? else {
+            return Ok(None);
+        };
+        let entry = range.entry(height).map(<[u8]>::to_vec);
+        *cached = Some(range);
+        Ok(entry)
+    }
+    fn set_height_entry(&mut self, height: u64, entry: Option<Vec<u8>>) {
+        self.heights.insert(height, entry);
+    }
+    /// The pending writes as one batch. The height index entries changed
+    /// rewrite the stored ranges from the one that holds the lowest of
+    /// them up.
+    fn into_batch(self) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
+        if let Some(&lowest) = self.heights.keys().next() {
+            let from = Range::holding(self.tree, lowest)?.map_or(lowest, |r| r.first);
+            let mut entries = BTreeMap::new();
+            for item in self.tree.range(range_key(from)..) {
+                let (key, value) = item?;
+                if !key.starts_with(RANGE_PREFIX) {
+                    break;
+                }
+                let range = Range::decode(&key, value)?;
+                entries.extend(range.entries().map(|(h, e)| (h, e.to_vec())));
+                batch.remove(key);
+            }
+            for (height, entry) in self.heights {
+                match entry {
+                    Some(entry) => entries.insert(height, entry),
+                    None => entries.remove(&height),
+                };
+            }
+            let entries: Vec<(u64, Vec<u8>)> = entries.into_iter().collect();
+            for (first, value) in pack_ranges(&entries)? {
+                batch.insert(range_key(first), value);
+            }
+        }
         for (k, v) in self.writes {
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
-        batch
+        Ok(batch)
     }
 }
 
@@ -556,7 +723,7 @@ impl LedgerState<StoreError> for Overlay<'_> {
     /// The credit is in the undo record of the best chain's block there,
     /// which its height index entry holds.
     fn credit_at(&self, height: u64) -> Result<Option<Credit>, StoreError> {
-        let Some(entry) = self.get(&height_key(height))? else {
+        let Some(entry) = self.height_entry(height)? else {
             return Ok(None);
         };
         Ok(decode_height_entry(&entry)?.1.map(|undo| undo.credit))
@@ -665,6 +832,14 @@ fn decode_height_entry(entry: &[u8]) -> Result<(Hash32, Option<Undo>), StoreErro
     Ok((id, undo))
 }
 
+/// The block id a height index entry names.
+fn entry_id(entry: &[u8]) -> Result<Hash32, StoreError> {
+    entry
+        .get(..32)
+        .ok_or_else(|| StoreError::Corrupt("a height index entry is under 32 bytes".into()))
+        .and_then(|id| decode_hash(id, "height index entry"))
+}
+
 fn height_entry(id: &Hash32, undo: &Undo) -> Vec<u8> {
     let mut entry = id.0.to_vec();
     entry.extend_from_slice(&encoding::encode(undo));
@@ -758,7 +933,10 @@ impl Store {
         batch.insert(KEY_BLOCKS_LEN, &0u64.to_le_bytes());
         batch.insert(KEY_TX_RUNS, &[]);
         batch.insert(KEY_BLOCK_RUNS, &[]);
-        batch.insert(height_key(0), &genesis.0);
+        batch.insert(
+            range_key(0),
+            pack_ranges(&[(0, genesis.0.to_vec())])?.remove(0).1,
+        );
         batch.insert(KEY_TIP, &genesis.0);
         // The format key goes last in the same atomic batch: its presence
         // marks a complete store.
@@ -875,6 +1053,9 @@ impl Store {
         if format < 7 {
             store.upgrade_from_6()?;
         }
+        if format < 8 {
+            store.upgrade_from_7()?;
+        }
         Ok(store)
     }
 
@@ -962,7 +1143,7 @@ impl Store {
             },
             other => other,
         })?;
-        overlay.put(height_key(meta.height), height_entry(hash, &undo));
+        overlay.set_height_entry(meta.height, Some(height_entry(hash, &undo)));
         overlay
             .tx_entries
             .extend(txs.iter().map(|tx| (index_key(&tx.id()), meta.height)));
@@ -1081,17 +1262,36 @@ impl Store {
     /// The best chain's block at `height`.
     pub fn hash_at(&self, height: u64) -> Result<Option<Hash32>, StoreError> {
         self.check_usable()?;
-        self.db
-            .get(height_key(height))?
-            .map(|entry| {
-                entry
-                    .get(..32)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("a height index entry is under 32 bytes".into())
-                    })
-                    .and_then(|id| decode_hash(id, "height index entry"))
-            })
+        Range::holding(&self.db, height)?
+            .as_ref()
+            .and_then(|range| range.entry(height))
+            .map(entry_id)
             .transpose()
+    }
+
+    /// The best chain's blocks from height `from` to `to`, both included;
+    /// fewer when the best chain ends before `to`.
+    pub fn hashes_between(&self, from: u64, to: u64) -> Result<Vec<Hash32>, StoreError> {
+        self.check_usable()?;
+        let mut hashes = Vec::new();
+        let Some(holding) = Range::holding(&self.db, from)? else {
+            return Ok(hashes);
+        };
+        for item in self.db.range(range_key(holding.first)..) {
+            let (key, value) = item?;
+            if !key.starts_with(RANGE_PREFIX) {
+                break;
+            }
+            for (height, entry) in Range::decode(&key, value)?.entries() {
+                if height > to {
+                    return Ok(hashes);
+                }
+                if height >= from {
+                    hashes.push(entry_id(entry)?);
+                }
+            }
+        }
+        Ok(hashes)
     }
 
     /// The block that carries `work_hash`, if any.
@@ -1225,6 +1425,8 @@ impl Store {
             staged: HashMap::new(),
             tx_entries: Vec::new(),
             block_entries: Vec::new(),
+            heights: BTreeMap::new(),
+            range: std::cell::RefCell::new(None),
         }
     }
 
@@ -1307,6 +1509,8 @@ impl Store {
             staged: HashMap::new(),
             tx_entries: Vec::new(),
             block_entries: Vec::new(),
+            heights: BTreeMap::new(),
+            range: std::cell::RefCell::new(None),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
         for (at, checked) in blocks.iter().enumerate() {
@@ -1364,7 +1568,16 @@ impl Store {
                 }
             }
         }
-        self.commit(overlay.into_batch(), staged)
+        let batch = match overlay.into_batch() {
+            Ok(batch) => batch,
+            Err(e) => {
+                for (index, run) in staged {
+                    index.abort(run);
+                }
+                return Err(e);
+            }
+        };
+        self.commit(batch, staged)
     }
 
     /// Look up through the index runs `staged` from now on, then apply
@@ -1474,7 +1687,7 @@ impl Store {
         }
         batch.insert(KEY_BLOCKS_LEN, &end.to_le_bytes());
         let staged = self.stage_whole(&self.blockindex, KEY_BLOCK_RUNS, entries, &mut batch)?;
-        batch.insert(KEY_FORMAT, &FORMAT_VERSION.to_le_bytes());
+        batch.insert(KEY_FORMAT, &7u32.to_le_bytes());
         self.commit(batch, staged)
             .map_err(|e| self.failed_with(e))?;
         *committed = end;
@@ -1482,6 +1695,36 @@ impl Store {
     }
 
     /// Record a failed write (the first one counts) and give its error.
+    /// Move a format 7 store's height index, one `h/` key per height, into
+    /// ranges of heights, in one batch that also sets format 8.
+    fn upgrade_from_7(&self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut entries = Vec::new();
+        for item in self.db.scan_prefix(OLD_HEIGHT_PREFIX) {
+            let (key, value) = item?;
+            let height = key
+                .get(OLD_HEIGHT_PREFIX.len()..)
+                .and_then(|k| k.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| {
+                    StoreError::Corrupt("a format 7 height key is not 10 bytes".into())
+                })?;
+            entries.push((height, value.to_vec()));
+            batch.remove(key);
+        }
+        if entries.first().map(|(height, _)| *height) != Some(0) {
+            return Err(StoreError::Corrupt(
+                "the format 7 height index has no entry at 0".into(),
+            ));
+        }
+        for (first, value) in pack_ranges(&entries)? {
+            batch.insert(range_key(first), value);
+        }
+        batch.insert(KEY_FORMAT, &8u32.to_le_bytes());
+        self.commit(batch, Vec::new())
+            .map_err(|e| self.failed_with(e))
+    }
+
     fn failed_with(&self, error: StoreError) -> StoreError {
         if let Some(failure) = Failure::of(&error) {
             let _ = self.failed.set(failure);
@@ -1564,7 +1807,7 @@ impl Store {
             // ancestors need the height index.
             if *hash != id
                 && overlay
-                    .get(&height_key(m.height))?
+                    .height_entry(m.height)?
                     .is_some_and(|entry| entry.get(..32) == Some(&hash.0[..]))
             {
                 break;
@@ -1580,16 +1823,15 @@ impl Store {
         // Roll back the old branch above the fork, newest first.
         for height in (fork_height + 1..=tip_meta.height).rev() {
             let entry = overlay
-                .get(&height_key(height))?
+                .height_entry(height)?
                 .ok_or_else(|| StoreError::Corrupt(format!("no best block at {height}")))?;
             let (old, undo) = decode_height_entry(&entry)?;
-            drop(entry);
             let undo = undo.ok_or_else(|| {
                 StoreError::Corrupt(format!("best block {old} has no undo record"))
             })?;
             ledger::disconnect_block(overlay, undo)?;
             // Its transaction index entries stay: a lookup checks the block.
-            overlay.remove(height_key(height));
+            overlay.set_height_entry(height, None);
         }
         // Connect the new branch, oldest first: the blocks stored earlier
         // as a side branch, then this one.

@@ -197,13 +197,6 @@ pub(super) fn hashes_after(shared: &Shared, locator: &[Hash32], max: usize) -> R
             }
         }
     }
-    let tip = store.tip()?.height;
-    let mut hashes = Vec::new();
-    for height in start + 1..=tip.min(start + max as u64) {
-        match store.hash_at(height)? {
-            Some(hash) => hashes.push(hash),
-            None => break,
-        }
-    }
+    let hashes = store.hashes_between(start + 1, start.saturating_add(max as u64))?;
     Ok(Response::Hashes(hashes))
 }
