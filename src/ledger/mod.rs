@@ -134,6 +134,7 @@ pub fn connect_block<E: From<LedgerError>>(
         reward,
         txs,
         training,
+        schedule.clone(),
         &mut before,
     ) {
         Ok(credit) => Ok(Undo {
@@ -185,10 +186,10 @@ fn apply<E: From<LedgerError>>(
     reward: u64,
     txs: &[CheckedTx],
     training: &BlockTraining,
+    mut schedule: Schedule,
     before: &mut Before,
 ) -> Result<Credit, E> {
     let overflow = |account: &Hash32| LedgerError::BalanceOverflow { account: *account };
-    let mut schedule = state.get_schedule()?;
     let expected = scheduled_job(state)?;
     if training.job != expected {
         return Err(LedgerError::WrongJob {

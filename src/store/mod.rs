@@ -446,6 +446,8 @@ struct Overlay<'a> {
     heights: BTreeMap<u64, Option<Vec<u8>>>,
     /// The stored range read last: the next reads are mostly in it.
     range: std::cell::RefCell<Option<Range>>,
+    /// The first stored `q/` entry (`Some(None)`: there is none), read once.
+    queue_front: std::cell::OnceCell<Option<(sled::IVec, sled::IVec)>>,
 }
 
 /// A stored range of the height index: its key's first height, its value,
@@ -691,12 +693,30 @@ impl LedgerState<StoreError> for Overlay<'_> {
             ))
             .take_while(|(k, _)| k.starts_with(QUEUE_PREFIX))
             .find_map(|(k, v)| v.as_ref().map(|v| (k.to_vec(), v.to_vec())));
+        // The tree does not change under an overlay: its first entry is
+        // read once, and the scan goes on past it only when a write here
+        // replaced or removed it.
+        let front = match self.queue_front.get() {
+            Some(front) => front,
+            None => {
+                let first = self.tree.scan_prefix(QUEUE_PREFIX).next().transpose()?;
+                self.queue_front.get_or_init(|| first)
+            }
+        };
         let mut stored = None;
-        for entry in self.tree.scan_prefix(QUEUE_PREFIX) {
-            let (k, v) = entry?;
-            if !self.writes.contains_key(k.as_ref()) {
+        match front {
+            None => {}
+            Some((k, v)) if !self.writes.contains_key(k.as_ref()) => {
                 stored = Some((k.to_vec(), v.to_vec()));
-                break;
+            }
+            Some(_) => {
+                for entry in self.tree.scan_prefix(QUEUE_PREFIX) {
+                    let (k, v) = entry?;
+                    if !self.writes.contains_key(k.as_ref()) {
+                        stored = Some((k.to_vec(), v.to_vec()));
+                        break;
+                    }
+                }
             }
         }
         let head = match (pending, stored) {
@@ -1427,6 +1447,7 @@ impl Store {
             block_entries: Vec::new(),
             heights: BTreeMap::new(),
             range: std::cell::RefCell::new(None),
+            queue_front: std::cell::OnceCell::new(),
         }
     }
 
@@ -1511,6 +1532,7 @@ impl Store {
             block_entries: Vec::new(),
             heights: BTreeMap::new(),
             range: std::cell::RefCell::new(None),
+            queue_front: std::cell::OnceCell::new(),
         };
         let mut outcomes = Vec::with_capacity(blocks.len());
         for (at, checked) in blocks.iter().enumerate() {
