@@ -43,7 +43,7 @@
 //!      `check_tx` is also timed apart, outside the total.
 //!
 //!    `import_chain` verifies and stores a batch at a time, at most
-//!    `BATCH_BLOCKS` (256) blocks and `BATCH_BYTES` (2 MiB), and overlaps
+//!    `BATCH_BLOCKS` (1024) blocks and `BATCH_BYTES` (2 MiB), and overlaps
 //!    the store of one batch with the checks of the next; the default
 //!    112 blocks of ~150 KB are 8 batches.
 //!    Then, after one more import, the mean time of `Store::tx_location`

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// A chain for the import tests that stop during an import: two whole
+/// batches and a few blocks more.
+const THREE_BATCHES: u64 = 2 * pouwd::node::import::BATCH_BLOCKS as u64 + 52;
+
 fn mine_regtest(dir: &Path, height: u64) -> Vec<String> {
     let d = dir_arg(dir);
     let h = height.to_string();
@@ -1017,21 +1021,22 @@ df -k {t}/mnt > {t}/df
     assert_eq!(status(&fresh)["tip"], s["tip"]);
 }
 
-/// An import that fills the disk (a 3 MiB tmpfs in a private mount
-/// namespace, as above) names, beside the count of blocks it stored, the
+/// An import that fills the disk (a 2 MiB tmpfs in a private mount
+/// namespace, as above, which holds the first batch but not the second)
+/// names, beside the count of blocks it stored, the
 /// tip they end at: the stored one, which the store has once space is
 /// freed, not the one of a batch the disk had no room for.
 #[test]
 fn an_import_that_fills_the_disk_names_the_stored_count_and_tip() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
-    mine_regtest(&source, 1100);
+    mine_regtest(&source, THREE_BATCHES);
     export(&source, &tmp.path().join("chain.pouw"));
     let t = dir_arg(tmp.path());
     let script = format!(
         r#"set -u
 mkdir -p {t}/mnt
-mount -t tmpfs -o size=1536k tmpfs {t}/mnt || exit 90
+mount -t tmpfs -o size=2048k tmpfs {t}/mnt || exit 90
 {bin} import-chain --data-dir {t}/mnt/node --chain regtest --in {t}/chain.pouw 2> {t}/err
 echo $? > {t}/rc
 mount -o remount,size=64m {t}/mnt || exit 91
@@ -1280,7 +1285,10 @@ fn a_signal_stops_an_import_after_its_batch_and_says_what_is_stored() {
     use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
-    const BLOCKS: u64 = 1100;
+    // When the first batch's progress line comes, the second batch is
+    // being stored and the third checked: both are stored after the
+    // signal, the fourth is dropped.
+    const BLOCKS: u64 = 3 * pouwd::node::import::BATCH_BLOCKS as u64 + 52;
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
     mine_regtest(&source, BLOCKS);
@@ -1302,9 +1310,9 @@ fn a_signal_stops_an_import_after_its_batch_and_says_what_is_stored() {
             .expect("spawn pouwd import-chain");
         let mut stdin = child.stdin.take().unwrap();
         let data = Arc::clone(&bytes);
-        // About 7 blocks every 10 ms: the whole file takes seconds.
+        // About 14 blocks every 10 ms: the whole file takes seconds.
         let writer = std::thread::spawn(move || {
-            for chunk in data.chunks(8 << 10) {
+            for chunk in data.chunks(16 << 10) {
                 if stdin.write_all(chunk).is_err() {
                     return;
                 }
