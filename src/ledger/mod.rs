@@ -134,7 +134,7 @@ pub fn connect_block<E: From<LedgerError>>(
         reward,
         txs,
         training,
-        schedule.clone(),
+        schedule,
         &mut before,
     ) {
         Ok(credit) => Ok(Undo {
