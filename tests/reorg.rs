@@ -157,6 +157,13 @@ pub(crate) fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snaps
         .iter()
         .map(|h| h.expect("every height up to the tip has a best block"))
         .collect();
+    assert_eq!(
+        store
+            .hashes_between(0, probe_height.max(tip.height) + 1)
+            .expect("height index"),
+        on_best,
+        "the best chain's hashes in one read"
+    );
     let metas = on_best
         .iter()
         .map(|h| {
@@ -368,6 +375,47 @@ fn a_reorg_deeper_than_the_validation_window_and_back_matches_a_replay() {
     assert_eq!(submit(&node, &next[0], now), Stored::Extended);
     let on_a = chain_of(&[&prefix, &branch_a, &next]);
     assert_state_is_replay_of(&node, &on_a, &keys, probe + 1, now);
+}
+
+#[test]
+/// An import stores the height index in ranges of 64 heights; reorgs that
+/// fork inside a range, one block at a time or inside an import batch,
+/// rewrite it from its first height, and the state is that of a replay
+/// (which stores one height per range).
+#[test]
+fn reorgs_that_fork_inside_a_height_range_match_a_replay() {
+    let mut builder = TestChain::regtest();
+    let (alice, bob, carol) = (key(1), key(2), key(3));
+    let keys = [miner_id(&alice), miner_id(&bob), miner_id(&carol)];
+    let now = submit_time(&builder);
+    let genesis = builder.genesis;
+    let a = mine_branch(&mut builder, genesis, &alice, 150);
+    // B forks at 100, inside the range of 65..=128, and passes A at 151.
+    let b = mine_branch(&mut builder, a[99].id(), &bob, 51);
+    // C forks at 70, inside the same range, and passes B within a batch.
+    let c = mine_branch(&mut builder, a[69].id(), &carol, 90);
+    let probe = 170;
+
+    let node = node();
+    let (report, error) = import(&node, &stream(node.chain.params(), &a), now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.stored, 150);
+    assert_state_is_replay_of(&node, &chain_of(&[&a]), &keys, probe, now);
+
+    submit_all(&node, &b[..50], now, &Stored::SideChain);
+    assert_eq!(
+        submit(&node, &b[50], now),
+        Stored::Reorg {
+            fork_height: 100,
+            disconnected: 50
+        }
+    );
+    assert_state_is_replay_of(&node, &chain_of(&[&a[..100], &b]), &keys, probe, now);
+
+    let (report, error) = import(&node, &stream(node.chain.params(), &c), now);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!((report.stored, report.reorgs), (90, 1));
+    assert_state_is_replay_of(&node, &chain_of(&[&a[..70], &c]), &keys, probe, now);
 }
 
 #[test]

@@ -1940,6 +1940,115 @@ mod tests {
     use super::*;
     use std::io;
 
+    fn entry(height: u64, len: usize) -> (u64, Vec<u8>) {
+        (height, vec![height as u8; len])
+    }
+
+    /// Each range's first height and entry count, and its entries back.
+    fn unpack(ranges: &[(u64, Vec<u8>)]) -> (Vec<(u64, usize)>, Vec<(u64, Vec<u8>)>) {
+        let mut shape = Vec::new();
+        let mut entries = Vec::new();
+        for (first, value) in ranges {
+            let range = Range::decode(&range_key(*first), value.clone().into()).expect("decodes");
+            assert_eq!(range.first, *first);
+            shape.push((*first, range.spans.len()));
+            entries.extend(range.entries().map(|(h, e)| (h, e.to_vec())));
+        }
+        (shape, entries)
+    }
+
+    #[test]
+    fn a_range_holds_at_most_64_heights_and_64_kib_of_entries() {
+        for (count, shape) in [
+            (64, vec![(5, 64)]),
+            (65, vec![(5, 64), (69, 1)]),
+            (129, vec![(5, 64), (69, 64), (133, 1)]),
+        ] {
+            let entries: Vec<_> = (5..5 + count).map(|h| entry(h, 100)).collect();
+            let ranges = pack_ranges(&entries).expect("packs");
+            assert_eq!(unpack(&ranges), (shape, entries));
+        }
+        // 4 bytes of length each: two entries of 32 KiB - 4 fill 64 KiB, one
+        // byte more does not fit; an entry over 64 KiB has a range alone.
+        let half = RANGE_BYTES / 2 - 4;
+        for (lens, shape) in [
+            (vec![half, half, 1], vec![(0, 2), (2, 1)]),
+            (vec![half, half + 1, 1], vec![(0, 1), (1, 2)]),
+            (vec![1, RANGE_BYTES + 1, 1], vec![(0, 1), (1, 1), (2, 1)]),
+        ] {
+            let entries: Vec<_> = lens
+                .iter()
+                .enumerate()
+                .map(|(h, &l)| entry(h as u64, l))
+                .collect();
+            let ranges = pack_ranges(&entries).expect("packs");
+            assert_eq!(unpack(&ranges), (shape, entries));
+        }
+        assert!(pack_ranges(&[]).expect("packs").is_empty());
+    }
+
+    #[test]
+    fn packing_a_height_index_with_a_gap_is_refused() {
+        let error = pack_ranges(&[entry(3, 40), entry(4, 40), entry(6, 40)])
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("no entry at 5"), "{error}");
+    }
+
+    #[test]
+    fn a_damaged_height_range_is_corrupt() {
+        let good = pack_ranges(&[entry(7, 40), entry(8, 3)])
+            .expect("packs")
+            .remove(0)
+            .1;
+        assert_eq!(
+            unpack(&[(7, good.clone())]),
+            (vec![(7, 2)], vec![entry(7, 40), entry(8, 3)])
+        );
+        let decode = |key: &[u8], value: &[u8]| Range::decode(key, value.to_vec().into()).err();
+        for cut in [1, 2, 3, 4, 5, 43] {
+            let error = decode(&range_key(7), &good[..good.len() - cut]).expect("refused");
+            assert!(
+                matches!(error, StoreError::Corrupt(ref why) if why.contains("from 7")),
+                "{error}"
+            );
+        }
+        assert!(decode(&range_key(7), &[]).is_some(), "an empty range");
+        assert!(decode(&range_key(7)[..9], &good).is_some(), "a short key");
+        assert!(
+            decode(b"h/\0\0\0\0\0\0\0\x07", &good).is_some(),
+            "another prefix"
+        );
+    }
+
+    #[test]
+    fn a_height_is_found_in_the_range_that_holds_it_and_nowhere_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open_db(dir.path()).expect("sled");
+        let mut entries: Vec<_> = (0..70).map(|h| entry(h, 10)).collect();
+        entries.extend((70..72).map(|h| entry(h, 20)));
+        for (first, value) in pack_ranges(&entries[..70]).expect("packs") {
+            db.insert(range_key(first), value).expect("insert");
+        }
+        for (first, value) in pack_ranges(&entries[70..]).expect("packs") {
+            db.insert(range_key(first), value).expect("insert");
+        }
+        // Keys just past the prefix are not ranges.
+        db.insert(b"s/", &b"x"[..]).expect("insert");
+        for (height, bytes) in &entries {
+            let range = Range::holding(&db, *height).expect("read").expect("held");
+            assert_eq!(range.entry(*height), Some(&bytes[..]));
+            let first = match height {
+                0..=63 => 0,
+                64..=69 => 64,
+                _ => 70,
+            };
+            assert_eq!(range.first, first);
+        }
+        assert!(Range::holding(&db, 72).expect("read").is_none());
+        assert!(Range::holding(&db, u64::MAX).expect("read").is_none());
+    }
+
     #[test]
     fn a_full_disk_is_told_apart_from_other_storage_errors() {
         let full = |e: io::Error| StoreError::from(sled::Error::Io(e));
