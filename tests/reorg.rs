@@ -377,7 +377,6 @@ fn a_reorg_deeper_than_the_validation_window_and_back_matches_a_replay() {
     assert_state_is_replay_of(&node, &on_a, &keys, probe + 1, now);
 }
 
-#[test]
 /// An import stores the height index in ranges of 64 heights; reorgs that
 /// fork inside a range, one block at a time or inside an import batch,
 /// rewrite it from its first height, and the state is that of a replay

@@ -1944,8 +1944,11 @@ mod tests {
         (height, vec![height as u8; len])
     }
 
-    /// Each range's first height and entry count, and its entries back.
-    fn unpack(ranges: &[(u64, Vec<u8>)]) -> (Vec<(u64, usize)>, Vec<(u64, Vec<u8>)>) {
+    /// Each range's first height and entry count.
+    type Shape = Vec<(u64, usize)>;
+
+    /// The shape of `ranges`, and their entries back.
+    fn unpack(ranges: &[(u64, Vec<u8>)]) -> (Shape, Vec<(u64, Vec<u8>)>) {
         let mut shape = Vec::new();
         let mut entries = Vec::new();
         for (first, value) in ranges {
@@ -1989,9 +1992,7 @@ mod tests {
 
     #[test]
     fn packing_a_height_index_with_a_gap_is_refused() {
-        let error = pack_ranges(&[entry(3, 40), entry(4, 40), entry(6, 40)])
-            .err()
-            .expect("refused");
+        let error = pack_ranges(&[entry(3, 40), entry(4, 40), entry(6, 40)]).expect_err("refused");
         assert!(error.to_string().contains("no entry at 5"), "{error}");
     }
 
