@@ -6,7 +6,8 @@
 //! would cost a random sled key per entry: block id and work hash → record,
 //! and transaction id → height. One sled tree holds the rest, under key
 //! prefixes: the best-chain height index with each block's undo record,
-//! the ledger's accounts and jobs, and a few meta keys (format version,
+//! in ranges of consecutive heights (one key per stored batch, not per
+//! block), the ledger's accounts and jobs, and a few meta keys (format version,
 //! chain parameters, tip, the block file's length, the live runs). Every
 //! change — new blocks, the tip move, a reorg's rollback and replay, the
 //! accounts — is one atomic sled batch, flushed before the call returns,
@@ -41,9 +42,10 @@ pub const FORMAT_VERSION: u32 = 8;
 /// The most memory sled's page cache may hold. sled's default (1 GiB) let
 /// a node's memory grow with its chain. sled holds only the height index
 /// and the ledger's state, and the store reads the top of the height
-/// index and a few accounts: 4 MiB keeps a mining node's memory flat
-/// from 10,000 blocks on (benches/RESULTS-store.md).
-pub const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// index and a few accounts: 2 MiB kept a mining node within 17 % from
+/// 10,000 to 100,000 blocks, where 4 MiB let it grow by 20–22 %
+/// (benches/RESULTS-store.md).
+pub const CACHE_BYTES: u64 = 2 * 1024 * 1024;
 
 const KEY_FORMAT: &[u8] = b"meta/format";
 const KEY_PARAMS: &[u8] = b"meta/params";
