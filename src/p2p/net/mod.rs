@@ -57,8 +57,12 @@ const REFUSED_PAUSE: Duration = Duration::from_millis(250);
 const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 /// Peers asked for the hashes to sync at once.
 const HASH_SOURCES: usize = 3;
-/// Most blocks verified and stored together during sync.
-const STORE_GROUP: usize = 256;
+/// Most blocks verified and stored together during sync: an import's
+/// batch, whose size is set by what a batch costs the store.
+const STORE_GROUP: usize = crate::node::import::BATCH_BLOCKS;
+/// A sync of more blocks than this is a long one: it gets a bar on a
+/// terminal, and its end is always said.
+const LONG_SYNC: u64 = 256;
 /// Peers that connected since the last relay round hear of the pool
 /// within this.
 const TX_RELAY_INTERVAL: Duration = Duration::from_millis(500);

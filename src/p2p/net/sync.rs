@@ -671,9 +671,23 @@ impl Network {
                 };
                 let mut first = Some(first.blocks);
                 let mut wait = ARRIVAL_WAIT;
+                // The first group is one batch, so that verifying starts
+                // as soon as blocks come; each next one is twice as big,
+                // up to STORE_GROUP.
+                let mut group = BATCH;
                 let (report, error) = shared.write_announcing(|chain, announce| {
-                    let next =
-                        || gather(first.take(), &arrived, &mut position, &mut open, &mut wait);
+                    let next = || {
+                        let limit = group;
+                        group = (group * 2).min(STORE_GROUP);
+                        gather(
+                            first.take(),
+                            &arrived,
+                            &mut position,
+                            &mut open,
+                            &mut wait,
+                            limit,
+                        )
+                    };
                     store_blocks(chain, next, threads, now_ms(), |report, done| {
                         announce();
                         let so_far = ImportReport {
@@ -714,7 +728,7 @@ async fn stored_past(stored: &tokio::sync::watch::Receiver<u64>, through: u64) -
 
 /// The next group of a sync's blocks for the store, numbered from 1 in
 /// the order fetched: what `first` and `arrived` give, up to about
-/// STORE_GROUP blocks, waiting for them out of `wait` (what is left of
+/// `group` blocks, waiting for them out of `wait` (what is left of
 /// [`ARRIVAL_WAIT`] for this hold of the write lock, counted afresh when
 /// a round's first batch comes), then only taking what has come. A group
 /// runs on from one round into the next. `None` when nothing more came
@@ -725,9 +739,10 @@ fn gather(
     position: &mut u64,
     open: &mut bool,
     wait: &mut Duration,
+    group: usize,
 ) -> Option<Vec<(u64, Vec<u8>)>> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
-    let mut records = Vec::with_capacity(STORE_GROUP + BATCH);
+    let mut records = Vec::with_capacity(group + BATCH);
     let add = |records: &mut Vec<_>, position: &mut u64, blocks: Vec<Vec<u8>>| {
         for block in blocks {
             *position += 1;
@@ -737,7 +752,7 @@ fn gather(
     if let Some(first) = first {
         add(&mut records, position, first);
     }
-    while *open && records.len() < STORE_GROUP {
+    while *open && records.len() < group {
         let started = Instant::now();
         let got = if wait.is_zero() {
             arrived.try_recv().map_err(|e| match e {
@@ -764,7 +779,7 @@ fn gather(
 
 /// The progress lines of a sync, which count from where it began, across
 /// its rounds of up to MAX_HASHES blocks: a line at info at most every
-/// LINE_INTERVAL (and when a sync of more than a group of blocks reaches
+/// LINE_INTERVAL (and when a sync of more than LONG_SYNC blocks reaches
 /// its target), the others at debug; on a terminal, a bar for such a sync.
 struct SyncLines {
     start_height: u64,
@@ -812,7 +827,7 @@ impl SyncLines {
             stored.stored,
             tip.height,
         );
-        if self.bar.is_none() && wanted > STORE_GROUP as u64 && crate::progress::bar_wanted() {
+        if self.bar.is_none() && wanted > LONG_SYNC && crate::progress::bar_wanted() {
             self.bar = Some(crate::progress::Progress::start(
                 crate::progress::Task::Sync,
                 crate::progress::Unit::Blocks,
@@ -830,7 +845,7 @@ impl SyncLines {
         let due = {
             let mut last = lock(&network.last_sync_line);
             // The end of a long sync is always said.
-            let due = (synced >= wanted && wanted > STORE_GROUP as u64)
+            let due = (synced >= wanted && wanted > LONG_SYNC)
                 || (self.bar.is_none()
                     && last
                         .is_none_or(|at| now.duration_since(at) >= crate::progress::LINE_INTERVAL));
@@ -916,11 +931,21 @@ mod tests {
     #[test]
     fn a_rounds_blocks_are_grouped_as_they_arrive_and_waited_for_a_bounded_time() {
         let (send, arrived) = std::sync::mpsc::channel();
-        for _ in 0..5 {
+        // With the first batch given: a group's worth, and two batches more.
+        for _ in 0..STORE_GROUP / BATCH + 1 {
             send.send(arrival(BATCH, false)).unwrap();
         }
         let (mut position, mut open, mut wait) = (0u64, true, ARRIVAL_WAIT);
-        let mut next = |first| gather(first, &arrived, &mut position, &mut open, &mut wait);
+        let mut next = |first| {
+            gather(
+                first,
+                &arrived,
+                &mut position,
+                &mut open,
+                &mut wait,
+                STORE_GROUP,
+            )
+        };
         let first = next(Some(batch(BATCH))).unwrap();
         assert_eq!(first.len(), STORE_GROUP);
         assert_eq!(first.first().unwrap().0, 1);
@@ -945,14 +970,69 @@ mod tests {
         wait = ARRIVAL_WAIT;
         send.send(arrival(3, false)).unwrap();
         drop(send);
-        let last = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
+        let last = gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            STORE_GROUP,
+        )
+        .unwrap();
         assert_eq!(
             last.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
             (position - 2..=position).collect::<Vec<_>>()
         );
         assert_eq!(position, (STORE_GROUP + 2 * BATCH + 1 + 3) as u64);
         assert!(!open, "the fetches are over");
-        assert!(gather(None, &arrived, &mut position, &mut open, &mut wait).is_none());
+        assert!(gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            STORE_GROUP
+        )
+        .is_none());
+    }
+
+    /// A group holds at most `group` blocks, and at least one whole batch,
+    /// when more have come: the store's first group is one batch, so
+    /// that verifying starts as soon as blocks come.
+    #[test]
+    fn a_group_stops_at_its_size_once_a_batch_takes_it_there() {
+        let (send, arrived) = std::sync::mpsc::channel();
+        for _ in 0..4 {
+            send.send(arrival(BATCH, false)).unwrap();
+        }
+        let (mut position, mut open, mut wait) = (0u64, true, ARRIVAL_WAIT);
+        let first = gather(None, &arrived, &mut position, &mut open, &mut wait, BATCH).unwrap();
+        assert_eq!(first.len(), BATCH);
+        let next = gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            BATCH + 1,
+        )
+        .unwrap();
+        assert_eq!(
+            next.len(),
+            2 * BATCH,
+            "whole batches: the one that passes the size too"
+        );
+        let last = gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            2 * BATCH,
+        )
+        .unwrap();
+        assert_eq!(last.len(), BATCH, "what has come, after the wait");
+        assert_eq!(position, 4 * BATCH as u64);
     }
 
     /// The store of a sync is one pipeline across its rounds: a group
@@ -973,7 +1053,15 @@ mod tests {
         }
         // This hold of the lock has spent its wait on the round before.
         let mut wait = Duration::ZERO;
-        let group = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
+        let group = gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            STORE_GROUP,
+        )
+        .unwrap();
         assert_eq!(group.len(), last + STORE_GROUP);
         assert_eq!(
             group.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
@@ -986,7 +1074,15 @@ mod tests {
         );
         // What is left of it is waited out for the next group.
         let started = Instant::now();
-        let next = gather(None, &arrived, &mut position, &mut open, &mut wait).unwrap();
+        let next = gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            STORE_GROUP,
+        )
+        .unwrap();
         assert_eq!(next.len(), BATCH);
         assert!(started.elapsed() >= ARRIVAL_WAIT / 2);
         assert!(wait.is_zero());
