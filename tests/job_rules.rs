@@ -263,6 +263,33 @@ fn jobs_are_trained_in_queue_order_paid_refunded_and_imported_alike() {
         other.store.balances().unwrap(),
         chain.store.balances().unwrap()
     );
+
+    // And one that imports it in two batches, the first ending with the
+    // block that queued the jobs: in the second, the job at the head of
+    // the stored queue starts and ends, and the next one is found behind
+    // it, in the same batch.
+    let tip = chain.store.tip().unwrap().height;
+    let blocks: Vec<Block> = (1..=tip)
+        .map(|h| {
+            let hash = chain.store.hash_at(h).unwrap().unwrap();
+            chain.store.block(&hash).unwrap().unwrap()
+        })
+        .collect();
+    assert_eq!(blocks[11].body.txs.len(), 3, "block 12 queued the jobs");
+    let split_dir = tempfile::tempdir().unwrap();
+    let split = new_chain(split_dir.path());
+    for part in [&blocks[..12], &blocks[12..]] {
+        let bytes = crate::reorg::stream(chain.params(), part);
+        let (report, error) =
+            pouwd::node::import::import_chain(&split, &bytes[..], 2, u64::MAX / 2, |_, _| {});
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(report.stored, part.len() as u64);
+    }
+    assert_eq!(split.store.jobs().unwrap(), chain.store.jobs().unwrap());
+    assert_eq!(
+        split.store.balances().unwrap(),
+        chain.store.balances().unwrap()
+    );
 }
 
 /// A job whose steps cost 50 times the genesis task's: its ticket target

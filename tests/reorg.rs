@@ -164,6 +164,15 @@ pub(crate) fn snapshot(node: &Node, keys: &[Hash32], probe_height: u64) -> Snaps
         on_best,
         "the best chain's hashes in one read"
     );
+    // A window that ends inside the chain ends at its last height.
+    if tip.height >= 3 {
+        let last = tip.height - 1;
+        assert_eq!(
+            store.hashes_between(2, last).expect("height index"),
+            on_best[2..=last as usize],
+            "the best chain's hashes from 2 to {last}"
+        );
+    }
     let metas = on_best
         .iter()
         .map(|h| {
