@@ -1220,6 +1220,19 @@ pub(crate) fn sled_released(path: &std::path::Path) -> sled::Db {
     }
 }
 
+/// A copy of the store in `fixture`, in a new temporary directory (kept
+/// while the first value lives), and the copy's path.
+fn copy_of(fixture: &std::path::Path) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    std::fs::create_dir_all(&path).expect("store dir");
+    for entry in std::fs::read_dir(fixture).expect("the fixture") {
+        let entry = entry.expect("a fixture file");
+        std::fs::copy(entry.path(), path.join(entry.file_name())).expect("copy the store");
+    }
+    (dir, path)
+}
+
 /// A store of format 6, made by the pouwd before format 7 (a regtest node
 /// mined to height 40, then exported to `store-format-6.pouw`), kept each
 /// block's record (`b/`) and the work-hash index (`w/`) in sled. Opening
@@ -1229,13 +1242,7 @@ pub(crate) fn sled_released(path: &std::path::Path) -> sled::Db {
 #[test]
 fn a_format_6_store_has_its_records_and_work_index_moved_out_of_sled() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("store");
-    std::fs::create_dir_all(&path).expect("store dir");
-    for name in ["blocks", "conf", "db"] {
-        std::fs::copy(fixture.join("store-format-6").join(name), path.join(name))
-            .expect("copy the format 6 store");
-    }
+    let (_dir, path) = copy_of(&fixture.join("store-format-6"));
     let work: Vec<(Hash32, Hash32)> = {
         let db = sled_released(&path);
         assert_eq!(
@@ -1326,13 +1333,7 @@ pub(crate) fn height_ranges(db: &sled::Db) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn a_format_7_store_has_its_height_index_moved_into_ranges() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("store");
-    std::fs::create_dir_all(&path).expect("store dir");
-    for entry in std::fs::read_dir(fixture.join("store-format-7")).expect("the fixture") {
-        let entry = entry.expect("a fixture file");
-        std::fs::copy(entry.path(), path.join(entry.file_name())).expect("copy the format 7 store");
-    }
+    let (_dir, path) = copy_of(&fixture.join("store-format-7"));
     let old: Vec<(u64, Vec<u8>)> = {
         let db = sled_released(&path);
         assert_eq!(
