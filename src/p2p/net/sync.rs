@@ -54,11 +54,12 @@ type StoreEnd = (ImportReport, Option<ImportError>, u64);
 /// The store of a sync (`store_rounds`): one pipeline that every round
 /// following on from the one before feeds, the peer that sent each block
 /// fed to it, in the order fetched, and the position of the last block
-/// it stored.
+/// it has taken from what was fed (into a group being verified, or
+/// gathered for the next one).
 struct Storing {
     blocks: std::sync::mpsc::Sender<Arrival>,
     senders: Vec<Hash32>,
-    stored: tokio::sync::watch::Receiver<u64>,
+    taken: tokio::sync::watch::Receiver<u64>,
     task: tokio::task::JoinHandle<StoreEnd>,
 }
 
@@ -171,12 +172,12 @@ impl Network {
                 // A new store counts its blocks from 1.
                 lock(&lines).rounds.clear();
                 let (blocks, arrived) = std::sync::mpsc::channel();
-                let (progress, stored) = tokio::sync::watch::channel(0);
+                let (taking, taken) = tokio::sync::watch::channel(0);
                 Storing {
                     blocks,
                     senders: Vec::new(),
-                    stored,
-                    task: self.store_rounds(arrived, progress, Arc::clone(&lines)),
+                    taken,
+                    task: self.store_rounds(arrived, taking, Arc::clone(&lines)),
                 }
             });
             let before_round = storing_now.senders.len() as u64;
@@ -228,12 +229,12 @@ impl Network {
             }
             // Every block of a full round came and the store goes on:
             // the next round, from the hashes the leader named ahead, is
-            // fetched and fed to the same store, once the store has begun
-            // this round (blocks are fetched at most a round ahead of it).
-            // Otherwise the store ends with what it was given.
+            // fetched and fed to the same store, once the store has taken
+            // this round's first block (blocks are fetched at most a round
+            // ahead of it). Otherwise the store ends with what it was given.
             next_round = match next_hashes {
                 Some(hashes) if complete => {
-                    let begun = stored_past(&storing_now.stored, before_round).await;
+                    let begun = taken_past(&storing_now.taken, before_round).await;
                     if begun && !storing_now.task.is_finished() {
                         self.follow_on(hashes, leader, sources, ours).await
                     } else {
@@ -647,12 +648,13 @@ impl Network {
     /// arrive on `arrived` (round after round), through the import's
     /// pipeline. The write lock is held while blocks keep coming, and let
     /// go while none has come for [`ARRIVAL_WAIT`] (counted afresh for
-    /// each round); the tip is announced after every stored group, and
-    /// the position of its last block sent on `progress`.
+    /// each round); the tip is announced after every stored group. The
+    /// position of each block taken from `arrived` is sent on `taken` as
+    /// it is taken (`gather`).
     fn store_rounds(
         self: &Arc<Self>,
         arrived: std::sync::mpsc::Receiver<Arrival>,
-        progress: tokio::sync::watch::Sender<u64>,
+        taken: tokio::sync::watch::Sender<u64>,
         lines: Arc<Mutex<SyncLines>>,
     ) -> tokio::task::JoinHandle<StoreEnd> {
         let network = Arc::clone(self);
@@ -686,6 +688,7 @@ impl Network {
                             &mut open,
                             &mut wait,
                             limit,
+                            &taken,
                         )
                     };
                     store_blocks(chain, next, threads, now_ms(), |report, done| {
@@ -701,7 +704,6 @@ impl Network {
                             said = so_far;
                         }
                         stored_through = done;
-                        progress.send_replace(done);
                     })
                 });
                 shared.metrics.blocks_imported.inc_by(report.stored);
@@ -717,12 +719,14 @@ impl Network {
     }
 }
 
-/// Wait until the store (`stored`: the position of the last block it
-/// stored) is past position `through`: true then, false if it ends first.
-async fn stored_past(stored: &tokio::sync::watch::Receiver<u64>, through: u64) -> bool {
-    let mut stored = stored.clone();
+/// Wait until the store (`taken`: the position of the last block it took)
+/// is past position `through`: true then, false if it ends first. What
+/// the store has taken, not what it has stored: a group waiting for more
+/// blocks may be waiting for the very round this wait holds back.
+async fn taken_past(taken: &tokio::sync::watch::Receiver<u64>, through: u64) -> bool {
+    let mut taken = taken.clone();
     // The value is let go at once: the store cannot report while it is held.
-    let past = stored.wait_for(|&done| done >= through).await.is_ok();
+    let past = taken.wait_for(|&done| done > through).await.is_ok();
     past
 }
 
@@ -731,8 +735,10 @@ async fn stored_past(stored: &tokio::sync::watch::Receiver<u64>, through: u64) -
 /// `group` blocks, waiting for them out of `wait` (what is left of
 /// [`ARRIVAL_WAIT`] for this hold of the write lock, counted afresh when
 /// a round's first batch comes), then only taking what has come. A group
-/// runs on from one round into the next. `None` when nothing more came
-/// in time (`open` stays true) or the fetches are over (`open` is false).
+/// runs on from one round into the next. The position of the last block
+/// taken is sent on `taken` as each batch is taken, not when the group
+/// ends. `None` when nothing more came in time (`open` stays true) or the
+/// fetches are over (`open` is false).
 fn gather(
     first: Option<Vec<Vec<u8>>>,
     arrived: &std::sync::mpsc::Receiver<Arrival>,
@@ -740,6 +746,7 @@ fn gather(
     open: &mut bool,
     wait: &mut Duration,
     group: usize,
+    taken: &tokio::sync::watch::Sender<u64>,
 ) -> Option<Vec<(u64, Vec<u8>)>> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let mut records = Vec::with_capacity(group + BATCH);
@@ -748,6 +755,7 @@ fn gather(
             *position += 1;
             records.push((*position, block));
         }
+        taken.send_replace(*position);
     };
     if let Some(first) = first {
         add(&mut records, position, first);
@@ -931,6 +939,7 @@ mod tests {
     #[test]
     fn a_rounds_blocks_are_grouped_as_they_arrive_and_waited_for_a_bounded_time() {
         let (send, arrived) = std::sync::mpsc::channel();
+        let (took, _) = tokio::sync::watch::channel(0u64);
         // With the first batch given: a group's worth, and two batches more.
         for _ in 0..STORE_GROUP / BATCH + 1 {
             send.send(arrival(BATCH, false)).unwrap();
@@ -944,6 +953,7 @@ mod tests {
                 &mut open,
                 &mut wait,
                 STORE_GROUP,
+                &took,
             )
         };
         let first = next(Some(batch(BATCH))).unwrap();
@@ -977,6 +987,7 @@ mod tests {
             &mut open,
             &mut wait,
             STORE_GROUP,
+            &took,
         )
         .unwrap();
         assert_eq!(
@@ -991,7 +1002,8 @@ mod tests {
             &mut position,
             &mut open,
             &mut wait,
-            STORE_GROUP
+            STORE_GROUP,
+            &took
         )
         .is_none());
     }
@@ -1002,11 +1014,21 @@ mod tests {
     #[test]
     fn a_group_stops_at_its_size_once_a_batch_takes_it_there() {
         let (send, arrived) = std::sync::mpsc::channel();
+        let (took, _) = tokio::sync::watch::channel(0u64);
         for _ in 0..4 {
             send.send(arrival(BATCH, false)).unwrap();
         }
         let (mut position, mut open, mut wait) = (0u64, true, ARRIVAL_WAIT);
-        let first = gather(None, &arrived, &mut position, &mut open, &mut wait, BATCH).unwrap();
+        let first = gather(
+            None,
+            &arrived,
+            &mut position,
+            &mut open,
+            &mut wait,
+            BATCH,
+            &took,
+        )
+        .unwrap();
         assert_eq!(first.len(), BATCH);
         let next = gather(
             None,
@@ -1015,6 +1037,7 @@ mod tests {
             &mut open,
             &mut wait,
             BATCH + 1,
+            &took,
         )
         .unwrap();
         assert_eq!(
@@ -1029,6 +1052,7 @@ mod tests {
             &mut open,
             &mut wait,
             2 * BATCH,
+            &took,
         )
         .unwrap();
         assert_eq!(last.len(), BATCH, "what has come, after the wait");
@@ -1042,6 +1066,7 @@ mod tests {
     #[test]
     fn a_group_runs_on_into_the_next_round_whose_first_batch_renews_the_wait() {
         let (send, arrived) = std::sync::mpsc::channel();
+        let (took, _) = tokio::sync::watch::channel(0u64);
         // The end of a round of MAX_HASHES blocks (its last batch is
         // short), then the next round's first batches.
         let last = wire::MAX_HASHES % BATCH;
@@ -1060,6 +1085,7 @@ mod tests {
             &mut open,
             &mut wait,
             STORE_GROUP,
+            &took,
         )
         .unwrap();
         assert_eq!(group.len(), last + STORE_GROUP);
@@ -1081,6 +1107,7 @@ mod tests {
             &mut open,
             &mut wait,
             STORE_GROUP,
+            &took,
         )
         .unwrap();
         assert_eq!(next.len(), BATCH);
@@ -1089,39 +1116,88 @@ mod tests {
         assert!(open, "the round goes on");
     }
 
-    /// The next round's blocks are fetched only once the store is past
-    /// the round before this one: the wait ends when the store gets
+    /// The next round's blocks are fetched only once the store has taken
+    /// the first block of this one: the wait ends when the store gets
     /// there, not before, and gives up when the store ends short of it.
     #[test]
-    fn the_next_round_waits_for_the_store_to_begin_this_one() {
+    fn the_next_round_waits_for_the_store_to_take_this_ones_first_block() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let (progress, stored) = tokio::sync::watch::channel(0u64);
+            let (taking, taken) = tokio::sync::watch::channel(0u64);
+            // This round begins after position 2000.
             let waiting = tokio::spawn({
-                let stored = stored.clone();
-                async move { stored_past(&stored, 2000).await }
+                let taken = taken.clone();
+                async move { taken_past(&taken, 2000).await }
             });
             // The store reports from its own thread while the wait runs.
-            progress.send_replace(1792);
+            taking.send_replace(1792);
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!waiting.is_finished(), "went on before the store got there");
+            taking.send_replace(2000);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(
+                !waiting.is_finished(),
+                "went on with the round before taken, but not this one's first block"
+            );
             let reporter = std::thread::spawn(move || {
-                progress.send_replace(2064);
-                progress
+                taking.send_replace(2001);
+                taking
             });
             assert!(waiting.await.unwrap());
-            let progress = reporter.join().unwrap();
-            assert!(stored_past(&stored, 2064).await, "already past: no wait");
+            let taking = reporter.join().unwrap();
+            assert!(taken_past(&taken, 2000).await, "already past: no wait");
             // A store that stops at a bad block ends short of the round.
             let waiting = tokio::spawn({
-                let stored = stored.clone();
-                async move { stored_past(&stored, 4000).await }
+                let taken = taken.clone();
+                async move { taken_past(&taken, 4000).await }
             });
-            drop(progress);
+            drop(taking);
             assert!(!waiting.await.unwrap());
         });
+    }
+
+    /// The store says what it has taken as each batch is taken, not when
+    /// its group is full: a group still waiting for blocks of the next
+    /// round would otherwise hold back the very fetch of that round
+    /// (`taken_past`) until ARRIVAL_WAIT ran out.
+    #[test]
+    fn what_the_store_took_is_said_while_its_group_still_waits() {
+        let (send, arrived) = std::sync::mpsc::channel();
+        let (took, taken) = tokio::sync::watch::channel(0u64);
+        // The rest of a round: less than a group.
+        send.send(arrival(BATCH, false)).unwrap();
+        send.send(arrival(BATCH / 2, false)).unwrap();
+        let started = Instant::now();
+        let group = std::thread::scope(|scope| {
+            let took = &took;
+            let gathering = scope.spawn(move || {
+                let (mut position, mut open, mut wait) = (0u64, true, ARRIVAL_WAIT);
+                gather(
+                    None,
+                    &arrived,
+                    &mut position,
+                    &mut open,
+                    &mut wait,
+                    STORE_GROUP,
+                    took,
+                )
+            });
+            // Seen while the group waits out ARRIVAL_WAIT for more.
+            while *taken.borrow() < (BATCH + BATCH / 2) as u64 {
+                assert!(
+                    started.elapsed() < ARRIVAL_WAIT / 2,
+                    "what was taken is said only when the group ends"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(!gathering.is_finished());
+            gathering.join().unwrap().unwrap()
+        });
+        assert_eq!(group.len(), BATCH + BATCH / 2);
+        assert!(started.elapsed() >= ARRIVAL_WAIT / 2);
+        drop(send);
     }
 }
