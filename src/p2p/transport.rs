@@ -84,6 +84,11 @@ impl NetError {
     }
 }
 
+/// The send priority of bulk answers (blocks, transactions, file chunks):
+/// below the default 0 of every other stream, so that an answer to a
+/// small request is not queued behind megabytes of blocks.
+pub const BULK_PRIORITY: i32 = -1;
+
 /// QUIC transport settings: the stream, window and idle bounds of `limits`.
 pub fn transport_config(limits: &NetLimits) -> anyhow::Result<Arc<quinn::TransportConfig>> {
     let mut transport = quinn::TransportConfig::default();
@@ -92,6 +97,11 @@ pub fn transport_config(limits: &NetLimits) -> anyhow::Result<Arc<quinn::Transpo
         .max_concurrent_uni_streams(0u32.into())
         .receive_window(limits.receive_window.into())
         .stream_receive_window((wire::MAX_MESSAGE_BYTES as u32 + 1024).into())
+        // Streams of one priority are sent one after the other, in the
+        // order written, not interleaved: of a sync's batches asked at once,
+        // the first arrives first, and its verifying starts, instead of all
+        // arriving together at the end.
+        .send_fairness(false)
         .keep_alive_interval(Some(Duration::from_secs(5)))
         .max_idle_timeout(Some(
             Duration::from_secs(30).try_into().context("idle timeout")?,
@@ -113,12 +123,45 @@ pub fn node_endpoint(
                 quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)?;
             let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
             server.transport_config(Arc::clone(transport));
-            quinn::Endpoint::server(server, bind)
+            endpoint(bind, Some(server))
         }
-        None => quinn::Endpoint::client(bind),
+        None => endpoint(bind, None),
     }
     .with_context(|| format!("cannot bind UDP {bind}"))?;
     Ok(endpoint)
+}
+
+/// Bytes asked for each endpoint socket's receive and send buffers. The
+/// kernel's default (about 200 KiB) overflows when blocks come in bursts
+/// faster than a busy node reads them: every datagram dropped there costs
+/// a retransmission and halves QUIC's congestion window. The kernel caps
+/// what is asked at its own limit (`net.core.rmem_max`, `wmem_max`).
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// A UDP socket bound to `bind`, with buffers of [`SOCKET_BUFFER_BYTES`]
+/// (or as much of that as the kernel allows), as an endpoint.
+fn endpoint(
+    bind: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(bind),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // A smaller buffer than asked is not an error: the kernel's limit holds.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&bind.into())?;
+    socket.set_nonblocking(true)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket.into(),
+        runtime,
+    )
 }
 
 /// A client endpoint to reach `peers`: on the loopback address when every
@@ -131,7 +174,7 @@ pub fn client_endpoint(peers: &[PeerAddr]) -> anyhow::Result<quinn::Endpoint> {
         _ if loopback => SocketAddr::from(([127, 0, 0, 1], 0)),
         _ => SocketAddr::from(([0, 0, 0, 0], 0)),
     };
-    quinn::Endpoint::client(bind).with_context(|| format!("cannot bind UDP {bind}"))
+    endpoint(bind, None).with_context(|| format!("cannot bind UDP {bind}"))
 }
 
 /// Open a QUIC connection to `target`, checking its certificate against

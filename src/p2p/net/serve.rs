@@ -7,11 +7,14 @@ use super::*;
 impl Network {
     /// Serve the requests a peer opens streams for, until it disconnects.
     pub(super) async fn serve(self: Arc<Self>, conn: quinn::Connection, id: Hash32) {
+        // The peer's bulk reads (blocks, file chunks), one at a time.
+        let bulk = Arc::new(tokio::sync::Mutex::new(()));
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
                     let network = Arc::clone(&self);
-                    tokio::spawn(async move { network.handle_stream(id, send, recv).await });
+                    let bulk = Arc::clone(&bulk);
+                    tokio::spawn(async move { network.handle_stream(id, send, recv, &bulk).await });
                 }
                 Err(e) => {
                     let mut peers = lock(&self.peers);
@@ -48,6 +51,7 @@ impl Network {
         id: Hash32,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
+        bulk: &tokio::sync::Mutex<()>,
     ) {
         match self.charge(&id) {
             None => return,
@@ -88,15 +92,33 @@ impl Network {
             self.punish(&id, &format!("request out of bounds: {reason}"));
             return;
         }
-        let response = match self.answer(id, request).await {
+        let response = match self.answer(id, request, bulk).await {
             Ok(response) => response,
             Err(e) => Response::Refused(format!("{e:#}")),
         };
+        if matches!(
+            response,
+            Response::Blocks(_) | Response::Chunk(_) | Response::Txs(_)
+        ) {
+            // Bulk answers (up to 4 MiB) go after any other answer waiting
+            // to be sent, and in the order written (`transport_config`).
+            let _ = send.set_priority(transport::BULK_PRIORITY);
+        }
         let _ = send.write_all(&wire::frame(&response)).await;
         let _ = send.finish();
     }
 
-    pub(super) async fn answer(self: &Arc<Self>, id: Hash32, request: Request) -> Result<Response> {
+    /// The answer to one request of peer `id`. Its reads of blocks and
+    /// file chunks take turns on `bulk`, in the order asked: of a sync's
+    /// many batches asked at once, the first is read, and sent, first,
+    /// rather than all of them together at the end, and one peer keeps at
+    /// most one blocking thread busy.
+    pub(super) async fn answer(
+        self: &Arc<Self>,
+        id: Hash32,
+        request: Request,
+        bulk: &tokio::sync::Mutex<()>,
+    ) -> Result<Response> {
         let shared = Arc::clone(&self.shared);
         Ok(match request {
             Request::Hello(_) => Response::Refused("hello was already exchanged".into()),
@@ -117,6 +139,7 @@ impl Network {
                     .await??
             }
             Request::GetBlocks(hashes) => {
+                let _turn = bulk.lock().await;
                 crate::offload::spawn_blocking(move || -> Result<Response> {
                     let mut blocks = Vec::new();
                     let mut total = 16;
@@ -178,6 +201,7 @@ impl Network {
             }
             Request::GetFile { blake3 } => self.config.files.manifest(&blake3),
             Request::GetChunk { blake3, index } => {
+                let _turn = bulk.lock().await;
                 let files = self.config.files.clone();
                 crate::offload::spawn_blocking(move || files.chunk(&blake3, index)).await?
             }
