@@ -138,12 +138,25 @@ pub fn node_endpoint(
 /// what is asked at its own limit (`net.core.rmem_max`, `wmem_max`).
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
-/// A UDP socket bound to `bind`, with buffers of [`SOCKET_BUFFER_BYTES`]
-/// (or as much of that as the kernel allows), as an endpoint.
+/// An endpoint on [`udp_socket`]`(bind)`: a server when given its config.
 fn endpoint(
     bind: SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> std::io::Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        udp_socket(bind)?,
+        runtime,
+    )
+}
+
+/// A non-blocking UDP socket bound to `bind`, with receive and send
+/// buffers of [`SOCKET_BUFFER_BYTES`], or as much of that as the kernel
+/// allows.
+fn udp_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(bind),
         socket2::Type::DGRAM,
@@ -154,14 +167,7 @@ fn endpoint(
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.bind(&bind.into())?;
     socket.set_nonblocking(true)?;
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket.into(),
-        runtime,
-    )
+    Ok(socket.into())
 }
 
 /// A client endpoint to reach `peers`: on the loopback address when every
@@ -300,6 +306,36 @@ mod tests {
         ] {
             assert!(!failure.is_misbehaviour(), "{failure}");
         }
+    }
+
+    /// An endpoint's socket gets the buffers asked for, up to the
+    /// kernel's limit (Linux: `net.core.rmem_max` and `wmem_max`; it
+    /// reports twice what it grants, for its own bookkeeping).
+    #[test]
+    fn an_endpoint_socket_has_the_buffers_asked_for_or_the_kernels_most() {
+        let limit = |name| {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .map(|v| v.trim().parse::<usize>().unwrap())
+                .unwrap_or(SOCKET_BUFFER_BYTES)
+        };
+        let socket = udp_socket(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        assert!(socket.local_addr().unwrap().port() != 0, "bound");
+        let socket = socket2::SockRef::from(&socket);
+        let granted = |asked: usize| asked.min(SOCKET_BUFFER_BYTES);
+        assert!(
+            socket.recv_buffer_size().unwrap() >= granted(limit("rmem_max")),
+            "receive buffer {} with rmem_max {}",
+            socket.recv_buffer_size().unwrap(),
+            limit("rmem_max")
+        );
+        assert!(
+            socket.send_buffer_size().unwrap() >= granted(limit("wmem_max")),
+            "send buffer {} with wmem_max {}",
+            socket.send_buffer_size().unwrap(),
+            limit("wmem_max")
+        );
+        assert!(socket.nonblocking().unwrap(), "non-blocking, as the runtime needs");
+        assert_eq!(SOCKET_BUFFER_BYTES, 4 << 20);
     }
 
     #[test]
