@@ -88,6 +88,7 @@ impl NetError {
 /// below the default 0 of every other stream, so that an answer to a
 /// small request is not queued behind megabytes of blocks.
 pub const BULK_PRIORITY: i32 = -1;
+const _: () = assert!(BULK_PRIORITY < 0, "below quinn's default priority of 0");
 
 /// QUIC transport settings: the stream, window and idle bounds of `limits`.
 pub fn transport_config(limits: &NetLimits) -> anyhow::Result<Arc<quinn::TransportConfig>> {
@@ -334,7 +335,10 @@ mod tests {
             socket.send_buffer_size().unwrap(),
             limit("wmem_max")
         );
-        assert!(socket.nonblocking().unwrap(), "non-blocking, as the runtime needs");
+        assert!(
+            socket.nonblocking().unwrap(),
+            "non-blocking, as the runtime needs"
+        );
         assert_eq!(SOCKET_BUFFER_BYTES, 4 << 20);
     }
 
