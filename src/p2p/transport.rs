@@ -342,6 +342,32 @@ mod tests {
         assert_eq!(SOCKET_BUFFER_BYTES, 4 << 20);
     }
 
+    /// The QUIC settings come from the limits and the wire's bounds (quinn
+    /// shows them only through `Debug`): a peer's streams, none of them
+    /// one-way, a stream window that holds the largest message, the
+    /// connection window, bulk answers sent in the order written, and a
+    /// keep-alive well inside the idle timeout.
+    #[test]
+    fn the_transport_is_set_from_the_limits() {
+        let limits = NetLimits {
+            max_streams: 7,
+            receive_window: 3 << 20,
+            ..NetLimits::default()
+        };
+        let shown = format!("{:?}", transport_config(&limits).unwrap());
+        for field in [
+            "max_concurrent_bidi_streams: 7,".to_string(),
+            "max_concurrent_uni_streams: 0,".to_string(),
+            format!("stream_receive_window: {},", wire::MAX_MESSAGE_BYTES + 1024),
+            format!("receive_window: {},", 3 << 20),
+            "send_fairness: false,".to_string(),
+            "max_idle_timeout: Some(30000),".to_string(),
+            "keep_alive_interval: Some(5s),".to_string(),
+        ] {
+            assert!(shown.contains(&field), "{field} not in {shown}");
+        }
+    }
+
     #[test]
     fn a_frame_is_a_little_endian_length_and_the_message() {
         let request = Request::GetAddrs;
