@@ -1173,3 +1173,87 @@ fn a_silent_peer_holds_a_stop_up_for_the_bound_only() {
         "{line}"
     );
 }
+
+/// A round whose blocks do not all come ends the store where they stop:
+/// the round after it, whose hashes the leader named ahead, is not fetched
+/// on top of the gap (its blocks would have no parent here). The next
+/// round starts from what was stored, and each block past the first round
+/// is asked for once.
+#[test]
+fn a_round_cut_short_is_not_followed_by_the_round_named_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [s, f] = dirs(tmp.path(), ["s", "f"]);
+    // A full round of 2000 hashes, and 100 more.
+    mine_to(&s, 2100);
+    let tip = (2100, status(&s)["tip"].as_str().unwrap().to_string());
+    let genesis = Hash32::from_hex(status(&s)["genesis"].as_str().unwrap()).unwrap();
+    let (ps, pf) = (free_port(), free_port());
+    let mut source = start(&s, &["--listen", &local(ps)]);
+    let mut follower = start(&f, &["--listen", &local(pf)]);
+
+    // A relay between the two: it forwards the follower's requests to the
+    // source, but refuses the first round's third batch once.
+    let (_upstream_peer, upstream) = greet(pm_addr(ps), genesis, [0; 32]);
+    let hashes = |after: Hash32| match upstream.request(&Request::GetHashes {
+        locator: vec![after],
+        max: 2000,
+    }) {
+        Ok(Response::Hashes(hashes)) => hashes,
+        other => panic!("the source answered {other:?}"),
+    };
+    let first = hashes(genesis);
+    assert_eq!(first.len(), 2000);
+    let (third_batch, next_round) = (first[128], hashes(first[1999])[0]);
+    let upstream = Arc::new(upstream);
+    let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay = Adversary::new();
+    let conn = relay.connect(pm_addr(pf)).expect("TLS handshake");
+    conn.serve(Arc::new(move |request: &Request| match request {
+        Request::GetBlocks(asked)
+            if asked[0] == third_batch
+                && !refused.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+        {
+            Some(Response::Refused("busy".into()))
+        }
+        Request::GetHashes { .. } | Request::GetBlocks(_) => {
+            let (upstream, request) = (Arc::clone(&upstream), request.clone());
+            std::thread::spawn(move || upstream.request(&request).ok())
+                .join()
+                .ok()
+                .flatten()
+        }
+        Request::Announce { .. } | Request::AnnounceTxs(_) => Some(Response::Ok),
+        Request::GetAddrs => Some(Response::Addrs(Vec::new())),
+        _ => Some(Response::NotFound),
+    }));
+    assert!(matches!(
+        conn.request(&Request::Hello(hello(genesis, 2100, [0xff; 32]))),
+        Ok(Response::Hello(_))
+    ));
+    wait_until(LIMIT, "the follower syncs the chain", &[&follower], || {
+        running_tip(&f) == tip
+    });
+    let asked: Vec<Request> = conn.requests.lock().unwrap().clone();
+    let asked_for = |hash: Hash32| {
+        asked
+            .iter()
+            .filter(|r| matches!(r, Request::GetBlocks(h) if h.contains(&hash)))
+            .count()
+    };
+    assert_eq!(asked_for(third_batch), 2, "refused once, then asked again");
+    assert_eq!(
+        asked_for(next_round),
+        1,
+        "the next round's first block was asked for on top of the gap"
+    );
+    assert!(
+        !follower
+            .lines()
+            .iter()
+            .any(|l| l.contains("unknown parent")),
+        "{}",
+        follower.stderr()
+    );
+    stop(&mut follower);
+    stop(&mut source);
+}
