@@ -809,6 +809,16 @@ fn a_silent_peer_and_a_killed_follower_do_not_hold_up_block_relay() {
     assert_no_bans(&[&miner, &follower]);
 }
 
+/// `upstream`'s answer to `request`, asked from a thread of its own (the
+/// handler runs on the adversary's runtime, which `Conn::request` blocks on).
+fn forwarded(upstream: &Arc<Conn>, request: &Request) -> Option<Response> {
+    let (upstream, request) = (Arc::clone(upstream), request.clone());
+    std::thread::spawn(move || upstream.request(&request).ok())
+        .join()
+        .ok()
+        .flatten()
+}
+
 fn pm_addr(port: u16) -> SocketAddr {
     local(port).parse().unwrap()
 }
@@ -891,13 +901,7 @@ fn a_peer_that_gives_hashes_but_never_blocks_cannot_stall_a_sync() {
     let attacker = Adversary::new();
     let conn = Arc::new(attacker.connect(pm_addr(pf)).expect("TLS handshake"));
     conn.serve(Arc::new(move |request: &Request| match request {
-        Request::GetHashes { .. } => {
-            let (upstream, request) = (Arc::clone(&upstream), request.clone());
-            std::thread::spawn(move || upstream.request(&request).ok())
-                .join()
-                .ok()
-                .flatten()
-        }
+        Request::GetHashes { .. } => forwarded(&upstream, request),
         Request::GetBlocks(_) => None,
         Request::Announce { .. } | Request::AnnounceTxs(_) => Some(Response::Ok),
         Request::GetAddrs => Some(Response::Addrs(Vec::new())),
@@ -1215,13 +1219,7 @@ fn a_round_cut_short_is_not_followed_by_the_round_named_ahead() {
         {
             Some(Response::Refused("busy".into()))
         }
-        Request::GetHashes { .. } | Request::GetBlocks(_) => {
-            let (upstream, request) = (Arc::clone(&upstream), request.clone());
-            std::thread::spawn(move || upstream.request(&request).ok())
-                .join()
-                .ok()
-                .flatten()
-        }
+        Request::GetHashes { .. } | Request::GetBlocks(_) => forwarded(&upstream, request),
         Request::Announce { .. } | Request::AnnounceTxs(_) => Some(Response::Ok),
         Request::GetAddrs => Some(Response::Addrs(Vec::new())),
         _ => Some(Response::NotFound),
