@@ -142,11 +142,10 @@ impl Network {
                 let _turn = bulk.lock().await;
                 crate::offload::spawn_blocking(move || -> Result<Response> {
                     let mut blocks = Vec::new();
-                    let mut total = 16;
+                    let mut fits = within(BLOCKS_BUDGET);
                     for hash in hashes {
                         if let Some(bytes) = shared.chain.store.block_bytes(&hash)? {
-                            total += bytes.len() + 4;
-                            if total > wire::MAX_MESSAGE_BYTES {
+                            if !fits(&bytes) {
                                 break;
                             }
                             blocks.push(bytes);
@@ -182,14 +181,10 @@ impl Network {
             Request::GetTxs(ids) => {
                 let txs: Vec<Vec<u8>> = {
                     let pool = shared.pool();
-                    let mut total = 0;
                     ids.iter()
                         .filter_map(|i| pool.get(i))
                         .map(|t| t.tx().to_bytes())
-                        .take_while(|bytes| {
-                            total += bytes.len() + 4;
-                            total <= wire::MAX_TXS_RESPONSE_BYTES
-                        })
+                        .take_while(within(wire::MAX_TXS_RESPONSE_BYTES))
                         .collect()
                 };
                 let mut peers = lock(&self.tx_peers);
@@ -209,6 +204,21 @@ impl Network {
     }
 }
 
+/// The bytes a `Blocks` answer's blocks may take: a message's bound, less
+/// 16 for the frame's length, the variant and the list's length.
+const BLOCKS_BUDGET: usize = wire::MAX_MESSAGE_BYTES - 16;
+
+/// Whether each next byte string of an answer still fits `budget` bytes
+/// with those before it, each counted with 4 bytes for its length: an
+/// answer keeps them up to the first that does not.
+fn within(budget: usize) -> impl FnMut(&Vec<u8>) -> bool {
+    let mut total = 0usize;
+    move |bytes| {
+        total += bytes.len() + 4;
+        total <= budget
+    }
+}
+
 /// Answer a locator: best-chain hashes after the first entry on our best chain.
 pub(super) fn hashes_after(shared: &Shared, locator: &[Hash32], max: usize) -> Result<Response> {
     let store = &shared.chain.store;
@@ -223,4 +233,57 @@ pub(super) fn hashes_after(shared: &Shared, locator: &[Hash32], max: usize) -> R
     }
     let hashes = store.hashes_between(start + 1, start.saturating_add(max as u64))?;
     Ok(Response::Hashes(hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte strings are kept while they fit, each with 4 bytes for its
+    /// length: at the budget exactly, and not one byte past it.
+    #[test]
+    fn an_answer_keeps_what_fits_its_budget_and_not_one_byte_more() {
+        let strings = |sizes: &[usize]| sizes.iter().map(|&n| vec![7u8; n]).collect::<Vec<_>>();
+        let kept = |sizes: &[usize], budget| {
+            strings(sizes)
+                .into_iter()
+                .take_while(within(budget))
+                .map(|s| s.len())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kept(&[6, 10, 1], 24),
+            vec![6, 10],
+            "10 + 14 = 24: at the budget"
+        );
+        assert_eq!(kept(&[6, 10, 1], 23), vec![6], "one byte past it");
+        assert_eq!(kept(&[0, 0], 8), vec![0, 0]);
+        assert_eq!(kept(&[0, 0], 7), vec![0]);
+        assert_eq!(kept(&[20], 23), Vec::<usize>::new());
+    }
+
+    /// A `Blocks` answer that fills its budget to the byte is still a
+    /// message within the bound, as its reader checks it.
+    #[test]
+    fn a_full_blocks_answer_is_within_the_message_bound() {
+        // 64 blocks that fill the budget exactly.
+        let each = BLOCKS_BUDGET / wire::MAX_BLOCKS_PER_REQUEST - 4;
+        let mut sizes = vec![each; wire::MAX_BLOCKS_PER_REQUEST];
+        sizes[0] += BLOCKS_BUDGET - wire::MAX_BLOCKS_PER_REQUEST * (each + 4);
+        let blocks: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![1u8; n]).collect();
+        assert!(
+            blocks.iter().all(within(BLOCKS_BUDGET)),
+            "every block fits, to the byte"
+        );
+        let mut one_more = blocks.clone();
+        one_more[0].push(1);
+        assert!(!one_more.iter().all(within(BLOCKS_BUDGET)));
+        let framed = wire::frame(&Response::Blocks(blocks));
+        assert!(
+            framed.len() <= wire::MAX_MESSAGE_BYTES + 4,
+            "{}",
+            framed.len()
+        );
+        assert!(wire::decode_response(&framed[4..], wire::MAX_MESSAGE_BYTES).is_ok());
+    }
 }
